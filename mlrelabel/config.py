@@ -1,0 +1,166 @@
+"""Shared config builders: every `configs/<recipe>.py` starts from `base_config(variant)`.
+
+One field per decision; `--config.<field>=<value>` overrides any of them from the command line. The
+`smoke` variant shrinks data, model and schedule so that any recipe runs end to end in well under a minute
+on a 2-core CPU (the tests run the smoke variant of every config).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config(variant: str = '') -> ml_collections.ConfigDict:
+    """Defaults for plain training on the built-in digit-scenes data."""
+    c = ml_collections.ConfigDict()
+    c.method = 'supervised'
+    c.seed = 0
+
+    c.data = d = ml_collections.ConfigDict()
+    d.source = 'digit_scenes'  # 'digit_scenes' | 'json' (image files + CS570 label files)
+    d.num_classes = 10
+    d.seed = 0                       # data composition seed (separate from the training seed)
+    d.image_size = 40  # images are square [size, size, 3]
+    # digit scenes: sizes, composition and which label is visible.
+    d.num_train = 3000
+    d.num_val = 1000
+    d.num_test = 0  # 0 = no test split
+    d.layout = 'scenes'  # 'scenes' (1-4 digits at random places) | 'grid' (3x3, MILe protocol)
+    d.min_digits = 1
+    d.max_digits = 4
+    d.min_scale = 12  # digit side in pixels
+    d.max_scale = 20
+    d.visible = 'largest'  # visible single label: 'largest' digit | 'random' digit
+    # user data (source='json'): CS570 label files {"data": [{"img_path", "labels"}]}.
+    d.train_json = ''
+    d.val_json = ''
+    d.root = ''  # resolves relative img_path values ('' = the label file's folder)
+    d.check_images = True  # open every image once; unreadable ones are skipped and counted
+    d.mean = (0.1, 0.1, 0.1)  # per-channel normalisation of [0, 1] pixels
+    d.std = (0.25, 0.25, 0.25)
+
+    c.model = m = ml_collections.ConfigDict()
+    m.name = 'resnet_small'  # resnet18/34/50/101/152 | resnet_tiny | resnet_small
+    m.width = 16
+    m.small_stem = True
+    m.dropout_rate = 0.0
+    m.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16' (params stay float32)
+
+    c.train = t = ml_collections.ConfigDict()
+    t.epochs = 12
+    t.batch_size = 64
+    t.loss = 'softmax_ce'  # 'softmax_ce' | 'sigmoid_bce' | 'soft_ce'
+    t.label_smoothing = 0.0
+    t.augment = ml_collections.ConfigDict(
+        {'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False}
+    )  # digits are not mirror-symmetric
+    t.checkpoint_every_steps = 50  # plus one at every epoch end
+    t.log_every_steps = 10
+    t.eval_every_epochs = 1
+
+    c.optim = o = ml_collections.ConfigDict()
+    o.name = 'sgd'  # 'sgd' | 'adamw'
+    o.learning_rate = 0.1
+    o.lr_base_batch = 0  # >0: lr scaled by batch_size / lr_base_batch
+    o.momentum = 0.9
+    o.nesterov = True
+    o.weight_decay = 5e-4
+    o.warmup_epochs = 1.0
+    o.schedule = 'cosine'  # 'cosine' | 'constant'
+    o.grad_clip = 0.0
+
+    c.eval = e = ml_collections.ConfigDict()
+    e.batch_size = 256
+    e.threshold = 0.5  # predicted set = argmax ∪ {p > threshold}
+
+    c.parallel = p = ml_collections.ConfigDict()
+    p.num_devices = 0  # 0 = all devices
+    p.coordinator_address = ''  # multi-host: host:port of process 0
+    p.num_processes = 1
+    p.process_id = 0
+
+    c.report = r = ml_collections.ConfigDict()
+    r.num_examples = 16  # images drawn in the examples PNG
+
+    if variant == 'smoke':
+        apply_smoke(c)
+    elif variant:
+        raise ValueError(f"unknown config variant {variant!r}: expected '' or 'smoke'")
+    return c
+
+
+def apply_smoke(c: ml_collections.ConfigDict) -> None:
+    """Shrinks a config in place so the run ends in seconds on CPU."""
+    c.data.num_train = 256
+    c.data.num_val = 128
+    c.data.num_test = 0
+    c.data.image_size = 32
+    c.data.min_scale = 10
+    c.data.max_scale = 16
+    c.model.name = 'resnet_tiny'
+    c.model.width = 8
+    c.train.epochs = 2
+    c.train.batch_size = 32
+    c.train.checkpoint_every_steps = 4
+    c.train.log_every_steps = 4
+    c.eval.batch_size = 64
+    c.report.num_examples = 8
+
+
+def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_collections.ConfigDict:
+    """The Crop → Confidence → Label loop on top of `base_config` (CS570 multi-labeling ImageNet)."""
+    c = base_config('')
+    c.method = 'relabel'
+    c.model.dropout_rate = 0.3 if confidence.startswith('mc_dropout') else 0.0
+
+    c.relabel = r = ml_collections.ConfigDict()
+    r.confidence = confidence        # 'naive' | 'mc_dropout' | 'mc_dropout_full' | 'mc_perturbation'
+    r.num_samples = 16 if confidence != 'naive' else 1   # T Monte-Carlo samples per crop
+    r.perturbation = ml_collections.ConfigDict({'flip': 0.0, 'scale': 0.1, 'shift': 0.1, 'brightness': 0.1,
+                                                'contrast': 0.1, 'noise': 0.05})
+    r.crops = ml_collections.ConfigDict({
+        'kind': 'random',            # 'random' | 'fixed' | 'grid' | 'full' | 'proposals'
+        'num_crops': 8,              # K per image (grid: all windows)
+        'scale': (0.15, 0.5),        # random: area fraction range (near the objects' scale)
+        'ratio': (3 / 4, 4 / 3),
+        'size': (0.5, 0.5),          # fixed: box height, width fractions
+        'grid_scales': (1.0, 0.5),   # grid: window sides
+        'overlap': 0.5,
+        'proposal_box_size': 0.45,   # proposals: box side around each class-map peak
+        'include_full_image': True,  # the first crop is the whole image
+        'crop_size': 0,              # crops are resized to this side (0 = data.image_size)
+    })
+    r.aggregate = 'max'              # over crops: 'max' | 'mean'
+    r.assign = 'gmm'                 # 'gmm' | 'threshold' | 'topk' | 'calibrated'
+    r.threshold = 0.5                # 'threshold': global probability threshold
+    r.topk = 2                       # 'topk': labels per image
+    r.min_conf = 0.0                 # 'topk': ignore classes below this
+    r.gmm_min_posterior = 0.5        # 'gmm': posterior of the high component needed for a label
+    r.gmm_max_samples = 20000        # 'gmm': images sampled per class fit
+    r.gmm_space = 'logit'            # 'gmm': fit on 'logit' or 'prob' confidences
+    r.uncertainty = 'std'            # filter measure: 'std' (per class) | 'mutual_information' | 'entropy'
+    r.max_uncertainty = 0.0          # drop assignments above this uncertainty (0 = no filter)
+    r.keep_given = True              # the given label is always kept
+    r.max_labels = 0                 # cap on labels per image (0 = no cap)
+    r.num_relabel = 0                # relabel this many training images per round, chosen by seed (0 = all)
+    r.record_topk = 20               # per-image record: top-k classes and scores (not all C)
+    r.batch_size = 64                # images per relabel batch (multiple of the device count)
+    r.save_every_batches = 50        # relabel progress is checkpointed this often
+    r.loss = 'sigmoid_bce'           # loss of the rounds after round 0 (multi-hot targets)
+    r.warm_start = False             # start round k from round k-1's weights (else a fresh init)
+    r.epochs = 0                     # epochs of rounds >= 1 (0 = train.epochs)
+    r.metric = 'val_f1'              # convergence metric (higher is better)
+    r.min_delta = 0.005
+    r.patience = 1
+    r.max_rounds = 3                 # relabel rounds after round 0
+
+    if variant == 'smoke':
+        apply_smoke(c)
+        r.max_rounds = 1
+        r.num_samples = min(r.num_samples, 4)
+        r.crops.num_crops = 4
+        r.batch_size = 32
+        r.save_every_batches = 2
+    elif variant:
+        raise ValueError(f"unknown config variant {variant!r}: expected '' or 'smoke'")
+    return c

@@ -1,0 +1,246 @@
+"""Datasets: images plus training labels, optional hidden truth, boxes and file paths.
+
+A `Dataset` holds `images` either as an in-memory `[N, H, W, 3]` uint8 array (digit scenes) or as a
+lazy `ImageFiles` reader (label files pointing at JPEG/PNG files, e.g. ImageNet); both support
+`images[indices] -> [B, H, W, 3] uint8`, `len(images)` and `images.shape`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
+from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
+from mlrelabel.data.labels import LabelTable, read_label_file
+
+__all__ = ["Dataset", "ImageFiles", "load_image_dataset", "digit_scenes_dataset"]
+
+_MAX_REPORTED = 20  # skipped files listed by name in the report and the warning
+
+
+def _decode(path: str, image_size: int | None) -> Image.Image:
+    """Opens and fully decodes `path` as RGB; with `image_size`, JPEGs decode at a reduced scale
+    that is still >= image_size on both sides (PIL draft), which is much faster for large photos."""
+    with Image.open(path) as img:
+        if image_size is not None:
+            img.draft("RGB", (image_size, image_size))
+        return img.convert("RGB")  # convert() loads the pixels: truncated/corrupt data raises here
+
+
+def _resize_crop(img: Image.Image, size: int) -> np.ndarray:
+    """Resizes so the shorter side is `size` (bilinear, aspect kept), then centre-crops to size x size."""
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=None)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+class ImageFiles:
+    """Lazy reader of image files: `reader[indices] -> [B, S, S, 3] uint8` (int index -> [S, S, 3]).
+
+    Each image is converted to RGB, resized so its shorter side is S (bilinear, aspect ratio kept)
+    and centre-cropped to S x S. Keeping the aspect ratio avoids distorting objects, at the cost of
+    the border of elongated images (the standard ImageNet evaluation crop does the same).
+    """
+
+    def __init__(self, paths: Sequence[str], image_size: int):
+        if int(image_size) < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        self.paths = [os.fspath(p) for p in paths]
+        self.image_size = int(image_size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), self.image_size, self.image_size, 3)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8)
+
+    def load(self, i: int) -> np.ndarray:
+        """Image `i` as [S, S, 3] uint8; raises OSError naming the file if it cannot be read."""
+        path = self.paths[i]
+        try:
+            img = _decode(path, self.image_size)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise OSError(f"cannot read image {path!r} (row {i}): {e}") from e
+        return _resize_crop(img, self.image_size)
+
+    def __getitem__(self, indices) -> np.ndarray:
+        if isinstance(indices, (int, np.integer)):
+            return self.load(int(indices))
+        if isinstance(indices, slice):
+            indices = range(*indices.indices(len(self)))
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out = np.empty((indices.shape[0], self.image_size, self.image_size, 3), np.uint8)
+        for b, i in enumerate(indices):
+            out[b] = self.load(int(i))
+        return out
+
+    def subset(self, indices) -> "ImageFiles":
+        """A reader over the files at `indices`, in that order."""
+        return ImageFiles([self.paths[int(i)] for i in np.asarray(indices).reshape(-1)], self.image_size)
+
+    def __repr__(self) -> str:
+        return f"ImageFiles({len(self)} files, image_size={self.image_size})"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Images with training labels, row-aligned.
+
+    Attributes:
+      images: [N, H, W, 3] uint8 array, or a lazy reader (`ImageFiles`) with the same indexing.
+      labels: visible/training labels (what a model is trained on; relabeling replaces these).
+      truth: hidden full label sets when known (digit scenes), for evaluation only; else None.
+      boxes: [N, D, 4] float32 (y0, x0, y1, x1) fractions of each object, -1 padded, or None.
+      paths: image file paths, or None for generated images.
+      name: a short name for reports.
+    """
+
+    images: Any
+    labels: LabelTable
+    truth: LabelTable | None = None
+    boxes: np.ndarray | None = None
+    paths: list[str] | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        n = len(self.labels)
+        for field, value in (
+            ("images", self.images),
+            ("truth", self.truth),
+            ("boxes", self.boxes),
+            ("paths", self.paths),
+        ):
+            if value is not None and len(value) != n:
+                raise ValueError(f"Dataset {self.name!r}: {field} has {len(value)} rows but labels has {n}")
+        if self.truth is not None and self.truth.num_classes != self.labels.num_classes:
+            raise ValueError(
+                f"Dataset {self.name!r}: truth has {self.truth.num_classes} classes, labels {self.labels.num_classes}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return self.labels.num_classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def with_labels(self, table: LabelTable) -> "Dataset":
+        """A copy of this dataset with training labels `table` (same rows, same class count)."""
+        if len(table) != len(self):
+            raise ValueError(
+                f"with_labels: table has {len(table)} rows, dataset {self.name!r} has {len(self)}"
+            )
+        if table.num_classes != self.num_classes:
+            raise ValueError(
+                f"with_labels: table has {table.num_classes} classes, dataset has {self.num_classes}"
+            )
+        return dataclasses.replace(self, labels=table)
+
+    def subset(self, indices) -> "Dataset":
+        """The rows `indices` ([B] ints), in that order, with every field kept aligned."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        images = self.images.subset(indices) if isinstance(self.images, ImageFiles) else self.images[indices]
+        return Dataset(
+            images=images,
+            labels=self.labels.subset(indices),
+            truth=None if self.truth is None else self.truth.subset(indices),
+            boxes=None if self.boxes is None else self.boxes[indices],
+            paths=None if self.paths is None else [self.paths[int(i)] for i in indices],
+            name=self.name,
+        )
+
+
+def _check_image(path: str) -> str | None:
+    """None if `path` decodes as an image, else the reason it does not."""
+    if not os.path.exists(path):
+        return "missing file"
+    try:
+        _decode(path, 64)  # a small draft keeps the full decode cheap for large JPEGs
+    except Exception as e:  # noqa: BLE001 - any decoder failure means the file is unusable
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def load_image_dataset(
+    label_file: str | os.PathLike,
+    image_size: int,
+    num_classes: int | None = None,
+    root: str | os.PathLike | None = None,
+    check: bool = True,
+    num_workers: int | None = None,
+) -> tuple[Dataset, dict]:
+    """Reads a CS570 label file into a Dataset of lazily loaded images.
+
+    With `check=True` every image is decoded once (in `num_workers` threads; PIL releases the GIL
+    while decoding). Missing or unreadable files are dropped together with their label rows, so
+    labels stay aligned with paths, and a warning names them.
+
+    Returns:
+      (dataset, report) with report = {'total': entries in the file, 'kept': rows in the dataset,
+      'skipped': dropped rows, 'skipped_files': [{'path', 'reason'}, ...] for the first 20}.
+    """
+    label_file = os.fspath(label_file)
+    paths, table = read_label_file(label_file, num_classes=num_classes, root=root)
+    total = len(paths)
+    skipped: list[tuple[int, str]] = []
+    if check and total:
+        workers = num_workers or min(16, (os.cpu_count() or 1) * 2)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            reasons = list(pool.map(_check_image, paths, chunksize=64))
+        skipped = [(i, r) for i, r in enumerate(reasons) if r is not None]
+    report = {
+        "total": total,
+        "kept": total - len(skipped),
+        "skipped": len(skipped),
+        "skipped_files": [{"path": paths[i], "reason": r} for i, r in skipped[:_MAX_REPORTED]],
+    }
+    if skipped:
+        listed = "; ".join(f"{paths[i]} ({r})" for i, r in skipped[:_MAX_REPORTED])
+        more = f"; and {len(skipped) - _MAX_REPORTED} more" if len(skipped) > _MAX_REPORTED else ""
+        warnings.warn(
+            f"{label_file}: skipped {len(skipped)} of {total} images that could not be read: {listed}{more}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        if len(skipped) == total:
+            raise ValueError(f"{label_file}: none of the {total} images could be read (first: {listed})")
+        bad = np.zeros((total,), bool)
+        bad[[i for i, _ in skipped]] = True
+        keep = np.flatnonzero(~bad)
+        paths = [paths[i] for i in keep]
+        table = table.subset(keep)
+    name = os.path.splitext(os.path.basename(label_file))[0]
+    dataset = Dataset(images=ImageFiles(paths, image_size), labels=table, paths=paths, name=name)
+    return dataset, report
+
+
+def digit_scenes_dataset(split: str, cache_dir: str | os.PathLike | None = None, **kwargs) -> Dataset:
+    """The built-in digit-scenes split as a Dataset (arguments as `make_digit_scenes`).
+
+    labels = the single visible label per image, truth = the hidden set of all digits present,
+    boxes = each digit's box. Arrays are cached in `cache_dir` (None: no cache).
+    """
+    arrays = load_or_build_digit_scenes(cache_dir, split, **kwargs)
+    return Dataset(
+        images=arrays["image"],
+        labels=LabelTable.from_single(arrays["label"], DIGIT_CLASSES),
+        truth=LabelTable.from_dense(arrays["truth"]),
+        boxes=arrays["boxes"],
+        paths=None,
+        name=f"digit_scenes_{split}",
+    )

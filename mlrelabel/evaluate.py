@@ -1,0 +1,56 @@
+"""The shared evaluation protocol: every method reports the same metrics from a model's logits.
+
+- `top1`, `top5`: against the visible single label (the first label of each row), standard ImageNet protocol.
+- `real_accuracy`: top-1 in the full label set (ReaL protocol, Beyer et al. 2020; empty sets excluded).
+- `precision`, `recall`, `f1`, `jaccard`: example-based set metrics of the predicted set
+  `argmax ∪ {p > threshold}` (the ReaL-F1 / MILe protocol) against the full label sets.
+- `map`: macro mean average precision of the class probabilities against the full label sets.
+The full label sets are the dataset's hidden truth when known (digit scenes), else its own label sets
+(multi-label validation files such as ReaL).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from mlrelabel import metrics
+
+
+def head_of(loss: str) -> str:
+    """The link the loss trains: probabilities are `softmax` for (soft) cross-entropy, else `sigmoid`."""
+    return 'softmax' if loss in ('softmax_ce', 'soft_ce') else 'sigmoid'
+
+
+def probabilities(logits: np.ndarray, head: str) -> np.ndarray:
+    """Class probabilities `[N, C]` from logits with the head's own link (never threshold raw logits)."""
+    logits = np.asarray(logits, np.float32)
+    if head == 'softmax':
+        return np.asarray(jax.nn.softmax(logits, axis=-1))
+    if head == 'sigmoid':
+        return np.asarray(jax.nn.sigmoid(logits))
+    raise ValueError(f"head={head!r}: expected 'softmax' or 'sigmoid'")
+
+
+def first_labels(table) -> np.ndarray:
+    """`[N]` the first (visible) class of each row of a LabelTable; -1 for empty rows."""
+    lengths = np.diff(table.offsets)
+    first = np.full(len(table), -1, np.int64)
+    first[lengths > 0] = table.classes[table.offsets[:-1][lengths > 0]]
+    return first
+
+
+def evaluate_logits(logits: np.ndarray, dataset, head: str, threshold: float = 0.5, prefix: str = '') -> dict:
+    """All metrics of the protocol above for `logits [N, C]` on `dataset` (labels and optional truth)."""
+    probs = probabilities(logits, head)
+    n, c = probs.shape
+    truth = dataset.truth if dataset.truth is not None else dataset.labels
+    visible = first_labels(dataset.labels)
+    has = visible >= 0
+    out = {'top1': metrics.topk_accuracy(probs[has], visible[has], 1)}
+    if c >= 5:
+        out['top5'] = metrics.topk_accuracy(probs[has], visible[has], 5)
+    out['real_accuracy'] = metrics.set_accuracy(probs.argmax(-1), truth)
+    out.update(metrics.sample_set_metrics(metrics.predicted_sets(probs, threshold, include_top1=True), truth))
+    out['map'] = metrics.mean_average_precision(probs, truth.dense(np.arange(n)))
+    return {prefix + k: float(v) for k, v in out.items()}

@@ -1,0 +1,112 @@
+"""Command-line entry point for every method.
+
+  python -m mlrelabel.main --config=configs/mc_dropout.py [--workdir=DIR] [--config.field=value ...]
+
+Dispatches `config.method` to `mlrelabel.methods.<method>.run(config, workdir)`. Without `--workdir` a
+fresh folder under `runs/` is used. Re-running with an existing work directory resumes that run from its
+last checkpoint; a different config there is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import logging
+import os
+import sys
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from mlrelabel import parallel
+from mlrelabel.io_utils import atomic_write_text
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Path to a config file (configs/<name>.py[:variant]).', lock_config=True
+)
+_WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
+
+METHODS = ('supervised', 'relabel')
+# Fields that may change between a run and its resumption without changing its results.
+RESUMABLE_DIFFERENCES = ('parallel',)
+
+
+def default_workdir(config_path: str) -> str:
+    name = os.path.splitext(os.path.basename(config_path.split(':')[0]))[0]
+    variant = config_path.split(':')[1] if ':' in config_path else ''
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    return os.path.join('runs', f'{name}{"-" + variant if variant else ""}-{stamp}')
+
+
+def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if not prefix and k in RESUMABLE_DIFFERENCES:
+            continue
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f'{prefix}{k}.')
+        elif a != b:
+            out.append(f'{prefix}{k}: {a!r} → {b!r}')
+    return out
+
+
+def prepare_workdir(config, workdir: str) -> None:
+    """Creates `workdir` and records the resolved config; refuses a workdir that holds another config."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, 'config.json')
+    text = config.to_json_best_effort(sort_keys=True, indent=2)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        diff = _differences(old, json.loads(text))
+        if diff:
+            raise SystemExit(
+                f'{path} holds a run with another config ({"; ".join(diff[:5])}). Resume it with the '
+                f'same config, or choose a new --workdir.'
+            )
+    elif parallel.is_main_process():
+        atomic_write_text(path, text)
+
+
+def enable_compilation_cache(directory: str = '') -> None:
+    """Keeps compiled XLA programs on disk, so identical programs (later rounds, reruns, resumed runs) compile
+    once. Results are unaffected. `JAX_COMPILATION_CACHE_DIR` or `directory` override the default location."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    directory = directory or os.path.join(os.path.expanduser('~'), '.cache', 'mlrelabel', 'xla')
+    jax.config.update('jax_compilation_cache_dir', directory)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+def run(config, workdir: str) -> dict:
+    """Runs `config.method` in `workdir`; returns the method's summary dict."""
+    if config.method not in METHODS:
+        raise SystemExit(f'config.method={config.method!r}: expected one of {", ".join(METHODS)}')
+    prepare_workdir(config, workdir)
+    module = importlib.import_module(f'mlrelabel.methods.{config.method}')
+    return module.run(config, workdir)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    if not flags.FLAGS['verbosity'].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)   # Orbax and JAX log every save at INFO
+    config = _CONFIG.value
+    enable_compilation_cache()
+    p = config.parallel
+    parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
+    workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS['config']))
+    logging.info('work directory: %s', workdir)
+    print(f'mlrelabel: {config.method} → {workdir}  (resume with --workdir={workdir})', file=sys.stderr)
+    run(config, workdir)
+
+
+if __name__ == '__main__':
+    flags.mark_flags_as_required(['config'])
+    app.run(main)

@@ -1,0 +1,53 @@
+"""Plain training on the given labels, then evaluation: the baseline every method is measured against.
+
+Leaves in the work directory: `checkpoints/` (Orbax), `metrics.json` (per-epoch history and final
+metrics), `training.png` (curves) and `examples.png` (validation images with predicted and true labels).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from mlrelabel import evaluate, parallel, report
+from mlrelabel.io_utils import atomic_write_json
+from mlrelabel.methods import common
+from mlrelabel.train import loop
+
+
+def run(config, workdir: str) -> dict:
+    mesh = common.mesh_from_config(config)
+    data = common.load_datasets(config, workdir)
+    train, val = data['train'], data['val']
+    model = common.build_model(config, train.num_classes)
+    variables = common.init_variables(model, config, config.seed)
+    head = evaluate.head_of(config.train.loss)
+    eval_fn = common.make_eval_fn(model, val, config, mesh, head)
+    state, history = loop.fit(model, variables, train, config, mesh=mesh,
+                              ckpt_dir=os.path.join(workdir, 'checkpoints'), eval_fn=eval_fn)
+    final = dict(history[-1])
+    if 'test' in data:
+        final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
+    result = {'history': history, 'final': final}
+    if parallel.is_main_process():
+        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
+        report.plot_history(history, os.path.join(workdir, 'training.png'), title=f'{config.model.name} on {train.name}')
+        _draw_predictions(model, state, val, config, mesh, head, os.path.join(workdir, 'examples.png'))
+        keys = [k for k in final if k.startswith(('val_', 'test_'))]
+        print(report.format_table([final], ['epoch'] + keys))
+    return result
+
+
+def _draw_predictions(model, state, dataset, config, mesh, head, path):
+    n = min(config.report.num_examples, len(dataset))
+    idx = np.arange(n)
+    images = np.asarray(dataset.images[idx])
+    probs = evaluate.probabilities(loop.predict(model, state.variables, images, n, config, mesh=mesh), head)
+    truth = dataset.truth if dataset.truth is not None else dataset.labels
+    captions = []
+    for i in range(n):
+        pred = np.flatnonzero((probs[i] > config.eval.threshold) | (np.arange(probs.shape[1]) == probs[i].argmax()))
+        captions.append(f'pred {pred.tolist()}\ntrue {sorted(truth.labels_of(i).tolist())}')
+    report.draw_examples(images, captions, path, title='validation: predicted set vs. true set')

@@ -1,0 +1,388 @@
+"""The "Label" stage of the relabel loop: turn aggregated confidences into label sets.
+
+Input everywhere is `conf [N, C]`: per-image, per-class confidence in [0, 1] (crop probabilities
+aggregated by `confidence.aggregate_crops`). Rules, from simplest to most adaptive:
+
+  assign_threshold   conf >= t, one global t or one per class.
+  assign_topk        the k most confident classes (optionally above a floor).
+  GMM                per class, a two-component 1-D Gaussian mixture over the confidences of all
+                     images; a label is assigned where the high ("present") component is the more
+                     probable one (mixture-based split of clean vs. noisy samples as in DivideMix:
+                     Li, Socher & Hoi, ICLR 2020). Fitted (sklearn, at the edge) on a bounded sample
+                     and stored as plain arrays, so the posterior is pure jnp and can be streamed.
+  calibrate_thresholds  per-class thresholds maximising F1 on a labelled validation split.
+
+`uncertainty_filter` drops assignments whose uncertainty (from `confidence.summarize_samples`) is too
+high, and `finalize_labels` produces the ragged per-image lists for `LabelTable.from_lists`.
+The pure rules (threshold, top-k, posterior, filter) are jnp and jittable; fitting, finalising and
+calibration work on host numpy arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_DEGENERATE_STD = 1e-6
+
+
+def _check_conf(conf, where: str):
+    if conf.ndim != 2:
+        raise ValueError(f"{where}: expected conf [images, classes], got shape {conf.shape}")
+
+
+# --------------------------------------------------------------------------------------------
+# Threshold and top-k
+
+
+def assign_threshold(conf: jax.Array, threshold) -> jax.Array:
+    """`conf [N, C] >= threshold` -> `[N, C]` bool; `threshold` a scalar or per-class `[C]`."""
+    conf = jnp.asarray(conf)
+    _check_conf(conf, "assign_threshold")
+    threshold = jnp.asarray(threshold, conf.dtype)
+    if threshold.ndim > 1 or (threshold.ndim == 1 and threshold.shape[0] != conf.shape[1]):
+        raise ValueError(
+            f"assign_threshold: threshold must be a scalar or [classes] = [{conf.shape[1]}], "
+            f"got shape {threshold.shape}"
+        )
+    return conf >= threshold
+
+
+def assign_topk(conf: jax.Array, k: int, min_conf: float = 0.0) -> jax.Array:
+    """The `k` most confident classes of each image that also have `conf >= min_conf`: `[N, C]` bool.
+
+    Ties are broken towards the lower class index (`jax.lax.top_k`).
+    """
+    conf = jnp.asarray(conf)
+    _check_conf(conf, "assign_topk")
+    num_classes = conf.shape[1]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= num_classes:
+        raise ValueError(f"assign_topk: k must be an int in [0, {num_classes}], got {k!r}")
+    if k == 0:
+        return jnp.zeros(conf.shape, bool)
+    _, idx = jax.lax.top_k(conf, int(k))
+    chosen = jnp.any(jax.nn.one_hot(idx, num_classes, dtype=jnp.int32) > 0, axis=1)
+    return chosen & (conf >= min_conf)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-class two-component Gaussian mixtures
+
+
+@flax.struct.dataclass
+class ClassMixtures:
+    """Per-class two-component 1-D Gaussian mixtures, component 1 being the higher-mean one.
+
+    A pytree (pass it into jitted code); the fit space is static.
+
+    Attributes:
+      means: `[C, 2]` component means in the fit space.
+      variances: `[C, 2]` component variances (sklearn's, including its `reg_covar`).
+      weights: `[C, 2]` mixing weights.
+      valid: `[C]` bool; False marks a degenerate class (too few samples or no spread) that never
+        assigns (its stored parameters are placeholders).
+      space: 'logit' or 'prob', the space the mixture was fitted in.
+      eps: probabilities are clipped to [eps, 1 - eps] before the logit.
+    """
+
+    means: jax.Array
+    variances: jax.Array
+    weights: jax.Array
+    valid: jax.Array
+    space: str = flax.struct.field(pytree_node=False, default="logit")
+    eps: float = flax.struct.field(pytree_node=False, default=1e-6)
+
+    @property
+    def num_classes(self) -> int:
+        return self.means.shape[0]
+
+
+def _to_space(conf, space: str, eps: float, xp):
+    """Confidences -> fit space (`xp` is numpy or jax.numpy)."""
+    if space == "prob":
+        return conf
+    p = xp.clip(conf, eps, 1.0 - eps)
+    return xp.log(p) - xp.log1p(-p)
+
+
+def fit_class_gmms(
+    conf,
+    max_samples: int = 20000,
+    seed: int = 0,
+    space: str = "logit",
+    eps: float = 1e-6,
+) -> ClassMixtures:
+    """Fit one two-component Gaussian mixture per class to the confidences `conf [N, C]`.
+
+    Per class, `sklearn.mixture.GaussianMixture(n_components=2, random_state=seed)` is fitted on a
+    random sample of at most `max_samples` images (the same rows for every class). By default the
+    fit is in logit space (probabilities clipped to [eps, 1 - eps]): raw probabilities pile up at
+    0 and 1, and logit-space mixtures follow the calibration drift between rounds. Components are
+    reordered so that component 1 has the higher mean. A class whose sample has std < 1e-6 (in the
+    fit space) or fewer than 2 samples is marked degenerate (`valid=False`) and never assigns.
+    Runs on the host (numpy/sklearn); returns numpy-backed `ClassMixtures`.
+    """
+    from sklearn.mixture import GaussianMixture  # host-side only
+
+    if space not in ("logit", "prob"):
+        raise ValueError(f"fit_class_gmms: space must be 'logit' or 'prob', got {space!r}")
+    if not 0 < eps < 0.5:
+        raise ValueError(f"fit_class_gmms: eps must be in (0, 0.5), got {eps!r}")
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
+        raise ValueError(f"fit_class_gmms: max_samples must be a positive int, got {max_samples!r}")
+    conf = np.asarray(conf, np.float64)
+    _check_conf(conf, "fit_class_gmms")
+    num_images, num_classes = conf.shape
+    if num_images > max_samples:
+        rows = np.random.default_rng(seed).choice(num_images, max_samples, replace=False)
+        conf = conf[np.sort(rows)]
+    x_all = _to_space(conf, space, eps, np)
+
+    means = np.zeros((num_classes, 2))
+    variances = np.ones((num_classes, 2))
+    weights = np.tile([1.0, 0.0], (num_classes, 1))
+    valid = np.zeros(num_classes, bool)
+    for c in range(num_classes):
+        x = x_all[:, c]
+        x = x[np.isfinite(x)]
+        if x.shape[0] < 2 or np.std(x) < _DEGENERATE_STD:
+            continue
+        gmm = GaussianMixture(n_components=2, random_state=seed).fit(x[:, None])
+        order = np.argsort(gmm.means_[:, 0], kind="stable")
+        means[c] = gmm.means_[order, 0]
+        variances[c] = gmm.covariances_.reshape(2)[order]
+        weights[c] = gmm.weights_[order]
+        valid[c] = True
+    return ClassMixtures(
+        means=means.astype(np.float32),
+        variances=variances.astype(np.float32),
+        weights=weights.astype(np.float32),
+        valid=valid,
+        space=space,
+        eps=float(eps),
+    )
+
+
+def _component_log_joint(mixtures: ClassMixtures, x: jax.Array, j: int) -> jax.Array:
+    """log(weight_j * N(x; mean_j, var_j)) for `x [N, C]`."""
+    mean = jnp.asarray(mixtures.means[:, j], jnp.float32)
+    var = jnp.asarray(mixtures.variances[:, j], jnp.float32)
+    weight = jnp.asarray(mixtures.weights[:, j], jnp.float32)
+    return jnp.log(jnp.maximum(weight, 1e-30)) - 0.5 * (
+        jnp.log(2.0 * jnp.pi * var) + jnp.square(x - mean) / var
+    )
+
+
+def gmm_posterior(mixtures: ClassMixtures, conf: jax.Array, monotone: bool = False) -> jax.Array:
+    """Posterior probability of the high component, `[N, C]` float32 (0 for degenerate classes).
+
+    Pure jnp from the stored parameters (no sklearn), so it can run per batch inside a stream;
+    with `monotone=False` it equals sklearn's `predict_proba(...)[:, high]`.
+
+    With unequal variances the Gaussian posterior is not monotone in x: far below the low mean the
+    wider component wins again (and far above the high mean likewise). `monotone=True` removes
+    those tail inversions: below the low mean the posterior is at most its value at the low mean,
+    above the high mean at least its value at the high mean.
+    """
+    conf = jnp.asarray(conf, jnp.float32)
+    _check_conf(conf, "gmm_posterior")
+    if conf.shape[1] != mixtures.num_classes:
+        raise ValueError(
+            f"gmm_posterior: conf has {conf.shape[1]} classes, mixtures have {mixtures.num_classes}"
+        )
+    x = _to_space(conf, mixtures.space, mixtures.eps, jnp)
+
+    def posterior(x):
+        return jax.nn.sigmoid(_component_log_joint(mixtures, x, 1) - _component_log_joint(mixtures, x, 0))
+
+    post = posterior(x)
+    if monotone:
+        low = jnp.asarray(mixtures.means[:, 0], jnp.float32)
+        high = jnp.asarray(mixtures.means[:, 1], jnp.float32)
+        at_low = posterior(jnp.broadcast_to(low, x.shape))
+        at_high = posterior(jnp.broadcast_to(high, x.shape))
+        post = jnp.where(x < low, jnp.minimum(post, at_low), post)
+        post = jnp.where(x > high, jnp.maximum(post, at_high), post)
+    return jnp.where(jnp.asarray(mixtures.valid), post, 0.0)
+
+
+def assign_gmm(conf: jax.Array, mixtures: ClassMixtures, min_posterior: float = 0.5) -> jax.Array:
+    """Assign class c to image n where the (monotone) high-component posterior >= `min_posterior`.
+
+    `[N, C]` bool; degenerate classes never assign, whatever `min_posterior`.
+    """
+    post = gmm_posterior(mixtures, conf, monotone=True)
+    return (post >= min_posterior) & jnp.asarray(mixtures.valid)
+
+
+# --------------------------------------------------------------------------------------------
+# Filtering and finalising
+
+
+def uncertainty_filter(assigned: jax.Array, uncertainty: jax.Array, max_uncertainty: float) -> jax.Array:
+    """Keep only assignments whose uncertainty is <= `max_uncertainty`: `[N, C]` bool.
+
+    `uncertainty` is per image `[N]` (e.g. entropy or mutual information) or per class `[N, C]`
+    (e.g. std).
+    """
+    assigned = jnp.asarray(assigned, bool)
+    _check_conf(assigned, "uncertainty_filter")
+    uncertainty = jnp.asarray(uncertainty)
+    if uncertainty.shape == assigned.shape[:1]:
+        uncertainty = uncertainty[:, None]
+    elif uncertainty.shape != assigned.shape:
+        raise ValueError(
+            f"uncertainty_filter: uncertainty must have shape [images] = {assigned.shape[:1]} or "
+            f"[images, classes] = {assigned.shape}, got {uncertainty.shape}"
+        )
+    return assigned & (uncertainty <= max_uncertainty)
+
+
+def finalize_labels(
+    assigned,
+    given=None,
+    keep_given: bool = True,
+    conf=None,
+    top_k_record: int | None = None,
+    max_labels: int | None = None,
+) -> tuple[list[list[int]], list[list[float]]]:
+    """Assigned `[N, C]` bool -> per-image label lists and scores (for `LabelTable.from_lists`).
+
+    Args:
+      assigned: `[N, C]` bool, the assignments of a rule above.
+      given: `[N]` int, the current (e.g. original) label of each image, or None; entries < 0 mean
+        "no given label".
+      keep_given: add the given label to every image's set (default), and never drop it when
+        capping to `max_labels`.
+      conf: `[N, C]` confidences; labels are ordered by confidence descending (ties: lower class
+        first) and scored by it, the given label included. None: class order and score 1.0.
+      top_k_record: if set (needs `conf`), an image left with no label at all records its
+        `top_k_record` most confident classes instead of an empty set.
+      max_labels: if set, keep at most this many labels per image (the given label, when kept,
+        plus the most confident others).
+    Returns:
+      (labels, scores): per image, a list of class ints and a list of float scores, same order.
+    """
+    assigned = np.array(assigned, dtype=bool)  # copy: given labels are added in place
+    _check_conf(assigned, "finalize_labels")
+    num_images, num_classes = assigned.shape
+    if conf is not None:
+        conf = np.asarray(conf, np.float32)
+        if conf.shape != assigned.shape:
+            raise ValueError(f"finalize_labels: conf shape {conf.shape} != assigned shape {assigned.shape}")
+    if max_labels is not None and (isinstance(max_labels, bool) or int(max_labels) < 1):
+        raise ValueError(f"finalize_labels: max_labels must be a positive int, got {max_labels!r}")
+    if top_k_record is not None:
+        if conf is None:
+            raise ValueError("finalize_labels: top_k_record needs conf")
+        if isinstance(top_k_record, bool) or not 1 <= int(top_k_record) <= num_classes:
+            raise ValueError(
+                f"finalize_labels: top_k_record must be an int in [1, {num_classes}], got {top_k_record!r}"
+            )
+
+    is_given = np.zeros_like(assigned)
+    if given is not None:
+        given = np.asarray(given)
+        if given.shape != (num_images,) or not np.issubdtype(given.dtype, np.integer):
+            raise ValueError(
+                f"finalize_labels: given must be int [images] = [{num_images}], "
+                f"got {given.dtype} {given.shape}"
+            )
+        if np.any(given >= num_classes):
+            bad = int(np.argmax(given >= num_classes))
+            raise ValueError(
+                f"finalize_labels: given[{bad}] = {int(given[bad])} is not a class in [0, {num_classes})"
+            )
+        if keep_given:
+            rows = np.flatnonzero(given >= 0)
+            is_given[rows, given[rows]] = True
+            assigned |= is_given
+
+    if top_k_record is not None:
+        empty = np.flatnonzero(~assigned.any(axis=1))
+        if empty.size:
+            k = int(top_k_record)
+            top = np.argsort(-conf[empty], axis=1, kind="stable")[:, :k]
+            assigned[empty[:, None], top] = True
+
+    if num_images == 0:
+        return [], []
+    rows, cols = np.nonzero(assigned)
+    scores = conf[rows, cols] if conf is not None else np.ones(rows.shape, np.float32)
+    if max_labels is not None:
+        # Rank inside each image: given first, then by score, then by class; keep the first few.
+        order = np.lexsort((cols, -scores, ~is_given[rows, cols], rows))
+        rows, cols, scores = rows[order], cols[order], scores[order]
+        starts = np.searchsorted(rows, rows, side="left")
+        keep = (np.arange(rows.size) - starts) < int(max_labels)
+        rows, cols, scores = rows[keep], cols[keep], scores[keep]
+    order = np.lexsort((cols, -scores, rows))
+    rows, cols, scores = rows[order], cols[order], scores[order]
+    splits = np.cumsum(np.bincount(rows, minlength=num_images))[:-1]
+    labels = [c.tolist() for c in np.split(cols.astype(np.int64), splits)]
+    score_lists = [s.tolist() for s in np.split(scores.astype(np.float32), splits)]
+    return labels, score_lists
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration
+
+
+def calibrate_thresholds(
+    conf_val,
+    truth_val,
+    grid: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-class thresholds `[C]` float32 maximising each class's F1 on a labelled validation split.
+
+    A remedy for calibration drift across rounds: instead of one fixed threshold, pick per class
+    the grid value whose `conf_val >= t` best matches `truth_val` (`[M, C]` multi-hot). Among
+    equally good grid values, the middle of the first run of best values is taken (for separable
+    classes: the middle of the gap). Classes without positives in `truth_val` (or with F1 = 0 at
+    every threshold) fall back to the global threshold that maximises micro-F1 over all classes.
+    `grid` defaults to 0.01, 0.02, ..., 0.99.
+    """
+    conf_val = np.asarray(conf_val, np.float32)
+    truth_val = np.asarray(truth_val) > 0.5
+    _check_conf(conf_val, "calibrate_thresholds")
+    if truth_val.shape != conf_val.shape:
+        raise ValueError(
+            f"calibrate_thresholds: truth_val shape {truth_val.shape} != conf_val shape {conf_val.shape}"
+        )
+    grid = np.round(np.linspace(0.01, 0.99, 99), 2) if grid is None else np.asarray(grid, np.float32)
+    if grid.ndim != 1 or grid.size == 0:
+        raise ValueError(f"calibrate_thresholds: grid must be a non-empty 1-D sequence, got {grid.shape}")
+    grid = np.sort(grid)
+
+    num_classes = conf_val.shape[1]
+    tp = np.zeros((grid.size, num_classes))
+    fp = np.zeros((grid.size, num_classes))
+    positives = truth_val.sum(axis=0).astype(np.float64)
+    for g, t in enumerate(grid):
+        pred = conf_val >= t
+        tp[g] = np.sum(pred & truth_val, axis=0)
+        fp[g] = np.sum(pred & ~truth_val, axis=0)
+    fn = positives[None, :] - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)  # [G, C]
+    micro = 2 * tp.sum(1) / np.maximum(2 * tp.sum(1) + fp.sum(1) + fn.sum(1), 1)  # [G]
+    global_threshold = grid[_middle_of_first_best_run(micro)]
+
+    thresholds = np.full(num_classes, global_threshold, np.float32)
+    for c in range(num_classes):
+        if positives[c] > 0 and f1[:, c].max() > 0:
+            thresholds[c] = grid[_middle_of_first_best_run(f1[:, c])]
+    return thresholds
+
+
+def _middle_of_first_best_run(values: np.ndarray) -> int:
+    """Index in the middle of the first contiguous run of maximal values of a 1-D array."""
+    best = np.isclose(values, values.max(), rtol=0, atol=1e-12)
+    start = int(np.argmax(best))
+    stop = start
+    while stop + 1 < best.size and best[stop + 1]:
+        stop += 1
+    return (start + stop) // 2

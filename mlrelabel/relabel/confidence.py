@@ -1,0 +1,374 @@
+"""The "Confidence" stage of the relabel loop: class probabilities of crops, with uncertainty.
+
+Every function is pure (arrays and explicit PRNG keys in, arrays out) and jittable; the model,
+head and sample count are static. Images are crops already flattened into the batch and already
+normalised for the model: `[batch, height, width, 3]` float32. Probabilities follow the model's
+head, never raw logits: softmax for a single-label model, per-class sigmoid for a multi-label one.
+
+Methods (`confidence_fn(method, ...)`):
+  naive            one inference forward pass (T = 1).
+  mc_dropout       Monte Carlo dropout (Gal & Ghahramani, "Dropout as a Bayesian Approximation:
+                   Representing Model Uncertainty in Deep Learning", ICML 2016): batch norm in
+                   inference mode, dropout active, T samples. The backbone runs once (`embed`) and
+                   only dropout + classifier are repeated (`classify`), vmapped over T keys.
+  mc_dropout_full  the same distribution with T full forward passes: the reference/benchmark path.
+  mc_perturbation  T random input perturbations per crop (flip, shift/scale, brightness, contrast,
+                   noise), each an inference pass: test-time augmentation as a sampling distribution
+                   (Ayhan & Berens, "Test-time Data Augmentation for Estimation of Heteroscedastic
+                   Aleatoric Uncertainty in Deep Neural Networks", MIDL 2018).
+
+Uncertainty summaries (`summarize_samples`): mean/std over samples, predictive entropy of the mean
+and mutual information between prediction and model parameters (BALD: Houlsby, Huszár, Ghahramani
+& Lengyel, "Bayesian Active Learning for Classification and Preference Learning", 2011).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import xlogy
+
+HEADS = ("softmax", "sigmoid")
+METHODS = ("naive", "mc_dropout", "mc_dropout_full", "mc_perturbation")
+
+
+def _check_head(head: str, where: str) -> None:
+    if head not in HEADS:
+        raise ValueError(f"{where}: head must be one of {HEADS}, got {head!r}")
+
+
+def _check_num_samples(num_samples: int, where: str) -> None:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"{where}: num_samples must be a positive int, got {num_samples!r}")
+
+
+def _check_images(images: jax.Array, where: str) -> None:
+    if images.ndim != 4:
+        raise ValueError(
+            f"{where}: expected images [batch, height, width, channels], got shape {images.shape}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Link
+
+
+def probabilities(logits: jax.Array, head: str) -> jax.Array:
+    """Logits `[..., C]` -> probabilities `[..., C]` float32 through the model's head.
+
+    'softmax': a distribution over classes (single-label model); 'sigmoid': independent per-class
+    probabilities (multi-label model).
+    """
+    _check_head(head, "probabilities")
+    logits = jnp.asarray(logits, jnp.float32)
+    if head == "softmax":
+        return jax.nn.softmax(logits, axis=-1)
+    return jax.nn.sigmoid(logits)
+
+
+# --------------------------------------------------------------------------------------------
+# Samplers: each returns probabilities, [B, C] for naive and [T, B, C] for the samplers.
+
+
+def naive_confidence(model: Any, variables: Mapping, images: jax.Array, head: str) -> jax.Array:
+    """One inference forward pass (batch norm running stats, no dropout): `[B, H, W, 3] -> [B, C]`."""
+    _check_images(images, "naive_confidence")
+    return probabilities(model.apply(variables, images, train=False), head)
+
+
+def mc_dropout_samples(
+    model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int, head: str
+) -> jax.Array:
+    """MC dropout probabilities `[T, B, C]` (Gal & Ghahramani 2016), backbone run once.
+
+    Batch norm stays in inference mode; only the head dropout is stochastic, and it sits after the
+    pooled features, so `embed` runs once (`[B, F]`) and `classify` (dropout + classifier) runs
+    T times, vmapped over `jax.random.split(key, T)`. Equals `mc_dropout_full_samples` for the
+    same key (the model draws the mask from the same submodule in both paths).
+    """
+    _check_images(images, "mc_dropout_samples")
+    _check_num_samples(num_samples, "mc_dropout_samples")
+    feats = model.apply(variables, images, method="embed")
+
+    def one(k: jax.Array) -> jax.Array:
+        logits = model.apply(variables, feats, method="classify", dropout=True, rngs={"dropout": k})
+        return probabilities(logits, head)
+
+    return jax.vmap(one)(jax.random.split(key, num_samples))
+
+
+def mc_dropout_full_samples(
+    model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int, head: str
+) -> jax.Array:
+    """MC dropout probabilities `[T, B, C]` with T full forward passes (reference path).
+
+    Same keys as `mc_dropout_samples` (`jax.random.split(key, T)`); T times the backbone cost.
+    """
+    _check_images(images, "mc_dropout_full_samples")
+    _check_num_samples(num_samples, "mc_dropout_full_samples")
+
+    def one(k: jax.Array) -> jax.Array:
+        logits = model.apply(variables, images, train=False, dropout=True, rngs={"dropout": k})
+        return probabilities(logits, head)
+
+    return jax.vmap(one)(jax.random.split(key, num_samples))
+
+
+@dataclasses.dataclass(frozen=True)
+class PerturbationConfig:
+    """Magnitudes of the random test-time perturbations, in units of the normalised image.
+
+    Attributes:
+      flip: probability of a horizontal flip, in [0, 1].
+      scale: zoom factor drawn uniformly from [1 - scale, 1 + scale] about the centre, in [0, 1).
+      shift: translation drawn uniformly from [-shift, shift] times the side, per axis, >= 0.
+      brightness: additive offset drawn uniformly from [-brightness, brightness], >= 0.
+      contrast: factor drawn uniformly from [1 - contrast, 1 + contrast] applied around the
+        per-image mean, in [0, 1].
+      noise: standard deviation of additive i.i.d. Gaussian noise, >= 0.
+    A zero magnitude disables that perturbation exactly (it is skipped, not applied with 0).
+    """
+
+    flip: float = 0.5
+    scale: float = 0.1
+    shift: float = 0.1
+    brightness: float = 0.1
+    contrast: float = 0.1
+    noise: float = 0.05
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(
+                    f"PerturbationConfig.{field.name}: expected a non-negative number, got {value!r}"
+                )
+        if self.flip > 1:
+            raise ValueError(f"PerturbationConfig.flip: expected a probability in [0, 1], got {self.flip}")
+        if self.scale >= 1:
+            raise ValueError(f"PerturbationConfig.scale: expected a value in [0, 1), got {self.scale}")
+        if self.contrast > 1:
+            raise ValueError(f"PerturbationConfig.contrast: expected a value in [0, 1], got {self.contrast}")
+
+
+def as_perturbation_config(cfg: PerturbationConfig | Mapping | None) -> PerturbationConfig:
+    """`PerturbationConfig`, dict (e.g. an ml_collections ConfigDict) or None (defaults) -> config."""
+    if cfg is None:
+        return PerturbationConfig()
+    if isinstance(cfg, PerturbationConfig):
+        return cfg
+    if hasattr(cfg, "to_dict"):  # ml_collections.ConfigDict
+        cfg = cfg.to_dict()
+    if not isinstance(cfg, Mapping):
+        raise TypeError(
+            f"perturbation config: expected PerturbationConfig or a dict, got {type(cfg).__name__}"
+        )
+    names = {f.name for f in dataclasses.fields(PerturbationConfig)}
+    unknown = sorted(set(cfg) - names)
+    if unknown:
+        raise ValueError(f"perturbation config: unknown field(s) {unknown}; valid fields: {sorted(names)}")
+    return PerturbationConfig(**{k: float(v) for k, v in cfg.items()})
+
+
+def _zoom_shift(image: jax.Array, zoom: jax.Array, frac: jax.Array) -> jax.Array:
+    """Zoom `image [H, W, C]` by `zoom` about its centre and shift it by `frac [2]` of its size."""
+    size = jnp.array(image.shape[:2], jnp.float32)
+    # Output coordinate = input * zoom + translation: (1 - zoom) * size / 2 keeps the centre fixed;
+    # regions uncovered by a zoom-out or shift are filled with 0 (the normalised mean).
+    translation = (1.0 - zoom) * size / 2.0 + frac * size
+    return jax.image.scale_and_translate(
+        image,
+        image.shape,
+        spatial_dims=(0, 1),
+        scale=jnp.stack([zoom, zoom]),
+        translation=translation,
+        method="linear",
+        antialias=True,
+    )
+
+
+def perturb(key: jax.Array, images: jax.Array, cfg: PerturbationConfig | Mapping | None = None) -> jax.Array:
+    """One independent random perturbation per image: `[B, H, W, C] -> [B, H, W, C]` float32.
+
+    In order: horizontal flip (probability `cfg.flip`), zoom about the centre in
+    [1 - scale, 1 + scale] and shift by up to `shift` of the side per axis (bilinear
+    `jax.image.scale_and_translate`, size kept), contrast factor in [1 - contrast, 1 + contrast]
+    around the per-image mean, additive brightness in [-brightness, brightness], additive Gaussian
+    noise with std `noise`. Every image draws its own parameters. Pure given `key`; `cfg` is
+    static (see PerturbationConfig; zero magnitudes are skipped, so all-zero is the identity).
+    """
+    _check_images(images, "perturb")
+    cfg = as_perturbation_config(cfg)
+    images = jnp.asarray(images, jnp.float32)
+    batch = images.shape[0]
+    per_image = (batch, 1, 1, 1)
+    k_flip, k_zoom, k_shift, k_contrast, k_bright, k_noise = jax.random.split(key, 6)
+    if cfg.flip > 0:
+        flip = jax.random.bernoulli(k_flip, cfg.flip, per_image)
+        images = jnp.where(flip, images[:, :, ::-1], images)
+    if cfg.scale > 0 or cfg.shift > 0:
+        zoom = jax.random.uniform(k_zoom, (batch,), jnp.float32, 1.0 - cfg.scale, 1.0 + cfg.scale)
+        frac = jax.random.uniform(k_shift, (batch, 2), jnp.float32, -cfg.shift, cfg.shift)
+        images = jax.vmap(_zoom_shift)(images, zoom, frac)
+    if cfg.contrast > 0:
+        factor = jax.random.uniform(
+            k_contrast, per_image, jnp.float32, 1.0 - cfg.contrast, 1.0 + cfg.contrast
+        )
+        mean = jnp.mean(images, axis=(1, 2, 3), keepdims=True)
+        images = (images - mean) * factor + mean
+    if cfg.brightness > 0:
+        images = images + jax.random.uniform(
+            k_bright, per_image, jnp.float32, -cfg.brightness, cfg.brightness
+        )
+    if cfg.noise > 0:
+        images = images + cfg.noise * jax.random.normal(k_noise, images.shape, jnp.float32)
+    return images
+
+
+def mc_perturbation_samples(
+    model: Any,
+    variables: Mapping,
+    images: jax.Array,
+    key: jax.Array,
+    num_samples: int,
+    head: str,
+    cfg: PerturbationConfig | Mapping | None = None,
+) -> jax.Array:
+    """Test-time-perturbation probabilities `[T, B, C]`: T perturbations per crop, inference passes.
+
+    Sample t perturbs every crop with key `jax.random.split(key, T)[t]`; dropout is off and batch
+    norm uses running statistics, so the spread reflects sensitivity to the input only.
+    """
+    _check_images(images, "mc_perturbation_samples")
+    _check_num_samples(num_samples, "mc_perturbation_samples")
+    cfg = as_perturbation_config(cfg)
+
+    def one(k: jax.Array) -> jax.Array:
+        return probabilities(model.apply(variables, perturb(k, images, cfg), train=False), head)
+
+    return jax.vmap(one)(jax.random.split(key, num_samples))
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries and aggregation
+
+
+def _entropy(probs: jax.Array, head: str) -> jax.Array:
+    """Entropy in nats over the last axis: categorical (softmax) or sum of binary (sigmoid)."""
+    if head == "softmax":
+        return -jnp.sum(xlogy(probs, probs), axis=-1)
+    return -jnp.sum(xlogy(probs, probs) + xlogy(1.0 - probs, 1.0 - probs), axis=-1)
+
+
+def summarize_samples(probs: jax.Array, head: str = "softmax") -> dict[str, jax.Array]:
+    """Summaries of sampled probabilities `[T, B, C]`.
+
+    Returns a dict of float32 arrays:
+      mean               `[B, C]` mean over samples (the confidence the Label stage uses).
+      std                `[B, C]` standard deviation over samples (population, ddof 0).
+      entropy            `[B]` predictive entropy of the mean, nats (total uncertainty); for a
+                         sigmoid head the sum over classes of the binary entropies.
+      expected_entropy   `[B]` mean over samples of the per-sample entropy (aleatoric part).
+      mutual_information `[B]` entropy - expected_entropy, clipped at 0 (epistemic part, BALD).
+    With T = 1, std and mutual_information are exactly 0.
+    """
+    _check_head(head, "summarize_samples")
+    probs = jnp.asarray(probs, jnp.float32)
+    if probs.ndim != 3:
+        raise ValueError(
+            f"summarize_samples: expected probs [samples, batch, classes], got shape {probs.shape}"
+        )
+    mean = jnp.mean(probs, axis=0)
+    entropy = _entropy(mean, head)
+    expected_entropy = jnp.mean(_entropy(probs, head), axis=0)
+    return {
+        "mean": mean,
+        "std": jnp.std(probs, axis=0),
+        "entropy": entropy,
+        "expected_entropy": expected_entropy,
+        "mutual_information": jnp.maximum(entropy - expected_entropy, 0.0),
+    }
+
+
+def aggregate_crops(per_crop: jax.Array, how: str = "max", mask: jax.Array | None = None) -> jax.Array:
+    """Aggregate over the K crops of each image: `[N, K, ...] -> [N, ...]` (usually `[N, K, C]`).
+
+    how='max': a class is as confident as its most confident crop (an object seen in any crop);
+    how='mean': the average over crops. `mask [N, K]` (bool or 0/1) excludes padded crops; an image
+    whose crops are all masked gets 0.
+    """
+    per_crop = jnp.asarray(per_crop)
+    if per_crop.ndim < 2:
+        raise ValueError(
+            f"aggregate_crops: expected per_crop [images, crops, ...], got shape {per_crop.shape}"
+        )
+    if how not in ("max", "mean"):
+        raise ValueError(f"aggregate_crops: how must be 'max' or 'mean', got {how!r}")
+    if mask is None:
+        return jnp.max(per_crop, axis=1) if how == "max" else jnp.mean(per_crop, axis=1)
+    mask = jnp.asarray(mask)
+    if mask.shape != per_crop.shape[:2]:
+        raise ValueError(
+            f"aggregate_crops: mask must have shape [images, crops] = {per_crop.shape[:2]}, got {mask.shape}"
+        )
+    valid = (mask != 0).reshape(mask.shape + (1,) * (per_crop.ndim - 2))
+    if how == "max":
+        lowest = jnp.array(-jnp.inf, per_crop.dtype)
+        best = jnp.max(jnp.where(valid, per_crop, lowest), axis=1)
+        return jnp.where(jnp.any(valid, axis=1), best, jnp.zeros_like(best))
+    total = jnp.sum(jnp.where(valid, per_crop, 0), axis=1)
+    count = jnp.sum(valid, axis=1).astype(total.dtype)
+    return total / jnp.maximum(count, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point for the relabel loop
+
+
+def confidence_fn(
+    method: str,
+    model: Any,
+    head: str,
+    num_samples: int = 1,
+    perturbation_cfg: PerturbationConfig | Mapping | None = None,
+) -> Callable[[Mapping, jax.Array, jax.Array], dict[str, jax.Array]]:
+    """Build the jitted per-batch confidence function for `method` (see the module docstring).
+
+    Returns `f(variables, crops [B, H, W, 3], key) -> summarize_samples(...)` (keys mean `[B, C]`,
+    std `[B, C]`, entropy `[B]`, expected_entropy `[B]`, mutual_information `[B]`); model, head,
+    T and the perturbation config are closed over (static), so it compiles once per crop shape.
+    'naive' ignores `key` and `num_samples` (T = 1).
+
+    Raises:
+      ValueError: unknown method or head, num_samples < 1, or an MC dropout method on a model
+        without dropout (`model.dropout_rate` missing or 0: every sample would be identical).
+    """
+    if method not in METHODS:
+        raise ValueError(f"confidence_fn: unknown method {method!r}; valid methods: {METHODS}")
+    _check_head(head, "confidence_fn")
+    _check_num_samples(num_samples, "confidence_fn")
+    if method in ("mc_dropout", "mc_dropout_full"):
+        rate = getattr(model, "dropout_rate", None)
+        if not rate or rate <= 0:
+            raise ValueError(
+                f"confidence_fn: method {method!r} needs a model with dropout, but "
+                f"{type(model).__name__}.dropout_rate is {rate!r}; build it with "
+                "get_model(..., dropout_rate>0) or use 'naive' / 'mc_perturbation'"
+            )
+    cfg = as_perturbation_config(perturbation_cfg) if method == "mc_perturbation" else None
+
+    def fn(variables: Mapping, crops: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+        if method == "naive":
+            probs = naive_confidence(model, variables, crops, head)[None]
+        elif method == "mc_dropout":
+            probs = mc_dropout_samples(model, variables, crops, key, num_samples, head)
+        elif method == "mc_dropout_full":
+            probs = mc_dropout_full_samples(model, variables, crops, key, num_samples, head)
+        else:
+            probs = mc_perturbation_samples(model, variables, crops, key, num_samples, head, cfg)
+        return summarize_samples(probs, head)
+
+    return jax.jit(fn)

@@ -1,0 +1,102 @@
+"""What a person looks at: plots of training and rounds, image grids with boxes and labels, text tables.
+
+Figures are written atomically (rendered to a temporary file in the target folder, then renamed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix='.png.tmp')
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:
+    """Training loss (left) and every evaluated metric in [0, 1] (right) per epoch."""
+    epochs = [row['epoch'] for row in history]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, [row['train_loss'] for row in history], 'o-', label='train loss')
+    ax_loss.set_xlabel('epoch')
+    ax_loss.set_ylabel('loss')
+    ax_loss.legend()
+    keys = sorted({k for row in history for k in row if k.startswith(('val_', 'test_')) or k == 'train_accuracy'})
+    for k in keys:
+        pts = [(row['epoch'], row[k]) for row in history if k in row]
+        ax_metric.plot(*zip(*pts), 'o-', label=k, markersize=3)
+    ax_metric.set_xlabel('epoch')
+    ax_metric.set_ylim(0, 1)
+    ax_metric.legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_rounds(rows: Sequence[dict], keys: Sequence[str], path: str, title: str = '') -> None:
+    """One line per metric over relabel rounds."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rounds = [row['round'] for row in rows]
+    for k in keys:
+        ax.plot(rounds, [row.get(k, np.nan) for row in rows], 'o-', label=k)
+    ax.set_xlabel('round')
+    ax.set_xticks(rounds)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def draw_examples(images: np.ndarray, captions: Sequence[str], path: str, boxes: Sequence[np.ndarray] | None = None,
+                  box_captions: Sequence[Sequence[str]] | None = None, columns: int = 8, title: str = '') -> None:
+    """Grid of `images [N, H, W, 3]` uint8 with a caption each and optional boxes `[K, 4]` (y0, x0, y1, x1)
+    in [0, 1] fractions drawn on top (e.g. the crops that produced a new label)."""
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows), squeeze=False)
+    colours = plt.cm.tab10.colors
+    for i, ax in enumerate(axes.flat):
+        ax.axis('off')
+        if i >= n:
+            continue
+        h, w = images[i].shape[:2]
+        ax.imshow(images[i], interpolation='nearest')
+        ax.set_title(captions[i], fontsize=7)
+        if boxes is not None:
+            for j, (y0, x0, y1, x1) in enumerate(np.asarray(boxes[i]).reshape(-1, 4)):
+                if y1 <= y0:
+                    continue
+                colour = colours[j % len(colours)]
+                ax.add_patch(plt.Rectangle((x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h, fill=False,
+                                           edgecolor=colour, linewidth=1))
+                if box_captions is not None and j < len(box_captions[i]) and box_captions[i][j]:
+                    ax.text(x0 * w, y0 * h, box_captions[i][j], color=colour, fontsize=6, va='bottom')
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A plain-text table (floats with 4 decimals) for the terminal and logs."""
+    def cell(v):
+        return f'{v:.4f}' if isinstance(v, float) else str(v)
+    body = [[cell(row.get(c, '')) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(columns)]
+    line = lambda vals: '  '.join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return '\n'.join([line(columns), line(['-' * w for w in widths])] + [line(r) for r in body])

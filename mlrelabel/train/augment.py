@@ -1,0 +1,41 @@
+"""Pure on-device preprocessing: normalisation, random-resized-crop and horizontal flip.
+
+Augmentation runs inside the jitted train step from a PRNG key, so it is reproducible, sharded with the
+batch and free of host work. The crop's box is returned (ReLabel's LabelPooling needs it).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from mlrelabel.relabel import crops
+
+
+def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
+    """`[B, H, W, 3]` uint8 (0..255) → float32 `(x / 255 - mean) / std` per channel."""
+    x = images.astype(jnp.float32) / 255.0
+    return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def random_resized_crop_flip(
+    key: jax.Array, images: jax.Array, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True
+):
+    """Random-resized-crop (Szegedy et al., 2015) back to the input size, then a random horizontal flip.
+
+    Args:
+      images: `[B, H, W, C]` float.
+    Returns:
+      `(images [B, H, W, C], boxes [B, 4] (y0, x0, y1, x1) fractions of the source image, flipped [B] bool)`.
+    """
+    k_box, k_flip = jax.random.split(key)
+    batch, height = images.shape[0], images.shape[1]
+    boxes = crops.random_boxes(k_box, batch, 1, scale=tuple(scale), ratio=tuple(ratio))
+    out = crops.extract_crops(images, boxes, height)[:, 0]
+    if images.shape[2] != height:
+        raise ValueError(f'square images expected, got {images.shape}')
+    flipped = jax.random.bernoulli(k_flip, 0.5, (batch,)) if flip else jnp.zeros((batch,), bool)
+    out = jnp.where(flipped[:, None, None, None], out[:, :, ::-1], out)
+    return out, boxes[:, 0], flipped

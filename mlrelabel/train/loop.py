@@ -1,0 +1,183 @@
+"""`fit`: the thin training loop (epochs, sharding, checkpoints, progress, metrics history) and `predict`.
+
+Resumable by construction: the Orbax checkpoint holds the train state (step, params, batch statistics,
+optimizer state, key) and a JSON record (history, the current epoch's per-step losses). Batch `s` and the
+step's randomness are pure functions of `(seed, s)`, so a run killed at any point and restarted with the
+same config ends with the same parameters and history as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from tqdm.auto import tqdm
+
+from mlrelabel import parallel
+from mlrelabel.checkpoint import Checkpointer
+from mlrelabel.data import pipeline
+from mlrelabel.train import optim
+from mlrelabel.train.state import TrainState
+from mlrelabel.train.step import make_predict_step, make_train_step
+
+
+def augment_config(cfg) -> dict | None:
+    """`config.train.augment` → the dict `make_train_step` takes (None when disabled)."""
+    a = cfg.train.augment
+    if not a.enabled:
+        return None
+    return {'scale': tuple(a.scale), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
+
+
+def fit(
+    model,
+    variables: dict,
+    dataset,
+    cfg,
+    *,
+    mesh,
+    ckpt_dir: str,
+    labels=None,
+    eval_fn: Callable[[TrainState], dict] | None = None,
+    loss: str | None = None,
+    desc: str = 'train',
+    stop_at_step: int | None = None,
+    seed_offset: int = 0,
+) -> tuple[TrainState, list[dict]]:
+    """Trains `model` from `variables` on `dataset` (targets from `labels`, default `dataset.labels`).
+
+    Args:
+      cfg: the run config (`train`, `optim`, `data.mean/std`, `seed`).
+      ckpt_dir: Orbax directory; an existing checkpoint there is resumed.
+      eval_fn: called on the state after each evaluated epoch; its dict joins that epoch's history row.
+      loss: overrides `cfg.train.loss` (e.g. 'sigmoid_bce' for relabeled rounds).
+      stop_at_step: stop early once this global step is reached (tests use it to simulate a kill).
+      seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).
+    Returns:
+      `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
+    """
+    tcfg = cfg.train
+    batch_size = tcfg.batch_size
+    parallel.check_batch_size(batch_size, mesh, 'config.train.batch_size')
+    seed = cfg.seed + seed_offset
+    sampler = pipeline.IndexSampler(len(dataset), batch_size, seed)
+    spe = sampler.steps_per_epoch
+    total = spe * tcfg.epochs
+    tx, schedule = optim.make_optimizer(cfg.optim, spe, tcfg.epochs, batch_size)
+    loss = loss or tcfg.loss
+    state = TrainState.create(variables, tx, jax.random.PRNGKey(seed))
+    state = parallel.replicate(state, mesh)
+
+    ckpt = Checkpointer(ckpt_dir)
+    history: list[dict] = []
+    epoch_losses: list[float] = []
+    epoch_accs: list[float] = []
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(state)
+        history, epoch_losses, epoch_accs = meta['history'], meta['epoch_losses'], meta['epoch_accs']
+        logging.info('%s: resumed from step %d', desc, int(state.step))
+
+    train_step = make_train_step(
+        model,
+        tx,
+        loss=loss,
+        mean=cfg.data.mean,
+        std=cfg.data.std,
+        label_smoothing=tcfg.label_smoothing,
+        augment_cfg=augment_config(cfg),
+    )
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    step_fn = jax.jit(train_step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
+
+    def save(step):
+        ckpt.save(step, state, {'history': history, 'epoch_losses': epoch_losses, 'epoch_accs': epoch_accs})
+
+    step = int(state.step)
+    end = total if stop_at_step is None else min(total, stop_at_step)
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc=desc,
+        unit='step',
+        disable=not parallel.is_main_process(),
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
+    pending = []
+    t0 = time.time()
+    for batch in pipeline.train_batches(
+        dataset if labels is None else dataset.with_labels(labels), sampler, step, end
+    ):
+        state, metrics = step_fn(state, parallel.host_to_global(batch, mesh))
+        pending.append(metrics)
+        step += 1
+        bar.update(1)
+        epoch_end = step % spe == 0
+        if (
+            epoch_end
+            or step % tcfg.log_every_steps == 0
+            or step == end
+            or (tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0)
+        ):
+            fetched = jax.device_get(pending)
+            epoch_losses += [float(m['loss']) for m in fetched]
+            epoch_accs += [float(m['accuracy']) for m in fetched]
+            pending = []
+            bar.set_postfix(loss=f'{epoch_losses[-1]:.4f}', lr=f'{float(schedule(step - 1)):.3g}')
+        if epoch_end:
+            epoch = step // spe
+            row = {
+                'epoch': epoch,
+                'step': step,
+                'train_loss': float(np.mean(epoch_losses)),
+                'train_accuracy': float(np.mean(epoch_accs)),
+                'learning_rate': float(schedule(step - 1)),
+            }
+            if eval_fn is not None and (epoch % tcfg.eval_every_epochs == 0 or step == total):
+                row.update(eval_fn(state))
+            history.append(row)
+            epoch_losses, epoch_accs = [], []
+            save(step)
+            bar.write(
+                f'{desc} epoch {epoch}/{tcfg.epochs}: '
+                + ', '.join(f'{k}={v:.4f}' for k, v in row.items() if isinstance(v, float))
+            )
+        elif tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0:
+            save(step)
+    bar.close()
+    logging.info('%s: %d steps in %.1fs', desc, step, time.time() - t0)
+    ckpt.close()
+    return state, history
+
+
+def predict(
+    model, variables, images, num_examples: int, cfg, *, mesh, dense: bool = False, desc: str | None = None
+) -> np.ndarray:
+    """Logits `[N, C]` (or dense `[N, h, w, C]`) for `images[0..N-1]` (uint8, indexable by index arrays)."""
+    batch_size = cfg.eval.batch_size
+    parallel.check_batch_size(batch_size, mesh, 'config.eval.batch_size')
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    fn = jax.jit(
+        make_predict_step(model, mean=cfg.data.mean, std=cfg.data.std, dense=dense),
+        in_shardings=(rep, dat),
+        out_shardings=dat,
+    )
+    outputs = []
+    batches = pipeline.eval_batches(num_examples, batch_size, lambda idx: {'image': np.asarray(images[idx])})
+    for batch, valid in tqdm(
+        batches,
+        total=-(-num_examples // batch_size),
+        desc=desc,
+        disable=desc is None or not parallel.is_main_process(),
+        leave=False,
+    ):
+        out = fn(variables, parallel.host_to_global(batch['image'], mesh))
+        out = (
+            multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else np.asarray(out)
+        )
+        outputs.append(out[:valid])
+    return np.concatenate(outputs, axis=0)
