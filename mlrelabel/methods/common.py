@@ -44,7 +44,7 @@ def load_datasets(config, workdir: str) -> dict:
 def build_model(config, num_classes: int | None = None):
     m = config.model
     return get_model(m.name, num_classes or config.data.num_classes, width=m.width, small_stem=m.small_stem,
-                     dropout_rate=m.dropout_rate, dtype=DTYPES[m.dtype])
+                     stem_stride=m.stem_stride, dropout_rate=m.dropout_rate, dtype=DTYPES[m.dtype])
 
 
 def init_variables(model, config, seed: int) -> dict:

@@ -170,6 +170,8 @@ class ResNet(nn.Module):
       width: channels of the stem and of the first stage's `planes`; stage k uses width * 2**k.
       small_stem: 3x3 stride-1 conv + BN + relu and no max-pool (small images), instead of the
         7x7/2 conv + 3x3/2 max-pool ImageNet stem.
+      stem_stride: overrides the stem conv's stride (0 = 1 for the small stem, 2 for ImageNet's); a small
+        stem with stride 2 quarters the cost of every stage on 32-64 px images.
       dropout_rate: dropout on the pooled features before `fc` (0 disables it).
       dtype: compute dtype (e.g. jnp.bfloat16); params, BN statistics, pooling and logits are float32.
       zero_init_residual: initialise the last BN scale of every block to 0 (Goyal et al. 2017,
@@ -181,6 +183,7 @@ class ResNet(nn.Module):
     num_classes: int
     width: int = 64
     small_stem: bool = False
+    stem_stride: int = 0
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
     zero_init_residual: bool = False
@@ -195,6 +198,7 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet.block: expected one of {sorted(_BLOCKS)}, got {self.block!r}")
         block_cls = _BLOCKS[self.block]
         stem_kernel, stem_stride = (3, 1) if self.small_stem else (7, 2)
+        stem_stride = self.stem_stride or stem_stride
         self.conv1 = _conv(self.width, stem_kernel, stem_stride, self.dtype, None)
         # Built once in setup, so bn1 receives the train/eval mode at call time.
         self.bn1 = _batch_norm(None, self.dtype, None)
@@ -299,7 +303,7 @@ _CONFIGS: dict[str, tuple[str, tuple[int, ...], dict[str, Any]]] = {
 
 MODEL_NAMES: tuple[str, ...] = tuple(_CONFIGS)
 
-_OPTIONS = ("width", "small_stem", "dropout_rate", "dtype", "zero_init_residual")
+_OPTIONS = ("width", "small_stem", "stem_stride", "dropout_rate", "dtype", "zero_init_residual")
 
 
 def get_model(name: str, num_classes: int, **options: Any) -> ResNet:
@@ -308,7 +312,8 @@ def get_model(name: str, num_classes: int, **options: Any) -> ResNet:
     Args:
       name: one of MODEL_NAMES.
       num_classes: C >= 1.
-      **options: width (int, default 64 or the preset's), small_stem (bool), dropout_rate (float in
+      **options: width (int, default 64 or the preset's), small_stem (bool), stem_stride (int, 0 = the
+        stem's own), dropout_rate (float in
         [0, 1)), dtype (compute dtype), zero_init_residual (bool).
     Raises:
       ValueError: unknown name or option, or an invalid value.

@@ -1,0 +1,105 @@
+"""End to end: the smoke variant of every config through the CLI entry, and resumption after real kills."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+
+
+def _load(name, variant='smoke'):
+    from ml_collections import config_flags  # noqa: F401 - same loader as the CLI
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+def test_every_config_has_a_smoke_variant_and_rejects_unknown_variants():
+    assert {'supervised.py', 'naive.py', 'mc_dropout.py', 'mc_perturbation.py'} <= set(CONFIGS)
+    for name in CONFIGS:
+        cfg = _load(name)
+        assert cfg.train.epochs <= 2 and cfg.data.num_train <= 512, name
+        with pytest.raises(ValueError, match='variant'):
+            _load(name, 'huge')
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_smoke_variant_runs_end_to_end(name, tmp_path):
+    from mlrelabel import main
+
+    cfg = _load(name)
+    result = main.run(cfg, str(tmp_path))
+    assert json.load(open(tmp_path / 'config.json'))['method'] == cfg.method
+    if cfg.method == 'supervised':
+        metrics = json.load(open(tmp_path / 'metrics.json'))
+        assert len(metrics['history']) == cfg.train.epochs
+        assert 0.0 <= metrics['final']['val_top1'] <= 1.0
+        assert (tmp_path / 'training.png').stat().st_size > 1000
+        assert (tmp_path / 'examples.png').stat().st_size > 1000
+    else:
+        summary = json.load(open(tmp_path / 'summary.json'))
+        assert [r['round'] for r in summary['rounds']] == [r['round'] for r in result['rounds']]
+        assert (tmp_path / 'rounds.png').exists()
+        for r in summary['rounds'][1:]:
+            rdir = tmp_path / f'round_{r["round"]}'
+            labels = json.load(open(rdir / 'labels.json'))['data']
+            assert len(labels) == cfg.data.num_train
+            assert all(len(e['labels']) == len(e['scores']) >= 1 for e in labels)
+            assert (rdir / 'examples.png').stat().st_size > 1000
+            for key in ('val_f1', 'val_map', 'labels_f1', 'labels_per_image', 'images_changed'):
+                assert key in r
+
+
+def test_workdir_with_another_config_is_refused(tmp_path):
+    from mlrelabel import main
+
+    cfg = _load('supervised.py')
+    main.prepare_workdir(cfg, str(tmp_path))
+    main.prepare_workdir(cfg, str(tmp_path))           # same config: resumable
+    cfg.train.epochs = 7
+    with pytest.raises(SystemExit, match=r'train\.epochs: 2 → 7'):
+        main.prepare_workdir(cfg, str(tmp_path))
+
+
+def _cli(workdir, *extra):
+    return [sys.executable, '-m', 'mlrelabel.main', '--config=configs/mc_dropout.py:smoke', f'--workdir={workdir}',
+            *extra]
+
+
+def _run_until(workdir, ready, timeout=600):
+    """Starts the CLI and SIGKILLs it as soon as `ready()` holds; returns True if it was killed."""
+    proc = subprocess.Popen(_cli(workdir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.05)
+    proc.wait()
+    return False
+
+
+@pytest.mark.slow
+def test_relabel_cli_resumes_after_real_kills_with_identical_outputs(tmp_path):
+    ref, cut = tmp_path / 'ref', tmp_path / 'cut'
+    subprocess.run(_cli(ref), cwd=ROOT, check=True, capture_output=True, timeout=900)
+    # Kill 1: during round 0 training, right after its first checkpoint lands.
+    assert _run_until(cut, lambda: glob.glob(str(cut / 'round_0' / 'checkpoints' / '[0-9]*')))
+    # Kill 2: in the middle of the round-1 relabel pass, once its partial record exists.
+    assert _run_until(cut, lambda: (cut / 'round_1' / 'relabel_record.npz').exists())
+    assert not (cut / 'round_1' / 'labels.json').exists()
+    subprocess.run(_cli(cut), cwd=ROOT, check=True, capture_output=True, timeout=900)
+    for name in ('round_1/labels.json', 'round_0/metrics.json', 'round_1/metrics.json', 'summary.json'):
+        assert (ref / name).read_text() == (cut / name).read_text(), name
