@@ -28,7 +28,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
 
-METHODS = ('supervised', 'relabel')
+METHODS_PACKAGE = 'mlrelabel.methods'
 # Fields that may change between a run and its resumption without changing its results.
 RESUMABLE_DIFFERENCES = ('parallel',)
 
@@ -83,12 +83,21 @@ def enable_compilation_cache(directory: str = '') -> None:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
+def available_methods() -> list[str]:
+    """Every module of `mlrelabel/methods/` that defines `run(config, workdir)` is a method."""
+    import pkgutil
+
+    package = importlib.import_module(METHODS_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name != 'common')
+
+
 def run(config, workdir: str) -> dict:
     """Runs `config.method` in `workdir`; returns the method's summary dict."""
-    if config.method not in METHODS:
-        raise SystemExit(f'config.method={config.method!r}: expected one of {", ".join(METHODS)}')
+    methods = available_methods()
+    if config.method not in methods:
+        raise SystemExit(f'config.method={config.method!r}: expected one of {", ".join(methods)}')
     prepare_workdir(config, workdir)
-    module = importlib.import_module(f'mlrelabel.methods.{config.method}')
+    module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
     return module.run(config, workdir)
 
 

@@ -176,8 +176,11 @@ def partial_asymmetric_loss(
     if mode not in PARTIAL_MODES:
         raise ValueError(f'partial_asymmetric_loss: mode must be one of {PARTIAL_MODES}, got {mode!r}')
     if mode == 'selective':
-        if not isinstance(likelihood_topk, (int, np.integer)) or isinstance(likelihood_topk, bool) \
-                or likelihood_topk < 0:
+        if (
+            not isinstance(likelihood_topk, (int, np.integer))
+            or isinstance(likelihood_topk, bool)
+            or likelihood_topk < 0
+        ):
             raise ValueError(
                 "partial_asymmetric_loss: mode 'selective' needs likelihood_topk, an int >= 0 "
                 f'(unknowns ignored per sample), got {likelihood_topk!r}'
@@ -235,7 +238,9 @@ def estimate_class_prior(running, logits, mask=None):
         weights = jnp.ones(logits.shape[:1], jnp.float32)
     else:
         if mask.shape != logits.shape[:1]:
-            raise ValueError(f'estimate_class_prior: mask must be [batch] = {logits.shape[:1]}, got {mask.shape}')
+            raise ValueError(
+                f'estimate_class_prior: mask must be [batch] = {logits.shape[:1]}, got {mask.shape}'
+            )
         weights = jnp.asarray(mask, jnp.float32)
     if running is None:
         count = jnp.zeros((), jnp.float32)
@@ -349,7 +354,11 @@ def simulate_fpc(full, num_per_class: int, seed: int) -> np.ndarray:
     -1 (unknown). Deterministic given `seed`.
     """
     full = _check_full('simulate_fpc', full)
-    if not isinstance(num_per_class, (int, np.integer)) or isinstance(num_per_class, bool) or num_per_class < 0:
+    if (
+        not isinstance(num_per_class, (int, np.integer))
+        or isinstance(num_per_class, bool)
+        or num_per_class < 0
+    ):
         raise ValueError(f'simulate_fpc: num_per_class must be an int >= 0, got {num_per_class!r}')
     rng = np.random.default_rng(seed)
     out = np.full(full.shape, -1, np.int8)

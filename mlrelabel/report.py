@@ -70,7 +70,7 @@ def draw_examples(images: np.ndarray, captions: Sequence[str], path: str, boxes:
     in [0, 1] fractions drawn on top (e.g. the crops that produced a new label)."""
     n = len(images)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False)
     colours = plt.cm.tab10.colors
     for i, ax in enumerate(axes.flat):
         ax.axis('off')

@@ -11,13 +11,16 @@ import time
 import pytest
 from conftest import ROOT
 
-CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+# `*_imagenet.py` recipes need ImageNet-layout data: their smoke variants run in tests/test_imagenet.py on a
+# generated folder.
+CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))
+                 if not p.endswith('_imagenet.py'))
 
 
 def _load(name, variant='smoke'):
-    from ml_collections import config_flags  # noqa: F401 - same loader as the CLI
-
     import importlib.util
+
+    from ml_collections import config_flags  # noqa: F401 - same loader as the CLI
 
     spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
     module = importlib.util.module_from_spec(spec)
@@ -29,7 +32,7 @@ def test_every_config_has_a_smoke_variant_and_rejects_unknown_variants():
     assert {'supervised.py', 'naive.py', 'mc_dropout.py', 'mc_perturbation.py'} <= set(CONFIGS)
     for name in CONFIGS:
         cfg = _load(name)
-        assert cfg.train.epochs <= 2 and cfg.data.num_train <= 512, name
+        assert cfg.train.epochs <= 2 and cfg.data.num_train <= 1024, name
         with pytest.raises(ValueError, match='variant'):
             _load(name, 'huge')
 
@@ -47,7 +50,7 @@ def test_smoke_variant_runs_end_to_end(name, tmp_path):
         assert 0.0 <= metrics['final']['val_top1'] <= 1.0
         assert (tmp_path / 'training.png').stat().st_size > 1000
         assert (tmp_path / 'examples.png').stat().st_size > 1000
-    else:
+    elif cfg.method == 'relabel':
         summary = json.load(open(tmp_path / 'summary.json'))
         assert [r['round'] for r in summary['rounds']] == [r['round'] for r in result['rounds']]
         assert (tmp_path / 'rounds.png').exists()

@@ -45,22 +45,26 @@ class IndexSampler:
 
 
 def gather(dataset, indices: np.ndarray, labels=None) -> dict:
-    """Host batch for `indices`: `image` uint8, `target` multi-hot float32 `[B, C]`, `index` int32."""
+    """Host batch for `indices`: `image` uint8, `index` int32 and the label source's arrays.
+
+    A label source is a `LabelTable` (→ `target [B, C]` multi-hot float32) or any object with
+    `batch(indices) -> dict of arrays` (e.g. label maps), whose arrays join the batch.
+    """
     table = dataset.labels if labels is None else labels
-    return {
-        'image': np.asarray(dataset.images[indices]),
-        'target': table.dense(indices),
-        'index': indices.astype(np.int32),
-    }
+    out = {'image': np.asarray(dataset.images[indices]), 'index': indices.astype(np.int32)}
+    out.update(table.batch(indices) if hasattr(table, 'batch') else {'target': table.dense(indices)})
+    return out
 
 
 def train_batches(
-    dataset, sampler: IndexSampler, start_step: int, end_step: int, prefetch: int = 2
+    dataset, sampler: IndexSampler, start_step: int, end_step: int, prefetch: int = 2, labels=None
 ) -> Iterator[dict]:
-    """Yields this process's share of global batches `start_step .. end_step - 1`."""
+    """Yields this process's share of global batches `start_step .. end_step - 1`; targets come from
+    `labels` (a label source, default `dataset.labels`)."""
     rows = parallel.process_slice(sampler.batch_size)
     return _prefetch(
-        (gather(dataset, sampler.global_indices(s)[rows]) for s in range(start_step, end_step)), prefetch
+        (gather(dataset, sampler.global_indices(s)[rows], labels) for s in range(start_step, end_step)),
+        prefetch,
     )
 
 

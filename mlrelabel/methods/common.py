@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 
@@ -17,9 +18,18 @@ from mlrelabel.train import loop
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
+# Data sources implemented outside this module: `config.data.source` → 'module:function', where
+# `function(config, workdir) -> {'train', 'val'[, 'test']}` returns Datasets.
+EXTERNAL_SOURCES: dict[str, str] = {}
+
+
 def load_datasets(config, workdir: str) -> dict:
-    """`{'train', 'val'[, 'test']}` Datasets for `config.data.source` ('digit_scenes' or 'json')."""
+    """`{'train', 'val'[, 'test']}` Datasets for `config.data.source` ('digit_scenes', 'json' or a registered
+    source of EXTERNAL_SOURCES)."""
     d = config.data
+    if d.source in EXTERNAL_SOURCES:
+        module, function = EXTERNAL_SOURCES[d.source].split(':')
+        return getattr(importlib.import_module(module), function)(config, workdir)
     if d.source == 'digit_scenes':
         common = dict(image_size=d.image_size, min_digits=d.min_digits, max_digits=d.max_digits,
                       min_scale=d.min_scale, max_scale=d.max_scale, visible=d.visible, layout=d.layout)
@@ -38,7 +48,8 @@ def load_datasets(config, workdir: str) -> dict:
                 logging.warning('%s: skipped %d of %d unreadable images', path, report['skipped'], report['total'])
             out[split] = ds
         return out
-    raise SystemExit(f"config.data.source={d.source!r}: expected 'digit_scenes' or 'json'")
+    raise SystemExit(f"config.data.source={d.source!r}: expected one of digit_scenes, json, "
+                     f"{', '.join(EXTERNAL_SOURCES)}")
 
 
 def build_model(config, num_classes: int | None = None):

@@ -255,17 +255,20 @@ def _allgather(tree):
 
 
 def _draw_relabel_examples(train, old, new, first, selected, config, path, k):
-    """Training images with their crops (coloured, captioned with each crop's top class) and old → new labels."""
+    """Training images with old → new labels and, per new label, the crop that is most confident in it."""
     m = min(config.report.num_examples, len(first['boxes']))
     idx = selected[:m]
     images = np.asarray(train.images[idx])
-    captions, box_captions = [], []
+    captions, boxes, box_captions = [], [], []
     for j, i in enumerate(idx):
-        text = f'{sorted(old.labels_of(i).tolist())} → {sorted(new.labels_of(i).tolist())}'
+        labels = sorted(new.labels_of(i).tolist())
+        text = f'{sorted(old.labels_of(i).tolist())} → {labels}'
         if train.truth is not None:
             text += f'\ntruth {sorted(train.truth.labels_of(i).tolist())}'
         captions.append(text)
-        cc = first['crop_conf'][j]
-        box_captions.append([f'{c.argmax()}:{c.max():.2f}' for c in cc])
-    report.draw_examples(images, captions, path, boxes=[first['boxes'][j] for j in range(m)],
-                         box_captions=box_captions, title=f'round {k}: crops (top class:conf), old → new labels')
+        crop_conf = first['crop_conf'][j]                      # [K, C]
+        best = [int(crop_conf[:, c].argmax()) for c in labels]  # the crop supporting each label
+        boxes.append(first['boxes'][j][best])
+        box_captions.append([f'{c}:{crop_conf[b, c]:.2f}' for c, b in zip(labels, best)])
+    report.draw_examples(images, captions, path, boxes=boxes, box_captions=box_captions, columns=8,
+                         title=f'round {k}: old → new labels; box = the crop most confident in each new label')

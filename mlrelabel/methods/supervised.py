@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-import jax
 import numpy as np
 
 from mlrelabel import evaluate, parallel, report

@@ -47,6 +47,8 @@ def fit(
     desc: str = 'train',
     stop_at_step: int | None = None,
     seed_offset: int = 0,
+    transform_fn: Callable | None = None,
+    loss_fn: Callable | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Trains `model` from `variables` on `dataset` (targets from `labels`, default `dataset.labels`).
 
@@ -57,6 +59,8 @@ def fit(
       loss: overrides `cfg.train.loss` (e.g. 'sigmoid_bce' for relabeled rounds).
       stop_at_step: stop early once this global step is reached (tests use it to simulate a kill).
       seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).
+      labels: the label source (a LabelTable or an object with `batch(indices) -> dict`).
+      transform_fn, loss_fn: extension points of `make_train_step` (on-device targets / mixing, custom losses).
     Returns:
       `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
     """
@@ -89,6 +93,8 @@ def fit(
         std=cfg.data.std,
         label_smoothing=tcfg.label_smoothing,
         augment_cfg=augment_config(cfg),
+        transform_fn=transform_fn,
+        loss_fn=loss_fn,
     )
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     step_fn = jax.jit(train_step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
@@ -109,9 +115,7 @@ def fit(
     )
     pending = []
     t0 = time.time()
-    for batch in pipeline.train_batches(
-        dataset if labels is None else dataset.with_labels(labels), sampler, step, end
-    ):
+    for batch in pipeline.train_batches(dataset, sampler, step, end, labels=labels):
         state, metrics = step_fn(state, parallel.host_to_global(batch, mesh))
         pending.append(metrics)
         step += 1

@@ -12,27 +12,52 @@ from mlrelabel import losses
 from mlrelabel.train import augment
 from mlrelabel.train.state import TrainState
 
+FULL_BOX = (0.0, 0.0, 1.0, 1.0)
+
 
 def make_train_step(
-    model, tx: optax.GradientTransformation, *, loss: str, mean, std, label_smoothing=0.0, augment_cfg=None
+    model,
+    tx: optax.GradientTransformation,
+    *,
+    loss: str,
+    mean,
+    std,
+    label_smoothing=0.0,
+    augment_cfg=None,
+    transform_fn: Callable | None = None,
+    loss_fn: Callable | None = None,
 ) -> Callable:
     """Returns `train_step(state, batch) -> (state, metrics)`.
 
     `batch`: `image [B, H, W, 3]` uint8, `target [B, C]` float (one-hot, multi-hot or soft). The per-step key
     is `fold_in(state.key, state.step)`; with `augment_cfg` (`scale`, `ratio`, `flip`) images get a
     random-resized-crop and flip. Batch norm uses the statistics of the (global) batch.
+
+    Extension points for methods whose targets or losses are not a plain `[B, C]` table:
+      `transform_fn(images, batch, boxes [B, 4], flipped [B], key, step) -> (images, target [B, C])` runs on
+        device after augmentation: it may mix images (CutMix) and build targets (LabelPooling of a label map
+        over the crop's box). `images` are normalised `[B, H, W, 3]`; `boxes` are the crops'
+        `(y0, x0, y1, x1)` in source-image fractions (the whole image without augmentation); `step` is the
+        global step (e.g. to switch CutMix off for the last epochs).
+      `loss_fn(logits [B, C], target [B, C], batch) -> [B]` replaces the named loss (e.g. partial labels).
     """
-    loss_fn = losses.get_loss(loss)
+    named_loss = losses.get_loss(loss)
 
     def train_step(state: TrainState, batch):
         key = jax.random.fold_in(state.key, state.step)
-        k_aug, k_drop = jax.random.split(key)
+        k_aug, k_drop, k_target = jax.random.split(key, 3)
         images = augment.normalize(batch['image'], mean, std)
+        batch_size = images.shape[0]
+        boxes = jnp.tile(jnp.asarray([FULL_BOX], jnp.float32), (batch_size, 1))
+        flipped = jnp.zeros((batch_size,), bool)
         if augment_cfg is not None:
-            images, _, _ = augment.random_resized_crop_flip(
+            images, boxes, flipped = augment.random_resized_crop_flip(
                 k_aug, images, augment_cfg['scale'], augment_cfg['ratio'], augment_cfg['flip']
             )
-        target = batch['target']
+        if transform_fn is None:
+            target = batch['target']
+        else:
+            images, target = transform_fn(images, batch, boxes, flipped, k_target, state.step)
 
         def objective(params):
             logits, updates = model.apply(
@@ -42,17 +67,20 @@ def make_train_step(
                 mutable=['batch_stats'],
                 rngs={'dropout': k_drop},
             )
-            if loss == 'softmax_ce':
-                per_example = loss_fn(logits, target, label_smoothing=label_smoothing)
+            if loss_fn is not None:
+                per_example = loss_fn(logits, target, batch)
+            elif loss == 'softmax_ce':
+                per_example = named_loss(logits, target, label_smoothing=label_smoothing)
             else:
-                per_example = loss_fn(logits, target)
+                per_example = named_loss(logits, target)
             return per_example.mean(), (logits, updates['batch_stats'])
 
         (value, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # Whether the top-1 class is among the (positive) targets, per example.
         top1_in_target = jnp.take_along_axis(target, jnp.argmax(logits, -1)[:, None], axis=1)[:, 0] > 0
-        metrics = {'loss': value, 'accuracy': top1_in_target.mean(), 'grad_norm': optax.global_norm(grads)}
+        metrics = {'loss': value, 'accuracy': top1_in_target.mean(), 'grad_norm': optax.tree.norm(grads)}
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
         )

@@ -1,0 +1,13 @@
+"""The benchmark command runs at its tiny size and reports every measurement."""
+
+from mlrelabel import benchmark
+
+
+def test_tiny_benchmark_reports_all_measurements():
+    rows = benchmark.run('tiny', num_classes=10)
+    names = [r['benchmark'] for r in rows]
+    assert names == ['train', 'inference', 'relabel_naive', 'relabel_mc_dropout', 'relabel_mc_dropout_full']
+    assert all(r['images_per_s'] > 0 and r['batch'] == 16 for r in rows)
+    mc = {r['benchmark']: r for r in rows}
+    assert mc['relabel_mc_dropout']['samples'] == 4 and mc['relabel_naive']['samples'] == 1
+    assert mc['relabel_mc_dropout']['crop_samples_per_s'] > 0
