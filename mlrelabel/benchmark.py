@@ -3,6 +3,8 @@
   python -m mlrelabel.benchmark                       # CPU preset: the default digit-scenes model
   python -m mlrelabel.benchmark --preset=gpu          # ResNet-50, 224 px, bf16, large batch
   python -m mlrelabel.benchmark --preset=tiny         # seconds; what the tests run
+  python -m mlrelabel.benchmark --preset=gpu --torch  # plus torchvision's ResNet-50 on the same device (AMP bf16,
+                                                      # channels_last, torch.compile) and the JAX/PyTorch ratio
 
 Prints one line per measurement (images/s, and crops x samples / s for relabeling) and, with `--out`,
 writes them as JSON. Timings exclude compilation (one warm-up call) and block on the results.
@@ -26,18 +28,66 @@ from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_train_step
 
 PRESETS = {
-    'tiny': dict(model='resnet_tiny', width=8, stem_stride=2, small_stem=True, image_size=32, batch=16,
-                 crops=4, samples=4, dtype='float32', iters=3),
-    'cpu': dict(model='resnet_tiny', width=16, stem_stride=2, small_stem=True, image_size=40, batch=64,
-                crops=8, samples=16, dtype='float32', iters=10),
-    'gpu': dict(model='resnet50', width=64, stem_stride=0, small_stem=False, image_size=224, batch=256,
-                crops=8, samples=16, dtype='bfloat16', iters=30),
+    'tiny': dict(
+        model='resnet_tiny',
+        width=8,
+        stem_stride=2,
+        small_stem=True,
+        image_size=32,
+        batch=16,
+        crops=4,
+        samples=4,
+        dtype='float32',
+        iters=3,
+    ),
+    'cpu': dict(
+        model='resnet_tiny',
+        width=16,
+        stem_stride=2,
+        small_stem=True,
+        image_size=40,
+        batch=64,
+        crops=8,
+        samples=16,
+        dtype='float32',
+        iters=10,
+    ),
+    'tiny_resnet18': dict(
+        model='resnet18',
+        width=64,
+        stem_stride=0,
+        small_stem=False,
+        image_size=64,
+        batch=8,
+        crops=2,
+        samples=2,
+        dtype='float32',
+        iters=2,
+    ),
+    'gpu': dict(
+        model='resnet50',
+        width=64,
+        stem_stride=0,
+        small_stem=False,
+        image_size=224,
+        batch=256,
+        crops=8,
+        samples=16,
+        dtype='bfloat16',
+        iters=30,
+    ),
 }
 
 _PRESET = flags.DEFINE_enum('preset', 'cpu', list(PRESETS), 'Size preset.')
 _BATCH = flags.DEFINE_integer('batch', 0, 'Override the preset batch size.')
 _ONLY = flags.DEFINE_list('only', [], 'Subset of: train,inference,relabel.')
 _OUT = flags.DEFINE_string('out', '', 'Write the results as JSON here.')
+_TORCH = flags.DEFINE_bool(
+    'torch', False, 'Also time the PyTorch/torchvision reference (same model, batch, device).'
+)
+_COMPILE = flags.DEFINE_bool(
+    'torch_compile', True, 'Try torch.compile for the reference (falls back to eager).'
+)
 
 
 def _timeit(fn, iters: int) -> float:
@@ -60,16 +110,32 @@ def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -
     mesh = parallel.make_mesh()
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     b, s = p['batch'], p['image_size']
-    model = get_model(p['model'], num_classes, width=p['width'], small_stem=p['small_stem'],
-                      stem_stride=p['stem_stride'], dropout_rate=0.25, dtype=dtype)
-    variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3)), train=False))(jax.random.key(0, impl='rbg'))
-    images = jax.device_put(jax.random.randint(jax.random.PRNGKey(1), (b, s, s, 3), 0, 255).astype(jnp.uint8), dat)
+    model = get_model(
+        p['model'],
+        num_classes,
+        width=p['width'],
+        small_stem=p['small_stem'],
+        stem_stride=p['stem_stride'],
+        dropout_rate=0.25,
+        dtype=dtype,
+    )
+    variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3)), train=False))(
+        jax.random.key(0, impl='rbg')
+    )
+    images = jax.device_put(
+        jax.random.randint(jax.random.PRNGKey(1), (b, s, s, 3), 0, 255).astype(jnp.uint8), dat
+    )
     targets = jax.device_put(jax.nn.one_hot(jnp.arange(b) % num_classes, num_classes), dat)
     results = []
 
     def record(name, seconds, images_per_call, extra=None):
-        row = {'benchmark': name, 'images_per_s': round(images_per_call / seconds, 1), 'batch': b,
-               'ms_per_call': round(1000 * seconds, 2), **(extra or {})}
+        row = {
+            'benchmark': name,
+            'images_per_s': round(images_per_call / seconds, 1),
+            'batch': b,
+            'ms_per_call': round(1000 * seconds, 2),
+            **(extra or {}),
+        }
         results.append(row)
         print(json.dumps(row), flush=True)
 
@@ -77,8 +143,12 @@ def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -
     if not only or 'train' in only:
         tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
         state = parallel.replicate(TrainState.create(variables, tx, jax.random.PRNGKey(0)), mesh)
-        step = jax.jit(make_train_step(model, tx, loss='softmax_ce', mean=mean, std=std),
-                       in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
+        step = jax.jit(
+            make_train_step(model, tx, loss='softmax_ce', mean=mean, std=std),
+            in_shardings=(rep, dat),
+            out_shardings=(rep, rep),
+            donate_argnums=(0,),
+        )
         box = {'state': state}
 
         def train_call():
@@ -102,22 +172,136 @@ def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -
 
             fn = jax.jit(relabel_call)
             sec = _timeit(fn, max(1, p['iters'] // (4 if method == 'mc_dropout_full' else 1)))
-            record(f'relabel_{method}', sec, b, {'crops': k, 'samples': samples,
-                                                'crop_samples_per_s': round(b * k * samples / sec, 1)})
+            record(
+                f'relabel_{method}',
+                sec,
+                b,
+                {'crops': k, 'samples': samples, 'crop_samples_per_s': round(b * k * samples / sec, 1)},
+            )
     return results
+
+
+def torch_reference(
+    preset: str = 'gpu', batch: int = 0, num_classes: int = 1000, compile_model: bool = True, only=()
+) -> list[dict]:
+    """The same measurements with torchvision's model: bf16 autocast (when the preset computes in bf16),
+    channels_last, SGD with Nesterov momentum, optionally `torch.compile`. Needs torch and torchvision."""
+    import torch
+    import torchvision
+
+    p = dict(PRESETS[preset])
+    if batch:
+        p['batch'] = batch
+    if not hasattr(torchvision.models, p['model']):
+        raise ValueError(f"preset {preset!r} uses {p['model']}, which torchvision does not have")
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    b, s = p['batch'], p['image_size']
+    model = getattr(torchvision.models, p['model'])(num_classes=num_classes).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    compiled = False
+    if compile_model:
+        try:
+            model_c = torch.compile(model)
+            compiled = True
+        except Exception:  # noqa: BLE001 - the reference still runs eagerly
+            model_c = model
+    else:
+        model_c = model
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    x = torch.randn(b, 3, s, s, device=device).to(memory_format=torch.channels_last)
+    y = torch.arange(b, device=device) % num_classes
+    amp = p['dtype'] == 'bfloat16'
+
+    def sync():
+        if device == 'cuda':
+            torch.cuda.synchronize()
+
+    def timeit(fn, iters):
+        fn()
+        sync()
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        sync()
+        return (time.perf_counter() - start) / iters
+
+    def train_call():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+            loss = torch.nn.functional.cross_entropy(model_c(x), y)
+        loss.backward()
+        opt.step()
+
+    def infer_call():
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+            model_c(x)
+
+    results = []
+    extra = {'framework': 'torch', 'torch': torch.__version__, 'compiled': compiled, 'device': device}
+    if not only or 'train' in only:
+        model.train()
+        sec = timeit(train_call, p['iters'])
+        results.append(
+            {
+                'benchmark': 'train',
+                'images_per_s': round(b / sec, 1),
+                'batch': b,
+                'ms_per_call': round(1000 * sec, 2),
+                **extra,
+            }
+        )
+    if not only or 'inference' in only:
+        model.eval()
+        sec = timeit(infer_call, p['iters'])
+        results.append(
+            {
+                'benchmark': 'inference',
+                'images_per_s': round(b / sec, 1),
+                'batch': b,
+                'ms_per_call': round(1000 * sec, 2),
+                **extra,
+            }
+        )
+    for row in results:
+        print(json.dumps(row), flush=True)
+    return results
+
+
+def ratios(jax_rows: list[dict], torch_rows: list[dict]) -> dict:
+    """JAX images/s over PyTorch images/s for each benchmark both measured."""
+    ref = {r['benchmark']: r['images_per_s'] for r in torch_rows}
+    return {
+        r['benchmark']: round(r['images_per_s'] / ref[r['benchmark']], 3)
+        for r in jax_rows
+        if r['benchmark'] in ref
+    }
 
 
 def main(argv):
     del argv
-    info = {'device': str(jax.devices()[0].device_kind), 'platform': jax.devices()[0].platform,
-            'num_devices': jax.device_count(), 'jax': jax.__version__, 'python': platform.python_version(),
-            'preset': _PRESET.value}
+    info = {
+        'device': str(jax.devices()[0].device_kind),
+        'platform': jax.devices()[0].platform,
+        'num_devices': jax.device_count(),
+        'jax': jax.__version__,
+        'python': platform.python_version(),
+        'preset': _PRESET.value,
+    }
     print(json.dumps(info), flush=True)
     results = run(_PRESET.value, _BATCH.value, _ONLY.value)
+    reference, ratio = [], {}
+    if _TORCH.value:
+        reference = torch_reference(
+            _PRESET.value, _BATCH.value, compile_model=_COMPILE.value, only=_ONLY.value
+        )
+        ratio = ratios(results, reference)
+        print(json.dumps({'jax_over_torch': ratio}), flush=True)
     if _OUT.value:
         from mlrelabel.io_utils import atomic_write_json
 
-        atomic_write_json(_OUT.value, {'info': info, 'results': results})
+        atomic_write_json(
+            _OUT.value, {'info': info, 'results': results, 'torch': reference, 'jax_over_torch': ratio}
+        )
 
 
 if __name__ == '__main__':

@@ -105,7 +105,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     if not flags.FLAGS['verbosity'].present:
-        absl_logging.set_verbosity(absl_logging.WARNING)   # Orbax and JAX log every save at INFO
+        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax and JAX log every save at INFO
     config = _CONFIG.value
     enable_compilation_cache()
     p = config.parallel

@@ -38,7 +38,9 @@ def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:
     ax_loss.set_xlabel('epoch')
     ax_loss.set_ylabel('loss')
     ax_loss.legend()
-    keys = sorted({k for row in history for k in row if k.startswith(('val_', 'test_')) or k == 'train_accuracy'})
+    keys = sorted(
+        {k for row in history for k in row if k.startswith(('val_', 'test_')) or k == 'train_accuracy'}
+    )
     for k in keys:
         pts = [(row['epoch'], row[k]) for row in history if k in row]
         ax_metric.plot(*zip(*pts), 'o-', label=k, markersize=3)
@@ -64,8 +66,15 @@ def plot_rounds(rows: Sequence[dict], keys: Sequence[str], path: str, title: str
     _save(fig, path)
 
 
-def draw_examples(images: np.ndarray, captions: Sequence[str], path: str, boxes: Sequence[np.ndarray] | None = None,
-                  box_captions: Sequence[Sequence[str]] | None = None, columns: int = 8, title: str = '') -> None:
+def draw_examples(
+    images: np.ndarray,
+    captions: Sequence[str],
+    path: str,
+    boxes: Sequence[np.ndarray] | None = None,
+    box_captions: Sequence[Sequence[str]] | None = None,
+    columns: int = 8,
+    title: str = '',
+) -> None:
     """Grid of `images [N, H, W, 3]` uint8 with a caption each and optional boxes `[K, 4]` (y0, x0, y1, x1)
     in [0, 1] fractions drawn on top (e.g. the crops that produced a new label)."""
     n = len(images)
@@ -84,8 +93,16 @@ def draw_examples(images: np.ndarray, captions: Sequence[str], path: str, boxes:
                 if y1 <= y0:
                     continue
                 colour = colours[j % len(colours)]
-                ax.add_patch(plt.Rectangle((x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h, fill=False,
-                                           edgecolor=colour, linewidth=1))
+                ax.add_patch(
+                    plt.Rectangle(
+                        (x0 * w - 0.5, y0 * h - 0.5),
+                        (x1 - x0) * w,
+                        (y1 - y0) * h,
+                        fill=False,
+                        edgecolor=colour,
+                        linewidth=1,
+                    )
+                )
                 if box_captions is not None and j < len(box_captions[i]) and box_captions[i][j]:
                     ax.text(x0 * w, y0 * h, box_captions[i][j], color=colour, fontsize=6, va='bottom')
     fig.suptitle(title)
@@ -94,8 +111,10 @@ def draw_examples(images: np.ndarray, captions: Sequence[str], path: str, boxes:
 
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     """A plain-text table (floats with 4 decimals) for the terminal and logs."""
+
     def cell(v):
         return f'{v:.4f}' if isinstance(v, float) else str(v)
+
     body = [[cell(row.get(c, '')) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(columns)]
     line = lambda vals: '  '.join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731

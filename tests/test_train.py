@@ -48,8 +48,14 @@ def test_eval_fn_rows_and_labels_override(tiny_config, tiny_data, tmp_path):
     tiny_config.train.epochs = 1
     truth = tiny_data['train'].truth
     calls = []
-    _, hist = _fit(tiny_config, tiny_data, str(tmp_path / 'ck'), labels=truth, loss='sigmoid_bce',
-                   eval_fn=lambda s: calls.append(int(s.step)) or {'val_x': 0.5})
+    _, hist = _fit(
+        tiny_config,
+        tiny_data,
+        str(tmp_path / 'ck'),
+        labels=truth,
+        loss='sigmoid_bce',
+        eval_fn=lambda s: calls.append(int(s.step)) or {'val_x': 0.5},
+    )
     assert calls == [4] and hist[0]['val_x'] == 0.5
     assert isinstance(truth, LabelTable)
 
@@ -57,11 +63,21 @@ def test_eval_fn_rows_and_labels_override(tiny_config, tiny_data, tmp_path):
 def test_schedules_and_optimizers():
     import ml_collections
 
-    cfg = ml_collections.ConfigDict(dict(name='sgd', learning_rate=0.4, lr_base_batch=256, momentum=0.9,
-                                         nesterov=True, weight_decay=1e-4, warmup_epochs=1.0, schedule='cosine'))
+    cfg = ml_collections.ConfigDict(
+        dict(
+            name='sgd',
+            learning_rate=0.4,
+            lr_base_batch=256,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=1e-4,
+            warmup_epochs=1.0,
+            schedule='cosine',
+        )
+    )
     tx, sched = optim.make_optimizer(cfg, steps_per_epoch=10, num_epochs=5, batch_size=128)
     assert float(sched(0)) == 0.0
-    assert np.isclose(float(sched(10)), 0.2)          # peak after warm-up, scaled by 128 / 256
+    assert np.isclose(float(sched(10)), 0.2)  # peak after warm-up, scaled by 128 / 256
     assert float(sched(49)) < 0.01
     cfg.schedule = 'constant'
     _, sched = optim.make_optimizer(cfg, 10, 5, 256)
@@ -111,6 +127,11 @@ SHARDING_SCRIPT = textwrap.dedent('''
 def test_eight_devices_match_one_device():
     """Same global batch on 1 and 8 simulated CPU devices: same loss, parameters and batch statistics."""
     env = dict(os.environ, JAX_PLATFORMS='cpu')
-    proc = subprocess.run([sys.executable, '-c', SHARDING_SCRIPT.format(root=ROOT)], capture_output=True,
-                          text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, '-c', SHARDING_SCRIPT.format(root=ROOT)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert 'SHARDING_OK' in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]

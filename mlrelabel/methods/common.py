@@ -20,7 +20,10 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 # Data sources implemented outside this module: `config.data.source` → 'module:function', where
 # `function(config, workdir) -> {'train', 'val'[, 'test']}` returns Datasets.
-EXTERNAL_SOURCES: dict[str, str] = {}
+EXTERNAL_SOURCES: dict[str, str] = {
+    'folder': 'mlrelabel.data.imagenet:load_folder',
+    'tfds': 'mlrelabel.data.imagenet:load_tfds',
+}
 
 
 def load_datasets(config, workdir: str) -> dict:
@@ -31,31 +34,54 @@ def load_datasets(config, workdir: str) -> dict:
         module, function = EXTERNAL_SOURCES[d.source].split(':')
         return getattr(importlib.import_module(module), function)(config, workdir)
     if d.source == 'digit_scenes':
-        common = dict(image_size=d.image_size, min_digits=d.min_digits, max_digits=d.max_digits,
-                      min_scale=d.min_scale, max_scale=d.max_scale, visible=d.visible, layout=d.layout)
+        common = dict(
+            image_size=d.image_size,
+            min_digits=d.min_digits,
+            max_digits=d.max_digits,
+            min_scale=d.min_scale,
+            max_scale=d.max_scale,
+            visible=d.visible,
+            layout=d.layout,
+        )
         cache = os.path.join(workdir, 'data')
         sizes = {'train': d.num_train, 'val': d.num_val, 'test': d.num_test}
-        return {split: sources.digit_scenes_dataset(split, cache, num_images=n, seed=d.seed + i, **common)
-                for i, (split, n) in enumerate(sizes.items()) if n}
+        return {
+            split: sources.digit_scenes_dataset(split, cache, num_images=n, seed=d.seed + i, **common)
+            for i, (split, n) in enumerate(sizes.items())
+            if n
+        }
     if d.source == 'json':
         if not d.train_json or not d.val_json:
-            raise SystemExit('config.data.source=json needs --config.data.train_json and --config.data.val_json')
+            raise SystemExit(
+                'config.data.source=json needs --config.data.train_json and --config.data.val_json'
+            )
         out = {}
         for split, path in (('train', d.train_json), ('val', d.val_json)):
-            ds, report = sources.load_image_dataset(path, d.image_size, num_classes=d.num_classes,
-                                                    root=d.root or None, check=d.check_images)
+            ds, report = sources.load_image_dataset(
+                path, d.image_size, num_classes=d.num_classes, root=d.root or None, check=d.check_images
+            )
             if report['skipped']:
-                logging.warning('%s: skipped %d of %d unreadable images', path, report['skipped'], report['total'])
+                logging.warning(
+                    '%s: skipped %d of %d unreadable images', path, report['skipped'], report['total']
+                )
             out[split] = ds
         return out
-    raise SystemExit(f"config.data.source={d.source!r}: expected one of digit_scenes, json, "
-                     f"{', '.join(EXTERNAL_SOURCES)}")
+    raise SystemExit(
+        f"config.data.source={d.source!r}: expected one of digit_scenes, json, {', '.join(EXTERNAL_SOURCES)}"
+    )
 
 
 def build_model(config, num_classes: int | None = None):
     m = config.model
-    return get_model(m.name, num_classes or config.data.num_classes, width=m.width, small_stem=m.small_stem,
-                     stem_stride=m.stem_stride, dropout_rate=m.dropout_rate, dtype=DTYPES[m.dtype])
+    return get_model(
+        m.name,
+        num_classes or config.data.num_classes,
+        width=m.width,
+        small_stem=m.small_stem,
+        stem_stride=m.stem_stride,
+        dropout_rate=m.dropout_rate,
+        dtype=DTYPES[m.dtype],
+    )
 
 
 def init_variables(model, config, seed: int) -> dict:

@@ -31,6 +31,7 @@ from mlrelabel.methods import common
 from mlrelabel.relabel import assign, score
 from mlrelabel.train import loop
 
+ASSIGN_METHODS = ('calibrated', 'gmm', 'threshold', 'topk')
 SUMMARY_KEYS = ('val_top1', 'val_real_accuracy', 'val_f1', 'val_map', 'labels_f1', 'labels_per_image')
 
 
@@ -40,6 +41,8 @@ def run(config, workdir: str) -> dict:
     train, val = data['train'], data['val']
     model = common.build_model(config, train.num_classes)
     rc = config.relabel
+    if rc.assign not in ASSIGN_METHODS:
+        raise SystemExit(f'config.relabel.assign={rc.assign!r}: expected one of {", ".join(ASSIGN_METHODS)}')
     paths = train.paths or [f'{train.name}/{i:07d}' for i in range(len(train))]
     given = evaluate.first_labels(train.labels)
     labels = train.labels
@@ -65,11 +68,20 @@ def run(config, workdir: str) -> dict:
             stale += 1
         if parallel.is_main_process():
             atomic_write_json(os.path.join(workdir, 'summary.json'), {'rounds': rows, 'metric': rc.metric})
-            report.plot_rounds(rows, [key for key in SUMMARY_KEYS if key != 'labels_per_image' and key in row],
-                               os.path.join(workdir, 'rounds.png'), title=f'{rc.confidence} relabel rounds')
+            report.plot_rounds(
+                rows,
+                [key for key in SUMMARY_KEYS if key != 'labels_per_image' and key in row],
+                os.path.join(workdir, 'rounds.png'),
+                title=f'{rc.confidence} relabel rounds',
+            )
         if stale >= rc.patience:
-            logging.info('stopping after round %d: %s did not improve by %g for %d round(s)', k, rc.metric,
-                         rc.min_delta, rc.patience)
+            logging.info(
+                'stopping after round %d: %s did not improve by %g for %d round(s)',
+                k,
+                rc.metric,
+                rc.min_delta,
+                rc.patience,
+            )
             break
     if parallel.is_main_process():
         atomic_write_json(os.path.join(workdir, 'timing.json'), timings)
@@ -92,8 +104,19 @@ def _train_round(k, model, prev_state, train, labels, val, loss, config, mesh, r
     else:
         variables = common.init_variables(model, config, config.seed)
     eval_fn = common.make_eval_fn(model, val, config, mesh, evaluate.head_of(loss))
-    return loop.fit(model, variables, train, cfg, mesh=mesh, ckpt_dir=os.path.join(rdir, 'checkpoints'),
-                    labels=labels, eval_fn=eval_fn, loss=loss, desc=f'round {k} train', seed_offset=1000 * k)
+    return loop.fit(
+        model,
+        variables,
+        train,
+        cfg,
+        mesh=mesh,
+        ckpt_dir=os.path.join(rdir, 'checkpoints'),
+        labels=labels,
+        eval_fn=eval_fn,
+        loss=loss,
+        desc=f'round {k} train',
+        seed_offset=1000 * k,
+    )
 
 
 def _round_metrics(k, model, state, train, val, labels, loss, changed, history, config, mesh, rdir) -> dict:
@@ -107,8 +130,13 @@ def _round_metrics(k, model, state, train, val, labels, loss, changed, history, 
     row['labels_per_image'] = float(labels.num_labels().mean())
     row['images_changed'] = changed
     if train.truth is not None:
-        row.update({f'labels_{key}': float(v) for key, v in metrics.label_quality(labels, train.truth).items()
-                    if key != 'labels_per_image'})
+        row.update(
+            {
+                f'labels_{key}': float(v)
+                for key, v in metrics.label_quality(labels, train.truth).items()
+                if key != 'labels_per_image'
+            }
+        )
     row['history'] = history
     if parallel.is_main_process():
         atomic_write_json(path, row)
@@ -128,32 +156,69 @@ def _relabel_round(k, model, state, train, val, labels, given, paths, config, me
     if rc.num_relabel and rc.num_relabel < n:
         selected = np.sort(np.random.default_rng([config.seed, k]).choice(n, rc.num_relabel, replace=False))
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * k)
-    record, first = _score_stream(model, state.variables, train.images, selected, head, config, mesh,
-                                  os.path.join(rdir, 'relabel_record.npz'), key, desc=f'round {k} relabel')
+    record, first = _score_stream(
+        model,
+        state.variables,
+        train.images,
+        selected,
+        head,
+        config,
+        mesh,
+        os.path.join(rdir, 'relabel_record.npz'),
+        key,
+        desc=f'round {k} relabel',
+    )
     thresholds = None
-    if rc.assign == 'calibrated':
-        if val.truth is None and val.labels.num_labels().max() <= 1:
-            raise SystemExit("config.relabel.assign='calibrated' needs multi-label validation sets")
-        val_record, _ = _score_stream(model, state.variables, val.images, np.arange(len(val)), head, config,
-                                      mesh, None, jax.random.fold_in(key, 1), desc=f'round {k} calibrate')
+    method = rc.assign
+    if method == 'calibrated' and val.truth is None and val.labels.num_labels().max() <= 1:
+        logging.warning("relabel.assign='calibrated' needs multi-label validation sets, and %s has one label "
+                        "per image: using 'gmm' instead", val.name or 'the validation set')
+        method = 'gmm'
+    if method == 'calibrated':
+        val_record, _ = _score_stream(
+            model,
+            state.variables,
+            val.images,
+            np.arange(len(val)),
+            head,
+            config,
+            mesh,
+            None,
+            jax.random.fold_in(key, 1),
+            desc=f'round {k} calibrate',
+        )
         truth = val.truth if val.truth is not None else val.labels
-        thresholds = assign.calibrate_thresholds(_dense(val_record, num_classes), truth.dense(np.arange(len(val))))
+        thresholds = assign.calibrate_thresholds(
+            _dense(val_record, num_classes), truth.dense(np.arange(len(val)))
+        )
     mixtures = None
-    if rc.assign == 'gmm':
-        sample = np.random.default_rng([config.seed, k, 1]).permutation(len(selected))[:rc.gmm_max_samples]
-        mixtures = assign.fit_class_gmms(_dense(record, num_classes, np.sort(sample)), max_samples=rc.gmm_max_samples,
-                                         seed=config.seed, space=rc.gmm_space)
+    if method == 'gmm':
+        sample = np.random.default_rng([config.seed, k, 1]).permutation(len(selected))[: rc.gmm_max_samples]
+        mixtures = assign.fit_class_gmms(
+            _dense(record, num_classes, np.sort(sample)),
+            max_samples=rc.gmm_max_samples,
+            seed=config.seed,
+            space=rc.gmm_space,
+        )
     lists, scores = [], []
-    for start in range(0, len(selected), 8192):   # stream: memory grows with the chunk, not the dataset
+    for start in range(0, len(selected), 8192):  # stream: memory grows with the chunk, not the dataset
         rows = np.arange(start, min(start + 8192, len(selected)))
         conf = _dense(record, num_classes, rows)
-        assigned = _assign(conf, rc, mixtures, thresholds)
+        assigned = _assign(method, conf, rc, mixtures, thresholds)
         if rc.max_uncertainty:
-            unc = _dense(record, num_classes, rows, 'std') if rc.uncertainty == 'std' else record[rc.uncertainty][rows]
+            unc = (
+                _dense(record, num_classes, rows, 'std')
+                if rc.uncertainty == 'std'
+                else record[rc.uncertainty][rows]
+            )
             assigned = assign.uncertainty_filter(assigned, unc, rc.max_uncertainty)
         chunk_lists, chunk_scores = assign.finalize_labels(
-            np.asarray(assigned), given[selected[rows]], keep_given=rc.keep_given, conf=conf,
-            max_labels=rc.max_labels or None)
+            np.asarray(assigned),
+            given[selected[rows]],
+            keep_given=rc.keep_given,
+            conf=conf,
+            max_labels=rc.max_labels or None,
+        )
         lists += chunk_lists
         scores += chunk_scores
     new = LabelTable.from_lists(lists, num_classes, scores=scores)
@@ -161,25 +226,28 @@ def _relabel_round(k, model, state, train, val, labels, given, paths, config, me
     table = base.replace_rows(selected, new) if len(selected) < n else new
     if parallel.is_main_process():
         write_label_file(label_path, paths, table)
-        _draw_relabel_examples(train, labels, table, first, selected, config,
-                               os.path.join(rdir, 'examples.png'), k)
+        _draw_relabel_examples(
+            train, labels, table, first, selected, config, os.path.join(rdir, 'examples.png'), k
+        )
     return table
 
 
 def _with_unit_scores(table: LabelTable) -> LabelTable:
-    return LabelTable(table.num_classes, table.offsets, table.classes, np.ones(len(table.classes), np.float32))
+    return LabelTable(
+        table.num_classes, table.offsets, table.classes, np.ones(len(table.classes), np.float32)
+    )
 
 
-def _assign(conf, rc, mixtures, thresholds):
-    if rc.assign == 'gmm':
+def _assign(method, conf, rc, mixtures, thresholds):
+    if method == 'gmm':
         return assign.assign_gmm(conf, mixtures, rc.gmm_min_posterior)
-    if rc.assign == 'threshold':
+    if method == 'threshold':
         return assign.assign_threshold(conf, rc.threshold)
-    if rc.assign == 'calibrated':
+    if method == 'calibrated':
         return assign.assign_threshold(conf, thresholds)
-    if rc.assign == 'topk':
+    if method == 'topk':
         return assign.assign_topk(conf, rc.topk, rc.min_conf)
-    raise SystemExit(f"config.relabel.assign={rc.assign!r}: expected 'gmm', 'threshold', 'calibrated' or 'topk'")
+    raise SystemExit(f'config.relabel.assign={method!r}: expected one of {", ".join(ASSIGN_METHODS)}')
 
 
 def _dense(record: dict, num_classes: int, rows=None, field: str = 'scores') -> np.ndarray:
@@ -196,22 +264,27 @@ def _score_stream(model, variables, images, selected, head, config, mesh, record
 
     Returns the compact per-image record (`classes`, `scores`, `std` `[n, k]` for the top-k classes by
     confidence; `mutual_information`, `entropy` `[n]`) and the first batch's boxes and per-crop confidences
-    (for the examples figure). With `record_path`, progress is saved every `save_every_batches` batches
-    and resumed from there.
+    (for the examples figure). With `record_path`, progress is saved every `save_every_batches` batches and
+    at the end (the complete record stays in the round's folder), and a restarted pass resumes from there.
     """
     rc = config.relabel
     n = len(selected)
     bs = rc.batch_size
     parallel.check_batch_size(bs, mesh, 'config.relabel.batch_size')
-    score_fn = score.make_score_fn(model, head, rc, mean=config.data.mean, std=config.data.std,
-                                   image_size=config.data.image_size)
+    score_fn = score.make_score_fn(
+        model, head, rc, mean=config.data.mean, std=config.data.std, image_size=config.data.image_size
+    )
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     fn = jax.jit(score_fn, in_shardings=(rep, dat, rep), out_shardings=dat)
     num_classes = config.data.num_classes
     topk = min(rc.record_topk, num_classes)
-    record = {'classes': np.zeros((n, topk), np.int16 if num_classes < 2 ** 15 else np.int32),
-              'scores': np.zeros((n, topk), np.float16), 'std': np.zeros((n, topk), np.float16),
-              'mutual_information': np.zeros(n, np.float32), 'entropy': np.zeros(n, np.float32)}
+    record = {
+        'classes': np.zeros((n, topk), np.int16 if num_classes < 2**15 else np.int32),
+        'scores': np.zeros((n, topk), np.float16),
+        'std': np.zeros((n, topk), np.float16),
+        'mutual_information': np.zeros(n, np.float32),
+        'entropy': np.zeros(n, np.float32),
+    }
     done, first = 0, None
     if record_path and os.path.exists(record_path):
         with np.load(record_path) as saved:
@@ -223,8 +296,15 @@ def _score_stream(model, variables, images, selected, head, config, mesh, record
     start_batch = done // bs
     fetch = lambda idx: {'image': np.asarray(images[selected[idx]])}  # noqa: E731
     batches = pipeline.eval_batches(n, bs, fetch)
-    bar = tqdm(total=n, initial=done, desc=desc, unit='img', disable=not parallel.is_main_process(),
-               dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        total=n,
+        initial=done,
+        desc=desc,
+        unit='img',
+        disable=not parallel.is_main_process(),
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     for b, (batch, valid) in enumerate(batches):
         if b < start_batch:
             continue
@@ -239,18 +319,31 @@ def _score_stream(model, variables, images, selected, head, config, mesh, record
         record['mutual_information'][rows] = np.asarray(out['mutual_information'])[:valid]
         record['entropy'][rows] = np.asarray(out['entropy'])[:valid]
         if first is None:
-            first = {'boxes': np.asarray(out['boxes'])[:valid], 'crop_conf': np.asarray(out['crop_conf'])[:valid]}
+            first = {
+                'boxes': np.asarray(out['boxes'])[:valid],
+                'crop_conf': np.asarray(out['crop_conf'])[:valid],
+            }
         done = b * bs + valid
         bar.update(valid)
-        if record_path and parallel.is_main_process() and (b + 1) % rc.save_every_batches == 0 and b + 1 < num_batches:
-            atomic_save_npz(record_path, done=np.asarray(done), first_boxes=first['boxes'],
-                            first_crop_conf=first['crop_conf'], **record)
+        if (
+            record_path
+            and parallel.is_main_process()
+            and ((b + 1) % rc.save_every_batches == 0 or b + 1 == num_batches)
+        ):
+            atomic_save_npz(
+                record_path,
+                done=np.asarray(done),
+                first_boxes=first['boxes'],
+                first_crop_conf=first['crop_conf'],
+                **record,
+            )
     bar.close()
     return record, first
 
 
 def _allgather(tree):
     from jax.experimental import multihost_utils
+
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
@@ -266,9 +359,16 @@ def _draw_relabel_examples(train, old, new, first, selected, config, path, k):
         if train.truth is not None:
             text += f'\ntruth {sorted(train.truth.labels_of(i).tolist())}'
         captions.append(text)
-        crop_conf = first['crop_conf'][j]                      # [K, C]
+        crop_conf = first['crop_conf'][j]  # [K, C]
         best = [int(crop_conf[:, c].argmax()) for c in labels]  # the crop supporting each label
         boxes.append(first['boxes'][j][best])
         box_captions.append([f'{c}:{crop_conf[b, c]:.2f}' for c, b in zip(labels, best)])
-    report.draw_examples(images, captions, path, boxes=boxes, box_captions=box_captions, columns=8,
-                         title=f'round {k}: old → new labels; box = the crop most confident in each new label')
+    report.draw_examples(
+        images,
+        captions,
+        path,
+        boxes=boxes,
+        box_captions=box_captions,
+        columns=8,
+        title=f'round {k}: old → new labels; box = the crop most confident in each new label',
+    )

@@ -24,15 +24,24 @@ def run(config, workdir: str) -> dict:
     variables = common.init_variables(model, config, config.seed)
     head = evaluate.head_of(config.train.loss)
     eval_fn = common.make_eval_fn(model, val, config, mesh, head)
-    state, history = loop.fit(model, variables, train, config, mesh=mesh,
-                              ckpt_dir=os.path.join(workdir, 'checkpoints'), eval_fn=eval_fn)
+    state, history = loop.fit(
+        model,
+        variables,
+        train,
+        config,
+        mesh=mesh,
+        ckpt_dir=os.path.join(workdir, 'checkpoints'),
+        eval_fn=eval_fn,
+    )
     final = dict(history[-1])
     if 'test' in data:
         final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
     result = {'history': history, 'final': final}
     if parallel.is_main_process():
         atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
-        report.plot_history(history, os.path.join(workdir, 'training.png'), title=f'{config.model.name} on {train.name}')
+        report.plot_history(
+            history, os.path.join(workdir, 'training.png'), title=f'{config.model.name} on {train.name}'
+        )
         _draw_predictions(model, state, val, config, mesh, head, os.path.join(workdir, 'examples.png'))
         keys = [k for k in final if k.startswith(('val_', 'test_'))]
         print(report.format_table([final], ['epoch'] + keys))
@@ -47,6 +56,8 @@ def _draw_predictions(model, state, dataset, config, mesh, head, path):
     truth = dataset.truth if dataset.truth is not None else dataset.labels
     captions = []
     for i in range(n):
-        pred = np.flatnonzero((probs[i] > config.eval.threshold) | (np.arange(probs.shape[1]) == probs[i].argmax()))
+        pred = np.flatnonzero(
+            (probs[i] > config.eval.threshold) | (np.arange(probs.shape[1]) == probs[i].argmax())
+        )
         captions.append(f'pred {pred.tolist()}\ntrue {sorted(truth.labels_of(i).tolist())}')
     report.draw_examples(images, captions, path, title='validation: predicted set vs. true set')

@@ -1,0 +1,330 @@
+"""Training with partial labels (1 positive, 0 negative, -1 unknown): CSL and its baselines.
+
+Ben-Baruch et al. 2022, "Multi-label Classification with Partial Annotations using Class-aware
+Selective Loss" (CSL); the losses are `mlrelabel.partial.partial_asymmetric_loss` (ASL focusing,
+Ridnik et al. 2021) with `config.partial.mode`:
+  negative                  unknowns are negatives
+  ignore                    unknowns contribute nothing
+  ignore_normalize_classes  ignore + the reference per-sample weight 1 / (1 + n_annotated) + 1
+  selective                 CSL: unknowns of classes whose prior > prior_threshold are ignored, and the
+                            likelihood_topk * B most likely remaining unknowns of the batch too; the
+                            rest are negatives.
+The class prior of 'selective' comes from a first phase trained in 'ignore' mode for
+`partial.prior_epochs` epochs: the mean sigmoid prediction per class over the training images (a
+running mean, `partial.estimate_class_prior`), saved as `<workdir>/prior.csv`. The main phase then trains
+the remaining `train.epochs - prior_epochs` epochs (warm-started from phase one when
+`partial.prior_warm_start`), so every mode gets the same number of training steps. A given
+`partial.prior_path` skips phase one.
+
+Heads: `partial.head='sigmoid'` (one sigmoid per class) or 'group_softmax' (one softmax per attribute
+group over slices of the flat logits; unknown groups ignored; `mlrelabel.partial.group_softmax_loss`).
+
+Data: the built-in digit scenes with partial labels simulated from the hidden full truth
+(`partial.simulate` = 'rps' | 'fpc'), or the formats of `mlrelabel.data.formats` (annotation folder,
+attribute CSV, partial JSON). Validation is scored against the full truth (unknown entries ignored
+by mAP when the validation labels are themselves partial).
+
+Transfer learning: `model.pretrained` (a torchvision `state_dict`, see `mlrelabel.models.torchvision`)
+initialises the backbone; `model.freeze_backbone` trains the classifier only (backbone parameters and
+batch statistics fixed), otherwise everything is fine-tuned, the backbone at
+`optim.learning_rate * model.backbone_lr_scale` (optax.multi_transform).
+
+Work directory: `config.json`, `partial_labels.json` (label statistics), `prior.csv` and `prior/`
+(selective), `checkpoints/` (Orbax), `metrics.json` (history, final metrics, per-class AP),
+`training.png`.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mlrelabel import evaluate, metrics, parallel, report
+from mlrelabel import partial as P
+from mlrelabel.data.partial_labels import PartialLabels
+from mlrelabel.io_utils import atomic_write_json
+from mlrelabel.methods import common
+from mlrelabel.train import loop, optim
+
+FORMAT_SOURCES = ('annotation_folder', 'attribute_csv', 'partial_json')
+
+
+# ------------------------------------------------------------------------------------------ data
+def load_data(config, workdir: str) -> dict:
+    """`{'train': Dataset, 'val': Dataset, 'train_labels': PartialLabels, 'val_targets': [N, C] int8,
+    'groups': [(name, K)], 'class_names': [C]}`."""
+    d, pc = config.data, config.partial
+    if d.source in FORMAT_SOURCES:
+        from mlrelabel.data import formats
+
+        return formats.load_partial_splits(config)
+    data = common.load_datasets(config, workdir)
+    train, val = data['train'], data['val']
+    if train.truth is None:
+        raise SystemExit(f'config.data.source={d.source!r}: simulating partial labels needs the full truth')
+    full = train.truth.dense().astype(np.int8)
+    if pc.simulate == 'rps':
+        targets = P.simulate_rps(full, pc.rps_drop, seed=pc.simulate_seed)
+    elif pc.simulate == 'fpc':
+        targets = P.simulate_fpc(full, pc.fpc_per_class, seed=pc.simulate_seed)
+    elif pc.simulate == 'none':
+        targets = full
+    else:
+        raise SystemExit(f"config.partial.simulate={pc.simulate!r}: expected 'rps', 'fpc' or 'none'")
+    names = [str(c) for c in range(train.num_classes)]
+    truth = val.truth if val.truth is not None else val.labels
+    return {'train': train, 'val': val, 'train_labels': PartialLabels(targets, names),
+            'val_targets': truth.dense().astype(np.int8), 'groups': [], 'class_names': names}
+
+
+def balanced_indices(targets: np.ndarray, seed: int) -> np.ndarray:
+    """`[N]` int64 rows drawn with replacement so that classes are seen about equally often.
+
+    Row weight = mean over its known positive classes c of 1 / n_c (n_c = known positives of c); rows
+    without a known positive form one more "class". Inverse-frequency (class-balanced) sampling.
+    """
+    pos = np.asarray(targets) == 1
+    n_c = pos.sum(0).astype(np.float64)
+    inv = np.where(n_c > 0, 1.0 / np.maximum(n_c, 1), 0.0)
+    k = pos.sum(1)
+    w = np.where(k > 0, (pos * inv).sum(1) / np.maximum(k, 1), 0.0)
+    empty = k == 0
+    if empty.any():
+        w[empty] = 1.0 / empty.sum()
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(w), size=len(w), replace=True, p=w / w.sum()).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------ model
+class FrozenBackbone:
+    """A model-like wrapper: only the classifier `fc` is trainable; the backbone is fixed.
+
+    Variables are `{'params': {'fc': ...}, 'batch_stats': {'stats': <BN statistics>, 'backbone':
+    <backbone params>}}`: the fixed parameters travel in the non-trained collection, so they are jit
+    arguments (not baked-in constants), stay out of the optimizer and weight decay, and are saved
+    with every checkpoint. Batch norm always uses the stored statistics (inference mode).
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    @staticmethod
+    def split(variables: dict) -> dict:
+        params = dict(variables['params'])
+        head = {'fc': params.pop('fc')}
+        return {'params': head, 'batch_stats': {'stats': variables['batch_stats'], 'backbone': params}}
+
+    @staticmethod
+    def merge(variables: dict) -> dict:
+        bs = variables['batch_stats']
+        return {'params': {**bs['backbone'], **variables['params']}, 'batch_stats': bs['stats']}
+
+    def apply(self, variables, images, train=False, mutable=False, rngs=None, dense=False, method=None, **kw):
+        full = self.merge(variables)
+        if method is not None:
+            return self.model.apply(full, images, method=method, rngs=rngs, **kw)
+        out = self.model.apply(full, images, train=False, dense=dense, dropout=bool(train), rngs=rngs)
+        return (out, {'batch_stats': variables['batch_stats']}) if mutable else out
+
+
+def initial_variables(model, config, num_classes: int) -> dict:
+    """Fresh variables (seeded), with the backbone from `model.pretrained` when given (its classifier
+    is kept only if it has `num_classes` outputs, else freshly initialised)."""
+    variables = common.init_variables(model, config, config.seed)
+    path = config.model.get('pretrained', '')
+    if not path:
+        return variables
+    from mlrelabel.models.torchvision import from_torchvision, load_state_dict
+
+    sd = load_state_dict(path) if isinstance(path, str) else path
+    keep_fc = int(np.shape(sd['fc.weight'])[0]) == num_classes
+    if not keep_fc:
+        sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
+        fc = variables['params']['fc']
+        sd['fc.weight'] = np.asarray(fc['kernel']).T
+        sd['fc.bias'] = np.asarray(fc['bias'])
+    loaded = from_torchvision(sd, config.model.name, stem_stride=config.model.stem_stride)
+    logging.info('partial: backbone from %s (classifier %s)', path, 'kept' if keep_fc else 'new')
+    return loaded
+
+
+def transfer_optimizer(config, params, steps_per_epoch: int, epochs: int):
+    """optax.multi_transform: `fc` at the configured rate, the backbone at `backbone_lr_scale` times it."""
+    base, _ = optim.make_optimizer(config.optim, steps_per_epoch, epochs, config.train.batch_size)
+    scaled_cfg = copy.deepcopy(config.optim)
+    scaled_cfg.learning_rate = config.optim.learning_rate * config.model.backbone_lr_scale
+    backbone, _ = optim.make_optimizer(scaled_cfg, steps_per_epoch, epochs, config.train.batch_size)
+    labels = {k: ('head' if k == 'fc' else 'backbone') for k in params}
+    return optax.multi_transform({'head': base, 'backbone': backbone}, labels)
+
+
+# ------------------------------------------------------------------------------------------ losses
+def make_loss_fn(config, num_classes: int, groups, prior=None, mode: str | None = None):
+    """`loss_fn(logits [B, C], target [B, C], batch) -> [B]` per-example losses for `loop.fit`.
+
+    The selective top-k is taken over the whole (global) batch before the per-example sums, as in CSL.
+    """
+    pc = config.partial
+    mode = mode or pc.mode
+    if pc.head == 'group_softmax':
+        sizes = tuple(int(k) for _, k in groups)
+        if not sizes:
+            raise SystemExit("config.partial.head='group_softmax' needs attribute groups (an attribute CSV)")
+        return lambda logits, target, batch: P.group_softmax_loss(logits, target, sizes)
+    if pc.head != 'sigmoid':
+        raise SystemExit(f"config.partial.head={pc.head!r}: expected 'sigmoid' or 'group_softmax'")
+    if mode not in P.PARTIAL_MODES:
+        raise SystemExit(f'config.partial.mode={mode!r}: expected one of {", ".join(P.PARTIAL_MODES)}')
+    kw = dict(gamma_pos=pc.gamma_pos, gamma_neg=pc.gamma_neg, gamma_unann=pc.gamma_unann, clip=pc.clip,
+              alpha_pos=pc.alpha_pos, alpha_neg=pc.alpha_neg, alpha_unann=pc.alpha_unann)
+    if mode == 'selective':
+        kw['likelihood_topk'] = int(pc.likelihood_topk)
+        if prior is not None:
+            kw.update(prior=jnp.asarray(prior, jnp.float32), prior_threshold=float(pc.prior_threshold))
+
+    def loss_fn(logits, target, batch):
+        return P.partial_asymmetric_loss(logits, target, mode, reduction='per_example', **kw)
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def probabilities(logits, config, groups) -> np.ndarray:
+    if config.partial.head == 'group_softmax':
+        return P.group_probabilities(logits, [k for _, k in groups])
+    return evaluate.probabilities(logits, 'sigmoid')
+
+
+def evaluate_partial(logits, val, targets, config, groups, prefix='val_', per_class=False) -> dict:
+    """mAP against `targets [N, C]` in {1, 0, -1} (unknowns ignored) plus, for the sigmoid head, the
+    shared protocol of `mlrelabel.evaluate`; for group heads the accuracy of each group's argmax."""
+    probs = probabilities(logits, config, groups)
+    out = {}
+    if config.partial.head == 'sigmoid':
+        out.update(evaluate.evaluate_logits(logits, val, 'sigmoid', config.eval.threshold, prefix=prefix))
+    else:
+        start, accs = 0, []
+        for name, k in groups:
+            t = targets[:, start:start + k]
+            known = (t == 1).any(1) & (t >= 0).all(1)
+            if known.any():
+                acc = float((probs[known, start:start + k].argmax(1) == t[known].argmax(1)).mean())
+                out[f'{prefix}acc_{name}'] = acc
+                accs.append(acc)
+            start += k
+        out[prefix + 'group_accuracy'] = float(np.mean(accs)) if accs else float('nan')
+    m, ap = metrics.mean_average_precision(probs, targets, return_per_class=True)
+    out[prefix + 'map'] = float(m)
+    if per_class:
+        out[prefix + 'ap_per_class'] = [None if np.isnan(a) else float(a) for a in ap]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ run
+def _fit(model, variables, train, labels, config, mesh, ckpt_dir, eval_fn, loss_fn, tx_params, desc):
+    kwargs = {}
+    if tx_params is not None:
+        if 'tx' not in inspect.signature(loop.fit).parameters:
+            raise SystemExit(
+                'config.model.backbone_lr_scale != 1 needs per-group learning rates, which loop.fit does not '
+                'accept yet (it builds its own optimizer); use 1.0 or model.freeze_backbone=True'
+            )
+        spe = len(train) // config.train.batch_size
+        kwargs['tx'] = transfer_optimizer(config, tx_params, spe, config.train.epochs)
+    return loop.fit(model, variables, train, config, mesh=mesh, ckpt_dir=ckpt_dir, labels=labels,
+                    eval_fn=eval_fn, loss_fn=loss_fn, desc=desc, **kwargs)
+
+
+def _with_epochs(config, epochs: int):
+    cfg = copy.deepcopy(config)
+    cfg.train.epochs = int(epochs)
+    return cfg
+
+
+def estimate_prior(model, variables, train, config, mesh) -> np.ndarray:
+    """Mean sigmoid prediction per class over the training images (CSL's class prior), `[C]`."""
+    logits = loop.predict(model, variables, train.images, len(train), config, mesh=mesh, desc='prior')
+    running = None
+    step = config.eval.batch_size
+    for start in range(0, len(logits), step):
+        running = P.estimate_class_prior(running, jnp.asarray(logits[start:start + step]))
+    return np.asarray(running['prior'])
+
+
+def run(config, workdir: str) -> dict:
+    pc = config.partial
+    mesh = common.mesh_from_config(config)
+    data = load_data(config, workdir)
+    train, val, labels = data['train'], data['val'], data['train_labels']
+    groups, names, val_targets = data['groups'], data['class_names'], data['val_targets']
+    num_classes = labels.num_classes
+    names = names or [str(c) for c in range(num_classes)]
+    counts = labels.counts()
+    stats = {'images': len(labels), 'classes': num_classes, 'unknown_fraction': counts['unknown_fraction'],
+             'positive': counts['positive'].tolist(), 'negative': counts['negative'].tolist(),
+             'unknown': counts['unknown'].tolist(), 'class_names': names, 'groups': [list(g) for g in groups]}
+    if parallel.is_main_process():
+        atomic_write_json(os.path.join(workdir, 'partial_labels.json'), stats)
+
+    base_model = common.build_model(config, num_classes)
+    variables = initial_variables(base_model, config, num_classes)
+    model, tx_params = base_model, None
+    if config.model.freeze_backbone:
+        model, variables = FrozenBackbone(base_model), FrozenBackbone.split(variables)
+    elif config.model.backbone_lr_scale != 1.0:
+        tx_params = variables['params']
+
+    fit_train, fit_labels = train, labels
+    if pc.balanced_sampling:
+        idx = balanced_indices(labels.targets, config.seed)
+        fit_train, fit_labels = train.subset(idx), labels.subset(idx)
+
+    eval_fn = lambda state: evaluate_partial(  # noqa: E731
+        loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh), val, val_targets,
+        config, groups)
+
+    prior = None
+    main_cfg = config
+    if pc.head == 'sigmoid' and pc.mode == 'selective':
+        if pc.prior_path:
+            prior = P.load_prior_csv(pc.prior_path, names)
+        elif pc.prior_epochs > 0:
+            if pc.prior_epochs >= config.train.epochs:
+                raise SystemExit(f'config.partial.prior_epochs={pc.prior_epochs} must be < train.epochs={config.train.epochs}')
+            prior_cfg = _with_epochs(config, pc.prior_epochs)
+            state, _ = _fit(model, variables, fit_train, fit_labels, prior_cfg, mesh,
+                            os.path.join(workdir, 'prior', 'checkpoints'), None,
+                            make_loss_fn(config, num_classes, groups, mode='ignore'), tx_params, 'prior (ignore)')
+            prior_file = os.path.join(workdir, 'prior.csv')
+            if os.path.exists(prior_file):
+                prior = P.load_prior_csv(prior_file, names)
+            else:
+                prior = estimate_prior(model, state.variables, train, config, mesh)
+                if parallel.is_main_process():
+                    P.prior_to_csv(prior_file, prior, names)
+            if pc.prior_warm_start:
+                variables = jax.tree.map(np.asarray, jax.device_get(state.variables))
+            main_cfg = _with_epochs(config, config.train.epochs - pc.prior_epochs)
+    loss_fn = make_loss_fn(config, num_classes, groups, prior)
+    state, history = _fit(model, variables, fit_train, fit_labels, main_cfg, mesh,
+                          os.path.join(workdir, 'checkpoints'), eval_fn, loss_fn, tx_params, f'train ({pc.mode})')
+    logits = loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
+    final = dict(history[-1])
+    final.update(evaluate_partial(logits, val, val_targets, config, groups, per_class=True))
+    final['train_unknown_fraction'] = counts['unknown_fraction']
+    result = {'history': history, 'final': final, 'mode': pc.mode, 'head': pc.head,
+              'prior': None if prior is None else [float(x) for x in prior]}
+    if parallel.is_main_process():
+        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
+        report.plot_history(history, os.path.join(workdir, 'training.png'),
+                            title=f'{config.model.name}, partial labels ({pc.mode}, {pc.head})')
+        keys = [k for k, v in final.items() if k.startswith('val_') and isinstance(v, float)]
+        print(report.format_table([final], ['epoch'] + keys))
+    return result

@@ -1,0 +1,248 @@
+"""ReLabel: train on localized multi-labels, dense label maps pooled over each random crop.
+
+Yun, Oh, Heo, Han, Choe & Chun, "Re-labeling ImageNet: from Single to Multi-Labels, from Global to
+Localized Labels", CVPR 2021. Three phases, each resumable:
+
+1. Teacher: a model trained on the visible labels (`<workdir>/teacher/`), or the checkpoint of a previous
+   run named by `config.relabel_maps.teacher_workdir` (e.g. the last round of the relabel loop).
+2. Label maps: the teacher's dense class scores on every whole training image, top-k per location at
+   `map_size × map_size`, written to the sharded store `<workdir>/label_maps/` (or an existing store,
+   e.g. ReLabel's imported maps, via `config.relabel_maps.store`).
+3. Student: trained from scratch with soft-target cross-entropy on LabelPooling targets (the map pooled
+   over each random-resized-crop box), optionally with CutMix whose pasted region is labelled by pooling
+   the partner's map over that region; CutMix stops for the last `cutmix_off_epochs` epochs.
+
+Leaves `teacher/` (checkpoints, metrics.json), `label_maps/` (index.json, order.json, shards),
+`checkpoints/` (the student), `metrics.json` (teacher and student metrics, per-epoch history),
+`training.png` and `examples.png` (training images with their map argmax and crops with pooled targets).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+from tqdm.auto import tqdm
+
+from mlrelabel import evaluate, parallel, report
+from mlrelabel.checkpoint import Checkpointer
+from mlrelabel.data import pipeline
+from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
+from mlrelabel.io_utils import atomic_write_json
+from mlrelabel.methods import common
+from mlrelabel.relabel import crops, label_maps, label_pooling
+from mlrelabel.train import loop, optim
+from mlrelabel.train.state import TrainState
+
+
+def run(config, workdir: str) -> dict:
+    rm = config.relabel_maps
+    if config.train.loss not in ('soft_ce', 'softmax_ce'):
+        raise SystemExit(f"config.train.loss={config.train.loss!r}: label-map targets are distributions, use "
+                         f"'soft_ce' (or 'softmax_ce')")
+    mesh = common.mesh_from_config(config)
+    data = common.load_datasets(config, workdir)
+    train, val = data['train'], data['val']
+    num_classes = train.num_classes
+    ids = train.paths or [f'{train.name}/{i:07d}' for i in range(len(train))]
+
+    teacher_metrics = {}
+    store_dir = rm.store or os.path.join(workdir, 'label_maps')
+    if not rm.store:
+        teacher_model, teacher_cfg, variables, teacher_metrics = _teacher(config, workdir, train, val, mesh)
+        _generate(teacher_model, teacher_cfg, variables, train, ids, config, mesh, store_dir)
+    store = LabelMapStore(store_dir)
+    if store.num_classes != num_classes:
+        raise SystemExit(f'{store_dir}: maps over {store.num_classes} classes, the data has {num_classes}')
+    source = LabelMapSource(store, store.rows_for(ids))
+
+    model = common.build_model(config, num_classes)
+    variables = common.init_variables(model, config, config.seed)
+    steps_per_epoch = len(train) // config.train.batch_size
+    transform = label_maps.make_pooling_transform(
+        num_classes, cutmix_enabled=rm.cutmix, cutmix_alpha=rm.cutmix_alpha, cutmix_prob=rm.cutmix_prob,
+        cutmix_until_step=steps_per_epoch * max(config.train.epochs - rm.cutmix_off_epochs, 0),
+        transpose_boxes=rm.transpose_boxes, offset=rm.offset)
+    head = evaluate.head_of(config.train.loss)
+    eval_fn = common.make_eval_fn(model, val, config, mesh, head)
+    state, history = loop.fit(model, variables, train, config, mesh=mesh, ckpt_dir=os.path.join(workdir, 'checkpoints'),
+                              labels=source, eval_fn=eval_fn, desc='student', seed_offset=1,
+                              transform_fn=transform)
+    final = dict(history[-1])
+    if 'test' in data:
+        final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
+    k, h, w = store.shape
+    result = {'teacher': teacher_metrics, 'history': history, 'final': final,
+              'label_maps': {'store': os.path.abspath(store_dir), 'k': k, 'height': h, 'width': w,
+                             'bytes_per_image': k * h * w * 4}}
+    if parallel.is_main_process():
+        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
+        report.plot_history(history, os.path.join(workdir, 'training.png'),
+                            title=f'{config.model.name} on {train.name}: label maps{" + CutMix" if rm.cutmix else ""}')
+        _draw_examples(train, source, config, os.path.join(workdir, 'examples.png'))
+        keys = ['val_top1', 'val_real_accuracy', 'val_f1', 'val_map']
+        rows = ([dict(teacher_metrics, phase='teacher')] if teacher_metrics else []) + [dict(final, phase='student')]
+        print(report.format_table(rows, ['phase'] + [key for key in keys if key in final]))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Phase 1: the teacher.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _teacher(config, workdir, train, val, mesh):
+    """`(model, teacher config, variables, final metrics)`: trained here or restored from `teacher_workdir`."""
+    rm = config.relabel_maps
+    if rm.teacher_workdir:
+        return _load_teacher(rm.teacher_workdir, train.num_classes)
+    cfg = config.copy_and_resolve_references()
+    cfg.train.epochs = rm.teacher_epochs or config.train.epochs
+    model = common.build_model(config, train.num_classes)
+    variables = common.init_variables(model, config, config.seed)
+    eval_fn = common.make_eval_fn(model, val, config, mesh, evaluate.head_of(rm.teacher_loss))
+    tdir = os.path.join(workdir, 'teacher')
+    # Same seed and data order as `configs/supervised.py`: with equal settings the teacher *is* that baseline.
+    state, history = loop.fit(model, variables, train, cfg, mesh=mesh, ckpt_dir=os.path.join(tdir, 'checkpoints'),
+                              eval_fn=eval_fn, loss=rm.teacher_loss, desc='teacher')
+    final = {key: v for key, v in history[-1].items() if key.startswith('val_') or key == 'epoch'}
+    if parallel.is_main_process():
+        atomic_write_json(os.path.join(tdir, 'metrics.json'), {'history': history, 'final': final})
+    return model, cfg, jax.tree.map(np.asarray, state.variables), final
+
+
+def _checkpoint_dir(path: str) -> str:
+    """The Orbax directory of a run: `path` itself, `path/checkpoints`, or the last `path/round_<k>/checkpoints`."""
+    def has_steps(d):
+        return os.path.isdir(d) and any(name.isdigit() for name in os.listdir(d))
+
+    if has_steps(path):
+        return path
+    if has_steps(os.path.join(path, 'checkpoints')):
+        return os.path.join(path, 'checkpoints')
+    rounds = sorted((int(n.split('_')[1]) for n in (os.listdir(path) if os.path.isdir(path) else [])
+                     if n.startswith('round_') and n.split('_')[1].isdigit()), reverse=True)
+    for k in rounds:
+        if has_steps(os.path.join(path, f'round_{k}', 'checkpoints')):
+            return os.path.join(path, f'round_{k}', 'checkpoints')
+    raise SystemExit(f'config.relabel_maps.teacher_workdir={path!r}: no Orbax checkpoint in it, in '
+                     f'{path}/checkpoints or in {path}/round_<k>/checkpoints')
+
+
+def _load_teacher(path: str, num_classes: int):
+    """Restores a previous run's final model: its config.json gives the model and normalisation."""
+    ckpt_dir = _checkpoint_dir(path)
+    candidates = [os.path.join(path, 'config.json'), os.path.join(os.path.dirname(ckpt_dir), 'config.json'),
+                  os.path.join(os.path.dirname(os.path.dirname(ckpt_dir)), 'config.json')]
+    config_path = next((p for p in candidates if os.path.exists(p)), None)
+    if config_path is None:
+        raise SystemExit(f'config.relabel_maps.teacher_workdir={path!r}: no config.json next to {ckpt_dir}')
+    with open(config_path) as f:
+        cfg = ml_collections.ConfigDict(json.load(f))
+    if cfg.data.num_classes != num_classes:
+        raise SystemExit(f'{config_path}: the teacher has {cfg.data.num_classes} classes, the data {num_classes}')
+    model = common.build_model(cfg, num_classes)
+    tx, _ = optim.make_optimizer(cfg.optim, 1, cfg.train.epochs, cfg.train.batch_size)
+    template = TrainState.create(common.init_variables(model, cfg, cfg.seed), tx, jax.random.PRNGKey(0))
+    ckpt = Checkpointer(ckpt_dir)
+    state, meta = ckpt.restore(template)
+    ckpt.close()
+    history = meta.get('history') or [{}]
+    final = {key: v for key, v in history[-1].items() if key.startswith('val_') or key == 'epoch'}
+    logging.info('teacher: %s step %d', ckpt_dir, int(state.step))
+    return model, cfg, jax.tree.map(np.asarray, state.variables), final
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Phase 2: label maps.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir):
+    """Writes the teacher's top-k maps of every training image to `store_dir`, shard by shard (resumable)."""
+    rm = config.relabel_maps
+    bs = rm.batch_size
+    parallel.check_batch_size(bs, mesh, 'config.relabel_maps.batch_size')
+    image_size = rm.teacher_image_size or config.data.image_size
+    generate = label_maps.make_generate_fn(model, k=rm.topk, map_size=rm.map_size, image_size=image_size,
+                                           mean=teacher_cfg.data.mean, std=teacher_cfg.data.std)
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    fn = jax.jit(generate, in_shardings=(rep, dat), out_shardings=(dat, dat))
+    meta = {'teacher': rm.teacher_workdir or 'trained on the visible labels', 'image_size': image_size}
+    shape = dict(k=rm.topk, height=rm.map_size, width=rm.map_size, num_classes=train.num_classes,
+                 shard_size=rm.shard_size, meta=meta)
+    main = parallel.is_main_process()
+    writer = LabelMapWriter(store_dir, ids, **shape) if main else None
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('label_maps_index')
+        writer = writer or LabelMapWriter(store_dir, ids, **shape)   # reads the index process 0 wrote
+    if writer.complete():
+        return
+    variables = parallel.replicate(variables, mesh)
+    bar = tqdm(total=len(ids), initial=writer.num_done(), desc='label maps', unit='img', disable=not main,
+               dynamic_ncols=True, mininterval=1.0)
+    for shard in writer.missing_shards():
+        start, stop = writer.shard_range(shard)
+        parts = ([], [])
+        fetch = lambda idx: {'image': np.asarray(train.images[start + idx])}  # noqa: E731
+        for batch, valid in pipeline.eval_batches(stop - start, bs, fetch):
+            out = fn(variables, parallel.host_to_global(batch['image'], mesh))
+            out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
+            for part, array in zip(parts, out):
+                part.append(np.asarray(array)[:valid])
+            bar.update(valid)
+        if main:
+            writer.write_shard(shard, np.concatenate(parts[0]), np.concatenate(parts[1]))
+    bar.close()
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('label_maps_written')
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _draw_examples(train, source, config, path):
+    """Per image: the image with two random crops captioned by their pooled target's top classes, then its
+    label map's argmax (one colour per class) captioned with the classes it contains."""
+    import matplotlib
+
+    n = min(config.report.num_examples, len(train), 8)
+    idx = np.arange(n)
+    images = np.asarray(train.images[idx])
+    maps = source.batch(idx)
+    argmax = np.asarray(label_maps.map_argmax(maps['map_scores'], maps['map_classes']))   # [n, r, r]
+    num_classes = source.num_classes
+    if num_classes <= 10:
+        palette = matplotlib.colormaps['tab10'](np.arange(num_classes))
+    else:
+        palette = matplotlib.colormaps['hsv'](np.arange(num_classes) / num_classes)
+    palette = (np.asarray(palette)[:, :3] * 255).astype(np.uint8)
+    size = images.shape[1]
+    boxes = np.asarray(crops.random_boxes(jax.random.PRNGKey(config.seed), n, 2,
+                                          scale=tuple(config.train.augment.scale), ratio=tuple(config.train.augment.ratio)))
+    dense = label_pooling.topk_to_dense(maps['map_scores'], maps['map_classes'], num_classes)
+    tiles, captions, tile_boxes, box_captions = [], [], [], []
+    truth = train.truth if train.truth is not None else train.labels
+    for i in range(n):
+        targets = [np.asarray(label_pooling.label_pooling(dense[i:i + 1], boxes[i, j:j + 1],
+                                                          transpose_boxes=config.relabel_maps.transpose_boxes,
+                                                          offset=config.relabel_maps.offset))[0] for j in range(2)]
+        tiles.append(images[i])
+        captions.append(f'visible {sorted(train.labels.labels_of(i).tolist())}\ntruth {sorted(truth.labels_of(i).tolist())}')
+        tile_boxes.append(boxes[i])
+        box_captions.append([' '.join(f'{c}:{t[c]:.2f}' for c in np.argsort(-t)[:2]) for t in targets])
+        cells = argmax[i]
+        reps = -(-size // cells.shape[0])
+        tiles.append(np.repeat(np.repeat(palette[cells], reps, 0), reps, 1)[:size, :size])
+        captions.append(f'map argmax {sorted(set(cells.ravel().tolist()))}')
+        tile_boxes.append(np.zeros((0, 4)))
+        box_captions.append([])
+    report.draw_examples(np.stack(tiles), captions, path, boxes=tile_boxes, box_captions=box_captions, columns=8,
+                         title='training images: crops with their pooled targets (top-2) | label-map argmax')
