@@ -142,7 +142,9 @@ def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     if not only or 'train' in only:
         tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
-        state = parallel.replicate(TrainState.create(variables, tx, jax.random.PRNGKey(0)), mesh)
+        # The step donates its state: give it its own copy of the parameters.
+        own = jax.tree.map(lambda x: x.copy(), variables)
+        state = parallel.replicate(TrainState.create(own, tx, jax.random.PRNGKey(0)), mesh)
         step = jax.jit(
             make_train_step(model, tx, loss='softmax_ce', mean=mean, std=std),
             in_shardings=(rep, dat),

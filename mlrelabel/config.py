@@ -19,7 +19,7 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     c.data = d = ml_collections.ConfigDict()
     d.source = 'digit_scenes'  # 'digit_scenes' | 'json' (image files + CS570 label files)
     d.num_classes = 10
-    d.seed = 0                       # data composition seed (separate from the training seed)
+    d.seed = 0  # data composition seed (separate from the training seed)
     d.image_size = 40  # images are square [size, size, 3]
     # digit scenes: sizes, composition and which label is visible.
     d.num_train = 3000
@@ -35,6 +35,14 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     d.train_json = ''
     d.val_json = ''
     d.root = ''  # resolves relative img_path values ('' = the label file's folder)
+    d.loader_workers = 0  # >0: decode in this many grain worker processes (mp_prefetch; large JPEG datasets)
+    d.host_augment = False  # random-resized-crop + flip in the loader workers instead of on device
+    # ImageNet (source='tfds' | 'folder'): see mlrelabel/data/imagenet.py.
+    d.tfds_name = 'imagenet2012'
+    d.tfds_data_dir = ''
+    d.val_labels = ''  # folder source: flat val/ labels ('name wnid' lines) ('' = TFDS validation_labels.txt)
+    d.real_json = ''  # ReaL label sets for the validation images (become the evaluation truth)
+    d.synthetic = False  # smoke tests: generate a tiny ImageNet-layout folder when data.root is empty
     d.check_images = True  # open every image once; unreadable ones are skipped and counted
     d.mean = (0.1, 0.1, 0.1)  # per-channel normalisation of [0, 1] pixels
     d.std = (0.25, 0.25, 0.25)
@@ -53,7 +61,9 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     t.loss = 'softmax_ce'  # 'softmax_ce' | 'sigmoid_bce' | 'soft_ce'
     t.label_smoothing = 0.0
     # random-resized-crop + flip on device; digits are not mirror-symmetric, so no flips here.
-    t.augment = ml_collections.ConfigDict({'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False})
+    t.augment = ml_collections.ConfigDict(
+        {'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False}
+    )
     t.checkpoint_every_steps = 50  # plus one at every epoch end
     t.log_every_steps = 10
     t.eval_every_epochs = 1
@@ -115,45 +125,48 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
 
     c.relabel = r = ml_collections.ConfigDict()
-    r.confidence = confidence        # 'naive' | 'mc_dropout' | 'mc_dropout_full' | 'mc_perturbation'
-    r.num_samples = 16 if confidence != 'naive' else 1   # T Monte-Carlo samples per crop
-    r.perturbation = ml_collections.ConfigDict({'flip': 0.0, 'scale': 0.1, 'shift': 0.1, 'brightness': 0.1,
-                                                'contrast': 0.1, 'noise': 0.05})
-    r.crops = ml_collections.ConfigDict({
-        'kind': 'grid',            # 'random' | 'fixed' | 'grid' | 'full' | 'proposals'
-        'num_crops': 8,              # K per image (grid: all windows)
-        'scale': (0.15, 0.5),        # random: area fraction range (near the objects' scale)
-        'ratio': (3 / 4, 4 / 3),
-        'size': (0.5, 0.5),          # fixed: box height, width fractions
-        'grid_scales': (1.0, 0.5),   # grid: window sides
-        'overlap': 0.5,
-        'proposal_box_size': 0.45,   # proposals: box side around each class-map peak
-        'include_full_image': True,  # the first crop is the whole image
-        'crop_size': 24,              # crops are resized to this side (0 = data.image_size)
-    })
-    r.aggregate = 'max'              # over crops: 'max' | 'mean'
-    r.assign = 'calibrated'          # 'calibrated' (per-class F1-optimal thresholds on the val label sets) | 'gmm' | 'threshold' | 'topk'
-    r.threshold = 0.5                # 'threshold': global probability threshold
-    r.topk = 2                       # 'topk': labels per image
-    r.min_conf = 0.0                 # 'topk': ignore classes below this
-    r.gmm_min_posterior = 0.9        # 'gmm': posterior of the high component needed for a label
-    r.gmm_max_samples = 20000        # 'gmm': images sampled per class fit
-    r.gmm_space = 'logit'            # 'gmm': fit on 'logit' or 'prob' confidences
-    r.uncertainty = 'std'            # filter measure: 'std' (per class) | 'mutual_information' | 'entropy'
-    r.max_uncertainty = 0.0          # drop assignments above this uncertainty (0 = no filter)
-    r.keep_given = True              # the given label is always kept
-    r.max_labels = 0                 # cap on labels per image (0 = no cap)
-    r.num_relabel = 0                # relabel this many training images per round, chosen by seed (0 = all)
-    r.record_topk = 20               # per-image record: top-k classes and scores (not all C)
-    r.batch_size = 64                # images per relabel batch (multiple of the device count)
-    r.save_every_batches = 50        # relabel progress is checkpointed this often
-    r.loss = 'sigmoid_bce'           # loss of the rounds after round 0 (multi-hot targets)
-    r.warm_start = True             # start round k from round k-1's weights (else a fresh init)
-    r.epochs = 10                     # epochs of rounds >= 1 (0 = train.epochs)
-    r.metric = 'val_f1'              # convergence metric (higher is better)
+    r.confidence = confidence  # 'naive' | 'mc_dropout' | 'mc_dropout_full' | 'mc_perturbation'
+    r.num_samples = 16 if confidence != 'naive' else 1  # T Monte-Carlo samples per crop
+    r.perturbation = ml_collections.ConfigDict(
+        {'flip': 0.0, 'scale': 0.1, 'shift': 0.1, 'brightness': 0.1, 'contrast': 0.1, 'noise': 0.05}
+    )
+    r.crops = ml_collections.ConfigDict(
+        {
+            'kind': 'grid',  # 'random' | 'fixed' | 'grid' | 'full' | 'proposals'
+            'num_crops': 8,  # K per image (grid: all windows)
+            'scale': (0.15, 0.5),  # random: area fraction range (near the objects' scale)
+            'ratio': (3 / 4, 4 / 3),
+            'size': (0.5, 0.5),  # fixed: box height, width fractions
+            'grid_scales': (1.0, 0.5),  # grid: window sides
+            'overlap': 0.5,
+            'proposal_box_size': 0.45,  # proposals: box side around each class-map peak
+            'include_full_image': True,  # the first crop is the whole image
+            'crop_size': 24,  # crops are resized to this side (0 = data.image_size)
+        }
+    )
+    r.aggregate = 'max'  # over crops: 'max' | 'mean'
+    r.assign = 'calibrated'  # 'calibrated' (per-class F1-optimal thresholds on the val label sets) | 'gmm' | 'threshold' | 'topk'
+    r.threshold = 0.5  # 'threshold': global probability threshold
+    r.topk = 2  # 'topk': labels per image
+    r.min_conf = 0.0  # 'topk': ignore classes below this
+    r.gmm_min_posterior = 0.9  # 'gmm': posterior of the high component needed for a label
+    r.gmm_max_samples = 20000  # 'gmm': images sampled per class fit
+    r.gmm_space = 'logit'  # 'gmm': fit on 'logit' or 'prob' confidences
+    r.uncertainty = 'std'  # filter measure: 'std' (per class) | 'mutual_information' | 'entropy'
+    r.max_uncertainty = 0.0  # drop assignments above this uncertainty (0 = no filter)
+    r.keep_given = True  # the given label is always kept
+    r.max_labels = 0  # cap on labels per image (0 = no cap)
+    r.num_relabel = 0  # relabel this many training images per round, chosen by seed (0 = all)
+    r.record_topk = 20  # per-image record: top-k classes and scores (not all C)
+    r.batch_size = 64  # images per relabel batch (multiple of the device count)
+    r.save_every_batches = 50  # relabel progress is checkpointed this often
+    r.loss = 'sigmoid_bce'  # loss of the rounds after round 0 (multi-hot targets)
+    r.warm_start = True  # start round k from round k-1's weights (else a fresh init)
+    r.epochs = 10  # epochs of rounds >= 1 (0 = train.epochs)
+    r.metric = 'val_f1'  # convergence metric (higher is better)
     r.min_delta = 0.005
     r.patience = 1
-    r.max_rounds = 3                 # relabel rounds after round 0
+    r.max_rounds = 3  # relabel rounds after round 0
 
     if variant == 'smoke':
         apply_smoke(c)

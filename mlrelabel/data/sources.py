@@ -154,7 +154,7 @@ class Dataset:
     def subset(self, indices) -> "Dataset":
         """The rows `indices` ([B] ints), in that order, with every field kept aligned."""
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        images = self.images.subset(indices) if isinstance(self.images, ImageFiles) else self.images[indices]
+        images = self.images.subset(indices) if hasattr(self.images, 'subset') else self.images[indices]
         return Dataset(
             images=images,
             labels=self.labels.subset(indices),

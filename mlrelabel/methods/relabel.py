@@ -61,6 +61,9 @@ def run(config, workdir: str) -> dict:
         row = _round_metrics(k, model, state, train, val, labels, loss, changed, history, config, mesh, rdir)
         timings[k] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
         rows.append(row)
+        if rc.metric not in row:
+            numeric = sorted(key for key, v in row.items() if isinstance(v, float))
+            raise SystemExit(f'config.relabel.metric={rc.metric!r} is not measured; choose one of {numeric}')
         value = row[rc.metric]
         if value > best + rc.min_delta:
             best, stale = value, 0
@@ -276,7 +279,7 @@ def _score_stream(model, variables, images, selected, head, config, mesh, record
     )
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     fn = jax.jit(score_fn, in_shardings=(rep, dat, rep), out_shardings=dat)
-    num_classes = config.data.num_classes
+    num_classes = model.num_classes
     topk = min(rc.record_topk, num_classes)
     record = {
         'classes': np.zeros((n, topk), np.int16 if num_classes < 2**15 else np.int32),

@@ -43,8 +43,10 @@ from mlrelabel.train.state import TrainState
 def run(config, workdir: str) -> dict:
     rm = config.relabel_maps
     if config.train.loss not in ('soft_ce', 'softmax_ce'):
-        raise SystemExit(f"config.train.loss={config.train.loss!r}: label-map targets are distributions, use "
-                         f"'soft_ce' (or 'softmax_ce')")
+        raise SystemExit(
+            f"config.train.loss={config.train.loss!r}: label-map targets are distributions, use "
+            f"'soft_ce' (or 'softmax_ce')"
+        )
     mesh = common.mesh_from_config(config)
     data = common.load_datasets(config, workdir)
     train, val = data['train'], data['val']
@@ -65,28 +67,57 @@ def run(config, workdir: str) -> dict:
     variables = common.init_variables(model, config, config.seed)
     steps_per_epoch = len(train) // config.train.batch_size
     transform = label_maps.make_pooling_transform(
-        num_classes, cutmix_enabled=rm.cutmix, cutmix_alpha=rm.cutmix_alpha, cutmix_prob=rm.cutmix_prob,
+        num_classes,
+        cutmix_enabled=rm.cutmix,
+        cutmix_alpha=rm.cutmix_alpha,
+        cutmix_prob=rm.cutmix_prob,
         cutmix_until_step=steps_per_epoch * max(config.train.epochs - rm.cutmix_off_epochs, 0),
-        transpose_boxes=rm.transpose_boxes, offset=rm.offset)
+        transpose_boxes=rm.transpose_boxes,
+        offset=rm.offset,
+    )
     head = evaluate.head_of(config.train.loss)
     eval_fn = common.make_eval_fn(model, val, config, mesh, head)
-    state, history = loop.fit(model, variables, train, config, mesh=mesh, ckpt_dir=os.path.join(workdir, 'checkpoints'),
-                              labels=source, eval_fn=eval_fn, desc='student', seed_offset=1,
-                              transform_fn=transform)
+    state, history = loop.fit(
+        model,
+        variables,
+        train,
+        config,
+        mesh=mesh,
+        ckpt_dir=os.path.join(workdir, 'checkpoints'),
+        labels=source,
+        eval_fn=eval_fn,
+        desc='student',
+        seed_offset=1,
+        transform_fn=transform,
+    )
     final = dict(history[-1])
     if 'test' in data:
         final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
     k, h, w = store.shape
-    result = {'teacher': teacher_metrics, 'history': history, 'final': final,
-              'label_maps': {'store': os.path.abspath(store_dir), 'k': k, 'height': h, 'width': w,
-                             'bytes_per_image': k * h * w * 4}}
+    result = {
+        'teacher': teacher_metrics,
+        'history': history,
+        'final': final,
+        'label_maps': {
+            'store': os.path.abspath(store_dir),
+            'k': k,
+            'height': h,
+            'width': w,
+            'bytes_per_image': k * h * w * 4,
+        },
+    }
     if parallel.is_main_process():
         atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
-        report.plot_history(history, os.path.join(workdir, 'training.png'),
-                            title=f'{config.model.name} on {train.name}: label maps{" + CutMix" if rm.cutmix else ""}')
+        report.plot_history(
+            history,
+            os.path.join(workdir, 'training.png'),
+            title=f'{config.model.name} on {train.name}: label maps{" + CutMix" if rm.cutmix else ""}',
+        )
         _draw_examples(train, source, config, os.path.join(workdir, 'examples.png'))
         keys = ['val_top1', 'val_real_accuracy', 'val_f1', 'val_map']
-        rows = ([dict(teacher_metrics, phase='teacher')] if teacher_metrics else []) + [dict(final, phase='student')]
+        rows = ([dict(teacher_metrics, phase='teacher')] if teacher_metrics else []) + [
+            dict(final, phase='student')
+        ]
         print(report.format_table(rows, ['phase'] + [key for key in keys if key in final]))
     return result
 
@@ -108,8 +139,17 @@ def _teacher(config, workdir, train, val, mesh):
     eval_fn = common.make_eval_fn(model, val, config, mesh, evaluate.head_of(rm.teacher_loss))
     tdir = os.path.join(workdir, 'teacher')
     # Same seed and data order as `configs/supervised.py`: with equal settings the teacher *is* that baseline.
-    state, history = loop.fit(model, variables, train, cfg, mesh=mesh, ckpt_dir=os.path.join(tdir, 'checkpoints'),
-                              eval_fn=eval_fn, loss=rm.teacher_loss, desc='teacher')
+    state, history = loop.fit(
+        model,
+        variables,
+        train,
+        cfg,
+        mesh=mesh,
+        ckpt_dir=os.path.join(tdir, 'checkpoints'),
+        eval_fn=eval_fn,
+        loss=rm.teacher_loss,
+        desc='teacher',
+    )
     final = {key: v for key, v in history[-1].items() if key.startswith('val_') or key == 'epoch'}
     if parallel.is_main_process():
         atomic_write_json(os.path.join(tdir, 'metrics.json'), {'history': history, 'final': final})
@@ -118,6 +158,7 @@ def _teacher(config, workdir, train, val, mesh):
 
 def _checkpoint_dir(path: str) -> str:
     """The Orbax directory of a run: `path` itself, `path/checkpoints`, or the last `path/round_<k>/checkpoints`."""
+
     def has_steps(d):
         return os.path.isdir(d) and any(name.isdigit() for name in os.listdir(d))
 
@@ -125,27 +166,40 @@ def _checkpoint_dir(path: str) -> str:
         return path
     if has_steps(os.path.join(path, 'checkpoints')):
         return os.path.join(path, 'checkpoints')
-    rounds = sorted((int(n.split('_')[1]) for n in (os.listdir(path) if os.path.isdir(path) else [])
-                     if n.startswith('round_') and n.split('_')[1].isdigit()), reverse=True)
+    rounds = sorted(
+        (
+            int(n.split('_')[1])
+            for n in (os.listdir(path) if os.path.isdir(path) else [])
+            if n.startswith('round_') and n.split('_')[1].isdigit()
+        ),
+        reverse=True,
+    )
     for k in rounds:
         if has_steps(os.path.join(path, f'round_{k}', 'checkpoints')):
             return os.path.join(path, f'round_{k}', 'checkpoints')
-    raise SystemExit(f'config.relabel_maps.teacher_workdir={path!r}: no Orbax checkpoint in it, in '
-                     f'{path}/checkpoints or in {path}/round_<k>/checkpoints')
+    raise SystemExit(
+        f'config.relabel_maps.teacher_workdir={path!r}: no Orbax checkpoint in it, in '
+        f'{path}/checkpoints or in {path}/round_<k>/checkpoints'
+    )
 
 
 def _load_teacher(path: str, num_classes: int):
     """Restores a previous run's final model: its config.json gives the model and normalisation."""
     ckpt_dir = _checkpoint_dir(path)
-    candidates = [os.path.join(path, 'config.json'), os.path.join(os.path.dirname(ckpt_dir), 'config.json'),
-                  os.path.join(os.path.dirname(os.path.dirname(ckpt_dir)), 'config.json')]
+    candidates = [
+        os.path.join(path, 'config.json'),
+        os.path.join(os.path.dirname(ckpt_dir), 'config.json'),
+        os.path.join(os.path.dirname(os.path.dirname(ckpt_dir)), 'config.json'),
+    ]
     config_path = next((p for p in candidates if os.path.exists(p)), None)
     if config_path is None:
         raise SystemExit(f'config.relabel_maps.teacher_workdir={path!r}: no config.json next to {ckpt_dir}')
     with open(config_path) as f:
         cfg = ml_collections.ConfigDict(json.load(f))
     if cfg.data.num_classes != num_classes:
-        raise SystemExit(f'{config_path}: the teacher has {cfg.data.num_classes} classes, the data {num_classes}')
+        raise SystemExit(
+            f'{config_path}: the teacher has {cfg.data.num_classes} classes, the data {num_classes}'
+        )
     model = common.build_model(cfg, num_classes)
     tx, _ = optim.make_optimizer(cfg.optim, 1, cfg.train.epochs, cfg.train.batch_size)
     template = TrainState.create(common.init_variables(model, cfg, cfg.seed), tx, jax.random.PRNGKey(0))
@@ -169,30 +223,53 @@ def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir
     bs = rm.batch_size
     parallel.check_batch_size(bs, mesh, 'config.relabel_maps.batch_size')
     image_size = rm.teacher_image_size or config.data.image_size
-    generate = label_maps.make_generate_fn(model, k=rm.topk, map_size=rm.map_size, image_size=image_size,
-                                           mean=teacher_cfg.data.mean, std=teacher_cfg.data.std)
+    generate = label_maps.make_generate_fn(
+        model,
+        k=rm.topk,
+        map_size=rm.map_size,
+        image_size=image_size,
+        mean=teacher_cfg.data.mean,
+        std=teacher_cfg.data.std,
+    )
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     fn = jax.jit(generate, in_shardings=(rep, dat), out_shardings=(dat, dat))
     meta = {'teacher': rm.teacher_workdir or 'trained on the visible labels', 'image_size': image_size}
-    shape = dict(k=rm.topk, height=rm.map_size, width=rm.map_size, num_classes=train.num_classes,
-                 shard_size=rm.shard_size, meta=meta)
+    shape = dict(
+        k=rm.topk,
+        height=rm.map_size,
+        width=rm.map_size,
+        num_classes=train.num_classes,
+        shard_size=rm.shard_size,
+        meta=meta,
+    )
     main = parallel.is_main_process()
     writer = LabelMapWriter(store_dir, ids, **shape) if main else None
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices('label_maps_index')
-        writer = writer or LabelMapWriter(store_dir, ids, **shape)   # reads the index process 0 wrote
+        writer = writer or LabelMapWriter(store_dir, ids, **shape)  # reads the index process 0 wrote
     if writer.complete():
         return
     variables = parallel.replicate(variables, mesh)
-    bar = tqdm(total=len(ids), initial=writer.num_done(), desc='label maps', unit='img', disable=not main,
-               dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        total=len(ids),
+        initial=writer.num_done(),
+        desc='label maps',
+        unit='img',
+        disable=not main,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     for shard in writer.missing_shards():
         start, stop = writer.shard_range(shard)
         parts = ([], [])
         fetch = lambda idx: {'image': np.asarray(train.images[start + idx])}  # noqa: E731
         for batch, valid in pipeline.eval_batches(stop - start, bs, fetch):
             out = fn(variables, parallel.host_to_global(batch['image'], mesh))
-            out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
+            out = (
+                multihost_utils.process_allgather(out, tiled=True)
+                if jax.process_count() > 1
+                else jax.device_get(out)
+            )
             for part, array in zip(parts, out):
                 part.append(np.asarray(array)[:valid])
             bar.update(valid)
@@ -217,7 +294,7 @@ def _draw_examples(train, source, config, path):
     idx = np.arange(n)
     images = np.asarray(train.images[idx])
     maps = source.batch(idx)
-    argmax = np.asarray(label_maps.map_argmax(maps['map_scores'], maps['map_classes']))   # [n, r, r]
+    argmax = np.asarray(label_maps.map_argmax(maps['map_scores'], maps['map_classes']))  # [n, r, r]
     num_classes = source.num_classes
     if num_classes <= 10:
         palette = matplotlib.colormaps['tab10'](np.arange(num_classes))
@@ -225,17 +302,34 @@ def _draw_examples(train, source, config, path):
         palette = matplotlib.colormaps['hsv'](np.arange(num_classes) / num_classes)
     palette = (np.asarray(palette)[:, :3] * 255).astype(np.uint8)
     size = images.shape[1]
-    boxes = np.asarray(crops.random_boxes(jax.random.PRNGKey(config.seed), n, 2,
-                                          scale=tuple(config.train.augment.scale), ratio=tuple(config.train.augment.ratio)))
+    boxes = np.asarray(
+        crops.random_boxes(
+            jax.random.PRNGKey(config.seed),
+            n,
+            2,
+            scale=tuple(config.train.augment.scale),
+            ratio=tuple(config.train.augment.ratio),
+        )
+    )
     dense = label_pooling.topk_to_dense(maps['map_scores'], maps['map_classes'], num_classes)
     tiles, captions, tile_boxes, box_captions = [], [], [], []
     truth = train.truth if train.truth is not None else train.labels
     for i in range(n):
-        targets = [np.asarray(label_pooling.label_pooling(dense[i:i + 1], boxes[i, j:j + 1],
-                                                          transpose_boxes=config.relabel_maps.transpose_boxes,
-                                                          offset=config.relabel_maps.offset))[0] for j in range(2)]
+        targets = [
+            np.asarray(
+                label_pooling.label_pooling(
+                    dense[i : i + 1],
+                    boxes[i, j : j + 1],
+                    transpose_boxes=config.relabel_maps.transpose_boxes,
+                    offset=config.relabel_maps.offset,
+                )
+            )[0]
+            for j in range(2)
+        ]
         tiles.append(images[i])
-        captions.append(f'visible {sorted(train.labels.labels_of(i).tolist())}\ntruth {sorted(truth.labels_of(i).tolist())}')
+        captions.append(
+            f'visible {sorted(train.labels.labels_of(i).tolist())}\ntruth {sorted(truth.labels_of(i).tolist())}'
+        )
         tile_boxes.append(boxes[i])
         box_captions.append([' '.join(f'{c}:{t[c]:.2f}' for c in np.argsort(-t)[:2]) for t in targets])
         cells = argmax[i]
@@ -244,5 +338,12 @@ def _draw_examples(train, source, config, path):
         captions.append(f'map argmax {sorted(set(cells.ravel().tolist()))}')
         tile_boxes.append(np.zeros((0, 4)))
         box_captions.append([])
-    report.draw_examples(np.stack(tiles), captions, path, boxes=tile_boxes, box_captions=box_captions, columns=8,
-                         title='training images: crops with their pooled targets (top-2) | label-map argmax')
+    report.draw_examples(
+        np.stack(tiles),
+        captions,
+        path,
+        boxes=tile_boxes,
+        box_captions=box_captions,
+        columns=8,
+        title='training images: crops with their pooled targets (top-2) | label-map argmax',
+    )

@@ -26,9 +26,17 @@ from mlrelabel.train.step import make_predict_step, make_train_step
 
 
 def augment_config(cfg) -> dict | None:
-    """`config.train.augment` → the dict `make_train_step` takes (None when disabled)."""
+    """`config.train.augment` → the dict `make_train_step` takes (None when disabled or done on the host)."""
     a = cfg.train.augment
-    if not a.enabled:
+    if not a.enabled or cfg.data.get('host_augment', False):
+        return None
+    return {'scale': tuple(a.scale), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
+
+
+def _host_augment(cfg) -> dict | None:
+    """Random-resized-crop + flip in the loader's workers (`data.host_augment`), instead of on device."""
+    a = cfg.train.augment
+    if not (a.enabled and cfg.data.get('host_augment', False)):
         return None
     return {'scale': tuple(a.scale), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
 
@@ -73,6 +81,8 @@ def fit(
     total = spe * tcfg.epochs
     tx, schedule = optim.make_optimizer(cfg.optim, spe, tcfg.epochs, batch_size)
     loss = loss or tcfg.loss
+    # The step donates the state's buffers: copy device arrays so the caller's `variables` stay valid.
+    variables = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, variables)
     state = TrainState.create(variables, tx, jax.random.PRNGKey(seed))
     state = parallel.replicate(state, mesh)
 
@@ -115,7 +125,22 @@ def fit(
     )
     pending = []
     t0 = time.time()
-    for batch in pipeline.train_batches(dataset, sampler, step, end, labels=labels):
+    if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
+        from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
+
+        batches = grain_loader.train_batches(
+            dataset,
+            sampler,
+            step,
+            end,
+            labels=labels,
+            num_workers=cfg.data.loader_workers,
+            host_augment=_host_augment(cfg),
+            seed=seed,
+        )
+    else:
+        batches = pipeline.train_batches(dataset, sampler, step, end, labels=labels)
+    for batch in batches:
         state, metrics = step_fn(state, parallel.host_to_global(batch, mesh))
         pending.append(metrics)
         step += 1

@@ -78,8 +78,12 @@ def make_train_step(
         (value, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        # Whether the top-1 class is among the (positive) targets, per example.
-        top1_in_target = jnp.take_along_axis(target, jnp.argmax(logits, -1)[:, None], axis=1)[:, 0] > 0
+        # Whether the top-1 class is among the (positive) targets, per example; for soft targets (every class
+        # has some mass) whether it is the target's own top class.
+        if loss == 'soft_ce':
+            top1_in_target = jnp.argmax(logits, -1) == jnp.argmax(target, -1)
+        else:
+            top1_in_target = jnp.take_along_axis(target, jnp.argmax(logits, -1)[:, None], axis=1)[:, 0] > 0
         metrics = {'loss': value, 'accuracy': top1_in_target.mean(), 'grad_norm': optax.tree.norm(grads)}
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state

@@ -1,0 +1,81 @@
+"""ResNet-50 on ImageNet-1k: the supervised baseline recipe (Goyal et al. 2017, "Accurate, Large Minibatch
+SGD": SGD + Nesterov momentum, lr 0.1 per 256 images scaled linearly, 5 warm-up epochs, cosine decay,
+weight decay 1e-4, label smoothing 0.1, 90 epochs at 224 px, bf16 compute).
+
+  python -m mlrelabel.main --config=configs/imagenet_resnet50.py                       # TFDS imagenet2012
+  python -m mlrelabel.main --config=configs/imagenet_resnet50.py --config.data.source=folder \
+      --config.data.root=/data/imagenet                                                # train/<wnid>/*.JPEG
+  python -m mlrelabel.main --config=configs/imagenet_resnet50.py:smoke --config.data.root=DIR
+
+The `smoke` variant trains a few steps of a tiny ResNet at 32 px on the folder `data.root` names (with no
+root: a generated 4-class folder under the work directory), so the ImageNet wiring is checked anywhere.
+Launch on clusters with `launch/*.sh`; the data fields are documented in `mlrelabel/data/imagenet.py`.
+"""
+
+from mlrelabel.config import apply_smoke, base_config
+
+
+def imagenet_data(c) -> None:
+    """The ImageNet data fields (sources 'tfds' | 'folder' | 'json'), in place."""
+    d = c.data
+    d.source = 'tfds'
+    d.num_classes = 1000
+    d.image_size = 224
+    d.num_train = 0  # > 0: train on a seeded subset of that many images
+    d.num_val = 0
+    d.tfds_name = 'imagenet2012'
+    d.tfds_data_dir = ''  # '' = TFDS's default data folder
+    d.val_labels = ''  # folder: label file of a flat val/ folder ('' = TFDS's validation_labels.txt)
+    d.real_json = ''  # ReaL labels json for val truth ('' = TFDS imagenet2012_real when prepared)
+    d.synthetic = False  # folder with an empty root: generate a tiny one (smoke runs)
+    d.check_images = True
+    d.mean = (0.485, 0.456, 0.406)
+    d.std = (0.229, 0.224, 0.225)
+
+
+def get_config(variant: str = ''):
+    c = base_config('')
+    c.method = 'supervised'
+    imagenet_data(c)
+    m = c.model
+    m.name = 'resnet50'
+    m.width = 64
+    m.small_stem = False
+    m.stem_stride = 0
+    m.dtype = 'bfloat16'
+    t = c.train
+    t.epochs = 90
+    t.batch_size = 1024
+    t.label_smoothing = 0.1
+    t.augment.scale = (0.08, 1.0)
+    t.augment.flip = True
+    t.checkpoint_every_steps = 1000
+    t.log_every_steps = 100
+    o = c.optim
+    o.name = 'sgd'
+    o.learning_rate = 0.1
+    o.lr_base_batch = 256
+    o.momentum = 0.9
+    o.nesterov = True
+    o.weight_decay = 1e-4
+    o.warmup_epochs = 5.0
+    o.schedule = 'cosine'
+    c.eval.batch_size = 1024
+    if variant == 'smoke':
+        apply_smoke(c)
+        c.data.source = 'folder'
+        c.data.synthetic = True
+        c.data.num_classes = 0  # as many as the folder has
+        c.data.num_val = 0
+        c.data.check_images = True
+        c.model.small_stem = True
+        c.model.stem_stride = 2
+        c.model.dtype = 'float32'
+        c.train.epochs = 2
+        c.train.batch_size = 8
+        c.train.checkpoint_every_steps = 2
+        c.eval.batch_size = 8
+        c.optim.warmup_epochs = 0.0
+    elif variant:
+        raise ValueError(f"unknown config variant {variant!r}: expected '' or 'smoke'")
+    return c

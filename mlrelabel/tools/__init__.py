@@ -1,0 +1,1 @@
+"""Command-line tools that convert or inspect data (`python -m mlrelabel.tools.<name>`)."""
