@@ -12,25 +12,7 @@ root: a generated 4-class folder under the work directory), so the ImageNet wiri
 Launch on clusters with `launch/*.sh`; the data fields are documented in `mlrelabel/data/imagenet.py`.
 """
 
-from mlrelabel.config import apply_smoke, base_config
-
-
-def imagenet_data(c) -> None:
-    """The ImageNet data fields (sources 'tfds' | 'folder' | 'json'), in place."""
-    d = c.data
-    d.source = 'tfds'
-    d.num_classes = 1000
-    d.image_size = 224
-    d.num_train = 0  # > 0: train on a seeded subset of that many images
-    d.num_val = 0
-    d.tfds_name = 'imagenet2012'
-    d.tfds_data_dir = ''  # '' = TFDS's default data folder
-    d.val_labels = ''  # folder: label file of a flat val/ folder ('' = TFDS's validation_labels.txt)
-    d.real_json = ''  # ReaL labels json for val truth ('' = TFDS imagenet2012_real when prepared)
-    d.synthetic = False  # folder with an empty root: generate a tiny one (smoke runs)
-    d.check_images = True
-    d.mean = (0.485, 0.456, 0.406)
-    d.std = (0.229, 0.224, 0.225)
+from mlrelabel.config import apply_smoke, base_config, imagenet_data
 
 
 def get_config(variant: str = ''):
