@@ -43,6 +43,13 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     d.val_labels = ''  # folder source: flat val/ labels ('name wnid' lines) ('' = TFDS validation_labels.txt)
     d.real_json = ''  # ReaL label sets for the validation images (become the evaluation truth)
     d.synthetic = False  # smoke tests: generate a tiny ImageNet-layout folder when data.root is empty
+    # annotation formats (source='annotation_folder' | 'attribute_csv' | 'partial_json'): data/formats.py.
+    d.train_path = ''  # annotation folder / attribute CSV / partial JSON of the training split
+    d.val_path = ''  # the same for validation ('' = hold out val_fraction of train_path)
+    d.val_fraction = 0.2
+    d.images_dir = ''  # attribute CSV: folder of the `filename`s ('' = <csv folder>/images)
+    d.attribute_groups = ''  # attribute CSV: 'neck:7,sleeve_length:4' ('' = every column, counts from data)
+    d.unlisted = 'negative'  # annotation folder: an image absent from <class>.txt is 'negative' | 'unknown'
     d.check_images = True  # open every image once; unreadable ones are skipped and counted
     d.mean = (0.1, 0.1, 0.1)  # per-channel normalisation of [0, 1] pixels
     d.std = (0.25, 0.25, 0.25)

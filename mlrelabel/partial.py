@@ -38,6 +38,8 @@ __all__ = [
     'load_prior_csv',
     'simulate_fpc',
     'simulate_rps',
+    'group_softmax_loss',
+    'group_probabilities',
 ]
 
 PARTIAL_MODES = ('negative', 'ignore', 'ignore_normalize_classes', 'selective')
@@ -139,6 +141,7 @@ def partial_asymmetric_loss(
     prior=None,
     prior_threshold=None,
     eps=1e-8,
+    reduction='sum',
 ):
     """Asymmetric loss with partial annotations, summed: `[B, C]`, `[B, C]` in {1, 0, -1} -> scalar.
 
@@ -157,21 +160,29 @@ def partial_asymmetric_loss(
     - 'negative': every unknown counts as a negative (w = 1 everywhere).
     - 'ignore': unknowns contribute nothing (w = 0 on unknowns, 1 elsewhere).
     - 'ignore_normalize_classes': as 'ignore', and every annotated entry of sample b is weighted by
-      w_b = (C + alpha_norm) / (n_b + beta_norm) with alpha_norm = beta_norm = 1 and n_b the number of
-      annotated (non -1) classes of sample b: about C / n_b, so sparsely annotated samples weigh as
-      much as fully annotated ones (the normalisation idea of Durand et al. 2019, "Learning a Deep
-      ConvNet for Multi-label Classification with Partial Labels"); the +1s avoid division by zero
-      and give w_b = 1 for a fully annotated sample. NB: this is the formula the project asked for;
-      the CSL reference code instead uses 1 / (1 + n_b) + 1.
+      g_b = alpha_norm / (1 + n_b) + beta_norm with alpha_norm = beta_norm = 1 and n_b the number of
+      annotated (non -1) classes of sample b, exactly as the CSL reference code does (its comment
+      cites the normalisation of Durand et al. 2019, "Learning a Deep ConvNet for Multi-label
+      Classification with Partial Labels"; the +1 avoids division by zero). So g_b lies in (1, 2]:
+      a sample with fewer annotations weighs somewhat more; an all-unknown sample contributes 0.
     - 'selective': (1) if `prior [C]` is given, the unknowns of every class with
       prior > `prior_threshold` are ignored; (2) among the remaining unknowns, the
       `likelihood_topk * B` entries with the highest p over the whole (flattened) batch are ignored
       too; (3) the rest count as negatives. Requires `likelihood_topk` (a python int >= 0).
       `prior` and `prior_threshold` go together (both or neither) and may be traced.
 
-    Hyper-parameters other than `mode` and `likelihood_topk` may be traced scalars.
+    `reduction` (static): 'sum' (default) returns the scalar sum over batch and classes;
+    'per_example' returns `[B]` sums over classes (what a train step averages). Both see the same
+    weights: the selective top-k is always taken over the whole batch, so `per_example(...).sum()`
+    equals the 'sum' value.
+
+    Hyper-parameters other than `mode`, `likelihood_topk` and `reduction` may be traced scalars.
     """
     _check_shapes('partial_asymmetric_loss', logits, targets)
+    if reduction not in ('sum', 'per_example'):
+        raise ValueError(
+            f"partial_asymmetric_loss: reduction must be 'sum' or 'per_example', got {reduction!r}"
+        )
     _check_clip('partial_asymmetric_loss', clip)
     if mode not in PARTIAL_MODES:
         raise ValueError(f'partial_asymmetric_loss: mode must be one of {PARTIAL_MODES}, got {mode!r}')
@@ -211,10 +222,12 @@ def partial_asymmetric_loss(
     elif mode == 'ignore_normalize_classes':
         alpha_norm, beta_norm = 1.0, 1.0
         num_known = jnp.sum(~unknown, axis=1, keepdims=True).astype(jnp.float32)  # [B, 1]
-        per_sample = (logits.shape[1] + alpha_norm) / (num_known + beta_norm)
+        per_sample = alpha_norm / (1.0 + num_known) + beta_norm
         weight = jnp.where(unknown, 0.0, per_sample)
     else:  # selective
         weight = _selective_weights(p, unknown, likelihood_topk, prior, prior_threshold)
+    if reduction == 'per_example':
+        return -jnp.sum(weight * term, axis=1)
     return -jnp.sum(weight * term)
 
 
@@ -383,3 +396,55 @@ def simulate_rps(full, drop_prob: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     drop = rng.random(full.shape) < drop_prob
     return np.where(drop, -1, full).astype(np.int8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Attribute groups: one softmax head per group over slices of the flat logits.
+
+
+def _check_groups(fn: str, num_classes: int, groups) -> list[tuple[int, int]]:
+    slices, start = [], 0
+    for size in groups:
+        size = int(size)
+        if size < 1:
+            raise ValueError(f'{fn}: every group needs >= 1 class, got sizes {list(groups)}')
+        slices.append((start, size))
+        start += size
+    if start != num_classes:
+        raise ValueError(
+            f'{fn}: group sizes {list(groups)} sum to {start}, logits have {num_classes} classes'
+        )
+    return slices
+
+
+def group_softmax_loss(logits, targets, groups):
+    """Per-example summed softmax cross-entropy over attribute groups: `[B, C]`, `[B, C]` -> `[B]`.
+
+    `groups` (static): class counts per group, in order; group g owns the consecutive classes
+    `[o_g, o_g + K_g)` of the flat logits. A group is known for an example when its target slice has
+    a 1 (one-hot; a soft row of non-negative weights also works) and no -1; unknown groups (-1 entries,
+    e.g. `#N/A` in an attribute CSV) contribute nothing. loss_b = -sum_g known_bg *
+    sum_k t_bgk * log_softmax(z_bg)_k.
+    """
+    _check_shapes('group_softmax_loss', logits, targets)
+    logits = logits.astype(jnp.float32)
+    targets = targets.astype(jnp.float32)
+    total = jnp.zeros(logits.shape[:1], jnp.float32)
+    for start, size in _check_groups('group_softmax_loss', logits.shape[1], groups):
+        z = logits[:, start : start + size]
+        t = targets[:, start : start + size]
+        known = jnp.all(t >= 0, axis=1) & jnp.any(t > 0, axis=1)
+        ce = -jnp.sum(jnp.where(t > 0, t * jax.nn.log_softmax(z, axis=1), 0.0), axis=1)
+        total = total + jnp.where(known, ce, 0.0)
+    return total
+
+
+def group_probabilities(logits, groups) -> np.ndarray:
+    """`[N, C]` probabilities: a softmax within each group's slice of the flat logits (numpy)."""
+    logits = np.asarray(logits, np.float32)
+    out = np.empty_like(logits)
+    for start, size in _check_groups('group_probabilities', logits.shape[1], groups):
+        z = logits[:, start : start + size]
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        out[:, start : start + size] = e / e.sum(axis=1, keepdims=True)
+    return out

@@ -131,17 +131,36 @@ def test_partial_ignore_mode_and_zero_gradient_on_unknowns():
 
 def test_partial_ignore_normalize_classes_mode():
     got = partial.partial_asymmetric_loss(LOGITS, TARGETS, 'ignore_normalize_classes', **HP)
-    # (C + 1) / (n_known + 1): row 0 has 2 known of 3 -> 4/3, row 1 has 1 known -> 4/2.
-    expected = -(4 / 3) * (known_term(0, 0) + known_term(0, 1)) - 2.0 * known_term(1, 1)
+    # CSL reference: g = 1 / (1 + n_known) + 1: row 0 has 2 known -> 4/3, row 1 has 1 known -> 3/2.
+    expected = -(4 / 3) * (known_term(0, 0) + known_term(0, 1)) - 1.5 * known_term(1, 1)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
-    # Fully annotated rows get weight (3 + 1) / (3 + 1) = 1; an all-unknown row contributes 0, finitely.
+    # A fully annotated row (3 known) gets 1/4 + 1 = 1.25; an all-unknown row contributes 0, finitely.
     full = jnp.array([[1.0, 0.0, 0.0], [-1.0, -1.0, -1.0]])
     got = partial.partial_asymmetric_loss(LOGITS, full, 'ignore_normalize_classes', **HP)
     np.testing.assert_allclose(
         got,
-        -(pos_term(2.0, 1.0, 1.5) + neg_term(-1.0, 2.0, alpha=0.7) + neg_term(0.5, 2.0, alpha=0.7)),
+        -1.25 * (pos_term(2.0, 1.0, 1.5) + neg_term(-1.0, 2.0, alpha=0.7) + neg_term(0.5, 2.0, alpha=0.7)),
         rtol=1e-5,
     )
+
+
+@pytest.mark.parametrize('mode', ['negative', 'ignore', 'ignore_normalize_classes', 'selective'])
+def test_per_example_reduction_sums_to_the_batch_sum(mode):
+    targets = jnp.array(SEL_T if mode == 'selective' else T, jnp.float32)
+    kw = dict(likelihood_topk=1) if mode == 'selective' else {}
+    per = partial.partial_asymmetric_loss(LOGITS, targets, mode, reduction='per_example', **kw, **HP)
+    total = partial.partial_asymmetric_loss(LOGITS, targets, mode, **kw, **HP)
+    assert per.shape == (2,)
+    np.testing.assert_allclose(per.sum(), total, rtol=1e-6)
+    if mode == 'selective':
+        # Batch-level top-k: row 0's two unknowns (0,0), (0,2) are ignored, so row 0 keeps only (0,1);
+        # row 1 keeps its positive and its two unknowns (1,0), (1,2) as negatives.
+        np.testing.assert_allclose(per[0], -unk_term(-1.0), rtol=1e-5)
+        np.testing.assert_allclose(
+            per[1], -pos_term(1.5, 1.0, 1.5) - unk_term(-0.3) - unk_term(-2.0), rtol=1e-5
+        )
+    with pytest.raises(ValueError, match='reduction'):
+        partial.partial_asymmetric_loss(LOGITS, targets, mode, reduction='mean', **kw)
 
 
 SEL_T = [[-1, -1, -1], [-1, 1, -1]]  # unknown p: (0,0) .881, (0,1) .269, (0,2) .622, (1,0) .426, (1,2) .119

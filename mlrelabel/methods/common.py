@@ -23,6 +23,9 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 EXTERNAL_SOURCES: dict[str, str] = {
     'folder': 'mlrelabel.data.imagenet:load_folder',
     'tfds': 'mlrelabel.data.imagenet:load_tfds',
+    'annotation_folder': 'mlrelabel.data.formats:load_source',
+    'attribute_csv': 'mlrelabel.data.formats:load_source',
+    'partial_json': 'mlrelabel.data.formats:load_source',
 }
 
 

@@ -80,8 +80,14 @@ def load_data(config, workdir: str) -> dict:
         raise SystemExit(f"config.partial.simulate={pc.simulate!r}: expected 'rps', 'fpc' or 'none'")
     names = [str(c) for c in range(train.num_classes)]
     truth = val.truth if val.truth is not None else val.labels
-    return {'train': train, 'val': val, 'train_labels': PartialLabels(targets, names),
-            'val_targets': truth.dense().astype(np.int8), 'groups': [], 'class_names': names}
+    return {
+        'train': train,
+        'val': val,
+        'train_labels': PartialLabels(targets, names),
+        'val_targets': truth.dense().astype(np.int8),
+        'groups': [],
+        'class_names': names,
+    }
 
 
 def balanced_indices(targets: np.ndarray, seed: int) -> np.ndarray:
@@ -182,8 +188,15 @@ def make_loss_fn(config, num_classes: int, groups, prior=None, mode: str | None 
         raise SystemExit(f"config.partial.head={pc.head!r}: expected 'sigmoid' or 'group_softmax'")
     if mode not in P.PARTIAL_MODES:
         raise SystemExit(f'config.partial.mode={mode!r}: expected one of {", ".join(P.PARTIAL_MODES)}')
-    kw = dict(gamma_pos=pc.gamma_pos, gamma_neg=pc.gamma_neg, gamma_unann=pc.gamma_unann, clip=pc.clip,
-              alpha_pos=pc.alpha_pos, alpha_neg=pc.alpha_neg, alpha_unann=pc.alpha_unann)
+    kw = dict(
+        gamma_pos=pc.gamma_pos,
+        gamma_neg=pc.gamma_neg,
+        gamma_unann=pc.gamma_unann,
+        clip=pc.clip,
+        alpha_pos=pc.alpha_pos,
+        alpha_neg=pc.alpha_neg,
+        alpha_unann=pc.alpha_unann,
+    )
     if mode == 'selective':
         kw['likelihood_topk'] = int(pc.likelihood_topk)
         if prior is not None:
@@ -212,10 +225,10 @@ def evaluate_partial(logits, val, targets, config, groups, prefix='val_', per_cl
     else:
         start, accs = 0, []
         for name, k in groups:
-            t = targets[:, start:start + k]
+            t = targets[:, start : start + k]
             known = (t == 1).any(1) & (t >= 0).all(1)
             if known.any():
-                acc = float((probs[known, start:start + k].argmax(1) == t[known].argmax(1)).mean())
+                acc = float((probs[known, start : start + k].argmax(1) == t[known].argmax(1)).mean())
                 out[f'{prefix}acc_{name}'] = acc
                 accs.append(acc)
             start += k
@@ -238,8 +251,19 @@ def _fit(model, variables, train, labels, config, mesh, ckpt_dir, eval_fn, loss_
             )
         spe = len(train) // config.train.batch_size
         kwargs['tx'] = transfer_optimizer(config, tx_params, spe, config.train.epochs)
-    return loop.fit(model, variables, train, config, mesh=mesh, ckpt_dir=ckpt_dir, labels=labels,
-                    eval_fn=eval_fn, loss_fn=loss_fn, desc=desc, **kwargs)
+    return loop.fit(
+        model,
+        variables,
+        train,
+        config,
+        mesh=mesh,
+        ckpt_dir=ckpt_dir,
+        labels=labels,
+        eval_fn=eval_fn,
+        loss_fn=loss_fn,
+        desc=desc,
+        **kwargs,
+    )
 
 
 def _with_epochs(config, epochs: int):
@@ -254,7 +278,7 @@ def estimate_prior(model, variables, train, config, mesh) -> np.ndarray:
     running = None
     step = config.eval.batch_size
     for start in range(0, len(logits), step):
-        running = P.estimate_class_prior(running, jnp.asarray(logits[start:start + step]))
+        running = P.estimate_class_prior(running, jnp.asarray(logits[start : start + step]))
     return np.asarray(running['prior'])
 
 
@@ -267,9 +291,16 @@ def run(config, workdir: str) -> dict:
     num_classes = labels.num_classes
     names = names or [str(c) for c in range(num_classes)]
     counts = labels.counts()
-    stats = {'images': len(labels), 'classes': num_classes, 'unknown_fraction': counts['unknown_fraction'],
-             'positive': counts['positive'].tolist(), 'negative': counts['negative'].tolist(),
-             'unknown': counts['unknown'].tolist(), 'class_names': names, 'groups': [list(g) for g in groups]}
+    stats = {
+        'images': len(labels),
+        'classes': num_classes,
+        'unknown_fraction': counts['unknown_fraction'],
+        'positive': counts['positive'].tolist(),
+        'negative': counts['negative'].tolist(),
+        'unknown': counts['unknown'].tolist(),
+        'class_names': names,
+        'groups': [list(g) for g in groups],
+    }
     if parallel.is_main_process():
         atomic_write_json(os.path.join(workdir, 'partial_labels.json'), stats)
 
@@ -287,8 +318,12 @@ def run(config, workdir: str) -> dict:
         fit_train, fit_labels = train.subset(idx), labels.subset(idx)
 
     eval_fn = lambda state: evaluate_partial(  # noqa: E731
-        loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh), val, val_targets,
-        config, groups)
+        loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh),
+        val,
+        val_targets,
+        config,
+        groups,
+    )
 
     prior = None
     main_cfg = config
@@ -297,11 +332,23 @@ def run(config, workdir: str) -> dict:
             prior = P.load_prior_csv(pc.prior_path, names)
         elif pc.prior_epochs > 0:
             if pc.prior_epochs >= config.train.epochs:
-                raise SystemExit(f'config.partial.prior_epochs={pc.prior_epochs} must be < train.epochs={config.train.epochs}')
+                raise SystemExit(
+                    f'config.partial.prior_epochs={pc.prior_epochs} must be < train.epochs={config.train.epochs}'
+                )
             prior_cfg = _with_epochs(config, pc.prior_epochs)
-            state, _ = _fit(model, variables, fit_train, fit_labels, prior_cfg, mesh,
-                            os.path.join(workdir, 'prior', 'checkpoints'), None,
-                            make_loss_fn(config, num_classes, groups, mode='ignore'), tx_params, 'prior (ignore)')
+            state, _ = _fit(
+                model,
+                variables,
+                fit_train,
+                fit_labels,
+                prior_cfg,
+                mesh,
+                os.path.join(workdir, 'prior', 'checkpoints'),
+                None,
+                make_loss_fn(config, num_classes, groups, mode='ignore'),
+                tx_params,
+                'prior (ignore)',
+            )
             prior_file = os.path.join(workdir, 'prior.csv')
             if os.path.exists(prior_file):
                 prior = P.load_prior_csv(prior_file, names)
@@ -313,18 +360,37 @@ def run(config, workdir: str) -> dict:
                 variables = jax.tree.map(np.asarray, jax.device_get(state.variables))
             main_cfg = _with_epochs(config, config.train.epochs - pc.prior_epochs)
     loss_fn = make_loss_fn(config, num_classes, groups, prior)
-    state, history = _fit(model, variables, fit_train, fit_labels, main_cfg, mesh,
-                          os.path.join(workdir, 'checkpoints'), eval_fn, loss_fn, tx_params, f'train ({pc.mode})')
+    state, history = _fit(
+        model,
+        variables,
+        fit_train,
+        fit_labels,
+        main_cfg,
+        mesh,
+        os.path.join(workdir, 'checkpoints'),
+        eval_fn,
+        loss_fn,
+        tx_params,
+        f'train ({pc.mode if pc.head == "sigmoid" else pc.head})',
+    )
     logits = loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
     final = dict(history[-1])
     final.update(evaluate_partial(logits, val, val_targets, config, groups, per_class=True))
     final['train_unknown_fraction'] = counts['unknown_fraction']
-    result = {'history': history, 'final': final, 'mode': pc.mode, 'head': pc.head,
-              'prior': None if prior is None else [float(x) for x in prior]}
+    result = {
+        'history': history,
+        'final': final,
+        'mode': pc.mode,
+        'head': pc.head,
+        'prior': None if prior is None else [float(x) for x in prior],
+    }
     if parallel.is_main_process():
         atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
-        report.plot_history(history, os.path.join(workdir, 'training.png'),
-                            title=f'{config.model.name}, partial labels ({pc.mode}, {pc.head})')
+        report.plot_history(
+            history,
+            os.path.join(workdir, 'training.png'),
+            title=f'{config.model.name}, partial labels ({pc.mode}, {pc.head})',
+        )
         keys = [k for k, v in final.items() if k.startswith('val_') and isinstance(v, float)]
         print(report.format_table([final], ['epoch'] + keys))
     return result

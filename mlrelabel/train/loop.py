@@ -57,6 +57,8 @@ def fit(
     seed_offset: int = 0,
     transform_fn: Callable | None = None,
     loss_fn: Callable | None = None,
+    tx=None,
+    sampler=None,
 ) -> tuple[TrainState, list[dict]]:
     """Trains `model` from `variables` on `dataset` (targets from `labels`, default `dataset.labels`).
 
@@ -69,6 +71,10 @@ def fit(
       seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).
       labels: the label source (a LabelTable or an object with `batch(indices) -> dict`).
       transform_fn, loss_fn: extension points of `make_train_step` (on-device targets / mixing, custom losses).
+      tx: an optax optimizer replacing `config.optim`'s (e.g. per-group learning rates when fine-tuning); the
+        config's schedule is still the one logged.
+      sampler: replaces the uniform `pipeline.IndexSampler` (e.g. class-balanced); needs `steps_per_epoch`,
+        `batch_size` and `global_indices(step)`, a pure function of the step.
     Returns:
       `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
     """
@@ -76,10 +82,11 @@ def fit(
     batch_size = tcfg.batch_size
     parallel.check_batch_size(batch_size, mesh, 'config.train.batch_size')
     seed = cfg.seed + seed_offset
-    sampler = pipeline.IndexSampler(len(dataset), batch_size, seed)
+    sampler = sampler or pipeline.IndexSampler(len(dataset), batch_size, seed)
     spe = sampler.steps_per_epoch
     total = spe * tcfg.epochs
-    tx, schedule = optim.make_optimizer(cfg.optim, spe, tcfg.epochs, batch_size)
+    default_tx, schedule = optim.make_optimizer(cfg.optim, spe, tcfg.epochs, batch_size)
+    tx = default_tx if tx is None else tx
     loss = loss or tcfg.loss
     # The step donates the state's buffers: copy device arrays so the caller's `variables` stay valid.
     variables = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, variables)
