@@ -174,8 +174,11 @@ def _relabel_round(k, model, state, train, val, labels, given, paths, config, me
     thresholds = None
     method = rc.assign
     if method == 'calibrated' and val.truth is None and val.labels.num_labels().max() <= 1:
-        logging.warning("relabel.assign='calibrated' needs multi-label validation sets, and %s has one label "
-                        "per image: using 'gmm' instead", val.name or 'the validation set')
+        logging.warning(
+            "relabel.assign='calibrated' needs multi-label validation sets, and %s has one label "
+            "per image: using 'gmm' instead",
+            val.name or 'the validation set',
+        )
         method = 'gmm'
     if method == 'calibrated':
         val_record, _ = _score_stream(

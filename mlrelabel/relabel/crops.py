@@ -90,7 +90,9 @@ def _box_size(fn: str, name: str, value: Any) -> tuple[float, float]:
     try:
         height, width = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"crops.{fn}: {name} must be a number or a (height, width) pair, got {value!r}") from None
+        raise ValueError(
+            f"crops.{fn}: {name} must be a number or a (height, width) pair, got {value!r}"
+        ) from None
     if not (0.0 < height <= 1.0 and 0.0 < width <= 1.0):
         raise ValueError(f"crops.{fn}: {name} fractions must lie in (0, 1], got {value!r}")
     return height, width
@@ -102,7 +104,9 @@ def _output_size(fn: str, value: Any) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"crops.{fn}: size must be an int or an (height, width) pair, got {value!r}") from None
+        raise ValueError(
+            f"crops.{fn}: size must be an int or an (height, width) pair, got {value!r}"
+        ) from None
     if height < 1 or width < 1:
         raise ValueError(f"crops.{fn}: size must be positive, got {value!r}")
     return height, width
@@ -114,7 +118,8 @@ def _check_key(fn: str, key: Any) -> None:
     if shape is None or (typed and shape != ()) or (not typed and shape != (2,)):
         raise ValueError(
             f"crops.{fn}: key must be a single PRNG key (jax.random.key(...) or jax.random.PRNGKey(...)), "
-            f"got {type(key).__name__} with shape {shape}")
+            f"got {type(key).__name__} with shape {shape}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -134,12 +139,15 @@ def _place(key: jax.Array, height: jax.Array, width: jax.Array) -> jax.Array:
     return jnp.stack([y0, x0, jnp.minimum(y0 + height, 1.0), jnp.minimum(x0 + width, 1.0)], axis=-1)
 
 
-def _random_boxes_one(key: jax.Array, num_crops: int, scale: tuple[float, float],
-                      ratio: tuple[float, float]) -> jax.Array:
+def _random_boxes_one(
+    key: jax.Array, num_crops: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> jax.Array:
     """``[num_crops, 4]`` random-resized-crop boxes for one image."""
     area_key, ratio_key, place_key = jax.random.split(key, 3)
     area = jax.random.uniform(area_key, (num_crops,), jnp.float32, scale[0], scale[1])
-    log_ratio = jax.random.uniform(ratio_key, (num_crops,), jnp.float32, math.log(ratio[0]), math.log(ratio[1]))
+    log_ratio = jax.random.uniform(
+        ratio_key, (num_crops,), jnp.float32, math.log(ratio[0]), math.log(ratio[1])
+    )
     aspect = jnp.exp(log_ratio)  # width / height, in image fractions
     width = jnp.minimum(jnp.sqrt(area * aspect), 1.0)
     height = jnp.minimum(jnp.sqrt(area / aspect), 1.0)
@@ -152,9 +160,13 @@ def _random_boxes(key, num_images, num_crops, scale, ratio):
     return jax.vmap(lambda k: _random_boxes_one(k, num_crops, scale, ratio))(keys)
 
 
-def random_boxes(key: jax.Array, num_images: int, num_crops: int,
-                 scale: Sequence[float] = (0.08, 1.0),
-                 ratio: Sequence[float] = (3 / 4, 4 / 3)) -> jax.Array:
+def random_boxes(
+    key: jax.Array,
+    num_images: int,
+    num_crops: int,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+) -> jax.Array:
     """Random-resized-crop boxes ``[num_images, num_crops, 4]`` float32.
 
     Per crop: area fraction ``a ~ U(scale)``, aspect ratio ``r = width / height`` log-uniform in ``ratio``
@@ -180,8 +192,9 @@ def _fixed_size_boxes(key, num_images, num_crops, size):
     return jax.vmap(lambda k: _place(k, height, width))(keys)
 
 
-def fixed_size_boxes(key: jax.Array, num_images: int, num_crops: int,
-                     size: float | Sequence[float] = (0.5, 0.5)) -> jax.Array:
+def fixed_size_boxes(
+    key: jax.Array, num_images: int, num_crops: int, size: float | Sequence[float] = (0.5, 0.5)
+) -> jax.Array:
     """Boxes of fixed fractional ``size = (height, width)`` (or one number for both) at uniform random
     positions inside the image: ``[num_images, num_crops, 4]`` float32."""
     _check_key("fixed_size_boxes", key)
@@ -261,8 +274,8 @@ def _proposals_one(dense, exclude, num_boxes, box_size, window, normalize):
         high = jnp.max(dense, axis=(0, 1), keepdims=True)
         dense = (dense - low) / jnp.maximum(high - low, 1e-12)
     dense = jnp.where(jnp.arange(num_classes) == exclude, -jnp.inf, dense)
-    score = jnp.max(dense, axis=-1)                                    # [h, w]
-    peak_class = jnp.argmax(dense, axis=-1).astype(jnp.int32)          # [h, w]
+    score = jnp.max(dense, axis=-1)  # [h, w]
+    peak_class = jnp.argmax(dense, axis=-1).astype(jnp.int32)  # [h, w]
     # Non-maximum suppression on the grid: a peak equals the maximum of its window (borders padded -inf).
     pooled = jax.lax.reduce_window(score, -jnp.inf, jax.lax.max, (window, window), (1, 1), "SAME")
     is_peak = score >= pooled
@@ -283,14 +296,21 @@ def _proposals_one(dense, exclude, num_boxes, box_size, window, normalize):
 
 @functools.partial(jax.jit, static_argnames=("num_boxes", "box_size", "window", "normalize"))
 def _proposal_boxes(dense_logits, exclude, num_boxes, box_size, window, normalize):
-    fn = functools.partial(_proposals_one, num_boxes=num_boxes, box_size=box_size, window=window,
-                           normalize=normalize)
+    fn = functools.partial(
+        _proposals_one, num_boxes=num_boxes, box_size=box_size, window=window, normalize=normalize
+    )
     return jax.vmap(fn)(dense_logits, exclude)
 
 
-def proposal_boxes(dense_logits: jax.Array, num_boxes: int, box_size: float | Sequence[float] = 0.5,
-                   exclude_class: int | jax.Array | None = None, *, window: int = 3,
-                   normalize: bool = False) -> tuple[jax.Array, jax.Array]:
+def proposal_boxes(
+    dense_logits: jax.Array,
+    num_boxes: int,
+    box_size: float | Sequence[float] = 0.5,
+    exclude_class: int | jax.Array | None = None,
+    *,
+    window: int = 3,
+    normalize: bool = False,
+) -> tuple[jax.Array, jax.Array]:
     """Region proposals from the model's own class activation maps (CAM, Zhou et al. 2016).
 
     Replaces CS570's region-proposal network, so no external detector is needed.
@@ -319,7 +339,9 @@ def proposal_boxes(dense_logits: jax.Array, num_boxes: int, box_size: float | Se
     """
     dense_logits = jnp.asarray(dense_logits)
     if dense_logits.ndim != 4:
-        raise ValueError(f"crops.proposal_boxes: dense_logits must be [N, h, w, C], got shape {dense_logits.shape}")
+        raise ValueError(
+            f"crops.proposal_boxes: dense_logits must be [N, h, w, C], got shape {dense_logits.shape}"
+        )
     num_boxes = _positive_int("proposal_boxes", "num_boxes", num_boxes)
     box_size = _box_size("proposal_boxes", "box_size", box_size)
     window = _positive_int("proposal_boxes", "window", window)
@@ -330,14 +352,24 @@ def proposal_boxes(dense_logits: jax.Array, num_boxes: int, box_size: float | Se
         exclude = jnp.full((num_images,), -1, jnp.int32)
     else:
         exclude = jnp.asarray(exclude_class)
-        if not jnp.issubdtype(exclude.dtype, jnp.integer) or exclude.ndim > 1 or (
-                exclude.ndim == 1 and exclude.shape[0] != num_images):
+        if (
+            not jnp.issubdtype(exclude.dtype, jnp.integer)
+            or exclude.ndim > 1
+            or (exclude.ndim == 1 and exclude.shape[0] != num_images)
+        ):
             raise ValueError(
                 f"crops.proposal_boxes: exclude_class must be None, an int or an int array [{num_images}], "
-                f"got dtype {exclude.dtype} shape {exclude.shape}")
+                f"got dtype {exclude.dtype} shape {exclude.shape}"
+            )
         exclude = jnp.broadcast_to(exclude.astype(jnp.int32), (num_images,))
-    return _proposal_boxes(dense_logits, exclude, num_boxes=num_boxes, box_size=box_size, window=window,
-                           normalize=bool(normalize))
+    return _proposal_boxes(
+        dense_logits,
+        exclude,
+        num_boxes=num_boxes,
+        box_size=box_size,
+        window=window,
+        normalize=bool(normalize),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -355,20 +387,33 @@ def _crop_one(image, box, out_size, method, antialias):
     # edges [y0 * H, y1 * H] go to [0, out_h].
     scale = jnp.stack([out_size[0] / extent_y, out_size[1] / extent_x])
     translation = jnp.stack([-y0 * height, -x0 * width]) * scale
-    return jax.image.scale_and_translate(image, (out_size[0], out_size[1], channels), (0, 1), scale,
-                                         translation, method=method, antialias=antialias)
+    return jax.image.scale_and_translate(
+        image,
+        (out_size[0], out_size[1], channels),
+        (0, 1),
+        scale,
+        translation,
+        method=method,
+        antialias=antialias,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("size", "method", "antialias"))
 def _extract_crops(images, boxes, size, method, antialias):
     images = images.astype(jnp.float32)
     fn = functools.partial(_crop_one, out_size=size, method=method, antialias=antialias)
-    per_image = jax.vmap(fn, in_axes=(None, 0))                       # over crops of one image
+    per_image = jax.vmap(fn, in_axes=(None, 0))  # over crops of one image
     return jax.vmap(per_image, in_axes=(0, 0))(images, boxes.astype(jnp.float32))
 
 
-def extract_crops(images: jax.Array, boxes: jax.Array, size: int | Sequence[int], *,
-                  method: str = "linear", antialias: bool = True) -> jax.Array:
+def extract_crops(
+    images: jax.Array,
+    boxes: jax.Array,
+    size: int | Sequence[int],
+    *,
+    method: str = "linear",
+    antialias: bool = True,
+) -> jax.Array:
     """Crops every box of every image and resizes it, in one compiled call.
 
     Args:
@@ -395,7 +440,8 @@ def extract_crops(images: jax.Array, boxes: jax.Array, size: int | Sequence[int]
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or boxes.shape[0] != images.shape[0]:
         raise ValueError(
             f"crops.extract_crops: boxes must be [N, K, 4] with N = {images.shape[0]} (images), "
-            f"got shape {boxes.shape}")
+            f"got shape {boxes.shape}"
+        )
     if not (jnp.issubdtype(images.dtype, jnp.integer) or jnp.issubdtype(images.dtype, jnp.floating)):
         raise ValueError(f"crops.extract_crops: images must be uint8 or float, got dtype {images.dtype}")
     size = _output_size("extract_crops", size)
@@ -407,8 +453,15 @@ def extract_crops(images: jax.Array, boxes: jax.Array, size: int | Sequence[int]
 # ----------------------------------------------------------------------------------------------------------
 
 
-def sample_boxes(key: jax.Array, kind: str, num_images: int, num_crops: int | None = None, *,
-                 include_full_image: bool = False, **params: Any) -> jax.Array:
+def sample_boxes(
+    key: jax.Array,
+    kind: str,
+    num_images: int,
+    num_crops: int | None = None,
+    *,
+    include_full_image: bool = False,
+    **params: Any,
+) -> jax.Array:
     """Boxes ``[num_images, K, 4]`` of a configured ``kind``, for use from configs.
 
     Kinds (``params`` go to the named function):
@@ -429,25 +482,33 @@ def sample_boxes(key: jax.Array, kind: str, num_images: int, num_crops: int | No
         try:
             boxes = fn(key, num_images, num_crops, **params)
         except TypeError as error:
-            raise TypeError(f"crops.sample_boxes: bad parameters {sorted(params)} for kind {kind!r}: {error}") from None
+            raise TypeError(
+                f"crops.sample_boxes: bad parameters {sorted(params)} for kind {kind!r}: {error}"
+            ) from None
     elif kind == "grid":
         try:
             grid = grid_boxes(**params)
         except TypeError as error:
-            raise TypeError(f"crops.sample_boxes: bad parameters {sorted(params)} for kind 'grid': {error}") from None
+            raise TypeError(
+                f"crops.sample_boxes: bad parameters {sorted(params)} for kind 'grid': {error}"
+            ) from None
         if num_crops is not None and num_crops != grid.shape[0]:
             raise ValueError(
                 f"crops.sample_boxes: kind 'grid' with {params or 'default parameters'} gives {grid.shape[0]} "
-                f"windows, but num_crops = {num_crops}; set num_crops to {grid.shape[0]} or None")
+                f"windows, but num_crops = {num_crops}; set num_crops to {grid.shape[0]} or None"
+            )
         boxes = tile_boxes(grid, num_images)
     elif kind == "full":
         if params:
             raise TypeError(f"crops.sample_boxes: kind 'full' takes no parameters, got {sorted(params)}")
-        boxes = full_boxes(_positive_int("sample_boxes", "num_images", num_images),
-                           1 if num_crops is None else num_crops)
+        boxes = full_boxes(
+            _positive_int("sample_boxes", "num_images", num_images), 1 if num_crops is None else num_crops
+        )
     elif kind == "proposals":
-        raise ValueError("crops.sample_boxes: kind 'proposals' needs the model's dense logits; "
-                         "call crops.proposal_boxes(dense_logits, num_boxes, ...) instead")
+        raise ValueError(
+            "crops.sample_boxes: kind 'proposals' needs the model's dense logits; "
+            "call crops.proposal_boxes(dense_logits, num_boxes, ...) instead"
+        )
     else:
         raise ValueError(f"crops.sample_boxes: kind must be one of {SAMPLE_KINDS}, got {kind!r}")
     if include_full_image:

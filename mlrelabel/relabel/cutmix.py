@@ -69,8 +69,9 @@ def _cutmix_boxes(key, batch, lam_alpha, image_size):
     return boxes, lam
 
 
-def cutmix_boxes(key: jax.Array, batch: int, lam_alpha: float = 1.0,
-                 image_size: tuple[int, int] | None = None) -> tuple[jax.Array, jax.Array]:
+def cutmix_boxes(
+    key: jax.Array, batch: int, lam_alpha: float = 1.0, image_size: tuple[int, int] | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Samples one CutMix box per image (Yun et al. 2019).
 
     Args:
@@ -87,7 +88,9 @@ def cutmix_boxes(key: jax.Array, batch: int, lam_alpha: float = 1.0,
     try:
         alpha = float(lam_alpha)
     except (TypeError, ValueError):
-        raise ValueError(f"cutmix.cutmix_boxes: lam_alpha must be a positive number, got {lam_alpha!r}") from None
+        raise ValueError(
+            f"cutmix.cutmix_boxes: lam_alpha must be a positive number, got {lam_alpha!r}"
+        ) from None
     if not (np.isfinite(alpha) and alpha > 0):
         raise ValueError(f"cutmix.cutmix_boxes: lam_alpha must be a positive number, got {lam_alpha!r}")
     return _cutmix_boxes(key, batch, alpha, size)
@@ -113,8 +116,9 @@ def _check_boxes(fn: str, boxes: Any) -> jax.Array:
 def cutmix_mask(boxes: jax.Array, height: int, width: int) -> jax.Array:
     """`[batch, 4]` boxes -> `[batch, height, width]` bool, True on pasted pixels (rounding rule above)."""
     boxes = _check_boxes("cutmix_mask", boxes)
-    return _cutmix_mask(boxes, _positive_int("cutmix_mask", "height", height),
-                        _positive_int("cutmix_mask", "width", width))
+    return _cutmix_mask(
+        boxes, _positive_int("cutmix_mask", "height", height), _positive_int("cutmix_mask", "width", width)
+    )
 
 
 def kept_fraction(boxes: jax.Array, height: int, width: int) -> jax.Array:
@@ -164,8 +168,12 @@ def _cutmix_targets(kept, pasted, lam):
 def cutmix_targets(target_kept: jax.Array, target_pasted: jax.Array, lam: jax.Array) -> jax.Array:
     """`lam * kept + (1 - lam) * pasted` per row: `[batch, C]`, `[batch, C]`, `[batch]` -> `[batch, C]`."""
     kept_shape = getattr(target_kept, "shape", None)
-    if kept_shape is None or len(kept_shape) != 2 or getattr(target_pasted, "shape", None) != kept_shape \
-            or getattr(lam, "shape", None) != (kept_shape[0],):
+    if (
+        kept_shape is None
+        or len(kept_shape) != 2
+        or getattr(target_pasted, "shape", None) != kept_shape
+        or getattr(lam, "shape", None) != (kept_shape[0],)
+    ):
         raise ValueError(
             f"cutmix.cutmix_targets: expected target_kept [batch, C], target_pasted of the same shape and lam "
             f"[batch], got {kept_shape}, {getattr(target_pasted, 'shape', None)}, {getattr(lam, 'shape', None)}"

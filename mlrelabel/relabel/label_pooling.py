@@ -129,9 +129,14 @@ def topk_to_dense(scores: jax.Array, indices: jax.Array, num_classes: int) -> ja
             f"label_pooling.topk_to_dense: indices must have the shape of scores {tuple(scores.shape)}, "
             f"got {getattr(indices, 'shape', None)}"
         )
-    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes < 1:
-        raise ValueError(f"label_pooling.topk_to_dense: num_classes must be a positive int, got {num_classes!r}")
+    if (
+        isinstance(num_classes, (bool, np.bool_))
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 1
+    ):
+        raise ValueError(
+            f"label_pooling.topk_to_dense: num_classes must be a positive int, got {num_classes!r}"
+        )
     scores = jnp.asarray(scores)
     if not jnp.issubdtype(scores.dtype, jnp.floating):
         scores = scores.astype(jnp.float32)
@@ -169,8 +174,9 @@ def _axis_weights(frac0: jax.Array, frac1: jax.Array, size: int, offset: float) 
     pos = jnp.where(at_edge, low.astype(jnp.float32), pos)
     frac = pos - low
     cells = jnp.arange(size)
-    weights = (1.0 - frac)[:, None] * (cells[None, :] == low[:, None]) + \
-        frac[:, None] * (cells[None, :] == high[:, None])  # [max_grid, size]
+    weights = (1.0 - frac)[:, None] * (cells[None, :] == low[:, None]) + frac[:, None] * (
+        cells[None, :] == high[:, None]
+    )  # [max_grid, size]
     weights = jnp.where((used & inside)[:, None], weights, 0.0)
     return weights.sum(axis=0) / grid
 
@@ -179,8 +185,7 @@ def _roi_align_one(dense: jax.Array, box: jax.Array, offset: float) -> jax.Array
     h, w, _ = dense.shape
     wy = _axis_weights(box[0], box[2], h, offset)
     wx = _axis_weights(box[1], box[3], w, offset)
-    return jnp.einsum("i,j,ijc->c", wy, wx, dense.astype(jnp.float32),
-                      precision=jax.lax.Precision.HIGHEST)
+    return jnp.einsum("i,j,ijc->c", wy, wx, dense.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
 
 
 def _transpose(boxes: jax.Array) -> jax.Array:
@@ -194,8 +199,9 @@ def _roi_align_average(dense, boxes, offset, transpose_boxes):
     return jax.vmap(_roi_align_one, in_axes=(0, 0, None))(dense, boxes, offset)
 
 
-def roi_align_average(dense: jax.Array, boxes: jax.Array, offset: float = RELABEL_OFFSET,
-                      transpose_boxes: bool = False) -> jax.Array:
+def roi_align_average(
+    dense: jax.Array, boxes: jax.Array, offset: float = RELABEL_OFFSET, transpose_boxes: bool = False
+) -> jax.Array:
     """Average of a dense map over a box by one-cell RoIAlign (torchvision semantics, see module docstring).
 
     Args:
@@ -213,11 +219,14 @@ def roi_align_average(dense: jax.Array, boxes: jax.Array, offset: float = RELABE
         raise ValueError(
             f"label_pooling.roi_align_average: transpose_boxes needs square maps, got h, w = {dense.shape[1:3]}"
         )
-    return _roi_align_average(jnp.asarray(dense), jnp.asarray(boxes, jnp.float32), offset, bool(transpose_boxes))
+    return _roi_align_average(
+        jnp.asarray(dense), jnp.asarray(boxes, jnp.float32), offset, bool(transpose_boxes)
+    )
 
 
-def label_pooling(dense_maps: jax.Array, boxes: jax.Array, transpose_boxes: bool = False,
-                  offset: float = RELABEL_OFFSET) -> jax.Array:
+def label_pooling(
+    dense_maps: jax.Array, boxes: jax.Array, transpose_boxes: bool = False, offset: float = RELABEL_OFFSET
+) -> jax.Array:
     """ReLabel's LabelPooling: softmax over classes of the RoIAlign average of the label map over the box.
 
     Args:
