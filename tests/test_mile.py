@@ -1,0 +1,209 @@
+"""MILe: the phase schedule, the pseudo-label rules, the joint imitation step, hand-overs, resume mid-phase,
+and the two configs."""
+
+import importlib.util
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import ROOT, leaves_close
+
+from mlrelabel import parallel
+from mlrelabel.methods import mile as mile_method
+from mlrelabel.train import augment, optim
+from mlrelabel.train import mile as M
+from mlrelabel.train.state import TrainState
+from mlrelabel.train.step import make_train_step
+
+
+class TinyNet(nn.Module):
+    """A two-layer net with batch norm: the steps' contract (train flag, batch_stats) at a fraction of a
+    ResNet's compile time. The ResNet path runs in tests/test_main.py (smoke variant of configs/mile.py)."""
+
+    @nn.compact
+    def __call__(self, images, train=False):
+        x = nn.Dense(16)(images.reshape(images.shape[0], -1))
+        x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
+        return nn.Dense(10)(x)
+
+
+def _tiny_variables(cfg, seed=0):
+    s = cfg.data.image_size
+    return jax.tree.map(np.asarray, TinyNet().init(jax.random.PRNGKey(seed), jnp.zeros((1, s, s, 3))))
+
+
+def _config(name, variant=''):
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+def test_phase_schedule():
+    got = [M.phase_of(s, 3, 2) for s in range(11)]
+    t, i = M.INTERACTIVE, M.IMITATION
+    assert got == [(t, 0), (t, 1), (t, 2), (i, 0), (i, 1), (t, 0), (t, 1), (t, 2), (i, 0), (i, 1), (t, 0)]
+    assert [M.generation_of(s, 3, 2) for s in range(11)] == [0] * 5 + [1] * 5 + [2]
+    for total in range(13):
+        teacher = sum(M.phase_of(s, 3, 2)[0] == t for s in range(total))
+        assert M.phase_counts(total, 3, 2) == (teacher, total - teacher)
+    with pytest.raises(ValueError, match='k_s=0'):
+        M.phase_of(0, 3, 0)
+    with pytest.raises(ValueError, match='step'):
+        M.phase_of(-1, 3, 2)
+
+
+def test_pseudo_labels_threshold_probabilities_or_given_and_sampling():
+    logits = jnp.asarray([[-0.5, -2.0, 1.0, -3.0]])  # sigmoid: 0.38, 0.12, 0.73, 0.05
+    given = jnp.asarray([[0.0, 0.0, 0.0, 1.0]])
+    key = jax.random.PRNGKey(0)
+    hard = M.pseudo_labels(logits, given, key, rho=0.25, or_given=False, sample=False)
+    # -0.5 is a positive: its probability 0.38 > 0.25 although the raw logit is below rho.
+    np.testing.assert_array_equal(hard, [[1, 0, 1, 0]])
+    with_given = M.pseudo_labels(logits, given, key, rho=0.25, or_given=True, sample=False)
+    np.testing.assert_array_equal(with_given, [[1, 0, 1, 1]])
+    assert with_given.dtype == jnp.float32
+
+    many = jnp.tile(logits, (20000, 1))
+    draws = M.pseudo_labels(many, jnp.zeros_like(many), key, rho=0.25, or_given=False, sample=True)
+    np.testing.assert_allclose(draws.mean(0), jax.nn.sigmoid(logits[0]), atol=0.015)
+    again = M.pseudo_labels(many, jnp.zeros_like(many), key, rho=0.25, or_given=False, sample=True)
+    np.testing.assert_array_equal(draws, again)
+    other = M.pseudo_labels(
+        many, jnp.zeros_like(many), jax.random.PRNGKey(1), rho=0.25, or_given=False, sample=True
+    )
+    assert not np.array_equal(draws, other)
+    forced = M.pseudo_labels(many, jnp.tile(given, (20000, 1)), key, rho=0.25, or_given=True, sample=True)
+    assert float(forced[:, 3].min()) == 1.0
+
+
+def test_hand_overs_between_phases():
+    tx = optax.sgd(0.1, momentum=0.9)
+    teacher = TrainState.create(
+        {'params': {'w': jnp.ones(3)}, 'batch_stats': {'m': jnp.zeros(3)}}, tx, jax.random.PRNGKey(0)
+    ).replace(step=jnp.int32(7))
+    student = TrainState.create(
+        {'params': {'w': jnp.full(3, 2.0)}, 'batch_stats': {'m': jnp.ones(3)}}, tx, jax.random.PRNGKey(1)
+    )
+    new_teacher = M.start_generation(teacher, student)
+    np.testing.assert_array_equal(new_teacher.params['w'], 2.0)
+    np.testing.assert_array_equal(new_teacher.batch_stats['m'], 1.0)
+    assert int(new_teacher.step) == 7 and new_teacher.opt_state is teacher.opt_state
+    assert M.start_imitation(teacher, student, 'persist') is student
+    copied = M.start_imitation(teacher, student, 'teacher')
+    np.testing.assert_array_equal(copied.params['w'], 1.0)
+    assert copied.key is student.key
+    with pytest.raises(ValueError, match='student_init'):
+        M.start_imitation(teacher, student, 'fresh')
+
+
+def test_imitation_step_is_one_function_equal_to_two_passes(tiny_config, tiny_data):
+    """The joint step (teacher predictions + student update in one jit) equals predicting with the teacher
+    first and training the student on the thresholded probabilities with the plain train step."""
+    cfg = tiny_config
+    model = TinyNet()
+    variables = _tiny_variables(cfg, cfg.seed)
+    teacher_vars = jax.tree.map(lambda x: x * 1.5 if x.ndim > 1 else x, variables)  # differs from the student
+    tx = optax.sgd(0.05)
+    student = TrainState.create(variables, tx, jax.random.PRNGKey(3))
+    train = tiny_data['train']
+    idx = np.arange(16)
+    batch = {
+        'image': np.asarray(train.images[idx]),
+        'target': train.labels.dense(idx),
+        'index': idx.astype(np.int32),
+    }
+    args = dict(mean=cfg.data.mean, std=cfg.data.std)
+    joint = jax.jit(M.make_imitation_step(model, tx, rho=0.25, or_given=True, **args))
+    new_student, metrics = joint(teacher_vars, student, batch)
+
+    logits = model.apply(teacher_vars, augment.normalize(batch['image'], *args.values()), train=False)
+    target = M.pseudo_labels(logits, batch['target'], None, rho=0.25, or_given=True, sample=False)
+    plain = jax.jit(make_train_step(model, tx, loss='sigmoid_bce', **args))
+    ref_student, ref_metrics = plain(student, dict(batch, target=target))
+    assert leaves_close(new_student.params, ref_student.params, atol=1e-5)
+    np.testing.assert_allclose(metrics['loss'], ref_metrics['loss'], rtol=1e-5)
+    np.testing.assert_allclose(metrics['pseudo_per_image'], target.sum(-1).mean(), rtol=1e-6)
+    assert float(metrics['pseudo_has_given']) == 1.0  # or_given keeps every given label
+    assert int(new_student.step) == 1
+
+
+def _fit_mile(cfg, data, ckpt_dir, **kw):
+    model = TinyNet()
+    variables = _tiny_variables(cfg, cfg.seed)
+    return mile_method.fit_mile(
+        model, variables, data['train'], cfg, mesh=parallel.make_mesh(1), ckpt_dir=ckpt_dir, **kw
+    )
+
+
+@pytest.mark.parametrize('student_init', M.STUDENT_INITS)
+def test_resume_mid_phase_matches_uninterrupted(student_init, tiny_config, tiny_data, tmp_path):
+    from mlrelabel.checkpoint import Checkpointer
+
+    cfg = tiny_config
+    cfg.mile = _config('mile.py', 'smoke').mile  # k_t=3, k_s=2: 8 steps = gens 0, 1 (+ 2 interactive)
+    cfg.mile.student_init = student_init
+    cfg.train.checkpoint_every_steps = 0
+    evals = []
+
+    def eval_fn(s):
+        evals.append(int(s.step))
+        return {'val_x': float(sum(np.asarray(x).sum() for x in jax.tree.leaves(s.params)))}
+
+    full, full_hist = _fit_mile(cfg, tiny_data, str(tmp_path / 'full'), eval_fn=eval_fn)
+    assert [r['phase'] for r in full_hist] == [M.IMITATION, M.INTERACTIVE]  # after steps 3 and 7
+    assert [r['generation'] for r in full_hist] == [0, 1]
+    assert evals == [1, 2]  # the student's own step count: imitation steps 3, and 4 (of 0..7)
+    assert 0 < full_hist[0]['pseudo_per_image'] <= 10
+
+    cut = str(tmp_path / 'cut')
+    _fit_mile(cfg, tiny_data, cut, stop_at_step=4, eval_fn=eval_fn)  # killed inside imitation
+    ck = Checkpointer(cut)
+    state, meta = ck.restore(_template(cfg))
+    ck.close()
+    assert meta['phase'] == M.IMITATION
+    assert {k: int(v) for k, v in state['counters'].items()} == {
+        'step': 4,
+        'generation': 0,
+        'phase': 1,
+        'step_in_phase': 1,
+    }
+    _fit_mile(cfg, tiny_data, cut, stop_at_step=6, eval_fn=eval_fn)  # inside gen 1's interactive phase
+    student, hist = _fit_mile(cfg, tiny_data, cut, eval_fn=eval_fn)
+    assert hist == full_hist
+    assert leaves_close(student.params, full.params, atol=0, rtol=0)
+    assert leaves_close(student.batch_stats, full.batch_stats, atol=0, rtol=0)
+
+
+def _template(cfg):
+    """A restore template of the checkpointed MILe state (teacher, student, counters)."""
+    variables = _tiny_variables(cfg, cfg.seed)
+    ts = TrainState.create(variables, optim.make_optimizer(cfg.optim, 4, 2, 16)[0], jax.random.PRNGKey(0))
+    return {'teacher': ts, 'student': ts, 'counters': mile_method._counters(0, 3, 2)}
+
+
+def test_unknown_schema_is_refused(tiny_config, tmp_path):
+    tiny_config.mile = _config('mile.py', 'smoke').mile
+    tiny_config.mile.schema = 'softmax_mile'
+    with pytest.raises(SystemExit, match='config.mile.schema'):
+        mile_method.run(tiny_config, str(tmp_path))
+
+
+def test_configs():
+    for variant in ('', 'smoke'):
+        c = _config('mile.py', variant)
+        assert c.method == 'mile' and c.mile.schema == 'mile' and 0 < c.mile.rho < 1
+        assert c.mile.k_t >= 1 and c.mile.k_s >= 1 and c.mile.student_init in M.STUDENT_INITS
+        n = _config('mile_imagenet.py', variant)
+        assert n.method == 'mile' and n.mile.schema == 'mile' and n.mile.rho == 0.25
+        assert n.mile.k_t >= 1 and n.mile.k_s >= 1
+        assert n.data.source == 'folder' and n.data.root == '' and n.data.num_classes == 1000
+    full, smoke = _config('mile_imagenet.py', ''), _config('mile_imagenet.py', 'smoke')
+    assert full.model.name == 'resnet50' and full.data.image_size == 224 and full.optim.name == 'sgd'
+    assert smoke.model.name == 'resnet_tiny' and smoke.data.image_size <= 32 and smoke.train.epochs <= 2
+    with pytest.raises(ValueError, match='variant'):
+        _config('mile_imagenet.py', 'huge')
