@@ -12,37 +12,14 @@ root: a generated 4-class folder under the work directory), so the ImageNet wiri
 Launch on clusters with `launch/*.sh`; the data fields are documented in `mlrelabel/data/imagenet.py`.
 """
 
-from mlrelabel.config import apply_smoke, base_config, imagenet_data
+from mlrelabel.config import apply_smoke, base_config, resnet50_imagenet
 
 
 def get_config(variant: str = ''):
     c = base_config('')
     c.method = 'supervised'
-    imagenet_data(c)
-    m = c.model
-    m.name = 'resnet50'
-    m.width = 64
-    m.small_stem = False
-    m.stem_stride = 0
-    m.dtype = 'bfloat16'
-    t = c.train
-    t.epochs = 90
-    t.batch_size = 1024
-    t.label_smoothing = 0.1
-    t.augment.scale = (0.08, 1.0)
-    t.augment.flip = True
-    t.checkpoint_every_steps = 1000
-    t.log_every_steps = 100
-    o = c.optim
-    o.name = 'sgd'
-    o.learning_rate = 0.1
-    o.lr_base_batch = 256
-    o.momentum = 0.9
-    o.nesterov = True
-    o.weight_decay = 1e-4
-    o.warmup_epochs = 5.0
-    o.schedule = 'cosine'
-    c.eval.batch_size = 1024
+    resnet50_imagenet(c)
+    c.train.label_smoothing = 0.1
     if variant == 'smoke':
         apply_smoke(c)
         c.data.source = 'folder'

@@ -11,37 +11,14 @@ per-class Gaussian mixtures fitted on a bounded sample.
       --config.data.root=/data/imagenet
 """
 
-from mlrelabel.config import apply_smoke, imagenet_data, relabel_config
+from mlrelabel.config import apply_smoke, relabel_config, resnet50_imagenet
 
 
 def get_config(variant: str = ''):
     c = relabel_config('', confidence='mc_dropout')
-    imagenet_data(c)
-    m = c.model
-    m.name = 'resnet50'
-    m.width = 64
-    m.small_stem = False
-    m.stem_stride = 0
-    m.dropout_rate = 0.1
-    m.dtype = 'bfloat16'
-    t = c.train
-    t.epochs = 90
-    t.batch_size = 1024
-    t.label_smoothing = 0.1
-    t.augment.scale = (0.08, 1.0)
-    t.augment.flip = True
-    t.checkpoint_every_steps = 1000
-    t.log_every_steps = 100
-    o = c.optim
-    o.name = 'sgd'
-    o.learning_rate = 0.1
-    o.lr_base_batch = 256
-    o.momentum = 0.9
-    o.nesterov = True
-    o.weight_decay = 1e-4
-    o.warmup_epochs = 5.0
-    o.schedule = 'cosine'
-    c.eval.batch_size = 1024
+    resnet50_imagenet(c)
+    c.model.dropout_rate = 0.1
+    c.train.label_smoothing = 0.1
     r = c.relabel
     r.num_samples = 16
     r.crops.kind = 'random'  # object-scale random crops plus the whole image

@@ -13,7 +13,7 @@ sigmoid BCE, pseudo-label threshold rho = 0.25. The smoke variant shrinks everyt
 import importlib.util
 import os
 
-from mlrelabel.config import apply_smoke, base_config
+from mlrelabel.config import apply_smoke, base_config, resnet50_imagenet
 
 
 def _mile_fields(schema: str):
@@ -35,41 +35,16 @@ def get_config(variant: str = ''):
     c.mile.k_s = 5000
     c.mile.or_given = False  # the paper's rule: pseudo-labels are the thresholded predictions only
 
-    d = c.data
-    d.source = 'folder'  # ImageNet train/ and val/ class folders (sorted-WNID class order)
-    d.root = ''  # set on the command line
-    d.num_classes = 1000
-    d.image_size = 224
-    d.num_train = 0  # 0 = all images
-    d.num_val = 0
-    d.mean = (0.485, 0.456, 0.406)
-    d.std = (0.229, 0.224, 0.225)
-
-    m = c.model
-    m.name = 'resnet50'
-    m.width = 64
-    m.small_stem = False
-    m.stem_stride = 0
-
+    resnet50_imagenet(c)
+    c.data.source = 'folder'  # ImageNet train/ and val/ class folders (sorted-WNID class order)
+    c.model.dtype = 'float32'
     t = c.train
     t.epochs = 100
     t.batch_size = 256
     t.loss = 'sigmoid_bce'  # informational: the schema decides the loss
-    t.augment.scale = (0.08, 1.0)
-    t.augment.flip = True
-    t.checkpoint_every_steps = 1000
-    t.log_every_steps = 100
-
     o = c.optim
-    o.name = 'sgd'
-    o.learning_rate = 0.1
-    o.lr_base_batch = 256
-    o.momentum = 0.9
     o.nesterov = False
-    o.weight_decay = 1e-4
     o.warmup_epochs = 0.0
-    o.schedule = 'cosine'
-
     c.eval.batch_size = 500
     if variant == 'smoke':
         apply_smoke(c)

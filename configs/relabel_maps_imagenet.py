@@ -16,7 +16,7 @@ crops (0.08-1) with flips, soft-target cross-entropy on LabelPooling targets, Cu
 import importlib.util as _util
 import os as _os
 
-from mlrelabel.config import apply_smoke, base_config
+from mlrelabel.config import apply_smoke, base_config, resnet50_imagenet
 
 # configs/ is not a package: load the sibling file's shared field group by path.
 _spec = _util.spec_from_file_location(
@@ -31,38 +31,12 @@ def get_config(variant: str = ''):
         raise ValueError(f"unknown config variant {variant!r}: expected '' or 'smoke'")
     c = base_config('')
     c.method = 'relabel_maps'
-    d = c.data
-    d.source = 'json'
-    d.num_classes = 1000
-    d.image_size = 224
-    d.check_images = False  # 1.28M files: skip the up-front decode pass
-    d.mean = (0.485, 0.456, 0.406)  # ImageNet statistics of [0, 1] pixels
-    d.std = (0.229, 0.224, 0.225)
-    m = c.model
-    m.name = 'resnet50'
-    m.width = 64
-    m.small_stem = False
-    m.stem_stride = 0
-    m.dtype = 'bfloat16'
-    t = c.train
-    t.epochs = 300
-    t.batch_size = 1024
-    t.loss = 'soft_ce'
-    t.augment.scale = (0.08, 1.0)
-    t.augment.ratio = (3 / 4, 4 / 3)
-    t.augment.flip = True
-    t.checkpoint_every_steps = 1000
-    t.log_every_steps = 100
-    o = c.optim
-    o.name = 'sgd'
-    o.learning_rate = 0.1
-    o.lr_base_batch = 1024
-    o.momentum = 0.9
-    o.nesterov = True
-    o.weight_decay = 1e-4
-    o.warmup_epochs = 5.0
-    o.schedule = 'cosine'
-    c.eval.batch_size = 1024
+    resnet50_imagenet(c)
+    c.data.source = 'json'
+    c.data.check_images = False  # 1.28M files: skip the up-front decode pass
+    c.train.epochs = 300
+    c.train.loss = 'soft_ce'
+    c.optim.lr_base_batch = 1024  # ReLabel: lr 0.1 for batch 1024, scaled linearly
     c.relabel_maps = r = _relabel_maps.relabel_maps_fields()
     r.teacher_epochs = 90
     r.map_size = 15

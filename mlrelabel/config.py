@@ -142,6 +142,37 @@ def imagenet_data(c) -> None:
     d.std = (0.229, 0.224, 0.225)
 
 
+def resnet50_imagenet(c) -> None:
+    """ResNet-50 at 224 px on ImageNet with the standard large-batch SGD recipe, in place (Goyal et al. 2017,
+    "Accurate, Large Minibatch SGD": Nesterov momentum, lr 0.1 per 256 images, 5 warm-up epochs, cosine,
+    weight decay 1e-4, bf16 compute). Recipes override what differs (epochs, batch, loss, schedule)."""
+    imagenet_data(c)
+    m = c.model
+    m.name = 'resnet50'
+    m.width = 64
+    m.small_stem = False
+    m.stem_stride = 0
+    m.dtype = 'bfloat16'
+    t = c.train
+    t.epochs = 90
+    t.batch_size = 1024
+    t.augment.scale = (0.08, 1.0)
+    t.augment.ratio = (3 / 4, 4 / 3)
+    t.augment.flip = True
+    t.checkpoint_every_steps = 1000
+    t.log_every_steps = 100
+    o = c.optim
+    o.name = 'sgd'
+    o.learning_rate = 0.1
+    o.lr_base_batch = 256
+    o.momentum = 0.9
+    o.nesterov = True
+    o.weight_decay = 1e-4
+    o.warmup_epochs = 5.0
+    o.schedule = 'cosine'
+    c.eval.batch_size = 1024
+
+
 def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_collections.ConfigDict:
     """The Crop → Confidence → Label loop on top of `base_config` (CS570 multi-labeling ImageNet)."""
     c = base_config('')
