@@ -104,26 +104,32 @@ def asymmetric_loss(logits, targets, gamma_pos=0.0, gamma_neg=4.0, clip=0.05, ep
 
 
 def _selective_weights(p, unknown, likelihood_topk, prior, prior_threshold):
-    """Weights `[B, C]` in {0, 1} of CSL's selective mode: 0 on ignored unknowns, 1 elsewhere."""
+    """Weights `[B, C]` in {0, 1} of CSL's selective mode: 0 on ignored unknowns, 1 elsewhere.
+
+    As the reference (`edit_targets_parital_labels` + `negative_backprop_fun_jit`): the unknowns of
+    high-prior classes are ignored, and, independently, the `likelihood_topk * B` unknowns with the highest
+    (clip-shifted) probability over the whole batch, counted among ALL unknowns, prior-ignored ones
+    included. `p` is that probability `[B, C]`; ties go to the lower flat index.
+    """
     batch, num_classes = p.shape
-    keep_unknown = unknown
+    ignored = jnp.zeros_like(unknown)
     if prior is not None:
         prior = jnp.asarray(prior, jnp.float32)
         if prior.shape != (num_classes,):
             raise ValueError(
                 f'partial_asymmetric_loss: prior must be [classes] = ({num_classes},), got {prior.shape}'
             )
-        keep_unknown = keep_unknown & ~(prior > prior_threshold)[None, :]
+        ignored = ignored | (unknown & (prior > prior_threshold)[None, :])
     k = min(int(likelihood_topk) * batch, batch * num_classes)
     if k > 0:
-        # The k most likely remaining unknowns over the flattened batch are probably missing
-        # positives: ignore them rather than push them to 0. Entries that are not remaining unknowns
-        # score -inf, and are never ignored even when fewer than k remaining unknowns exist.
-        score = jnp.where(keep_unknown, jax.lax.stop_gradient(p), -jnp.inf).reshape(-1)
+        # The k most likely unknowns over the flattened batch are probably missing positives: ignore them
+        # rather than push them to 0. Known entries score -inf and are never chosen, even when fewer than
+        # k unknowns exist.
+        score = jnp.where(unknown, jax.lax.stop_gradient(p), -jnp.inf).reshape(-1)
         _, top = jax.lax.top_k(score, k)
         chosen = jnp.zeros(batch * num_classes, bool).at[top].set(True).reshape(batch, num_classes)
-        keep_unknown = keep_unknown & ~chosen
-    return jnp.where(unknown & ~keep_unknown, 0.0, 1.0)
+        ignored = ignored | (unknown & chosen)
+    return jnp.where(ignored, 0.0, 1.0)
 
 
 def partial_asymmetric_loss(
@@ -152,7 +158,7 @@ def partial_asymmetric_loss(
 
         positive:               alpha_pos   * log(p)       * (1 - p)^gamma_pos
         negative:               alpha_neg   * log(1 - p_m) * p_m^gamma_neg
-        unknown, as negative:   alpha_unann * log(1 - p)   * p^gamma_unann     (no clip shifting)
+        unknown, as negative:   alpha_unann * log(1 - p_m) * p_m^gamma_unann
 
     with the focusing powers treated as constants (`stop_gradient`), and
     loss = -sum(w * term) with a weight `w [B, C]` set by `mode` (a python string, static):
@@ -166,9 +172,10 @@ def partial_asymmetric_loss(
       Classification with Partial Labels"; the +1 avoids division by zero). So g_b lies in (1, 2]:
       a sample with fewer annotations weighs somewhat more; an all-unknown sample contributes 0.
     - 'selective': (1) if `prior [C]` is given, the unknowns of every class with
-      prior > `prior_threshold` are ignored; (2) among the remaining unknowns, the
-      `likelihood_topk * B` entries with the highest p over the whole (flattened) batch are ignored
-      too; (3) the rest count as negatives. Requires `likelihood_topk` (a python int >= 0).
+      prior > `prior_threshold` are ignored; (2) among all unknowns (prior-ignored ones included, as
+      in the reference), the `likelihood_topk * B` entries with the highest p_m over the whole
+      (flattened) batch are ignored too; (3) the rest count as negatives. Requires `likelihood_topk`
+      (a python int >= 0).
       `prior` and `prior_threshold` go together (both or neither) and may be traced.
 
     `reduction` (static): 'sum' (default) returns the scalar sum over batch and classes;
@@ -206,12 +213,12 @@ def partial_asymmetric_loss(
     negative = targets == 0
     unknown = targets == -1
     p, q_m, p_m = _probabilities(logits, clip)
-    q = jax.nn.sigmoid(-logits)  # 1 - p, unshifted, for unknowns
+    q = jax.nn.sigmoid(-logits)  # 1 - p, unshifted: the positives' focusing weight (1 - p)^gamma_pos
 
     sg = jax.lax.stop_gradient
     term_pos = alpha_pos * _log_clamped(p, eps) * sg(jnp.power(q, gamma_pos))
     term_neg = alpha_neg * _log_clamped(q_m, eps) * sg(jnp.power(p_m, gamma_neg))
-    term_unk = alpha_unann * _log_clamped(q, eps) * sg(jnp.power(p, gamma_unann))
+    term_unk = alpha_unann * _log_clamped(q_m, eps) * sg(jnp.power(p_m, gamma_unann))
     term = jnp.where(positive, term_pos, 0.0) + jnp.where(negative, term_neg, 0.0)
     term = term + jnp.where(unknown, term_unk, 0.0)
 
@@ -225,7 +232,7 @@ def partial_asymmetric_loss(
         per_sample = alpha_norm / (1.0 + num_known) + beta_norm
         weight = jnp.where(unknown, 0.0, per_sample)
     else:  # selective
-        weight = _selective_weights(p, unknown, likelihood_topk, prior, prior_threshold)
+        weight = _selective_weights(p_m, unknown, likelihood_topk, prior, prior_threshold)
     if reduction == 'per_example':
         return -jnp.sum(weight * term, axis=1)
     return -jnp.sum(weight * term)

@@ -98,9 +98,10 @@ def known_term(i, j, clip=0.0):
     return neg_term(Z[i][j], HP['gamma_neg'], clip=clip, alpha=HP['alpha_neg'])
 
 
-def unk_term(z):
-    """Unknown as negative: alpha_unann * log(1 - p) * p^gamma_unann, never clip-shifted."""
-    return neg_term(z, HP['gamma_unann'], clip=0.0, alpha=HP['alpha_unann'])
+def unk_term(z, clip=0.0):
+    """Unknown as negative: alpha_unann * log(1 - p_m) * p_m^gamma_unann, clip-shifted like negatives (the
+    reference uses the shifted xs_neg for unannotated entries too)."""
+    return neg_term(z, HP['gamma_unann'], clip=clip, alpha=HP['alpha_unann'])
 
 
 KNOWN = [(0, 0), (0, 1), (1, 1)]
@@ -110,7 +111,7 @@ UNKNOWN = [(0, 2), (1, 0), (1, 2)]
 def test_partial_negative_mode():
     got = partial.partial_asymmetric_loss(LOGITS, TARGETS, 'negative', clip=0.05, **HP)
     expected = -sum(known_term(i, j, clip=0.05) for i, j in KNOWN) - sum(
-        unk_term(Z[i][j]) for i, j in UNKNOWN
+        unk_term(Z[i][j], clip=0.05) for i, j in UNKNOWN
     )
     assert got.shape == ()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
@@ -183,15 +184,15 @@ def test_partial_selective_topk_ignores_most_likely_unknowns():
     np.testing.assert_allclose(got, -pos_term(1.5, 1.0, 1.5), rtol=1e-5)
 
 
-def test_partial_selective_prior_ignores_classes_then_topk_among_the_rest():
+def test_partial_selective_prior_and_topk_over_all_unknowns():
     targets = jnp.array(SEL_T, jnp.float32)
     prior = jnp.array([0.9, 0.1, 0.2])
-    # Class 0 (prior 0.9 > 0.5): unknowns (0,0), (1,0) ignored. Remaining unknowns (0,1) .269, (0,2) .622,
-    # (1,2) .119; top k = 2 of those: (0,2), (0,1) ignored; (1,2) counts as negative.
+    # Class 0 (prior 0.9 > 0.5): unknowns (0,0), (1,0) ignored. Independently, as in the CSL reference, the
+    # top k = 2 of ALL unknowns by p, (0,0) .881 and (0,2) .622, are ignored; (0,1) and (1,2) stay negatives.
     got = partial.partial_asymmetric_loss(
         LOGITS, targets, 'selective', likelihood_topk=1, prior=prior, prior_threshold=0.5, **HP
     )
-    np.testing.assert_allclose(got, -pos_term(1.5, 1.0, 1.5) - unk_term(-2.0), rtol=1e-5)
+    np.testing.assert_allclose(got, -pos_term(1.5, 1.0, 1.5) - unk_term(-1.0) - unk_term(-2.0), rtol=1e-5)
     # Prior only (k = 0): class 0 unknowns ignored, all others negatives.
     got = partial.partial_asymmetric_loss(
         LOGITS, targets, 'selective', likelihood_topk=0, prior=prior, prior_threshold=0.5, **HP

@@ -44,9 +44,11 @@ def test_loss_fn_is_per_example_with_batch_level_selection():
         z, t, 'selective', likelihood_topk=1, prior=prior, prior_threshold=0.5, gamma_neg=1.0, gamma_unann=2.0
     )
     np.testing.assert_allclose(per.sum(), total, rtol=1e-6)
-    # Class 0 is ignored by the prior; the top-2 remaining unknowns (0,2) and (0,1) by likelihood, so row 0
-    # contributes nothing and row 1 = its positive + unknown (1,2) as negative: -log(1 - p) * p^2.
-    assert float(per[0]) == 0.0
+    # Class 0 is ignored by the prior; the top-2 of all unknowns by likelihood, (0,0) and (0,2), are ignored
+    # too (the CSL reference ranks all unknowns). Row 0 keeps (0,1) as a negative, row 1 its positive and
+    # (1,2) as a negative: each unknown-as-negative term is -log(1 - p) * p^2.
+    p01 = 1 / (1 + math.exp(1.0))
+    np.testing.assert_allclose(per[0], -math.log(1 - p01) * p01**2, rtol=1e-5)
     p12 = 1 / (1 + math.exp(2.0))
     np.testing.assert_allclose(
         per[1], -math.log(1 / (1 + math.exp(-1.5))) - math.log(1 - p12) * p12**2, rtol=1e-5
