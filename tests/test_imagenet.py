@@ -224,6 +224,32 @@ def test_imagenet_resnet50_smoke_trains_on_the_folder(folder, tmp_path):
 
 
 @pytest.mark.slow
+def test_fit_decodes_and_augments_in_grain_workers_and_resumes_identically(folder, tmp_path):
+    """`data.loader_workers` / `data.host_augment` switch fit to the grain loader; a cut run resumes exactly."""
+    import jax
+
+    from mlrelabel import parallel
+    from mlrelabel.methods import common
+    from mlrelabel.train import loop
+
+    c = _folder_config(folder[0])
+    c.data.num_classes = 0
+    c.data.loader_workers = 1
+    c.data.host_augment = True
+    data = common.load_datasets(c, str(tmp_path))
+    model = common.build_model(c, data['train'].num_classes)
+    variables = common.init_variables(model, c, 0)
+    mesh = parallel.make_mesh(1)
+    assert loop.augment_config(c) is None  # augmentation moved to the host workers
+    full, hist = loop.fit(model, variables, data['train'], c, mesh=mesh, ckpt_dir=str(tmp_path / 'a'))
+    loop.fit(model, variables, data['train'], c, mesh=mesh, ckpt_dir=str(tmp_path / 'b'), stop_at_step=3)
+    resumed, hist_b = loop.fit(model, variables, data['train'], c, mesh=mesh, ckpt_dir=str(tmp_path / 'b'))
+    assert int(full.step) == int(resumed.step) == 8 and hist == hist_b
+    for x, y in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
 def test_one_relabel_round_on_the_folder(folder, tmp_path):
     from mlrelabel import main
 

@@ -174,3 +174,23 @@ def test_attribute_csv_group_heads_with_frozen_imported_backbone(tmp_path):
     assert len(preds['files']) == 48 and set(preds['groups']) == {'colour', 'size'}
     assert all(len(labels) == 2 and labels[0].startswith('colour=') for labels in preds['labels'])
     np.testing.assert_array_equal(preds['groups']['colour'], preds['probs'][:, :3].argmax(1))
+
+
+def test_transfer_optimizer_scales_the_backbone_learning_rate():
+    """Fine-tuning: `fc` moves at the configured rate, every other parameter at backbone_lr_scale times it."""
+    import jax
+
+    cfg = _config(mode='ignore')
+    cfg.optim.name, cfg.optim.learning_rate, cfg.optim.momentum = 'sgd', 0.1, 0.0
+    cfg.optim.weight_decay, cfg.optim.warmup_epochs, cfg.optim.schedule = 0.0, 0.0, 'constant'
+    cfg.model.backbone_lr_scale = 0.1
+    params = {
+        'conv1': {'kernel': jnp.ones((3, 3, 3, 4))},
+        'fc': {'kernel': jnp.ones((4, 3)), 'bias': jnp.ones(3)},
+    }
+    tx = method.transfer_optimizer(cfg, params, steps_per_epoch=10, epochs=1)
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates['fc']['kernel'], -0.1, rtol=1e-6)
+    np.testing.assert_allclose(updates['fc']['bias'], -0.1, rtol=1e-6)
+    np.testing.assert_allclose(updates['conv1']['kernel'], -0.01, rtol=1e-6)

@@ -37,7 +37,6 @@ Work directory: `config.json`, `partial_labels.json` (label statistics), `prior.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import os
 
@@ -244,11 +243,6 @@ def evaluate_partial(logits, val, targets, config, groups, prefix='val_', per_cl
 def _fit(model, variables, train, labels, config, mesh, ckpt_dir, eval_fn, loss_fn, tx_params, desc):
     kwargs = {}
     if tx_params is not None:
-        if 'tx' not in inspect.signature(loop.fit).parameters:
-            raise SystemExit(
-                'config.model.backbone_lr_scale != 1 needs per-group learning rates, which loop.fit does not '
-                'accept yet (it builds its own optimizer); use 1.0 or model.freeze_backbone=True'
-            )
         spe = len(train) // config.train.batch_size
         kwargs['tx'] = transfer_optimizer(config, tx_params, spe, config.train.epochs)
     return loop.fit(
