@@ -49,14 +49,27 @@ def load_run(workdir: str):
     num_classes = int(info.get('classes', config.data.num_classes))
     names = info.get('class_names') or [str(c) for c in range(num_classes)]
     groups = [tuple(g) for g in info.get('groups', [])]
-    head = config.get('partial', {}).get('head', evaluate.head_of(config.train.loss))
-    ckpt_dir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    from mlrelabel.methods.relabel_maps import _checkpoint_dir
+
+    # The run's checkpoint: `checkpoints/`, or the last `round_<k>/checkpoints` of a relabel run.
+    ckpt_dir = os.path.abspath(_checkpoint_dir(workdir))
+    loss = config.train.loss  # the link of the model that was trained last
+    if 'mile' in config:
+        from mlrelabel.methods.mile import SCHEMA_LOSSES
+
+        loss = SCHEMA_LOSSES[config.mile.schema]
+    elif 'relabel' in config and os.path.basename(os.path.dirname(ckpt_dir)) not in ('round_0', ''):
+        if os.path.basename(os.path.dirname(ckpt_dir)).startswith('round_'):
+            loss = config.relabel.loss
+    head = config.get('partial', {}).get('head', evaluate.head_of(loss))
     manager = ocp.CheckpointManager(ckpt_dir, item_names=('state', 'meta'))
     step = manager.latest_step()
     if step is None:
         raise SystemExit(f'{ckpt_dir}: no checkpoint')
     state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
     manager.close()
+    if 'student' in state:  # MILe: the student is the evaluated model
+        state = state['student']
     variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
     model = common.build_model(config, num_classes)
     if config.model.get('freeze_backbone', False):

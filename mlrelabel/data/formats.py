@@ -77,7 +77,14 @@ def read_annotation_folder(
     class_files = sorted(f for f in os.listdir(ann_dir) if f.endswith('.txt'))
     if not class_files:
         raise FormatError(f'{ann_dir}: no <class>.txt files')
-    on_disk = {int(m.group(1)): f for f in os.listdir(image_dir) if (m := _ID_FILE.match(f))}
+    on_disk: dict[int, str] = {}
+    for f in sorted(os.listdir(image_dir)):
+        if m := _ID_FILE.match(f):
+            if int(m.group(1)) in on_disk:
+                raise FormatError(
+                    f'{image_dir}/{f}: image id {int(m.group(1))} already used by {on_disk[int(m.group(1))]}'
+                )
+            on_disk[int(m.group(1))] = f
     members: list[set[int]] = []
     for name in class_files:
         path = os.path.join(ann_dir, name)

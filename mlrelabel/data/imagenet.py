@@ -39,6 +39,7 @@ import threading
 import warnings
 from typing import Sequence
 
+import jax
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
@@ -430,7 +431,9 @@ def folder_split(
 
 def _verify(paths: list[str], cache: str | None) -> dict[int, str]:
     """`{row: reason}` for files that do not decode (threads; cached in `cache` keyed by the path list)."""
-    fingerprint = f'{len(paths)}:{paths[0] if paths else ""}:{paths[-1] if paths else ""}'
+    from mlrelabel.data.label_map_store import order_digest
+
+    fingerprint = order_digest(paths)  # the whole list: subsets sharing their ends must not share results
     if cache and os.path.exists(cache):
         with open(cache) as f:
             saved = json.load(f)
@@ -476,9 +479,12 @@ def _read_real(path: str, num_classes: int) -> list[list[int]]:
     return real
 
 
-def _real_truth(real: list[list[int]], names: list[str], num_classes: int, path: str) -> LabelTable:
-    """ReaL sets for validation files `names` (matched by ILSVRC2012_val number, else by position)."""
-    rows = [_val_key(os.path.basename(x), j) for j, x in enumerate(names)]
+def _real_truth(
+    real: list[list[int]], names: list[str], num_classes: int, path: str, positions
+) -> LabelTable:
+    """ReaL sets for validation files `names`, matched by ILSVRC2012_val number, else by `positions`: each
+    file's row in the split's full sorted listing (before subsampling or dropping unreadable files)."""
+    rows = [_val_key(os.path.basename(x), int(j)) for j, x in zip(positions, names)]
     if max(rows, default=-1) >= len(real):
         raise SystemExit(
             f'{path}: {len(real)} entries, but validation image {names[int(np.argmax(rows))]} '
@@ -555,6 +561,10 @@ def load_folder(config, workdir: str) -> dict:
         root = os.path.join(workdir, 'data', 'synthetic_imagenet')
         if not os.path.isdir(os.path.join(root, 'train')) and parallel.is_main_process():
             make_synthetic_folder(root, seed=d.seed)
+        if jax.process_count() > 1:  # the other processes wait for process 0's folder
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices('synthetic_imagenet')
     wnids = list_wnids(root)
     num_classes = _num_classes(config, len(wnids), os.path.join(root, 'train'))
     cache_dir = os.path.join(workdir, 'data')
@@ -563,7 +573,7 @@ def load_folder(config, workdir: str) -> dict:
     for i, (split, limit) in enumerate((('train', d.num_train), ('val', d.num_val))):
         paths, labels = folder_split(root, split, wnids, d.get('val_labels', ''))
         keep = _subsample(len(paths), limit, d.seed + i)
-        paths, labels = [paths[k] for k in keep], labels[keep]
+        paths, labels, positions = [paths[k] for k in keep], labels[keep], np.asarray(keep)
         if d.check_images:
             bad = _verify(paths, os.path.join(cache_dir, f'folder_{split}_verified.json'))
             if bad:
@@ -575,9 +585,11 @@ def load_folder(config, workdir: str) -> dict:
                     stacklevel=2,
                 )
                 ok = np.setdiff1d(np.arange(len(paths)), np.fromiter(bad, np.int64))
-                paths, labels = [paths[k] for k in ok], labels[ok]
+                paths, labels, positions = [paths[k] for k in ok], labels[ok], positions[ok]
             logging.info('%s/%s: %d images, %d skipped', root, split, len(paths), len(bad))
-        truth = _real_truth(real, paths, num_classes, d.real_json) if split == 'val' and real else None
+        truth = (
+            _real_truth(real, paths, num_classes, d.real_json, positions) if split == 'val' and real else None
+        )
         out[split] = Dataset(
             images=FolderImages(paths, d.image_size),
             labels=LabelTable.from_single(labels, num_classes),
@@ -700,7 +712,9 @@ def load_tfds(config, workdir: str) -> dict:
         truth = None
         if split == 'val':
             if d.get('real_json', ''):
-                truth = _real_truth(_read_real(d.real_json, num_classes), names, num_classes, d.real_json)
+                truth = _real_truth(
+                    _read_real(d.real_json, num_classes), names, num_classes, d.real_json, keep
+                )
             elif _tfds_has('imagenet2012_real', data_dir):
                 real = tfds_metadata(
                     'imagenet2012_real',

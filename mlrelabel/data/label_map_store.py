@@ -299,7 +299,13 @@ class LabelMapStore:
             row = exact.get(name)
             if row is None:
                 if short is None:
-                    short = {_short_id(x): i for i, x in enumerate(stored)}
+                    short = {}
+                    for i, x in enumerate(stored):
+                        if short.setdefault(_short_id(x), i) != i:
+                            raise ValueError(
+                                f'{self.directory}: stored ids {stored[short[_short_id(x)]]!r} and {x!r} share '
+                                f'the short id {_short_id(x)!r}; give the exact ids'
+                            )
                 row = short.get(_short_id(name))
             if row is None:
                 raise ValueError(

@@ -240,7 +240,9 @@ def evaluate_partial(logits, val, targets, config, groups, prefix='val_', per_cl
 
 
 # ------------------------------------------------------------------------------------------ run
-def _fit(model, variables, train, labels, config, mesh, ckpt_dir, eval_fn, loss_fn, tx_params, desc):
+def _fit(
+    model, variables, train, labels, config, mesh, ckpt_dir, eval_fn, loss_fn, tx_params, desc, seed_offset=0
+):
     kwargs = {}
     if tx_params is not None:
         spe = len(train) // config.train.batch_size
@@ -256,6 +258,7 @@ def _fit(model, variables, train, labels, config, mesh, ckpt_dir, eval_fn, loss_
         eval_fn=eval_fn,
         loss_fn=loss_fn,
         desc=desc,
+        seed_offset=seed_offset,
         **kwargs,
     )
 
@@ -366,6 +369,8 @@ def run(config, workdir: str) -> dict:
         loss_fn,
         tx_params,
         f'train ({pc.mode if pc.head == "sigmoid" else pc.head})',
+        # A warm-started main phase must not replay the prior phase's batches and keys.
+        seed_offset=1 if pc.prior_epochs > 0 and pc.prior_warm_start and not pc.prior_path else 0,
     )
     logits = loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
     final = dict(history[-1])

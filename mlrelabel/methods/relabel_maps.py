@@ -103,7 +103,7 @@ def run(config, workdir: str) -> dict:
             'k': k,
             'height': h,
             'width': w,
-            'bytes_per_image': k * h * w * 4,
+            'bytes_per_image': k * h * w * (2 + (2 if num_classes < 2**15 else 4)),  # fp16 + int16/int32
         },
     }
     if parallel.is_main_process():
