@@ -207,3 +207,16 @@ def test_configs():
     assert smoke.model.name == 'resnet_tiny' and smoke.data.image_size <= 32 and smoke.train.epochs <= 2
     with pytest.raises(ValueError, match='variant'):
         _config('mile_imagenet.py', 'huge')
+
+
+def test_predict_reads_the_student_of_a_mile_run_with_its_schema_head(tmp_path):
+    """`mlrelabel.predict.load_run` on a MILe run: the student's variables, the schema's link."""
+    from mlrelabel import main, predict
+
+    cfg = _config('mile.py', 'smoke')
+    cfg.mile.schema = 'mile'
+    main.run(cfg, str(tmp_path))
+    config, model, variables, info = predict.load_run(str(tmp_path))
+    assert info['head'] == 'sigmoid' and set(variables) == {'params', 'batch_stats'}
+    images = jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 3))
+    assert model.apply(variables, images).shape == (2, cfg.data.num_classes)
