@@ -88,7 +88,8 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
 
     c.eval = e = ml_collections.ConfigDict()
     e.batch_size = 256
-    e.threshold = 0.5  # predicted set = argmax ∪ {p > threshold}
+    e.threshold = 0.5
+    e.imagenet_sets = ''  # extra TFDS evaluation sets after training: any of 'real,multilabel,v2' ('' = none)  # predicted set = argmax ∪ {p > threshold}
 
     c.parallel = p = ml_collections.ConfigDict()
     p.num_devices = 0  # 0 = all devices

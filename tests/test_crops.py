@@ -64,7 +64,9 @@ def test_random_boxes_vmap_and_jit():
     boxes = jax.jit(jax.vmap(lambda k: crops.random_boxes(k, 3, 64)))(keys)
     assert boxes.shape == (2, 3, 64, 4)
     _check_valid(boxes)
-    np.testing.assert_allclose(np.asarray(boxes[1]), np.asarray(crops.random_boxes(keys[1], 3, 64)), atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(boxes[1]), np.asarray(crops.random_boxes(keys[1], 3, 64)), atol=1e-7
+    )
 
 
 def test_random_boxes_rejects_bad_arguments():
@@ -111,7 +113,7 @@ def test_grid_boxes_default_count_full_image_and_coverage():
 @pytest.mark.parametrize("side, overlap, per_axis", [(0.5, 0.0, 2), (0.3, 0.5, 6), (0.4, 0.25, 3)])
 def test_grid_boxes_single_scale_count_flush_and_coverage(side, overlap, per_axis):
     grid = crops.grid_boxes(scales=(side,), overlap=overlap)
-    assert grid.shape == (per_axis ** 2, 4)
+    assert grid.shape == (per_axis**2, 4)
     _check_valid(grid)
     np.testing.assert_allclose(grid[..., 2] - grid[..., 0], side, atol=1e-6)
     assert np.isclose(grid[:, 2].max(), 1.0) and np.isclose(grid[:, 3].max(), 1.0)  # last window flush
@@ -166,8 +168,9 @@ def test_proposals_exclude_class_and_box_shift():
     boxes, classes = crops.proposal_boxes(dense, num_boxes=1, box_size=0.5, exclude_class=np.array([2, -1]))
     np.testing.assert_array_equal(np.asarray(classes)[:, 0], [4, 1])
     centre_6_5 = [6.5 / 8, 5.5 / 8]
-    np.testing.assert_allclose(np.asarray(boxes)[0, 0], [0.5, centre_6_5[1] - 0.25, 1.0, centre_6_5[1] + 0.25],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(boxes)[0, 0], [0.5, centre_6_5[1] - 0.25, 1.0, centre_6_5[1] + 0.25], atol=1e-6
+    )
     with pytest.raises(ValueError, match="exclude_class"):
         crops.proposal_boxes(dense, 1, exclude_class=np.array([1, 2, 3]))
 

@@ -14,7 +14,9 @@ def test_lam_is_the_kept_pixel_fraction():
     kept = (~mask).sum(axis=(1, 2))
     np.testing.assert_array_equal(np.rint(np.asarray(lam) * height * width).astype(int), kept)
     np.testing.assert_allclose(np.asarray(lam), kept / (height * width), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(cutmix.kept_fraction(boxes, height, width)), np.asarray(lam), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(cutmix.kept_fraction(boxes, height, width)), np.asarray(lam), atol=1e-6
+    )
     # Snapped edges are whole pixels.
     b = np.asarray(boxes) * np.asarray([height, width, height, width])
     np.testing.assert_allclose(b, np.rint(b), atol=1e-4)

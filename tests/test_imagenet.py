@@ -291,8 +291,10 @@ def test_training_and_one_relabel_round_on_tfds(tfds_dir, tmp_path):
     c.data.tfds_data_dir = tfds_dir
     c.data.num_classes = 1000
     c.relabel.assign = 'topk'
+    c.eval.imagenet_sets = 'real'  # the fixture's TFDS imagenet2012_real, evaluated after every round
     result = main.run(c, str(tmp_path))
     assert [r['round'] for r in result['rounds']] == [0, 1]
+    assert all(0.0 <= r['eval_real_accuracy'] <= 1.0 and 'eval_real_f1' in r for r in result['rounds'])
     assert len(json.load(open(tmp_path / 'round_1' / 'labels.json'))['data']) == 24
 
 

@@ -33,8 +33,12 @@ def _bilinear(v, y, x):
         x_high = x_low + 1
     ly, lx = y - y_low, x - x_low
     hy, hx = 1.0 - ly, 1.0 - lx
-    return (hy * hx * v[y_low, x_low] + hy * lx * v[y_low, x_high]
-            + ly * hx * v[y_high, x_low] + ly * lx * v[y_high, x_high])
+    return (
+        hy * hx * v[y_low, x_low]
+        + hy * lx * v[y_low, x_high]
+        + ly * hx * v[y_high, x_low]
+        + ly * lx * v[y_high, x_high]
+    )
 
 
 def _reference(v, box, offset):
@@ -195,4 +199,6 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="num_classes"):
         lp.topk_to_dense(np.zeros((1, 2, 3, 3)), np.zeros((1, 2, 3, 3), np.int32), 0)
     with pytest.raises(ValueError, match="transpose_boxes needs square"):
-        lp.label_pooling(np.zeros((1, 3, 4, 2), np.float32), np.zeros((1, 4), np.float32), transpose_boxes=True)
+        lp.label_pooling(
+            np.zeros((1, 3, 4, 2), np.float32), np.zeros((1, 4), np.float32), transpose_boxes=True
+        )

@@ -12,7 +12,7 @@ def _write_split(root, split, n, rng, multi=False, corrupt=()):
     for i in range(n):
         label = int(i % 3)
         img = np.zeros((24, 24, 3), np.uint8)
-        img[..., label] = 200                         # the class is the dominant colour
+        img[..., label] = 200  # the class is the dominant colour
         img += rng.integers(0, 40, img.shape, dtype=np.uint8)
         path = root / split / f'im{i}.jpg'
         if i in corrupt:
@@ -32,7 +32,7 @@ def _config(tmp_path, base):
     c.data.source = 'json'
     c.data.train_json = str(tmp_path / 'train.json')
     c.data.val_json = str(tmp_path / 'val.json')
-    c.data.num_classes = 10       # labels use classes 0-2; the shapes (and compiled programs) match the smoke runs
+    c.data.num_classes = 10  # labels use classes 0-2; the shapes (and compiled programs) match the smoke runs
     c.train.epochs = 1
     return c
 
@@ -53,5 +53,5 @@ def test_supervised_and_relabel_on_label_files(tmp_path):
     assert 'train/im5.jpg' not in {e['img_path'].split('data2/')[-1] for e in labels}
     for e in labels:
         i = int(e['img_path'].rsplit('im', 1)[1].split('.')[0])
-        assert i % 3 in e['labels']                   # the given label is kept (keep_given)
+        assert i % 3 in e['labels']  # the given label is kept (keep_given)
     assert result['rounds'][-1]['round'] == 1

@@ -113,3 +113,34 @@ def mesh_from_config(config):
     mesh = parallel.make_mesh(config.parallel.num_devices)
     logging.info('mesh: %d devices (%s)', mesh.devices.size, jax.devices()[0].platform)
     return mesh
+
+
+IMAGENET_SETS = ('real', 'multilabel', 'v2')
+
+
+def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) -> dict:
+    """The TFDS evaluation sets named in `config.eval.imagenet_sets` (ReaL, imagenet2012_multilabel,
+    ImageNet-V2; mlrelabel.imagenet_eval), as `{'eval_' + metric: value}`; {} when none are named."""
+    names = [s.strip() for s in config.eval.get('imagenet_sets', '').split(',') if s.strip()]
+    unknown = sorted(set(names) - set(IMAGENET_SETS))
+    if unknown:
+        raise SystemExit(
+            f'config.eval.imagenet_sets: unknown set(s) {unknown}; expected some of {IMAGENET_SETS}'
+        )
+    if not names:
+        return {}
+    from mlrelabel import imagenet_eval
+
+    def predict_fn(images, n):
+        logits = loop.predict(model, variables, images, n, config, mesh=mesh, desc='eval sets')
+        return evaluate.probabilities(logits, head)
+
+    out = imagenet_eval.evaluate_sets(
+        predict_fn,
+        config.data.image_size,
+        sets=tuple(names),
+        data_dir=config.data.get('tfds_data_dir', '') or None,
+        cache_dir=os.path.join(workdir, 'data'),
+        threshold=config.eval.threshold,
+    )
+    return {'eval_' + k: float(v) for k, v in out.items()}

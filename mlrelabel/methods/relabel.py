@@ -140,6 +140,11 @@ def _round_metrics(k, model, state, train, val, labels, loss, changed, history, 
                 if key != 'labels_per_image'
             }
         )
+    row.update(
+        common.imagenet_eval_sets(
+            model, state.variables, config, mesh, row['head'], os.path.dirname(os.path.abspath(rdir))
+        )
+    )
     row['history'] = history
     if parallel.is_main_process():
         atomic_write_json(path, row)

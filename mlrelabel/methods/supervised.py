@@ -34,6 +34,7 @@ def run(config, workdir: str) -> dict:
         eval_fn=eval_fn,
     )
     final = dict(history[-1])
+    final.update(common.imagenet_eval_sets(model, state.variables, config, mesh, head, workdir))
     if 'test' in data:
         final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
     result = {'history': history, 'final': final}
