@@ -40,7 +40,7 @@ def make_score_fn(model, head: str, cfg, *, mean, std, image_size: int) -> Calla
             'grid': dict(scales=tuple(c.grid_scales), overlap=c.overlap),
             'full': {},
         }[c.kind]
-        num = None if c.kind == 'grid' else c.num_crops
+        num = None if c.kind in ('grid', 'full') else c.num_crops  # grid: every window; full: one crop
         return crops.sample_boxes(key, c.kind, b, num, include_full_image=c.include_full_image, **kind_params)
 
     def score(variables, images, key):
