@@ -144,3 +144,13 @@ def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) 
         threshold=config.eval.threshold,
     )
     return {'eval_' + k: float(v) for k, v in out.items()}
+
+
+def final_metrics(model, state, history, data, config, mesh, head: str, workdir: str) -> dict:
+    """A run's final row: its last epoch's history row, the ImageNet sets of `config.eval.imagenet_sets`
+    (`eval_*`) and, when the data has a test split, the shared protocol on it (`test_*`)."""
+    final = dict(history[-1])
+    final.update(imagenet_eval_sets(model, state.variables, config, mesh, head, workdir))
+    if 'test' in data:
+        final.update(make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
+    return final

@@ -67,9 +67,7 @@ def run(config, workdir: str) -> dict:
             loss=loss,
             desc=schema,
         )
-    final = dict(history[-1])
-    if 'test' in data:
-        final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
+    final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     result = {'schema': schema, 'loss': loss, 'history': history, 'final': final}
     if parallel.is_main_process():
         atomic_write_json(os.path.join(workdir, 'metrics.json'), result)

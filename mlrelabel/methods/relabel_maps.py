@@ -90,9 +90,7 @@ def run(config, workdir: str) -> dict:
         seed_offset=1,
         transform_fn=transform,
     )
-    final = dict(history[-1])
-    if 'test' in data:
-        final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
+    final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     k, h, w = store.shape
     result = {
         'teacher': teacher_metrics,

@@ -33,10 +33,7 @@ def run(config, workdir: str) -> dict:
         ckpt_dir=os.path.join(workdir, 'checkpoints'),
         eval_fn=eval_fn,
     )
-    final = dict(history[-1])
-    final.update(common.imagenet_eval_sets(model, state.variables, config, mesh, head, workdir))
-    if 'test' in data:
-        final.update(common.make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
+    final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     result = {'history': history, 'final': final}
     if parallel.is_main_process():
         atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
