@@ -92,3 +92,18 @@ def process_slice(global_batch: int) -> slice:
 def is_main_process() -> bool:
     """Only process 0 writes logs, label files and reports; all processes write checkpoints via Orbax."""
     return jax.process_index() == 0
+
+
+def progress_bar(total: int, desc: str, unit: str, initial: int = 0):
+    """A tqdm bar (rate and ETA) shown by process 0 only; `initial` > 0 when a run resumes."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        disable=not is_main_process(),
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )

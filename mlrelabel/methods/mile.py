@@ -23,7 +23,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from mlrelabel import evaluate, parallel, report
 from mlrelabel.checkpoint import Checkpointer
@@ -170,15 +169,7 @@ def fit_mile(
         )
 
     end = total if stop_at_step is None else min(total, stop_at_step)
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc='mile',
-        unit='step',
-        disable=not parallel.is_main_process(),
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
+    bar = parallel.progress_bar(total, 'mile', 'step', initial=step)
     pending: list[tuple[str, dict]] = []
     t0 = time.time()
     for batch in pipeline.train_batches(dataset, sampler, step, end):

@@ -21,7 +21,6 @@ import time
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from mlrelabel import evaluate, metrics, parallel, report
 from mlrelabel.data import pipeline
@@ -307,15 +306,7 @@ def _score_stream(model, variables, images, selected, head, config, mesh, record
     start_batch = done // bs
     fetch = lambda idx: {'image': np.asarray(images[selected[idx]])}  # noqa: E731
     batches = pipeline.eval_batches(n, bs, fetch)
-    bar = tqdm(
-        total=n,
-        initial=done,
-        desc=desc,
-        unit='img',
-        disable=not parallel.is_main_process(),
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
+    bar = parallel.progress_bar(n, desc, 'img', initial=done)
     for b, (batch, valid) in enumerate(batches):
         if b < start_batch:
             continue

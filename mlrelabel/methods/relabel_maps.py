@@ -27,7 +27,6 @@ import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
-from tqdm.auto import tqdm
 
 from mlrelabel import evaluate, parallel, report
 from mlrelabel.checkpoint import Checkpointer
@@ -248,15 +247,7 @@ def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir
     if writer.complete():
         return
     variables = parallel.replicate(variables, mesh)
-    bar = tqdm(
-        total=len(ids),
-        initial=writer.num_done(),
-        desc='label maps',
-        unit='img',
-        disable=not main,
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
+    bar = parallel.progress_bar(len(ids), 'label maps', 'img', initial=writer.num_done())
     for shard in writer.missing_shards():
         start, stop = writer.shard_range(shard)
         parts = ([], [])

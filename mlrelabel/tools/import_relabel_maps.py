@@ -19,8 +19,8 @@ import sys
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from mlrelabel import parallel
 from mlrelabel.data.label_map_store import LabelMapWriter
 
 
@@ -104,14 +104,7 @@ def import_maps(
         shard_size=shard_size,
         meta={'source': 'ReLabel .pt import', 'root': os.path.abspath(root)},
     )
-    bar = tqdm(
-        total=len(order),
-        initial=writer.num_done(),
-        desc='import label maps',
-        unit='img',
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
+    bar = parallel.progress_bar(len(order), 'import label maps', 'img', initial=writer.num_done())
     for shard in writer.missing_shards():
         start, stop = writer.shard_range(shard)
         scores = np.empty((stop - start, k, h, w), np.float32)

@@ -121,15 +121,7 @@ def fit(
 
     step = int(state.step)
     end = total if stop_at_step is None else min(total, stop_at_step)
-    bar = tqdm(
-        total=total,
-        initial=step,
-        desc=desc,
-        unit='step',
-        disable=not parallel.is_main_process(),
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
+    bar = parallel.progress_bar(total, desc, 'step', initial=step)
     pending = []
     t0 = time.time()
     if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
