@@ -1,10 +1,10 @@
 """Crop → Confidence → Label rounds with MC dropout on ImageNet-1k, ResNet-50.
 
 Round 0 is the supervised ResNet-50 recipe (configs/imagenet_resnet50.py, shortened); each later round
-relabels all 1.28M training images (streamed through the mesh, a compact top-k record per image), fine-tunes
-on the multi-hot labels with sigmoid BCE and validates on ReaL sets when given (`--config.data.real_json`),
-which also enables per-class thresholds calibrated on them; without multi-label val sets the assignment uses
-per-class Gaussian mixtures fitted on a bounded sample.
+relabels all 1.28M training images (multi-scale grid crops at their native resolution, streamed through the
+mesh, a compact top-k record per image), fine-tunes on the multi-hot labels with sigmoid BCE and validates.
+Labels come from per-class Gaussian mixtures on the evidence averaged over rounds, and the output round is
+chosen on the single validation labels alone; ReaL sets (`--config.data.real_json`) only score the run.
 
   python -m mlrelabel.main --config=configs/mc_dropout_imagenet.py --config.data.real_json=real.json
   python -m mlrelabel.main --config=configs/mc_dropout_imagenet.py --config.data.source=folder \
@@ -21,11 +21,6 @@ def get_config(variant: str = ''):
     c.train.label_smoothing = 0.1
     r = c.relabel
     r.num_samples = 16
-    r.crops.kind = 'random'  # object-scale random crops plus the whole image
-    r.crops.num_crops = 8
-    r.crops.scale = (0.15, 0.5)
-    r.crops.crop_size = 224
-    r.assign = 'calibrated'  # falls back to 'gmm' without multi-label (ReaL) val sets
     r.gmm_max_samples = 20000
     r.record_topk = 10
     r.batch_size = 1024
@@ -43,7 +38,6 @@ def get_config(variant: str = ''):
         c.train.batch_size = 8
         c.eval.batch_size = 8
         c.optim.warmup_epochs = 0.0
-        r.crops.crop_size = 0
         r.num_samples = 4
         r.crops.num_crops = 4
         r.batch_size = 8

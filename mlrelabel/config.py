@@ -18,9 +18,10 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
 
     c.data = d = ml_collections.ConfigDict()
     d.source = 'digit_scenes'  # 'digit_scenes' | 'json' (image files + CS570 label files)
-    d.num_classes = 10
+    d.num_classes = 0  # 0 = from the data (the label file's class list, folders, or the largest label + 1)
     d.seed = 0  # data composition seed (separate from the training seed)
-    d.image_size = 40  # images are square [size, size, 3]
+    d.image_size = 0  # images are square [size, size, 3]; 0 = from the data (see mlrelabel/data/inspect.py)
+    d.max_image_size = 112  # cap of the data-driven image size
     # digit scenes: sizes, composition and which label is visible.
     d.num_train = 3000
     d.num_val = 1000
@@ -31,6 +32,9 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     d.min_scale = 12  # digit side in pixels
     d.max_scale = 20
     d.visible = 'largest'  # visible single label: 'largest' digit | 'random' digit
+    # What the run is given for validation: 'single' (the visible label alone, as users have it) | 'full'
+    # (every digit: a user with multi-label validation labels). The hidden truth only ever scores a run.
+    d.val_given = 'single'
     # user data (source='json'): CS570 label files {"data": [{"img_path", "labels"}]}.
     d.train_json = ''
     d.val_json = ''
@@ -51,13 +55,15 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     d.attribute_groups = ''  # attribute CSV: 'neck:7,sleeve_length:4' ('' = every column, counts from data)
     d.unlisted = 'negative'  # annotation folder: an image absent from <class>.txt is 'negative' | 'unknown'
     d.check_images = True  # open every image once; unreadable ones are skipped and counted
-    d.mean = (0.1, 0.1, 0.1)  # per-channel normalisation of [0, 1] pixels
-    d.std = (0.25, 0.25, 0.25)
+    d.mean = ()  # per-channel normalisation of [0, 1] pixels; () = measured on a sample of training images
+    d.std = ()
 
     c.model = m = ml_collections.ConfigDict()
-    m.name = 'resnet_tiny'  # resnet18/34/50/101/152 | resnet_tiny | resnet_small
-    m.width = 16
-    m.small_stem = True  # 3x3 stem without max-pool (small images)
+    # resnet18/34/50/101/152 | resnet_tiny | resnet_small | 'auto': resnet_tiny (small stem, stride 2) below
+    # 96 px, resnet18 (ImageNet stem) above; the choice is printed and stored in config.json.
+    m.name = 'auto'
+    m.width = 0  # stem channels; 0 = the network's own (64 for torchvision's, 16 for the small presets)
+    m.small_stem = True  # 3x3 stem without max-pool (small images); set by model.name='auto'
     m.stem_stride = 2  # 0 = the stem's own (1 small, 2 ImageNet); 2 quarters the cost at 40 px
     m.dropout_rate = 0.0
     m.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16' (params stay float32)
@@ -189,41 +195,50 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     )
     r.crops = ml_collections.ConfigDict(
         {
-            'kind': 'grid',  # 'random' | 'fixed' | 'grid' | 'full' | 'proposals'
-            'num_crops': 8,  # K per image (grid: all windows)
-            'scale': (0.15, 0.5),  # random: area fraction range (near the objects' scale)
+            'kind': 'grid',  # 'grid' | 'random' | 'fixed' | 'full' | 'proposals'
+            'num_crops': 8,  # K per image for random / fixed / proposals (grid: all windows)
+            'scale': (0.15, 0.5),  # random: area fraction range
             'ratio': (3 / 4, 4 / 3),
             'size': (0.5, 0.5),  # fixed: box height, width fractions
-            'grid_scales': (1.0, 0.5),  # grid: window sides
+            # grid: window sides as fractions of the image side; objects of a quarter to a half of the side fit
+            # one window whole at any image size.
+            'grid_scales': (1.0, 0.6, 0.45),
             'overlap': 0.5,
             'proposal_box_size': 0.45,  # proposals: box side around each class-map peak
-            'include_full_image': True,  # the first crop is the whole image
-            'crop_size': 24,  # crops are resized to this side (0 = data.image_size)
+            'include_full_image': True,  # the whole image is always one of the crops
+            # Every crop is resized to size_fraction * data.image_size (or crop_size px when > 0): whole images
+            # shrink a little and small windows grow, keeping objects near the scale the model was trained on.
+            'size_fraction': 0.7,
+            'crop_size': 0,
         }
     )
     r.aggregate = 'max'  # over crops: 'max' | 'mean'
-    r.assign = 'calibrated'  # 'calibrated' (per-class F1-optimal thresholds on the val label sets) | 'gmm' | 'threshold' | 'topk'
-    r.threshold = 0.5  # 'threshold': global probability threshold
+    r.evidence = 'mean'  # 'mean': each image's log-odds averaged over all rounds so far | 'last': this round's
+    # How labels are assigned from the evidence. 'gmm' (per-class 2-component mixtures on log-odds; the default),
+    # 'threshold' (one global probability), 'topk'; 'calibrated' needs multi-label validation labels.
+    r.assign = 'gmm'
+    r.threshold = 0.5  # 'threshold': global probability threshold (any value in (0, 1): not capped)
     r.topk = 2  # 'topk': labels per image
-    r.min_conf = 0.0  # 'topk': ignore classes below this
-    r.gmm_min_posterior = 0.9  # 'gmm': posterior of the high component needed for a label
+    r.min_conf = 0.0  # 'topk': ignore classes below this probability
+    r.gmm_min_posterior = 0.97  # 'gmm': posterior of the high component needed for a label
     r.gmm_max_samples = 20000  # 'gmm': images sampled per class fit
-    r.gmm_space = 'logit'  # 'gmm': fit on 'logit' or 'prob' confidences
+    r.gmm_min_separation = 1.0  # 'gmm': a class whose modes overlap more (Ashman's D below this) adds no label
     r.uncertainty = 'std'  # filter measure: 'std' (per class) | 'mutual_information' | 'entropy'
     r.max_uncertainty = 0.0  # drop assignments above this uncertainty (0 = no filter)
     r.keep_given = True  # the given label is always kept
     r.max_labels = 0  # cap on labels per image (0 = no cap)
-    r.num_relabel = 0  # relabel this many training images per round, chosen by seed (0 = all)
-    r.record_topk = 20  # per-image record: top-k classes and scores (not all C)
+    r.record_topk = 20  # evidence kept per image: the top-k classes (0 = all C)
     r.batch_size = 64  # images per relabel batch (multiple of the device count)
     r.save_every_batches = 50  # relabel progress is checkpointed this often
     r.loss = 'sigmoid_bce'  # loss of the rounds after round 0 (multi-hot targets)
     r.warm_start = True  # start round k from round k-1's weights (else a fresh init)
     r.epochs = 10  # epochs of rounds >= 1 (0 = train.epochs)
-    r.metric = 'val_f1'  # convergence metric (higher is better)
-    r.min_delta = 0.005
-    r.patience = 1
-    r.max_rounds = 3  # relabel rounds after round 0
+    # Which round's labels become the output, and when to stop, decided without multi-label truth: one of
+    # relabel.select.TRUTH_FREE_METRICS (higher is better). A round must beat the given labels by min_delta.
+    r.metric = 'val_given_map'
+    r.min_delta = 0.0
+    r.patience = 2
+    r.max_rounds = 4  # relabel rounds after round 0
 
     if variant == 'smoke':
         apply_smoke(c)
@@ -231,6 +246,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
         r.epochs = 1
         r.num_samples = min(r.num_samples, 4)
         r.crops.num_crops = 4
+        r.crops.grid_scales = (1.0, 0.6)
         r.batch_size = 32
         r.save_every_batches = 2
     elif variant:

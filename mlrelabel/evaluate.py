@@ -5,6 +5,8 @@
 - `precision`, `recall`, `f1`, `jaccard`: example-based set metrics of the predicted set
   `argmax ∪ {p > threshold}` (the ReaL-F1 / MILe protocol) against the full label sets.
 - `map`: macro mean average precision of the class probabilities against the full label sets.
+- `given_map`: the same against the given labels alone; with `top1`/`top5` the metrics a run may decide on
+  (thresholds, rounds, stopping), since they need nothing but the labels users have.
 The full label sets are the dataset's hidden truth when known (digit scenes), else its own label sets
 (multi-label validation files such as ReaL).
 """
@@ -53,4 +55,6 @@ def evaluate_logits(logits: np.ndarray, dataset, head: str, threshold: float = 0
     out['real_accuracy'] = metrics.set_accuracy(probs.argmax(-1), truth)
     out.update(metrics.sample_set_metrics(metrics.predicted_sets(probs, threshold, include_top1=True), truth))
     out['map'] = metrics.mean_average_precision(probs, truth.dense(np.arange(n)))
+    # Against the given labels only (what users have): the truth-free metrics a run may decide on.
+    out['given_map'] = metrics.mean_average_precision(probs, dataset.labels.dense(np.arange(n)))
     return {prefix + k: float(v) for k, v in out.items()}

@@ -96,6 +96,11 @@ def run(config, workdir: str) -> dict:
     methods = available_methods()
     if config.method not in methods:
         raise SystemExit(f'config.method={config.method!r}: expected one of {", ".join(methods)}')
+    from mlrelabel.data import inspect
+
+    for note in inspect.resolve_data_defaults(config):
+        if parallel.is_main_process():
+            print(f'mlrelabel: {note}', file=sys.stderr)
     prepare_workdir(config, workdir)
     module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
     return module.run(config, workdir)

@@ -171,3 +171,36 @@ def test_calibrate_thresholds_fallback_for_classes_without_positives():
     assert thresholds[1] == thresholds[0]
     custom = asg.calibrate_thresholds(conf, truth, grid=[0.9, 0.5, 0.1])
     np.testing.assert_allclose(custom, [0.5, 0.5])
+
+
+def test_gmm_on_log_odds_with_saturated_and_spiky_scores():
+    rng = np.random.default_rng(0)
+    # 70 % negatives piled on one value (a spike), 30 % positives far up (log-odds, no cap at 0.99).
+    x = np.concatenate([np.full(700, -9.0), rng.normal(14.0, 2.0, 300)]).astype(np.float32)
+    flat = np.full(1000, 3.0, np.float32)  # no spread at all
+    overlap = rng.normal(0.0, 1.0, 1000).astype(np.float32)  # one mode: no split to make
+    conf = np.stack([x, flat, overlap], 1)
+    mix = asg.fit_class_gmms(conf, seed=0, space='log_odds')
+    assert mix.valid.tolist() == [True, False, False]
+    assert mix.reasons[1] == 'no spread' and mix.reasons[2].startswith('modes overlap')
+    t = asg.mixture_thresholds(mix, 0.97)
+    assert -9.0 < t[0] < 14.0 and np.isinf(t[1:]).all()
+    assigned = conf >= t
+    assert assigned[:, 0].sum() == pytest.approx(300, abs=3) and not assigned[:, 1:].any()
+
+
+def test_mixture_thresholds_agree_with_the_posterior_rule():
+    rng = np.random.default_rng(2)
+    p, _ = _bimodal(rng)
+    mix = asg.fit_class_gmms(p[:, None].astype(np.float32), seed=0)
+    t = asg.mixture_thresholds(mix, 0.9)
+    x = np.log(p) - np.log1p(-p)
+    by_rule = np.asarray(asg.assign_gmm(p[:, None], mix, 0.9))[:, 0]
+    by_threshold = x >= t[0]
+    assert (by_rule != by_threshold).sum() <= 2  # equal up to the grid's resolution
+
+
+def test_calibrate_thresholds_is_not_capped():
+    truth = np.array([[1], [1], [0], [0]], bool)
+    conf = np.array([[30.0], [25.0], [20.0], [-5.0]], np.float32)  # log-odds: the gap is at 22.5
+    assert asg.calibrate_thresholds(conf, truth)[0] == pytest.approx(22.5)

@@ -69,17 +69,22 @@ def train_batches(
 
 
 def eval_batches(
-    num_examples: int, batch_size: int, fetch: Callable[[np.ndarray], dict], prefetch: int = 2
+    num_examples: int,
+    batch_size: int,
+    fetch: Callable[[np.ndarray], dict],
+    prefetch: int = 2,
+    start: int = 0,
 ) -> Iterator[tuple[dict, int]]:
-    """Sequential batches covering `range(num_examples)`; the last is padded by repeating row 0.
+    """Sequential batches covering `range(start, num_examples)`; the last is padded by repeating row 0.
 
     Yields `(batch, num_valid)` where `batch` holds this process's rows and `mask [B]` (1 = real row).
-    `fetch(indices)` builds the host batch.
+    `fetch(indices)` builds the host batch. `start` (a multiple of `batch_size`) resumes a pass.
     """
     rows = parallel.process_slice(batch_size)
+    first = start
 
     def make():
-        for start in range(0, num_examples, batch_size):
+        for start in range(first, num_examples, batch_size):
             idx = np.arange(start, start + batch_size)
             valid = idx < num_examples
             idx = np.where(valid, idx, 0)[rows]

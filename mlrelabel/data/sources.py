@@ -20,7 +20,7 @@ from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
 from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
 from mlrelabel.data.labels import LabelTable, read_label_file
 
-__all__ = ["Dataset", "ImageFiles", "load_image_dataset", "digit_scenes_dataset"]
+__all__ = ["Dataset", "ImageFiles", "load_image_dataset", "digit_scenes_dataset", "with_full_labels"]
 
 _MAX_REPORTED = 20  # skipped files listed by name in the report and the warning
 
@@ -244,3 +244,14 @@ def digit_scenes_dataset(split: str, cache_dir: str | os.PathLike | None = None,
         paths=None,
         name=f"digit_scenes_{split}",
     )
+
+
+def with_full_labels(dataset: Dataset) -> Dataset:
+    """The dataset with its hidden truth as its given labels (the visible label first, then the others)."""
+    if dataset.truth is None:
+        raise ValueError(f"with_full_labels: {dataset.name!r} has no multi-label truth")
+    lists = [
+        [v] + [c for c in t if c != v]
+        for v, t in zip((row[0] for row in dataset.labels.to_lists()), dataset.truth.to_lists())
+    ]
+    return dataclasses.replace(dataset, labels=LabelTable.from_lists(lists, dataset.labels.num_classes))

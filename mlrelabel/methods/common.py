@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlrelabel import evaluate, parallel
-from mlrelabel.data import sources
+from mlrelabel.data import inspect, sources
 from mlrelabel.models import get_model
 from mlrelabel.train import loop
 
@@ -32,6 +32,7 @@ EXTERNAL_SOURCES: dict[str, str] = {
 def load_datasets(config, workdir: str) -> dict:
     """`{'train', 'val'[, 'test']}` Datasets for `config.data.source` ('digit_scenes', 'json' or a registered
     source of EXTERNAL_SOURCES)."""
+    inspect.resolve_data_defaults(config)  # no-op once main has resolved them before claiming the workdir
     d = config.data
     if d.source in EXTERNAL_SOURCES:
         module, function = EXTERNAL_SOURCES[d.source].split(':')
@@ -48,11 +49,14 @@ def load_datasets(config, workdir: str) -> dict:
         )
         cache = os.path.join(workdir, 'data')
         sizes = {'train': d.num_train, 'val': d.num_val, 'test': d.num_test}
-        return {
+        out = {
             split: sources.digit_scenes_dataset(split, cache, num_images=n, seed=d.seed + i, **common)
             for i, (split, n) in enumerate(sizes.items())
             if n
         }
+        if d.get('val_given', 'single') == 'full':  # the validation labels a user with multi-label val has
+            out['val'] = sources.with_full_labels(out['val'])
+        return out
     if d.source == 'json':
         if not d.train_json or not d.val_json:
             raise SystemExit(
@@ -76,10 +80,13 @@ def load_datasets(config, workdir: str) -> dict:
 
 def build_model(config, num_classes: int | None = None):
     m = config.model
+    if m.name == 'auto':
+        inspect.resolve_data_defaults(config)
+    width = {'width': m.width} if m.width else {}
     return get_model(
         m.name,
         num_classes or config.data.num_classes,
-        width=m.width,
+        **width,
         small_stem=m.small_stem,
         stem_stride=m.stem_stride,
         dropout_rate=m.dropout_rate,

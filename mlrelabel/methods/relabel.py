@@ -1,14 +1,19 @@
-"""The relabel loop: Crop → Confidence → Label, iterated until the validation metric converges.
+"""The relabel loop: Crop → Confidence → Label, iterated, and the best round's labels as the output.
 
 The method of the CS570 "multi-labeling ImageNet" project, with MC dropout (Gal & Ghahramani, 2016) and
-test-time perturbation as confidence estimates. Round 0 trains on the given single labels. Each later
-round scores crops of the training images with the previous round's model, assigns labels (threshold,
-top-k, per-class Gaussian mixtures, or thresholds calibrated on validation sets), writes the new label
-file, retrains on the multi-hot labels with sigmoid BCE and validates. It stops when the metric has not
-improved by `min_delta` for `patience` rounds, or after `max_rounds`.
+test-time perturbation as confidence estimates. Round 0 trains on the given single labels. Each later round k
+scores crops of every training image (and, held out, of every validation image) with round k-1's model, adds
+that evidence (float32 log-odds) to the mean over the rounds so far, assigns labels (per-class Gaussian
+mixtures by default), retrains on the multi-hot labels and validates.
 
-Every stage is resumable: a round's `labels.json` and `metrics.json` are written atomically once complete,
-training resumes from the round's Orbax checkpoint, and the relabel pass saves its per-image record every
+Nothing here reads multi-label truth: thresholds come from the training images' own evidence, and the round
+whose labels become the output is chosen by a truth-free metric (`relabel.metric`, see `relabel.select`); a
+round whose labels per image exceed the guard's bound is flagged and never chosen. When no relabeled round
+beats the given labels, the output is the given labels and the run says so. Truth, when the data has it, only
+scores the rows (`labels_*`, `val_f1`, ...).
+
+Every stage is resumable: a round's evidence records, `labels.json` and `metrics.json` are written atomically
+once complete, training resumes from the round's Orbax checkpoint, and the relabel pass saves its progress every
 `save_every_batches` batches. Rerunning the same command after a kill at any point gives the same files.
 """
 
@@ -17,21 +22,23 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 
 import jax
 import numpy as np
 
 from mlrelabel import evaluate, metrics, parallel, report
-from mlrelabel.data import pipeline
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
-from mlrelabel.io_utils import atomic_save_npz, atomic_write_json
+from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
-from mlrelabel.relabel import assign, score
+from mlrelabel.relabel import assign, select, stream
+from mlrelabel.relabel.evidence import RoundEvidence, to_log_odds, to_probability
 from mlrelabel.train import loop
 
-ASSIGN_METHODS = ('calibrated', 'gmm', 'threshold', 'topk')
-SUMMARY_KEYS = ('val_top1', 'val_real_accuracy', 'val_f1', 'val_map', 'labels_f1', 'labels_per_image')
+ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
+SUMMARY_KEYS = ('val_top1', 'val_given_map', 'heldout_pu_score', 'labels_f1', 'val_f1', 'labels_per_image')
+CHUNK = 8192  # rows densified at a time: memory grows with the chunk, not the dataset
 
 
 def run(config, workdir: str) -> dict:
@@ -40,56 +47,98 @@ def run(config, workdir: str) -> dict:
     train, val = data['train'], data['val']
     model = common.build_model(config, train.num_classes)
     rc = config.relabel
-    if rc.assign not in ASSIGN_METHODS:
-        raise SystemExit(f'config.relabel.assign={rc.assign!r}: expected one of {", ".join(ASSIGN_METHODS)}')
     paths = train.paths or [f'{train.name}/{i:07d}' for i in range(len(train))]
     given = evaluate.first_labels(train.labels)
-    labels = train.labels
-    rows, best, stale, state, timings = [], -np.inf, 0, None, {}
+    window = 1 if rc.evidence == 'last' else 0
+    evidence = {'train': RoundEvidence(window), 'val': RoundEvidence(window)}
+    labels, rows, state, timings = train.labels, [], None, {}
     for k in range(rc.max_rounds + 1):
         rdir = os.path.join(workdir, f'round_{k}')
         t0 = time.time()
-        changed = 0
+        info = {}
         if k > 0:
-            new_labels = _relabel_round(k, model, state, train, val, labels, given, paths, config, mesh, rdir)
-            changed = int(sum(set(a) != set(b) for a, b in zip(labels.to_lists(), new_labels.to_lists())))
+            new_labels, info = _relabel_round(
+                k, model, state, train, val, given, paths, evidence, config, mesh, rdir
+            )
+            info['images_changed'] = int(
+                sum(set(a) != set(b) for a, b in zip(labels.to_lists(), new_labels.to_lists()))
+            )
             labels = new_labels
         t1 = time.time()
         loss = config.train.loss if k == 0 else rc.loss
         state, history = _train_round(k, model, state, train, labels, val, loss, config, mesh, rdir)
-        row = _round_metrics(k, model, state, train, val, labels, loss, changed, history, config, mesh, rdir)
-        timings[k] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
+        row = _round_metrics(k, model, state, train, labels, loss, info, history, config, mesh, rdir)
+        timings[f'round_{k}'] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
         rows.append(row)
-        if rc.metric not in row:
-            numeric = sorted(key for key, v in row.items() if isinstance(v, float))
-            raise SystemExit(f'config.relabel.metric={rc.metric!r} is not measured; choose one of {numeric}')
-        value = row[rc.metric]
-        if value > best + rc.min_delta:
-            best, stale = value, 0
-        else:
-            stale += 1
         if parallel.is_main_process():
-            atomic_write_json(os.path.join(workdir, 'summary.json'), {'rounds': rows, 'metric': rc.metric})
-            report.plot_rounds(
-                rows,
-                [key for key in SUMMARY_KEYS if key != 'labels_per_image' and key in row],
-                os.path.join(workdir, 'rounds.png'),
-                title=f'{rc.confidence} relabel rounds',
-            )
-        if stale >= rc.patience:
-            logging.info(
-                'stopping after round %d: %s did not improve by %g for %d round(s)',
-                k,
-                rc.metric,
-                rc.min_delta,
-                rc.patience,
-            )
+            _write_summary(workdir, rows, config, chosen=None)
+        if _should_stop(rows, rc):
+            logging.info('stopping after round %d: %s did not improve by %g', k, rc.metric, rc.min_delta)
             break
+    return _finish(workdir, rows, train, paths, timings, config)
+
+
+def _should_stop(rows: list[dict], rc) -> bool:
+    """Stop when the last `patience` rounds brought no improvement of `relabel.metric` over the best before."""
+    if len(rows) <= rc.patience:
+        return False
+    values = [r.get(rc.metric) if not r.get('flags') else None for r in rows]
+    before = [v for v in values[: -rc.patience] if v is not None]
+    recent = [v for v in values[-rc.patience :] if v is not None]
+    return bool(before) and all(v <= max(before) + rc.min_delta for v in recent)
+
+
+def _finish(workdir, rows, train, paths, timings, config) -> dict:
+    """Chooses the output round, writes `labels.json`, `thresholds.json`, `summary.json`; says what happened."""
+    rc = config.relabel
+    chosen, reason = select.choose_round(rows, rc.metric, rc.min_delta)
     if parallel.is_main_process():
-        atomic_write_json(os.path.join(workdir, 'timing.json'), timings)
-        cols = ['round'] + [c for c in SUMMARY_KEYS if c in rows[-1]] + ['images_changed']
+        if chosen == 0:
+            table = train.labels
+        else:
+            table = read_label_file(
+                os.path.join(workdir, f'round_{chosen}', 'labels.json'), train.num_classes
+            )[1]
+        write_label_file(os.path.join(workdir, 'labels.json'), paths, table)
+        thresholds_src = os.path.join(workdir, f'round_{chosen}', 'thresholds.json')
+        if chosen > 0 and os.path.exists(thresholds_src):
+            with open(thresholds_src) as f:
+                atomic_write_json(os.path.join(workdir, 'thresholds.json'), json.load(f))
+        summary = _write_summary(workdir, rows, config, chosen={'round': chosen, 'reason': reason})
+        existing = {}
+        timing_path = os.path.join(workdir, 'timing.json')
+        if os.path.exists(timing_path):
+            with open(timing_path) as f:
+                existing = json.load(f)
+        atomic_write_json(timing_path, {**existing, **timings})
+        cols = (
+            ['round'] + [c for c in SUMMARY_KEYS if any(c in r for r in rows)] + ['images_changed', 'flags']
+        )
         print(report.format_table(rows, cols))
-    return {'rounds': rows}
+        if chosen == 0:
+            print(
+                f'relabeling did not help: {reason}. The final labels ({workdir}/labels.json) are the given '
+                'labels, unchanged.',
+                file=sys.stderr,
+            )
+        else:
+            print(f'final labels: round {chosen} → {workdir}/labels.json ({reason})', file=sys.stderr)
+        return summary
+    return {'rounds': rows, 'best_round': chosen}
+
+
+def _write_summary(workdir, rows, config, chosen) -> dict:
+    summary = {'rounds': rows, 'metric': config.relabel.metric}
+    if chosen is not None:
+        summary['best_round'] = chosen['round']
+        summary['best_round_reason'] = chosen['reason']
+        summary['relabeling_helped'] = chosen['round'] > 0
+    atomic_write_json(os.path.join(workdir, 'summary.json'), summary)
+    keys = [key for key in SUMMARY_KEYS if key != 'labels_per_image' and any(key in r for r in rows)]
+    report.plot_rounds(
+        rows, keys, os.path.join(workdir, 'rounds.png'), title=f'{config.relabel.confidence} relabel rounds'
+    )
+    return summary
 
 
 def _train_round(k, model, prev_state, train, labels, val, loss, config, mesh, rdir):
@@ -121,8 +170,9 @@ def _train_round(k, model, prev_state, train, labels, val, loss, config, mesh, r
     )
 
 
-def _round_metrics(k, model, state, train, val, labels, loss, changed, history, config, mesh, rdir) -> dict:
-    """Round k's row: validation metrics of its model and, when the truth is known, training-label quality."""
+def _round_metrics(k, model, state, train, labels, loss, info, history, config, mesh, rdir) -> dict:
+    """Round k's row: its model's validation metrics, the held-out statistics of its labels and, when the data
+    has multi-label truth, the quality of its training labels (scoring only)."""
     path = os.path.join(rdir, 'metrics.json')
     if os.path.exists(path):
         with open(path) as f:
@@ -130,15 +180,12 @@ def _round_metrics(k, model, state, train, val, labels, loss, changed, history, 
     row = {'round': k, 'loss': loss, 'head': evaluate.head_of(loss), 'epochs': history[-1]['epoch']}
     row.update({key: v for key, v in history[-1].items() if key.startswith('val_')})
     row['labels_per_image'] = float(labels.num_labels().mean())
-    row['images_changed'] = changed
+    row.update(info)
+    row.setdefault('images_changed', 0)
+    row.setdefault('flags', [])
     if train.truth is not None:
-        row.update(
-            {
-                f'labels_{key}': float(v)
-                for key, v in metrics.label_quality(labels, train.truth).items()
-                if key != 'labels_per_image'
-            }
-        )
+        quality = metrics.label_quality(labels, train.truth)
+        row.update({f'labels_{key}': float(v) for key, v in quality.items() if key != 'labels_per_image'})
     row.update(
         common.imagenet_eval_sets(
             model, state.variables, config, mesh, row['head'], os.path.dirname(os.path.abspath(rdir))
@@ -150,209 +197,151 @@ def _round_metrics(k, model, state, train, val, labels, loss, changed, history, 
     return row
 
 
-def _relabel_round(k, model, state, train, val, labels, given, paths, config, mesh, rdir) -> LabelTable:
-    """Scores crops of (a seeded subset of) the training images with round k-1's model and assigns labels."""
+def _relabel_round(k, model, state, train, val, given, paths, evidence, config, mesh, rdir):
+    """Scores crops of the training and validation images with round k-1's model, carries the evidence over
+    rounds, assigns labels and checks them against the guard. Returns `(labels, info)`."""
     rc = config.relabel
-    label_path = os.path.join(rdir, 'labels.json')
-    if os.path.exists(label_path):
-        return read_label_file(label_path, train.num_classes)[1]
     os.makedirs(rdir, exist_ok=True)
-    n, num_classes = len(train), train.num_classes
+    num_classes = train.num_classes
     head = evaluate.head_of(config.train.loss if k == 1 else rc.loss)
-    selected = np.arange(n)
-    if rc.num_relabel and rc.num_relabel < n:
-        selected = np.sort(np.random.default_rng([config.seed, k]).choice(n, rc.num_relabel, replace=False))
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * k)
-    record, first = _score_stream(
-        model,
-        state.variables,
-        train.images,
-        selected,
-        head,
-        config,
-        mesh,
-        os.path.join(rdir, 'relabel_record.npz'),
-        key,
-        desc=f'round {k} relabel',
-    )
-    thresholds = None
-    method = rc.assign
-    if method == 'calibrated' and val.truth is None and val.labels.num_labels().max() <= 1:
-        logging.warning(
-            "relabel.assign='calibrated' needs multi-label validation sets, and %s has one label "
-            "per image: using 'gmm' instead",
-            val.name or 'the validation set',
-        )
-        method = 'gmm'
-    if method == 'calibrated':
-        val_record, _ = _score_stream(
+    records, first = {}, None
+    for split, ds, split_key in (('train', train, key), ('val', val, jax.random.fold_in(key, 1))):
+        records[split], f = stream.score_images(
             model,
             state.variables,
-            val.images,
-            np.arange(len(val)),
+            ds.images,
+            np.arange(len(ds)),
             head,
             config,
             mesh,
-            None,
-            jax.random.fold_in(key, 1),
-            desc=f'round {k} calibrate',
+            key=split_key,
+            record_path=os.path.join(rdir, f'evidence_{split}.npz'),
+            desc=f'round {k} relabel {split}',
         )
-        truth = val.truth if val.truth is not None else val.labels
-        thresholds = assign.calibrate_thresholds(
-            _dense(val_record, num_classes), truth.dense(np.arange(len(val)))
-        )
-    mixtures = None
-    if method == 'gmm':
-        sample = np.random.default_rng([config.seed, k, 1]).permutation(len(selected))[: rc.gmm_max_samples]
-        mixtures = assign.fit_class_gmms(
-            _dense(record, num_classes, np.sort(sample)),
-            max_samples=rc.gmm_max_samples,
-            seed=config.seed,
-            space=rc.gmm_space,
-        )
+        first = f if split == 'train' else first
+    if len(evidence['train']) < k:  # a resumed run re-adds the earlier rounds' records from disk
+        for j in range(len(evidence['train']) + 1, k + 1):
+            for split in ('train', 'val'):
+                rec = (
+                    records[split]
+                    if j == k
+                    else stream.load_record(
+                        os.path.join(os.path.dirname(rdir), f'round_{j}', f'evidence_{split}.npz')
+                    )
+                )
+                evidence[split].add(lambda rows, rec=rec: stream.dense_evidence(rec, num_classes, rows))
+    val_given = evaluate.first_labels(val.labels)
+    thresholds, details = _thresholds(evidence, len(train), val, config)
+    assigned_val = _assign(evidence['val'].dense(np.arange(len(val))), thresholds, rc)
+    info = select.heldout_stats(assigned_val, val_given)
     lists, scores = [], []
-    for start in range(0, len(selected), 8192):  # stream: memory grows with the chunk, not the dataset
-        rows = np.arange(start, min(start + 8192, len(selected)))
-        conf = _dense(record, num_classes, rows)
-        assigned = _assign(method, conf, rc, mixtures, thresholds)
-        if rc.max_uncertainty:
-            unc = (
-                _dense(record, num_classes, rows, 'std')
-                if rc.uncertainty == 'std'
-                else record[rc.uncertainty][rows]
-            )
-            assigned = assign.uncertainty_filter(assigned, unc, rc.max_uncertainty)
+    for start in range(0, len(train), CHUNK):
+        rows = np.arange(start, min(start + CHUNK, len(train)))
+        ev = evidence['train'].dense(rows)
         chunk_lists, chunk_scores = assign.finalize_labels(
-            np.asarray(assigned),
-            given[selected[rows]],
+            _assign(ev, thresholds, rc),
+            given[rows],
             keep_given=rc.keep_given,
-            conf=conf,
+            conf=to_probability(ev).astype(np.float32),
             max_labels=rc.max_labels or None,
         )
         lists += chunk_lists
         scores += chunk_scores
-    new = LabelTable.from_lists(lists, num_classes, scores=scores)
-    base = labels if labels.scores is not None else _with_unit_scores(labels)
-    table = base.replace_rows(selected, new) if len(selected) < n else new
+    table = LabelTable.from_lists(lists, num_classes, scores=scores)
+    info['flags'] = _guard(table, info, config)
+    for flag in info['flags']:
+        logging.warning('round %d flagged: %s (it will not become the final labels)', k, flag)
+    label_path = os.path.join(rdir, 'labels.json')
     if parallel.is_main_process():
-        write_label_file(label_path, paths, table)
-        _draw_relabel_examples(
-            train, labels, table, first, selected, config, os.path.join(rdir, 'examples.png'), k
+        atomic_write_json(
+            os.path.join(rdir, 'thresholds.json'), _thresholds_doc(thresholds, details, train, rc)
         )
-    return table
+        if not os.path.exists(label_path):
+            write_label_file(label_path, paths, table)
+        examples = os.path.join(rdir, 'examples.png')
+        if not os.path.exists(examples):
+            _draw_relabel_examples(train, train.labels, table, first, config, examples, k)
+    return table, info
 
 
-def _with_unit_scores(table: LabelTable) -> LabelTable:
-    return LabelTable(
-        table.num_classes, table.offsets, table.classes, np.ones(len(table.classes), np.float32)
-    )
-
-
-def _assign(method, conf, rc, mixtures, thresholds):
-    if method == 'gmm':
-        return assign.assign_gmm(conf, mixtures, rc.gmm_min_posterior)
-    if method == 'threshold':
-        return assign.assign_threshold(conf, rc.threshold)
-    if method == 'calibrated':
-        return assign.assign_threshold(conf, thresholds)
-    if method == 'topk':
-        return assign.assign_topk(conf, rc.topk, rc.min_conf)
-    raise SystemExit(f'config.relabel.assign={method!r}: expected one of {", ".join(ASSIGN_METHODS)}')
-
-
-def _dense(record: dict, num_classes: int, rows=None, field: str = 'scores') -> np.ndarray:
-    """`[R, C]` float32 from the compact top-k record (classes outside an image's top-k get 0)."""
-    classes = record['classes'] if rows is None else record['classes'][rows]
-    values = record[field] if rows is None else record[field][rows]
-    out = np.zeros((classes.shape[0], num_classes), np.float32)
-    np.put_along_axis(out, classes.astype(np.int64), values.astype(np.float32), axis=1)
-    return out
-
-
-def _score_stream(model, variables, images, selected, head, config, mesh, record_path, key, desc):
-    """Streams `images[selected]` through the jitted crop → confidence function, sharded over the mesh.
-
-    Returns the compact per-image record (`classes`, `scores`, `std` `[n, k]` for the top-k classes by
-    confidence; `mutual_information`, `entropy` `[n]`) and the first batch's boxes and per-crop confidences
-    (for the examples figure). With `record_path`, progress is saved every `save_every_batches` batches and
-    at the end (the complete record stays in the round's folder), and a restarted pass resumes from there.
-    """
+def _thresholds(evidence, num_train, val, config):
+    """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from."""
     rc = config.relabel
-    n = len(selected)
-    bs = rc.batch_size
-    parallel.check_batch_size(bs, mesh, 'config.relabel.batch_size')
-    score_fn = score.make_score_fn(
-        model, head, rc, mean=config.data.mean, std=config.data.std, image_size=config.data.image_size
-    )
-    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    fn = jax.jit(score_fn, in_shardings=(rep, dat, rep), out_shardings=dat)
-    num_classes = model.num_classes
-    topk = min(rc.record_topk, num_classes)
-    record = {
-        'classes': np.zeros((n, topk), np.int16 if num_classes < 2**15 else np.int32),
-        'scores': np.zeros((n, topk), np.float16),
-        'std': np.zeros((n, topk), np.float16),
-        'mutual_information': np.zeros(n, np.float32),
-        'entropy': np.zeros(n, np.float32),
-    }
-    done, first = 0, None
-    if record_path and os.path.exists(record_path):
-        with np.load(record_path) as saved:
-            done = int(saved['done'])
-            for name in record:
-                record[name][:done] = saved[name][:done]
-            first = {'boxes': saved['first_boxes'], 'crop_conf': saved['first_crop_conf']}
-    num_batches = -(-n // bs)
-    start_batch = done // bs
-    fetch = lambda idx: {'image': np.asarray(images[selected[idx]])}  # noqa: E731
-    batches = pipeline.eval_batches(n, bs, fetch)
-    bar = parallel.progress_bar(n, desc, 'img', initial=done)
-    for b, (batch, valid) in enumerate(batches):
-        if b < start_batch:
-            continue
-        out = fn(variables, parallel.host_to_global(batch['image'], mesh), jax.random.fold_in(key, b))
-        out = jax.device_get(out) if jax.process_count() == 1 else _allgather(out)
-        conf = np.asarray(out['conf'])[:valid]
-        order = np.argsort(-conf, axis=1, kind='stable')[:, :topk]
-        rows = slice(b * bs, b * bs + valid)
-        record['classes'][rows] = order
-        record['scores'][rows] = np.take_along_axis(conf, order, 1)
-        record['std'][rows] = np.take_along_axis(np.asarray(out['std'])[:valid], order, 1)
-        record['mutual_information'][rows] = np.asarray(out['mutual_information'])[:valid]
-        record['entropy'][rows] = np.asarray(out['entropy'])[:valid]
-        if first is None:
-            first = {
-                'boxes': np.asarray(out['boxes'])[:valid],
-                'crop_conf': np.asarray(out['crop_conf'])[:valid],
-            }
-        done = b * bs + valid
-        bar.update(valid)
-        if (
-            record_path
-            and parallel.is_main_process()
-            and ((b + 1) % rc.save_every_batches == 0 or b + 1 == num_batches)
-        ):
-            atomic_save_npz(
-                record_path,
-                done=np.asarray(done),
-                first_boxes=first['boxes'],
-                first_crop_conf=first['crop_conf'],
-                **record,
+    num_classes = val.num_classes
+    if rc.assign == 'threshold':
+        return np.full(num_classes, to_log_odds(rc.threshold), np.float32), {'rule': 'global threshold'}
+    if rc.assign == 'topk':
+        return None, {'rule': f'top-{rc.topk}'}
+    if rc.assign == 'calibrated':
+        # Multi-label validation labels given by the user: tune on one seeded half, report on the other.
+        if val.labels.num_labels().max() <= 1:
+            raise SystemExit(
+                "config.relabel.assign='calibrated' tunes thresholds on multi-label validation labels, but the "
+                "validation labels hold one label per image; use 'gmm' (the default)"
             )
-    bar.close()
-    return record, first
+        half = np.random.default_rng([config.seed, 17]).permutation(len(val))[: len(val) // 2]
+        half.sort()
+        t = assign.calibrate_thresholds(evidence['val'].dense(half), val.labels.dense(half))
+        return t, {'rule': 'calibrated on half of the validation labels', 'calibration_rows': int(half.size)}
+    total = num_train
+    sample = np.sort(np.random.default_rng([config.seed, 1]).permutation(total)[: rc.gmm_max_samples])
+    mixtures = assign.fit_class_gmms(
+        evidence['train'].dense(sample),
+        max_samples=rc.gmm_max_samples,
+        seed=config.seed,
+        space='log_odds',
+        min_separation=rc.gmm_min_separation,
+    )
+    thresholds = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
+    details = {
+        'rule': f'per-class Gaussian mixture on log-odds, posterior >= {rc.gmm_min_posterior:g}',
+        'means': np.asarray(mixtures.means).tolist(),
+        'variances': np.asarray(mixtures.variances).tolist(),
+        'weights': np.asarray(mixtures.weights).tolist(),
+        'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
+    }
+    return thresholds, details
 
 
-def _allgather(tree):
-    from jax.experimental import multihost_utils
+def _assign(ev: np.ndarray, thresholds, rc) -> np.ndarray:
+    if thresholds is None:  # top-k
+        return np.asarray(
+            assign.assign_topk(ev, rc.topk, float(to_log_odds(rc.min_conf)) if rc.min_conf else -np.inf)
+        )
+    return ev >= thresholds[None, :]
 
-    return multihost_utils.process_allgather(tree, tiled=True)
+
+def _guard(table: LabelTable, info: dict, config) -> list[str]:
+    """Reasons this round's labels must not become the output (empty = fine)."""
+    flags = []
+    per_image = float(table.num_labels().mean())
+    bound = info['heldout_labels_per_image'] + 0.5
+    if per_image > bound:
+        flags.append(
+            f'{per_image:.2f} labels per image on train vs {info["heldout_labels_per_image"]:.2f} held out'
+        )
+    return flags
 
 
-def _draw_relabel_examples(train, old, new, first, selected, config, path, k):
-    """Training images with old → new labels and, per new label, the crop that is most confident in it."""
+def _thresholds_doc(thresholds, details, train, rc) -> dict:
+    names = (
+        train.class_names
+        if getattr(train, 'class_names', None)
+        else [str(c) for c in range(train.num_classes)]
+    )
+    doc = {'rule': details.get('rule'), 'assign': rc.assign, 'space': 'log_odds', 'classes': list(names)}
+    if thresholds is not None:
+        doc['log_odds'] = [None if not np.isfinite(t) else float(t) for t in thresholds]
+        doc['thresholds'] = [None if not np.isfinite(t) else float(to_probability(t)) for t in thresholds]
+    doc['details'] = {key: v for key, v in details.items() if key != 'rule'}
+    return doc
+
+
+def _draw_relabel_examples(train, old, new, first, config, path, k):
+    """Training images with old → new labels and, per new label, the crop with the most evidence for it."""
     m = min(config.report.num_examples, len(first['boxes']))
-    idx = selected[:m]
+    idx = np.arange(m)
     images = np.asarray(train.images[idx])
     captions, boxes, box_captions = [], [], []
     for j, i in enumerate(idx):
@@ -361,10 +350,10 @@ def _draw_relabel_examples(train, old, new, first, selected, config, path, k):
         if train.truth is not None:
             text += f'\ntruth {sorted(train.truth.labels_of(i).tolist())}'
         captions.append(text)
-        crop_conf = first['crop_conf'][j]  # [K, C]
-        best = [int(crop_conf[:, c].argmax()) for c in labels]  # the crop supporting each label
+        crop_ev = first['crop_log_odds'][j]  # [K, C]
+        best = [int(crop_ev[:, c].argmax()) for c in labels]
         boxes.append(first['boxes'][j][best])
-        box_captions.append([f'{c}:{crop_conf[b, c]:.2f}' for c, b in zip(labels, best)])
+        box_captions.append([f'{c}:{to_probability(crop_ev[b, c]):.2f}' for c, b in zip(labels, best)])
     report.draw_examples(
         images,
         captions,
@@ -372,5 +361,5 @@ def _draw_relabel_examples(train, old, new, first, selected, config, path, k):
         boxes=boxes,
         box_captions=box_captions,
         columns=8,
-        title=f'round {k}: old → new labels; box = the crop most confident in each new label',
+        title=f'round {k}: given → new labels; box = the crop with the most evidence for each label',
     )

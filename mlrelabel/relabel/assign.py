@@ -85,7 +85,8 @@ class ClassMixtures:
       weights: `[C, 2]` mixing weights.
       valid: `[C]` bool; False marks a degenerate class (too few samples or no spread) that never
         assigns (its stored parameters are placeholders).
-      space: 'logit' or 'prob', the space the mixture was fitted in.
+      space: 'log_odds' (scores are log-odds already), 'logit' or 'prob', the space of the fit.
+      reasons: per class, '' for a usable mixture or why it was rejected (static; see `fit_class_gmms`).
       eps: probabilities are clipped to [eps, 1 - eps] before the logit.
     """
 
@@ -95,15 +96,20 @@ class ClassMixtures:
     valid: jax.Array
     space: str = flax.struct.field(pytree_node=False, default="logit")
     eps: float = flax.struct.field(pytree_node=False, default=1e-6)
+    reasons: tuple = flax.struct.field(pytree_node=False, default=())
 
     @property
     def num_classes(self) -> int:
         return self.means.shape[0]
 
 
+SPACES = ("log_odds", "logit", "prob")
+
+
 def _to_space(conf, space: str, eps: float, xp):
-    """Confidences -> fit space (`xp` is numpy or jax.numpy)."""
-    if space == "prob":
+    """Scores -> fit space (`xp` is numpy or jax.numpy): 'log_odds' scores are used as they are (evidence from
+    `relabel.evidence`), 'logit' maps probabilities to log-odds, 'prob' keeps probabilities."""
+    if space in ("prob", "log_odds"):
         return conf
     p = xp.clip(conf, eps, 1.0 - eps)
     return xp.log(p) - xp.log1p(-p)
@@ -115,21 +121,28 @@ def fit_class_gmms(
     seed: int = 0,
     space: str = "logit",
     eps: float = 1e-6,
+    min_separation: float = 1.0,
+    min_high_count: int = 3,
 ) -> ClassMixtures:
-    """Fit one two-component Gaussian mixture per class to the confidences `conf [N, C]`.
+    """Fit one two-component Gaussian mixture per class to the scores `conf [N, C]`.
 
     Per class, `sklearn.mixture.GaussianMixture(n_components=2, random_state=seed)` is fitted on a
-    random sample of at most `max_samples` images (the same rows for every class). By default the
-    fit is in logit space (probabilities clipped to [eps, 1 - eps]): raw probabilities pile up at
-    0 and 1, and logit-space mixtures follow the calibration drift between rounds. Components are
-    reordered so that component 1 has the higher mean. A class whose sample has std < 1e-6 (in the
-    fit space) or fewer than 2 samples is marked degenerate (`valid=False`) and never assigns.
-    Runs on the host (numpy/sklearn); returns numpy-backed `ClassMixtures`.
+    random sample of at most `max_samples` images (the same rows for every class), in `space`
+    ('log_odds' for evidence that is log-odds already; 'logit' clips probabilities to [eps, 1 - eps]
+    first; 'prob'). Components are ordered so that component 1 has the higher mean.
+
+    Robust to saturated or spiky score distributions: the covariance regulariser is 1e-3 of the class's
+    variance (a pile of identical scores cannot collapse a component to zero width), and a fitted mixture
+    is rejected (`valid=False`, never assigns; `reasons[c]` says why) when the sample has no spread, when
+    the high component holds fewer than `min_high_count` images ('no positive mode'), or when the two
+    modes overlap: Ashman's D = sqrt(2) |mu1 - mu0| / sqrt(var0 + var1) < `min_separation` ('modes
+    overlap'; D > 2 is the criterion for a clean split; crop evidence of present vs absent objects is
+    usually 1 < D < 2, and D < 1 means one mode). Runs on the host (numpy/sklearn).
     """
     from sklearn.mixture import GaussianMixture  # host-side only
 
-    if space not in ("logit", "prob"):
-        raise ValueError(f"fit_class_gmms: space must be 'logit' or 'prob', got {space!r}")
+    if space not in SPACES:
+        raise ValueError(f"fit_class_gmms: space must be one of {SPACES}, got {space!r}")
     if not 0 < eps < 0.5:
         raise ValueError(f"fit_class_gmms: eps must be in (0, 0.5), got {eps!r}")
     if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
@@ -146,17 +159,27 @@ def fit_class_gmms(
     variances = np.ones((num_classes, 2))
     weights = np.tile([1.0, 0.0], (num_classes, 1))
     valid = np.zeros(num_classes, bool)
+    reasons = []
     for c in range(num_classes):
         x = x_all[:, c]
         x = x[np.isfinite(x)]
         if x.shape[0] < 2 or np.std(x) < _DEGENERATE_STD:
+            reasons.append("no spread")
             continue
-        gmm = GaussianMixture(n_components=2, random_state=seed).fit(x[:, None])
+        reg = max(1e-6, 1e-3 * float(np.var(x)))
+        gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=reg).fit(x[:, None])
         order = np.argsort(gmm.means_[:, 0], kind="stable")
         means[c] = gmm.means_[order, 0]
         variances[c] = gmm.covariances_.reshape(2)[order]
         weights[c] = gmm.weights_[order]
-        valid[c] = True
+        separation = np.sqrt(2.0) * (means[c, 1] - means[c, 0]) / np.sqrt(variances[c].sum())
+        if weights[c, 1] * x.shape[0] < min_high_count:
+            reasons.append("no positive mode")
+        elif separation < min_separation:
+            reasons.append(f"modes overlap (Ashman's D {separation:.2f} < {min_separation:g})")
+        else:
+            reasons.append("")
+            valid[c] = True
     return ClassMixtures(
         means=means.astype(np.float32),
         variances=variances.astype(np.float32),
@@ -164,7 +187,39 @@ def fit_class_gmms(
         valid=valid,
         space=space,
         eps=float(eps),
+        reasons=tuple(reasons),
     )
+
+
+def mixture_thresholds(mixtures: ClassMixtures, min_posterior: float, grid_size: int = 4097) -> np.ndarray:
+    """Per-class thresholds `[C]` float32 (in the fit space) equivalent to a posterior rule.
+
+    For each usable class, the smallest score at which the monotone envelope (running maximum from below) of
+    the high component's posterior reaches `min_posterior`, so that `score >= threshold` is the assignment
+    (below the low component's mean the posterior is capped at its value there, as in `gmm_posterior`).
+    Thresholds are not capped: a confident class can need log-odds of 20 or more. Rejected classes, and
+    classes whose posterior never reaches `min_posterior`, get +inf (they never assign).
+    """
+    if not 0.0 < float(min_posterior) < 1.0:
+        raise ValueError(f"mixture_thresholds: min_posterior must lie in (0, 1), got {min_posterior!r}")
+    means = np.asarray(mixtures.means, np.float64)
+    var = np.asarray(mixtures.variances, np.float64)
+    weights = np.maximum(np.asarray(mixtures.weights, np.float64), 1e-300)
+    out = np.full(means.shape[0], np.inf, np.float32)
+    for c in np.flatnonzero(np.asarray(mixtures.valid)):
+        sd = np.sqrt(var[c])
+        x = np.linspace(means[c, 0] - 8 * sd[0], means[c, 1] + 8 * sd[1], grid_size)
+        log_joint = np.log(weights[c])[None] - 0.5 * (
+            np.log(2 * np.pi * var[c])[None] + (x[:, None] - means[c][None]) ** 2 / var[c][None]
+        )
+        post = 1.0 / (1.0 + np.exp(log_joint[:, 0] - log_joint[:, 1]))
+        # Below the low mean a wider high component wins again (a tail inversion): ignore that tail.
+        at_low = post[np.searchsorted(x, means[c, 0])]
+        post = np.maximum.accumulate(np.where(x < means[c, 0], np.minimum(post, at_low), post))
+        hit = np.flatnonzero(post >= min_posterior)
+        if hit.size:
+            out[c] = x[hit[0]]
+    return out
 
 
 def _component_log_joint(mixtures: ClassMixtures, x: jax.Array, j: int) -> jax.Array:
@@ -332,49 +387,68 @@ def finalize_labels(
 # Calibration
 
 
+def _candidate_thresholds(values: np.ndarray, max_candidates: int = 512) -> np.ndarray:
+    """Midpoints between consecutive distinct scores (at most `max_candidates`, by quantile), uncapped."""
+    u = np.unique(values[np.isfinite(values)])
+    if u.size > max_candidates + 1:
+        u = np.unique(np.quantile(u, np.linspace(0.0, 1.0, max_candidates + 1)))
+    if u.size < 2:
+        return u.astype(np.float64)
+    return (u[:-1] + u[1:]) / 2.0
+
+
 def calibrate_thresholds(
     conf_val,
     truth_val,
     grid: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-class thresholds `[C]` float32 maximising each class's F1 on a labelled validation split.
+    """Per-class thresholds `[C]` float32 maximising each class's F1 on a multi-label split.
 
-    A remedy for calibration drift across rounds: instead of one fixed threshold, pick per class
-    the grid value whose `conf_val >= t` best matches `truth_val` (`[M, C]` multi-hot). Among
-    equally good grid values, the middle of the first run of best values is taken (for separable
-    classes: the middle of the gap). Classes without positives in `truth_val` (or with F1 = 0 at
-    every threshold) fall back to the global threshold that maximises micro-F1 over all classes.
-    `grid` defaults to 0.01, 0.02, ..., 0.99.
+    Needs multi-label truth, so it is never a default: use it only when the user has multi-label validation
+    labels, and report on data it was not tuned on. Per class, the candidate whose `conf_val >= t` best
+    matches `truth_val` (`[M, C]` multi-hot) is taken; among equally good candidates, the middle of the
+    first run of best ones (for separable classes: the middle of the gap). Candidates are, by default, the
+    midpoints between consecutive distinct scores of the class (any scale: probabilities or uncapped
+    log-odds), or the given `grid`. Classes without positives (or with F1 = 0 everywhere) fall back to the
+    threshold that maximises micro-F1 over all classes.
     """
-    conf_val = np.asarray(conf_val, np.float32)
+    conf_val = np.asarray(conf_val, np.float64)
     truth_val = np.asarray(truth_val) > 0.5
     _check_conf(conf_val, "calibrate_thresholds")
     if truth_val.shape != conf_val.shape:
         raise ValueError(
             f"calibrate_thresholds: truth_val shape {truth_val.shape} != conf_val shape {conf_val.shape}"
         )
-    grid = np.round(np.linspace(0.01, 0.99, 99), 2) if grid is None else np.asarray(grid, np.float32)
-    if grid.ndim != 1 or grid.size == 0:
-        raise ValueError(f"calibrate_thresholds: grid must be a non-empty 1-D sequence, got {grid.shape}")
-    grid = np.sort(grid)
+    if grid is not None:
+        grid = np.sort(np.asarray(grid, np.float64))
+        if grid.ndim != 1 or grid.size == 0:
+            raise ValueError(f"calibrate_thresholds: grid must be a non-empty 1-D sequence, got {grid.shape}")
+
+    def counts(scores, truth, candidates):  # tp, fp for `scores >= t`, every t of `candidates`
+        order = np.argsort(-scores, kind="stable")
+        s, t = scores[order], truth[order]
+        above = np.searchsorted(-s, -candidates, side="right")  # number of scores >= candidate
+        tp = np.concatenate([[0], np.cumsum(t)])[above]
+        return tp, above - tp
 
     num_classes = conf_val.shape[1]
-    tp = np.zeros((grid.size, num_classes))
-    fp = np.zeros((grid.size, num_classes))
-    positives = truth_val.sum(axis=0).astype(np.float64)
-    for g, t in enumerate(grid):
-        pred = conf_val >= t
-        tp[g] = np.sum(pred & truth_val, axis=0)
-        fp[g] = np.sum(pred & ~truth_val, axis=0)
-    fn = positives[None, :] - tp
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)  # [G, C]
-    micro = 2 * tp.sum(1) / np.maximum(2 * tp.sum(1) + fp.sum(1) + fn.sum(1), 1)  # [G]
-    global_threshold = grid[_middle_of_first_best_run(micro)]
+    pooled = conf_val.reshape(-1)
+    pooled_truth = truth_val.reshape(-1)
+    global_grid = grid if grid is not None else _candidate_thresholds(pooled)
+    tp, fp = counts(pooled, pooled_truth, global_grid)
+    micro = 2 * tp / np.maximum(tp + fp + pooled_truth.sum(), 1)
+    global_threshold = global_grid[_middle_of_first_best_run(micro)] if global_grid.size else 0.5
 
     thresholds = np.full(num_classes, global_threshold, np.float32)
     for c in range(num_classes):
-        if positives[c] > 0 and f1[:, c].max() > 0:
-            thresholds[c] = grid[_middle_of_first_best_run(f1[:, c])]
+        positives = truth_val[:, c].sum()
+        candidates = grid if grid is not None else _candidate_thresholds(conf_val[:, c])
+        if positives == 0 or candidates.size == 0:
+            continue
+        tp, fp = counts(conf_val[:, c], truth_val[:, c], candidates)
+        f1 = 2 * tp / np.maximum(tp + fp + positives, 1)
+        if f1.max() > 0:
+            thresholds[c] = candidates[_middle_of_first_best_run(f1)]
     return thresholds
 
 

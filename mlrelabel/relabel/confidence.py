@@ -24,12 +24,14 @@ and mutual information between prediction and model parameters (BALD: Houlsby, H
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
+
+from mlrelabel.relabel.evidence import mean_log_odds
+from mlrelabel.relabel.perturb import PerturbationConfig, as_perturbation_config, perturb  # noqa: F401
 
 HEADS = ("softmax", "sigmoid")
 METHODS = ("naive", "mc_dropout", "mc_dropout_full", "mc_perturbation")
@@ -70,166 +72,96 @@ def probabilities(logits: jax.Array, head: str) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------
-# Samplers: each returns probabilities, [B, C] for naive and [T, B, C] for the samplers.
+# Samplers. The `*_logits` functions return the raw logits `[T, B, C]` (float32; the evidence in log-odds is
+# formed from them without ever saturating); the `*_samples` ones the head's probabilities `[T, B, C]`.
+
+
+def naive_logits(model: Any, variables: Mapping, images: jax.Array) -> jax.Array:
+    """One inference forward pass (batch norm running stats, no dropout): `[B, H, W, 3] -> [1, B, C]`."""
+    _check_images(images, "naive_logits")
+    return model.apply(variables, images, train=False)[None].astype(jnp.float32)
 
 
 def naive_confidence(model: Any, variables: Mapping, images: jax.Array, head: str) -> jax.Array:
     """One inference forward pass (batch norm running stats, no dropout): `[B, H, W, 3] -> [B, C]`."""
-    _check_images(images, "naive_confidence")
-    return probabilities(model.apply(variables, images, train=False), head)
+    return probabilities(naive_logits(model, variables, images)[0], head)
+
+
+def mc_dropout_logits(
+    model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int
+) -> jax.Array:
+    """MC dropout logits `[T, B, C]` (Gal & Ghahramani 2016), backbone run once.
+
+    Batch norm stays in inference mode; only the head dropout is stochastic, and it sits after the
+    pooled features, so `embed` runs once (`[B, F]`) and `classify` (dropout + classifier) runs
+    T times, vmapped over `jax.random.split(key, T)`. Equals `mc_dropout_full_logits` for the
+    same key (the model draws the mask from the same submodule in both paths).
+    """
+    _check_images(images, "mc_dropout_logits")
+    _check_num_samples(num_samples, "mc_dropout_logits")
+    feats = model.apply(variables, images, method="embed")
+
+    def one(k: jax.Array) -> jax.Array:
+        return model.apply(variables, feats, method="classify", dropout=True, rngs={"dropout": k})
+
+    return jax.vmap(one)(jax.random.split(key, num_samples)).astype(jnp.float32)
 
 
 def mc_dropout_samples(
     model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int, head: str
 ) -> jax.Array:
-    """MC dropout probabilities `[T, B, C]` (Gal & Ghahramani 2016), backbone run once.
+    """MC dropout probabilities `[T, B, C]` (see `mc_dropout_logits`)."""
+    return probabilities(mc_dropout_logits(model, variables, images, key, num_samples), head)
 
-    Batch norm stays in inference mode; only the head dropout is stochastic, and it sits after the
-    pooled features, so `embed` runs once (`[B, F]`) and `classify` (dropout + classifier) runs
-    T times, vmapped over `jax.random.split(key, T)`. Equals `mc_dropout_full_samples` for the
-    same key (the model draws the mask from the same submodule in both paths).
+
+def mc_dropout_full_logits(
+    model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int
+) -> jax.Array:
+    """MC dropout logits `[T, B, C]` with T full forward passes (the reference and benchmark path).
+
+    Same keys and same values as `mc_dropout_logits` (`jax.random.split(key, T)`), at T times the backbone
+    cost, as a framework without the head-only split pays. Under `vmap` JAX would compute the key-independent
+    backbone only once, so the passes run one after another (`lax.map`) on an input tied to each key by a
+    factor that is exactly 1.0 in float32 but unknown to the compiler, which must then recompute it.
     """
-    _check_images(images, "mc_dropout_samples")
-    _check_num_samples(num_samples, "mc_dropout_samples")
-    feats = model.apply(variables, images, method="embed")
+    _check_images(images, "mc_dropout_full_logits")
+    _check_num_samples(num_samples, "mc_dropout_full_logits")
 
     def one(k: jax.Array) -> jax.Array:
-        logits = model.apply(variables, feats, method="classify", dropout=True, rngs={"dropout": k})
-        return probabilities(logits, head)
+        one_exactly = 1.0 + 1e-30 * jax.random.uniform(k, (), images.dtype)  # rounds to 1.0: same images
+        return model.apply(variables, images * one_exactly, train=False, dropout=True, rngs={"dropout": k})
 
-    return jax.vmap(one)(jax.random.split(key, num_samples))
+    return jax.lax.map(one, jax.random.split(key, num_samples)).astype(jnp.float32)
 
 
 def mc_dropout_full_samples(
     model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int, head: str
 ) -> jax.Array:
-    """MC dropout probabilities `[T, B, C]` with T full forward passes (the reference and benchmark path).
+    """MC dropout probabilities `[T, B, C]` with T full forward passes (see `mc_dropout_full_logits`)."""
+    return probabilities(mc_dropout_full_logits(model, variables, images, key, num_samples), head)
 
-    Same keys and same values as `mc_dropout_samples` (`jax.random.split(key, T)`), at T times the backbone
-    cost, as a framework without the head-only split pays. Under `vmap` JAX would compute the key-independent
-    backbone only once, so the passes run one after another (`lax.map`) on an input tied to each key by a
-    factor that is exactly 1.0 in float32 but unknown to the compiler, which must then recompute it.
+
+def mc_perturbation_logits(
+    model: Any,
+    variables: Mapping,
+    images: jax.Array,
+    key: jax.Array,
+    num_samples: int,
+    cfg: PerturbationConfig | Mapping | None = None,
+) -> jax.Array:
+    """Test-time-perturbation logits `[T, B, C]`: T perturbations per crop, inference passes.
+
+    Sample t perturbs every crop with key `jax.random.split(key, T)[t]`; dropout is off and batch
+    norm uses running statistics, so the spread reflects sensitivity to the input only.
     """
-    _check_images(images, "mc_dropout_full_samples")
-    _check_num_samples(num_samples, "mc_dropout_full_samples")
+    _check_images(images, "mc_perturbation_logits")
+    _check_num_samples(num_samples, "mc_perturbation_logits")
+    cfg = as_perturbation_config(cfg)
 
     def one(k: jax.Array) -> jax.Array:
-        one_exactly = 1.0 + 1e-30 * jax.random.uniform(k, (), images.dtype)  # rounds to 1.0: same images
-        logits = model.apply(variables, images * one_exactly, train=False, dropout=True, rngs={"dropout": k})
-        return probabilities(logits, head)
+        return model.apply(variables, perturb(k, images, cfg), train=False)
 
-    return jax.lax.map(one, jax.random.split(key, num_samples))
-
-
-@dataclasses.dataclass(frozen=True)
-class PerturbationConfig:
-    """Magnitudes of the random test-time perturbations, in units of the normalised image.
-
-    Attributes:
-      flip: probability of a horizontal flip, in [0, 1].
-      scale: zoom factor drawn uniformly from [1 - scale, 1 + scale] about the centre, in [0, 1).
-      shift: translation drawn uniformly from [-shift, shift] times the side, per axis, >= 0.
-      brightness: additive offset drawn uniformly from [-brightness, brightness], >= 0.
-      contrast: factor drawn uniformly from [1 - contrast, 1 + contrast] applied around the
-        per-image mean, in [0, 1].
-      noise: standard deviation of additive i.i.d. Gaussian noise, >= 0.
-    A zero magnitude disables that perturbation exactly (it is skipped, not applied with 0).
-    """
-
-    flip: float = 0.5
-    scale: float = 0.1
-    shift: float = 0.1
-    brightness: float = 0.1
-    contrast: float = 0.1
-    noise: float = 0.05
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(
-                    f"PerturbationConfig.{field.name}: expected a non-negative number, got {value!r}"
-                )
-        if self.flip > 1:
-            raise ValueError(f"PerturbationConfig.flip: expected a probability in [0, 1], got {self.flip}")
-        if self.scale >= 1:
-            raise ValueError(f"PerturbationConfig.scale: expected a value in [0, 1), got {self.scale}")
-        if self.contrast > 1:
-            raise ValueError(f"PerturbationConfig.contrast: expected a value in [0, 1], got {self.contrast}")
-
-
-def as_perturbation_config(cfg: PerturbationConfig | Mapping | None) -> PerturbationConfig:
-    """`PerturbationConfig`, dict (e.g. an ml_collections ConfigDict) or None (defaults) -> config."""
-    if cfg is None:
-        return PerturbationConfig()
-    if isinstance(cfg, PerturbationConfig):
-        return cfg
-    if hasattr(cfg, "to_dict"):  # ml_collections.ConfigDict
-        cfg = cfg.to_dict()
-    if not isinstance(cfg, Mapping):
-        raise TypeError(
-            f"perturbation config: expected PerturbationConfig or a dict, got {type(cfg).__name__}"
-        )
-    names = {f.name for f in dataclasses.fields(PerturbationConfig)}
-    unknown = sorted(set(cfg) - names)
-    if unknown:
-        raise ValueError(f"perturbation config: unknown field(s) {unknown}; valid fields: {sorted(names)}")
-    return PerturbationConfig(**{k: float(v) for k, v in cfg.items()})
-
-
-def _zoom_shift(image: jax.Array, zoom: jax.Array, frac: jax.Array) -> jax.Array:
-    """Zoom `image [H, W, C]` by `zoom` about its centre and shift it by `frac [2]` of its size."""
-    size = jnp.array(image.shape[:2], jnp.float32)
-    # Output coordinate = input * zoom + translation: (1 - zoom) * size / 2 keeps the centre fixed;
-    # regions uncovered by a zoom-out or shift are filled with 0 (the normalised mean).
-    translation = (1.0 - zoom) * size / 2.0 + frac * size
-    return jax.image.scale_and_translate(
-        image,
-        image.shape,
-        spatial_dims=(0, 1),
-        scale=jnp.stack([zoom, zoom]),
-        translation=translation,
-        method="linear",
-        antialias=True,
-    )
-
-
-def perturb(key: jax.Array, images: jax.Array, cfg: PerturbationConfig | Mapping | None = None) -> jax.Array:
-    """One independent random perturbation per image: `[B, H, W, C] -> [B, H, W, C]` float32.
-
-    In order: horizontal flip (probability `cfg.flip`), zoom about the centre in
-    [1 - scale, 1 + scale] and shift by up to `shift` of the side per axis (bilinear
-    `jax.image.scale_and_translate`, size kept), contrast factor in [1 - contrast, 1 + contrast]
-    around the per-image mean, additive brightness in [-brightness, brightness], additive Gaussian
-    noise with std `noise`. Every image draws its own parameters. Pure given `key`; `cfg` is
-    static (see PerturbationConfig; zero magnitudes are skipped, so all-zero is the identity).
-    """
-    _check_images(images, "perturb")
-    cfg = as_perturbation_config(cfg)
-    images = jnp.asarray(images, jnp.float32)
-    batch = images.shape[0]
-    per_image = (batch, 1, 1, 1)
-    k_flip, k_zoom, k_shift, k_contrast, k_bright, k_noise = jax.random.split(key, 6)
-    if cfg.flip > 0:
-        flip = jax.random.bernoulli(k_flip, cfg.flip, per_image)
-        images = jnp.where(flip, images[:, :, ::-1], images)
-    if cfg.scale > 0 or cfg.shift > 0:
-        zoom = jax.random.uniform(k_zoom, (batch,), jnp.float32, 1.0 - cfg.scale, 1.0 + cfg.scale)
-        frac = jax.random.uniform(k_shift, (batch, 2), jnp.float32, -cfg.shift, cfg.shift)
-        images = jax.vmap(_zoom_shift)(images, zoom, frac)
-    if cfg.contrast > 0:
-        factor = jax.random.uniform(
-            k_contrast, per_image, jnp.float32, 1.0 - cfg.contrast, 1.0 + cfg.contrast
-        )
-        mean = jnp.mean(images, axis=(1, 2, 3), keepdims=True)
-        images = (images - mean) * factor + mean
-    if cfg.brightness > 0:
-        images = images + jax.random.uniform(
-            k_bright, per_image, jnp.float32, -cfg.brightness, cfg.brightness
-        )
-    if cfg.noise > 0:
-        images = images + cfg.noise * jax.random.normal(k_noise, images.shape, jnp.float32)
-    return images
+    return jax.vmap(one)(jax.random.split(key, num_samples)).astype(jnp.float32)
 
 
 def mc_perturbation_samples(
@@ -241,19 +173,8 @@ def mc_perturbation_samples(
     head: str,
     cfg: PerturbationConfig | Mapping | None = None,
 ) -> jax.Array:
-    """Test-time-perturbation probabilities `[T, B, C]`: T perturbations per crop, inference passes.
-
-    Sample t perturbs every crop with key `jax.random.split(key, T)[t]`; dropout is off and batch
-    norm uses running statistics, so the spread reflects sensitivity to the input only.
-    """
-    _check_images(images, "mc_perturbation_samples")
-    _check_num_samples(num_samples, "mc_perturbation_samples")
-    cfg = as_perturbation_config(cfg)
-
-    def one(k: jax.Array) -> jax.Array:
-        return probabilities(model.apply(variables, perturb(k, images, cfg), train=False), head)
-
-    return jax.vmap(one)(jax.random.split(key, num_samples))
+    """Test-time-perturbation probabilities `[T, B, C]` (see `mc_perturbation_logits`)."""
+    return probabilities(mc_perturbation_logits(model, variables, images, key, num_samples, cfg), head)
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +263,8 @@ def confidence_fn(
     """Build the jitted per-batch confidence function for `method` (see the module docstring).
 
     Returns `f(variables, crops [B, H, W, 3], key) -> summarize_samples(...)` (keys mean `[B, C]`,
-    std `[B, C]`, entropy `[B]`, expected_entropy `[B]`, mutual_information `[B]`); model, head,
+    std `[B, C]`, entropy `[B]`, expected_entropy `[B]`, mutual_information `[B]`) plus `log_odds [B, C]`,
+    the float32 log-odds of the mean probability (`evidence.mean_log_odds`); model, head,
     T and the perturbation config are closed over (static), so it compiles once per crop shape.
     'naive' ignores `key` and `num_samples` (T = 1).
 
@@ -366,13 +288,15 @@ def confidence_fn(
 
     def fn(variables: Mapping, crops: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
         if method == "naive":
-            probs = naive_confidence(model, variables, crops, head)[None]
+            logits = naive_logits(model, variables, crops)
         elif method == "mc_dropout":
-            probs = mc_dropout_samples(model, variables, crops, key, num_samples, head)
+            logits = mc_dropout_logits(model, variables, crops, key, num_samples)
         elif method == "mc_dropout_full":
-            probs = mc_dropout_full_samples(model, variables, crops, key, num_samples, head)
+            logits = mc_dropout_full_logits(model, variables, crops, key, num_samples)
         else:
-            probs = mc_perturbation_samples(model, variables, crops, key, num_samples, head, cfg)
-        return summarize_samples(probs, head)
+            logits = mc_perturbation_logits(model, variables, crops, key, num_samples, cfg)
+        out = summarize_samples(probabilities(logits, head), head)
+        out["log_odds"] = mean_log_odds(logits, head)
+        return out
 
     return jax.jit(fn)

@@ -17,54 +17,79 @@ from mlrelabel.relabel import confidence, crops
 from mlrelabel.train import augment
 
 UNCERTAINTIES = ('std', 'mutual_information', 'entropy')
+CROP_KINDS = ('grid', 'random', 'fixed', 'full', 'proposals')
+
+
+def crop_groups(c, image_size: int) -> list[tuple[str, dict, int | None, int]]:
+    """The crop groups of `config.relabel.crops`: `(kind, params, num_crops, output side)` each.
+
+    Every crop is resized to one side, `crop_size` pixels or else `size_fraction * image_size`: a fraction of
+    the image, so the same recipe fits 40 px digits and 500 px photos. Measured on digit scenes (AUC of the
+    evidence for objects that are not the given label, round-0 model): 0.7 of the side beats resizing every
+    crop to the full image size (0.92 vs 0.88), because whole images shrink a little and small windows grow
+    only moderately, keeping objects near the scale the model was trained on. Grid scales form one group
+    each (they share the side, so one group would do; separate groups keep the boxes ordered by scale).
+    """
+    side = c.crop_size or max(8, int(round(c.size_fraction * image_size)))
+    if c.kind == 'grid':
+        return [('grid', dict(scales=(float(s),), overlap=c.overlap), None, side) for s in c.grid_scales]
+    if c.kind == 'fixed':
+        return [('fixed', dict(size=tuple(c.size)), c.num_crops, side)]
+    if c.kind == 'full':
+        return [('full', {}, None, side)]
+    if c.kind == 'random':
+        return [('random', dict(scale=tuple(c.scale), ratio=tuple(c.ratio)), c.num_crops, side)]
+    if c.kind == 'proposals':
+        return [('proposals', {}, c.num_crops, side)]
+    raise ValueError(f'config.relabel.crops.kind={c.kind!r}: expected one of {CROP_KINDS}')
 
 
 def make_score_fn(model, head: str, cfg, *, mean, std, image_size: int) -> Callable:
     """Returns `score(variables, images [B, H, W, 3] uint8, key) -> dict` (jit it with the mesh shardings).
 
     Output:
-      `conf [B, C]` aggregated class probabilities (max or mean over crops of each crop's mean over samples),
-      `std [B, C]` the per-class sample std aggregated the same way, `mutual_information [B]` and
-      `entropy [B]` averaged over crops, `boxes [B, K, 4]` the crops, `crop_conf [B, K, C]` per crop.
+      `log_odds [B, C]` float32 evidence: the crops' log-odds (of each crop's mean over samples), aggregated
+      (max or mean) over the image's crops; `conf [B, C]` the same as probabilities (for pictures), `std [B, C]`
+      the per-class sample std aggregated the same way, `mutual_information [B]` and `entropy [B]` averaged
+      over crops, `boxes [B, K, 4]` the crops, `crop_log_odds [B, K, C]` and `crop_conf [B, K, C]` per crop.
     `cfg` is `config.relabel` (fields `crops`, `confidence`, `num_samples`, `perturbation`, `aggregate`).
+    With `crops.include_full_image`, the whole image is always the first crop.
     """
     c = cfg.crops
     conf_fn = confidence.confidence_fn(cfg.confidence, model, head, cfg.num_samples, dict(cfg.perturbation))
-    crop_size = c.crop_size or image_size
+    groups = crop_groups(c, image_size)
 
-    def boxes_for(key, images):
-        b = images.shape[0]
-        kind_params = {
-            'random': dict(scale=tuple(c.scale), ratio=tuple(c.ratio)),
-            'fixed': dict(size=tuple(c.size)),
-            'grid': dict(scales=tuple(c.grid_scales), overlap=c.overlap),
-            'full': {},
-        }[c.kind]
-        num = None if c.kind in ('grid', 'full') else c.num_crops  # grid: every window; full: one crop
-        return crops.sample_boxes(key, c.kind, b, num, include_full_image=c.include_full_image, **kind_params)
+    def group_boxes(variables, key, x, kind, params, num):
+        if kind == 'proposals':
+            dense = model.apply(variables, x, train=False, dense=True)
+            return crops.proposal_boxes(dense, num, c.proposal_box_size)[0]
+        return crops.sample_boxes(key, kind, x.shape[0], num, **params)
 
     def score(variables, images, key):
         k_box, k_conf = jax.random.split(key)
         x = augment.normalize(images, mean, std)
         b = x.shape[0]
-        if c.kind == 'proposals':
-            dense = model.apply(variables, x, train=False, dense=True)
-            boxes, _ = crops.proposal_boxes(dense, c.num_crops, c.proposal_box_size)
-            if c.include_full_image:
-                boxes = boxes.at[:, 0].set(jnp.asarray([0.0, 0.0, 1.0, 1.0], jnp.float32))
-        else:
-            boxes = boxes_for(k_box, x)
+        side = groups[0][3]
+        parts = []
+        has_full = c.kind == 'full' or (c.kind == 'grid' and 1.0 in tuple(c.grid_scales))
+        if c.include_full_image and not has_full:
+            parts.append(jnp.broadcast_to(jnp.asarray(crops.FULL_BOX, jnp.float32), (b, 1, 4)))
+        for g, (kind, params, num, _) in enumerate(groups):
+            parts.append(group_boxes(variables, jax.random.fold_in(k_box, g), x, kind, params, num))
+        boxes = jnp.concatenate(parts, axis=1)
         k = boxes.shape[1]
-        patches = crops.extract_crops(x, boxes, crop_size).reshape(b * k, crop_size, crop_size, x.shape[-1])
+        patches = crops.extract_crops(x, boxes, side).reshape(b * k, side, side, x.shape[-1])
         s = conf_fn(variables, patches, k_conf)
-        per_crop = s['mean'].reshape(b, k, -1)
+        per_crop = {name: v.reshape((b, k) + v.shape[1:]) for name, v in s.items()}
         return {
-            'conf': confidence.aggregate_crops(per_crop, cfg.aggregate),
-            'std': confidence.aggregate_crops(s['std'].reshape(b, k, -1), cfg.aggregate),
-            'mutual_information': s['mutual_information'].reshape(b, k).mean(1),
-            'entropy': s['entropy'].reshape(b, k).mean(1),
+            'log_odds': confidence.aggregate_crops(per_crop['log_odds'], cfg.aggregate),
+            'conf': confidence.aggregate_crops(per_crop['mean'], cfg.aggregate),
+            'std': confidence.aggregate_crops(per_crop['std'], cfg.aggregate),
+            'mutual_information': per_crop['mutual_information'].mean(1),
+            'entropy': per_crop['entropy'].mean(1),
             'boxes': boxes,
-            'crop_conf': per_crop,
+            'crop_log_odds': per_crop['log_odds'],
+            'crop_conf': per_crop['mean'],
         }
 
     return score

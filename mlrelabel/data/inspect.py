@@ -1,0 +1,140 @@
+"""Data-driven defaults: what a run does not set is read from the data before any work starts.
+
+Fields left at their 'auto' values are resolved here, printed, and stored in the run's `config.json`:
+
+- `data.num_classes` (0): the class list of the label file (`"classes"`), else the largest label + 1 over the
+  train and validation files; folder sources count their class folders.
+- `data.image_size` (0): the median shorter side of a seeded sample of training images, capped at
+  `data.max_image_size` and rounded down to a multiple of 8 (at least 32).
+- `data.mean`, `data.std` (empty): per-channel statistics of that sample at the chosen size.
+- `model.name` ('auto'): a small ResNet (`resnet_tiny`, small stem) below 96 px, else ResNet-18 with the
+  ImageNet stem, as wide as the data can feed: width 16 under 5,000 training images, 32 under 50,000, else 64
+  (torchvision's). Small datasets do not need, and a CPU cannot afford, the full network.
+
+The built-in digit scenes resolve to their generator's own size and statistics. Nothing here trains.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from mlrelabel.data.labels import read_label_file
+
+SAMPLE = 128  # images measured for size and statistics
+SMALL_IMAGE = 96  # below this side the small-stem network is chosen
+DIGIT_DEFAULTS = {'image_size': 40, 'num_classes': 10, 'mean': (0.1, 0.1, 0.1), 'std': (0.25, 0.25, 0.25)}
+IMAGENET_STATS = {'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225)}
+
+
+def label_file_classes(path: str) -> list[str] | None:
+    """The `"classes"` list of a label file, or None."""
+    import json
+
+    with open(path, encoding='utf-8') as f:
+        doc = json.load(f)
+    classes = doc.get('classes') if isinstance(doc, dict) else None
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        raise ValueError(f'{path}: "classes" must be a list of class names (strings)')
+    return classes
+
+
+def _auto_width(num_images: int) -> int:
+    return 16 if num_images < 5000 else 32 if num_images < 50000 else 64
+
+
+def _training_paths(config) -> tuple[list[str], int | None]:
+    """`(image paths of the training split, number of classes or None)` without decoding any image."""
+    d = config.data
+    if d.source == 'json':
+        paths, table = read_label_file(d.train_json, None, root=d.root or None)
+        classes = label_file_classes(d.train_json)
+        largest = table.classes.max() if len(table.classes) else -1
+        if d.val_json:
+            largest = max(largest, read_label_file(d.val_json, None, root=d.root or None)[1].classes.max())
+        return paths, len(classes) if classes else int(largest) + 1
+    if d.source == 'folder' and d.root and os.path.isdir(os.path.join(d.root, 'train')):
+        train = os.path.join(d.root, 'train')
+        names = sorted(n for n in os.listdir(train) if os.path.isdir(os.path.join(train, n)))
+        paths = [os.path.join(train, n, f) for n in names for f in sorted(os.listdir(os.path.join(train, n)))]
+        return paths, len(names)
+    return [], None
+
+
+def image_statistics(paths: list[str], seed: int, max_size: int) -> dict:
+    """Median shorter side and per-channel mean/std (of [0, 1] pixels) of a seeded sample of images."""
+    rng = np.random.default_rng(seed)
+    sample = [paths[i] for i in rng.permutation(len(paths))[:SAMPLE]]
+    sides, readable = [], []
+    for path in sample:
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+                readable.append(path)
+        except OSError:
+            continue  # unreadable images are counted by the data checks; they do not vote here
+    if not sides:
+        raise ValueError(f'none of the {len(sample)} sampled training images could be opened (e.g. {sample[:1]})')
+    size = int(min(np.median(sides), max_size)) // 8 * 8
+    size = max(32, size)
+    pixels = []
+    for path in readable[:64]:
+        with Image.open(path) as img:
+            pixels.append(np.asarray(img.convert('RGB').resize((size, size)), np.float64).reshape(-1, 3) / 255.0)
+    allpix = np.concatenate(pixels)
+    return {
+        'median_side': float(np.median(sides)),
+        'image_size': size,
+        'mean': tuple(round(float(v), 4) for v in allpix.mean(0)),
+        'std': tuple(round(float(max(v, 1e-3)), 4) for v in allpix.std(0)),
+    }
+
+
+def resolve_data_defaults(config) -> list[str]:
+    """Fills the 'auto' fields of `config` in place (see the module docstring); returns one note per field set."""
+    d, m = config.data, config.model
+    notes = []
+    needs = {
+        'image_size': not d.image_size,
+        'num_classes': not d.num_classes,
+        'stats': not tuple(d.mean) or not tuple(d.std),
+    }
+    if d.source == 'digit_scenes':
+        found = dict(DIGIT_DEFAULTS)
+        origin = 'the built-in digit scenes'
+    elif d.source == 'tfds':
+        found = {'image_size': 224, 'num_classes': 1000, **IMAGENET_STATS}
+        origin = 'ImageNet (TFDS)'
+    elif any(needs.values()) or m.name == 'auto':
+        paths, num_classes = _training_paths(config)
+        found = {'num_classes': num_classes} if num_classes else {}
+        if paths and (needs['image_size'] or needs['stats'] or m.name == 'auto'):
+            stats = image_statistics(paths, config.seed, d.get('max_image_size', 112))
+            found.update(stats, num_images=len(paths))
+        origin = f'a sample of {min(SAMPLE, len(paths))} training images' if paths else 'the data source'
+    else:
+        found, origin = {}, ''
+    if needs['num_classes'] and found.get('num_classes'):
+        d.num_classes = int(found['num_classes'])
+        notes.append(f'data.num_classes={d.num_classes} (from the labels)')
+    if needs['image_size'] and found.get('image_size'):
+        d.image_size = int(found['image_size'])
+        extra = f", median side {found['median_side']:.0f} px" if 'median_side' in found else ''
+        notes.append(f'data.image_size={d.image_size} (from {origin}{extra})')
+    if needs['stats'] and 'mean' in found:
+        d.mean, d.std = tuple(found['mean']), tuple(found['std'])
+        notes.append(f'data.mean={d.mean}, data.std={d.std} (from {origin})')
+    if m.name == 'auto' and d.image_size:
+        if d.image_size < SMALL_IMAGE:
+            m.name, m.small_stem, m.stem_stride = 'resnet_tiny', True, 2 if d.image_size >= 32 else 1
+        else:
+            m.name, m.small_stem, m.stem_stride = 'resnet18', False, 0
+            if not m.width and found.get('num_images'):
+                m.width = _auto_width(found['num_images'])
+        notes.append(
+            f'model.name={m.name} (width={m.width or "preset"}, small_stem={m.small_stem}, '
+            f'stem_stride={m.stem_stride}; {d.image_size} px images)'
+        )
+    return notes

@@ -1,0 +1,123 @@
+"""The relabel pass over a dataset: crops → confidence → evidence per image, streamed and resumable.
+
+`score_images` streams `images[rows]` through the jitted score function of `relabel.score` (sharded over the
+mesh like training) and keeps a compact record per image: the `record_topk` classes with the highest evidence
+and, for those, the evidence (float32 log-odds; never float16, which saturates) and the Monte-Carlo std, plus
+the per-image mutual information and entropy. `dense_evidence` turns any chunk of rows back into `[R, C]`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from mlrelabel import parallel
+from mlrelabel.data import pipeline
+from mlrelabel.io_utils import atomic_save_npz
+from mlrelabel.relabel import score
+
+RECORD_FIELDS = ('classes', 'log_odds', 'std', 'mutual_information', 'entropy')
+
+
+def dense_evidence(record: dict, num_classes: int, rows=None, field: str = 'log_odds') -> np.ndarray:
+    """`[R, C]` float32 from the compact top-k record.
+
+    Classes outside an image's top-k get that image's lowest recorded value (they scored below it): for
+    log-odds evidence that is an upper bound on their true value, and it never creates a positive.
+    """
+    classes = record['classes'] if rows is None else record['classes'][rows]
+    values = record[field] if rows is None else record[field][rows]
+    values = values.astype(np.float32)
+    fill = values.min(axis=1, keepdims=True) if field == 'log_odds' else np.zeros_like(values[:, :1])
+    out = np.broadcast_to(fill, (classes.shape[0], num_classes)).copy()
+    np.put_along_axis(out, classes.astype(np.int64), values, axis=1)
+    return out
+
+
+def load_record(path: str) -> dict:
+    with np.load(path) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+def score_images(model, variables, images, rows, head, config, mesh, *, key, record_path=None, desc=None):
+    """Evidence record of `images[rows]` (see the module docstring) and the first batch's crops.
+
+    Returns `(record, first)`: `record` maps RECORD_FIELDS to arrays over `len(rows)` images; `first` holds the
+    first batch's `boxes [b, K, 4]` and per-crop evidence `crop_log_odds [b, K, C]` (for the examples figure).
+    With `record_path`, progress is saved every `relabel.save_every_batches` batches and at the end, and a
+    restarted pass resumes from there (batch b always uses key `fold_in(key, b)`, so results are identical).
+    """
+    rc = config.relabel
+    n = len(rows)
+    bs = rc.batch_size
+    parallel.check_batch_size(bs, mesh, 'config.relabel.batch_size')
+    if record_path and os.path.exists(record_path):
+        saved = load_record(record_path)
+        if int(saved['done']) == n:
+            first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
+            return {name: saved[name] for name in RECORD_FIELDS}, first
+    score_fn = score.make_score_fn(
+        model, head, rc, mean=config.data.mean, std=config.data.std, image_size=config.data.image_size
+    )
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    fn = jax.jit(score_fn, in_shardings=(rep, dat, rep), out_shardings=dat)
+    num_classes = model.num_classes
+    topk = min(rc.record_topk or num_classes, num_classes)
+    record = {
+        'classes': np.zeros((n, topk), np.int16 if num_classes < 2**15 else np.int32),
+        'log_odds': np.zeros((n, topk), np.float32),
+        'std': np.zeros((n, topk), np.float32),
+        'mutual_information': np.zeros(n, np.float32),
+        'entropy': np.zeros(n, np.float32),
+    }
+    done, first = 0, None
+    if record_path and os.path.exists(record_path):
+        saved = load_record(record_path)
+        done = int(saved['done'])
+        for name in record:
+            record[name][:done] = saved[name][:done]
+        first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
+    num_batches = -(-n // bs)
+    start_batch = done // bs
+    fetch = lambda idx: {'image': np.asarray(images[rows[idx]])}  # noqa: E731
+    bar = parallel.progress_bar(n, desc, 'img', initial=done) if desc else None
+    for b, (batch, valid) in enumerate(pipeline.eval_batches(n, bs, fetch, start=start_batch * bs)):
+        b += start_batch
+        out = fn(variables, parallel.host_to_global(batch['image'], mesh), jax.random.fold_in(key, b))
+        out = jax.device_get(out) if jax.process_count() == 1 else _allgather(out)
+        evidence = np.asarray(out['log_odds'], np.float32)[:valid]
+        order = np.argsort(-evidence, axis=1, kind='stable')[:, :topk]
+        sl = slice(b * bs, b * bs + valid)
+        record['classes'][sl] = order
+        record['log_odds'][sl] = np.take_along_axis(evidence, order, 1)
+        record['std'][sl] = np.take_along_axis(np.asarray(out['std'])[:valid], order, 1)
+        record['mutual_information'][sl] = np.asarray(out['mutual_information'])[:valid]
+        record['entropy'][sl] = np.asarray(out['entropy'])[:valid]
+        if first is None:
+            first = {
+                'boxes': np.asarray(out['boxes'])[:valid],
+                'crop_log_odds': np.asarray(out['crop_log_odds'], np.float32)[:valid],
+            }
+        done = b * bs + valid
+        if bar is not None:
+            bar.update(valid)
+        last = b + 1 == num_batches
+        if record_path and parallel.is_main_process() and ((b + 1) % rc.save_every_batches == 0 or last):
+            atomic_save_npz(
+                record_path,
+                done=np.asarray(done),
+                first_boxes=first['boxes'],
+                first_crop_log_odds=first['crop_log_odds'],
+                **record,
+            )
+    if bar is not None:
+        bar.close()
+    return record, first
+
+
+def _allgather(tree):
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
