@@ -1,7 +1,9 @@
 """Orbax checkpoints: one train-state pytree plus a JSON record (history, phase, data position).
 
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed while
-saving leaves the previous checkpoint intact.
+saving leaves the previous checkpoint intact; such leftover temporary directories are removed when the
+manager opens the directory again. `assert_finite` refuses a restored tree holding NaN or inf (the training
+loop never saves one; predictions from one would be NaN).
 """
 
 from __future__ import annotations
@@ -10,7 +12,24 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+
+class NonFiniteCheckpoint(ValueError):
+    """A checkpoint holds NaN or inf values."""
+
+
+def assert_finite(tree: Any, where: str) -> None:
+    """Raises `NonFiniteCheckpoint` naming `where` and the first leaf (by its path) that holds NaN or inf."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        value = np.asarray(jax.device_get(leaf))
+        if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise NonFiniteCheckpoint(
+                f'{where}: {jax.tree_util.keystr(path)} holds {bad} non-finite (NaN or inf) values of '
+                f'{value.size}: the run diverged before this checkpoint; use an earlier one or retrain'
+            )
 
 
 class Checkpointer:
@@ -21,7 +40,10 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+                max_to_keep=max_to_keep,
+                create=True,
+                enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,
             ),
             item_names=('state', 'meta'),
         )

@@ -5,23 +5,35 @@
 Dispatches `config.method` to `mlrelabel.methods.<method>.run(config, workdir)`. Without `--workdir` a
 fresh folder under `runs/` is used. Re-running with an existing work directory resumes that run from its
 last checkpoint; a different config there is refused rather than mixed in.
+
+Before any work: the whole config is validated (`mlrelabel.validation`) and the label files it names are
+read (`mlrelabel.data.checks.preflight`); a mistake stops the run before the work directory is claimed, so
+the corrected command can use the same `--workdir`. Expected failures end in one paragraph on stderr and
+an exit code (the traceback with `--verbosity=1`):
+  2  a config or data mistake (every config problem listed, one per line)
+  3  training diverged (a NaN or inf loss or parameter; the step is named, the last finite checkpoint kept)
+  4  an operating-system error (disk full, permission, ...), naming the path
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import importlib
 import json
 import logging
 import os
 import sys
+import traceback
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mlrelabel import parallel
-from mlrelabel.io_utils import atomic_write_text
+from mlrelabel import validation
+from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
+
+# Nothing above imports JAX: a config mistake is reported before the heavy imports.
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file (configs/<name>.py[:variant]).', lock_config=True
@@ -31,6 +43,7 @@ _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new fo
 METHODS_PACKAGE = 'mlrelabel.methods'
 # Fields that may change between a run and its resumption without changing its results.
 RESUMABLE_DIFFERENCES = ('parallel',)
+EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
 
 
 def default_workdir(config_path: str) -> str:
@@ -53,9 +66,27 @@ def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
     return out
 
 
+def _run_leftovers(workdir: str) -> list[str]:
+    """Checkpoint folders of a run in `workdir`: `checkpoints/`, `round_*/`, `<phase>/checkpoints/`."""
+    if not os.path.isdir(workdir):
+        return []
+    found = []
+    for name in sorted(os.listdir(workdir)):
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path) and (
+            name in ('checkpoints',)
+            or name.startswith('round_')
+            or os.path.isdir(os.path.join(path, 'checkpoints'))
+        ):
+            found.append(name + '/')
+    return found
+
+
 def prepare_workdir(config, workdir: str) -> None:
-    """Creates `workdir` and records the resolved config; refuses a workdir that holds another config."""
-    os.makedirs(workdir, exist_ok=True)
+    """Creates `workdir` and records the resolved config; refuses a workdir that holds another config, or
+    checkpoints without the config.json that made them. A resumed run's stale temporary files are removed."""
+    from mlrelabel import parallel
+
     path = os.path.join(workdir, 'config.json')
     text = config.to_json_best_effort(sort_keys=True, indent=2)
     if os.path.exists(path):
@@ -67,8 +98,20 @@ def prepare_workdir(config, workdir: str) -> None:
                 f'{path} holds a run with another config ({"; ".join(diff[:5])}). Resume it with the '
                 f'same config, or choose a new --workdir.'
             )
-    elif parallel.is_main_process():
-        atomic_write_text(path, text)
+    else:
+        leftovers = _run_leftovers(workdir)
+        if leftovers:
+            raise SystemExit(
+                f'{workdir} holds checkpoints ({", ".join(leftovers[:3])}) but no config.json, so the config '
+                'that made them is unknown: restore its config.json to resume, or choose a new --workdir.'
+            )
+    os.makedirs(workdir, exist_ok=True)
+    if parallel.is_main_process():
+        removed = remove_stale_temp_files(workdir)
+        if removed:
+            logging.info('removed %d stale temporary files (%s, ...)', len(removed), removed[0])
+        if not os.path.exists(path):
+            atomic_write_text(path, text)
 
 
 def enable_compilation_cache(directory: str = '') -> None:
@@ -85,25 +128,73 @@ def enable_compilation_cache(directory: str = '') -> None:
 
 def available_methods() -> list[str]:
     """Every module of `mlrelabel/methods/` that defines `run(config, workdir)` is a method."""
-    import pkgutil
-
-    package = importlib.import_module(METHODS_PACKAGE)
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name != 'common')
+    return validation.available_methods()
 
 
 def run(config, workdir: str) -> dict:
-    """Runs `config.method` in `workdir`; returns the method's summary dict."""
-    methods = available_methods()
-    if config.method not in methods:
-        raise SystemExit(f'config.method={config.method!r}: expected one of {", ".join(methods)}')
-    from mlrelabel.data import inspect
+    """Validates `config` (with the device count), fills its data-driven defaults, reads its label files,
+    claims `workdir` and runs `config.method` there; returns the method's summary dict. Raises `ConfigError` /
+    `DataError` before anything is written when the config or its data files are wrong."""
+    import jax
 
-    for note in inspect.resolve_data_defaults(config):
+    from mlrelabel import parallel
+    from mlrelabel.data import checks, inspect
+
+    validation.validate_config(config, devices=jax.device_count())
+    notes = inspect.resolve_data_defaults(config)
+    if notes:
+        validation.validate_config(config, devices=jax.device_count())
         if parallel.is_main_process():
-            print(f'mlrelabel: {note}', file=sys.stderr)
+            for note in notes:
+                print(f'mlrelabel: {note}', file=sys.stderr)
+    checks.preflight(config)
     prepare_workdir(config, workdir)
     module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
     return module.run(config, workdir)
+
+
+def os_error_of(error: BaseException) -> OSError | None:
+    """`error` or the OSError it was raised from (libraries wrap disk-full errors in their own types)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def describe_failure(error: BaseException) -> tuple[int, str] | None:
+    """`(exit code, one-paragraph message)` for the expected failures, None for anything else."""
+    from mlrelabel.data.checks import DataError
+    from mlrelabel.train.divergence import TrainingDiverged
+
+    if isinstance(error, (validation.ConfigError, DataError)):
+        return EXIT_MISTAKE, f'mlrelabel: {error}'
+    if isinstance(error, TrainingDiverged):
+        return EXIT_DIVERGED, f'mlrelabel: {error}'
+    os_error = os_error_of(error)
+    if os_error is not None:
+        name = errno.errorcode.get(os_error.errno or 0, '')
+        where = os_error.filename if os_error.filename is not None else ''
+        if os_error.filename2 is not None:
+            where = f'{where} -> {os_error.filename2}'
+        reason = os_error.strerror or str(os_error)
+        text = f'{reason}{f" ({name})" if name else ""}: {where}' if where else str(os_error)
+        return EXIT_OS_ERROR, f'mlrelabel: {text}'
+    return None
+
+
+def _exit_with(error: BaseException) -> None:
+    failure = describe_failure(error)
+    if failure is None:
+        raise error
+    code, message = failure
+    if flags.FLAGS.verbosity >= 1:
+        traceback.print_exception(error)
+    else:
+        message += ' (rerun with --verbosity=1 for the traceback)' if code != EXIT_MISTAKE else ''
+    print(message, file=sys.stderr)
+    sys.exit(code)
 
 
 def main(argv):
@@ -112,13 +203,22 @@ def main(argv):
     if not flags.FLAGS['verbosity'].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax and JAX log every save at INFO
     config = _CONFIG.value
-    enable_compilation_cache()
-    p = config.parallel
-    parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
+    try:
+        validation.validate_config(config)  # before JAX is imported: mistakes stop in about a second
+    except validation.ConfigError as e:
+        _exit_with(e)
     workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS['config']))
-    logging.info('work directory: %s', workdir)
-    print(f'mlrelabel: {config.method} → {workdir}  (resume with --workdir={workdir})', file=sys.stderr)
-    run(config, workdir)
+    try:
+        from mlrelabel import parallel
+
+        enable_compilation_cache()
+        p = config.parallel
+        parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
+        logging.info('work directory: %s', workdir)
+        print(f'mlrelabel: {config.method} → {workdir}  (resume with --workdir={workdir})', file=sys.stderr)
+        run(config, workdir)
+    except Exception as e:  # noqa: BLE001 - the expected failures become one paragraph; the rest re-raise
+        _exit_with(e)
 
 
 if __name__ == '__main__':

@@ -34,6 +34,7 @@ def load_run(workdir: str):
     `class_names`, `groups` and `head`."""
     import orbax.checkpoint as ocp
 
+    from mlrelabel.checkpoint import assert_finite
     from mlrelabel.methods import common
 
     path = os.path.join(workdir, 'config.json')
@@ -68,6 +69,7 @@ def load_run(workdir: str):
         raise SystemExit(f'{ckpt_dir}: no checkpoint')
     state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
     manager.close()
+    assert_finite(state, f'{ckpt_dir} step {step}')
     if 'student' in state:  # MILe: the student is the evaluated model
         state = state['student']
     variables = {'params': state['params'], 'batch_stats': state['batch_stats']}

@@ -5,8 +5,6 @@ Figures are written atomically (rendered to a temporary file in the target folde
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Sequence
 
 import matplotlib
@@ -15,19 +13,14 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mlrelabel.io_utils import atomic_write_file  # noqa: E402
+
 
 def _save(fig, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix='.png.tmp')
-    os.close(fd)
     try:
-        fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_write_file(path, lambda f: fig.savefig(f, format='png', dpi=100, bbox_inches='tight'))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:

@@ -16,7 +16,10 @@ Formats (each usable by every method: `Dataset.labels` holds the known positives
 - Partial JSON (`mlrelabel.data.partial_labels`): CS570 entries with "negatives"/"unknown" or "targets".
 
 Every problem in a file (unknown attribute value, missing image, duplicate filename or id, malformed
-line) raises `FormatError` naming the file and the line (or JSON entry).
+line) raises `FormatError` naming the file and the line (or JSON entry). Without declared groups, a column
+whose largest value leaves most of its inferred classes unused (e.g. one typo `67` in a 0..6 column would add
+60 empty classes) is refused the same way, naming the row and column. Unreadable images are skipped, counted and named by
+`mlrelabel.data.checks.drop_unreadable`, as for every source.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mlrelabel.data.checks import DataError, drop_unreadable
 from mlrelabel.data.labels import LabelFileError
 from mlrelabel.data.partial_labels import NEGATIVE, POSITIVE, UNKNOWN, PartialLabels, read_partial_label_file
 from mlrelabel.data.sources import Dataset, ImageFiles
@@ -48,7 +52,7 @@ _ID_FILE = re.compile(r'^im(\d+)\.jpe?g$', re.IGNORECASE)
 _MAX_REPORTED = 20
 
 
-class FormatError(ValueError):
+class FormatError(DataError):
     """A malformed data-set file; the message starts with `<file>:<line>:`."""
 
 
@@ -110,6 +114,8 @@ def read_annotation_folder(
                 seen[image_id] = line_no
         members.append(set(seen))
     ids = sorted(on_disk)
+    if not ids:
+        raise FormatError(f'{image_dir}: no im<id>.jpg images')
     listed = set().union(*members)
     nowhere = [i for i in ids if i not in listed]
     row = {image_id: r for r, image_id in enumerate(ids)}
@@ -237,6 +243,15 @@ def read_attribute_csv(
                     f'{path}: column {column!r} has no known value; give its class count in the groups'
                 )
             sizes.append(int(known.max()) + 1)
+            unused = np.setdiff1d(np.arange(sizes[-1]), known)
+            if unused.size > sizes[-1] - unused.size:  # most inferred classes empty: a stray value, not data
+                row = int(np.argmax(values[:, g]))
+                raise FormatError(
+                    f'{path}:{lines[row]}: {column}={values[row, g]} makes the group {sizes[-1]} classes, but '
+                    f'{unused.size} of them never occur ({", ".join(map(str, unused[:10].tolist()))}'
+                    f'{", ..." if unused.size > 10 else ""}): a typo? If those classes exist, declare the '
+                    f"groups: --config.data.attribute_groups='{column}:{sizes[-1]},...'"
+                )
     targets = np.zeros((len(files), sum(sizes)), np.int8)
     start = 0
     for g, k in enumerate(sizes):
@@ -280,16 +295,27 @@ def _read(config, path: str, groups):
     raise ValueError(f'config.data.source={d.source!r} is not a file format of mlrelabel.data.formats')
 
 
-def load_partial_splits(config) -> dict:
+def _read_checked(config, path: str, groups, verify_images: bool):
+    """`_read`, then (with `data.check_images` and `verify_images`) unreadable images dropped and named."""
+    ds, labels, groups = _read(config, path, groups)
+    if verify_images and config.data.get('check_images', True):
+        keep, report = drop_unreadable(ds.paths, path)
+        if report['skipped']:
+            ds, labels = ds.subset(keep), labels.subset(keep)
+    return ds, labels, groups
+
+
+def load_partial_splits(config, verify_images: bool = True) -> dict:
     """`{'train', 'val' (Datasets), 'train_labels' (PartialLabels), 'val_targets' [N, C] int8, 'groups',
-    'class_names'}` from `config.data.train_path` / `val_path` (or a seeded `val_fraction` hold-out)."""
+    'class_names'}` from `config.data.train_path` / `val_path` (or a seeded `val_fraction` hold-out).
+    `verify_images=False` reads the annotations only (no image is decoded)."""
     d = config.data
     if not d.get('train_path', ''):
         raise SystemExit(f'config.data.source={d.source} needs --config.data.train_path')
     groups = parse_groups(d.get('attribute_groups', ''))
-    train, train_labels, groups = _read(config, d.train_path, groups)
+    train, train_labels, groups = _read_checked(config, d.train_path, groups, verify_images)
     if d.get('val_path', ''):
-        val, val_labels, _ = _read(config, d.val_path, groups or None)
+        val, val_labels, _ = _read_checked(config, d.val_path, groups or None, verify_images)
         if (
             val_labels.num_classes != train_labels.num_classes
             or val_labels.class_names != train_labels.class_names
@@ -314,6 +340,12 @@ def load_partial_splits(config) -> dict:
         'groups': list(groups),
         'class_names': train_labels.class_names,
     }
+
+
+def split_files(config) -> dict:
+    """`{'train', 'val'}`: the file each split is read from (for messages)."""
+    d = config.data
+    return {'train': d.train_path, 'val': d.get('val_path', '') or f'{d.train_path} (val_fraction hold-out)'}
 
 
 def load_source(config, workdir: str) -> dict:

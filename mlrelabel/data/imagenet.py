@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
-import json
 import logging
 import os
 import re
@@ -45,9 +44,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mlrelabel import metrics, parallel
+from mlrelabel.data.checks import DataError, drop_unreadable
 from mlrelabel.data.labels import LabelTable
 from mlrelabel.data.sources import Dataset
-from mlrelabel.io_utils import atomic_save_npz, atomic_write_json
+from mlrelabel.io_utils import atomic_save_npz
 
 __all__ = [
     'IMAGE_EXTENSIONS',
@@ -66,7 +66,6 @@ __all__ = [
 
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png', '.bmp', '.webp')
 _VAL_NUMBER = re.compile(r'ILSVRC2012_val_(\d{8})')
-_MAX_REPORTED = 20
 
 
 # ------------------------------------------------------------------------------------------ decoding
@@ -353,13 +352,17 @@ def _read_val_label_file(path: str, names: list[str], index: dict) -> np.ndarray
     with open(path) as f:
         lines = [(n + 1, line.split()) for n, line in enumerate(f) if line.strip()]
     if lines and len(lines[0][1]) >= 2:
-        by_name = {}
+        by_name, line_of = {}, {}
         for n, parts in lines:
             if len(parts) != 2:
                 raise SystemExit(
                     f'{path}:{n}: expected "<file name> <wnid or class index>", got {" ".join(parts)!r}'
                 )
-            by_name[os.path.basename(parts[0])] = _parse_class(parts[1], index, f'{path}:{n}')
+            name = os.path.basename(parts[0])
+            if name in line_of:
+                raise DataError(f'{path}:{n}: image {name!r} is listed twice (first on line {line_of[name]})')
+            line_of[name] = n
+            by_name[name] = _parse_class(parts[1], index, f'{path}:{n}')
         missing = [x for x in names if x not in by_name]
         if missing:
             raise SystemExit(f'{path}: no label for {len(missing)} validation images (first: {missing[0]})')
@@ -427,41 +430,6 @@ def folder_split(
     else:
         labels = _tfds_val_labels(names, wnids, folder)
     return [os.path.join(folder, x) for x in names], labels
-
-
-def _verify(paths: list[str], cache: str | None) -> dict[int, str]:
-    """`{row: reason}` for files that do not decode (threads; cached in `cache` keyed by the path list)."""
-    from mlrelabel.data.label_map_store import order_digest
-
-    fingerprint = order_digest(paths)  # the whole list: subsets sharing their ends must not share results
-    if cache and os.path.exists(cache):
-        with open(cache) as f:
-            saved = json.load(f)
-        if saved.get('fingerprint') == fingerprint:
-            return {int(k): v for k, v in saved['bad'].items()}
-
-    def check(path):
-        try:
-            _open_rgb(path, 64)
-        except Exception as e:  # noqa: BLE001
-            return f'{type(e).__name__}: {e}'
-        return None
-
-    with concurrent.futures.ThreadPoolExecutor(min(16, 2 * (os.cpu_count() or 1))) as pool:
-        reasons = list(
-            tqdm(
-                pool.map(check, paths, chunksize=64),
-                total=len(paths),
-                desc='verify images',
-                unit='img',
-                disable=len(paths) < 5000 or not parallel.is_main_process(),
-                leave=False,
-            )
-        )
-    bad = {i: r for i, r in enumerate(reasons) if r is not None}
-    if cache and parallel.is_main_process():
-        atomic_write_json(cache, {'fingerprint': fingerprint, 'bad': {str(k): v for k, v in bad.items()}})
-    return bad
 
 
 def _subsample(n: int, limit: int, seed: int) -> np.ndarray:
@@ -575,18 +543,15 @@ def load_folder(config, workdir: str) -> dict:
         keep = _subsample(len(paths), limit, d.seed + i)
         paths, labels, positions = [paths[k] for k in keep], labels[keep], np.asarray(keep)
         if d.check_images:
-            bad = _verify(paths, os.path.join(cache_dir, f'folder_{split}_verified.json'))
-            if bad:
-                listed = '; '.join(f'{paths[k]} ({r})' for k, r in list(bad.items())[:_MAX_REPORTED])
-                warnings.warn(
-                    f'{root}/{split}: skipped {len(bad)} of {len(paths)} images that could not be read: '
-                    f'{listed}',
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                ok = np.setdiff1d(np.arange(len(paths)), np.fromiter(bad, np.int64))
-                paths, labels, positions = [paths[k] for k in ok], labels[ok], positions[ok]
-            logging.info('%s/%s: %d images, %d skipped', root, split, len(paths), len(bad))
+            keep, report = drop_unreadable(
+                paths,
+                f'{root}/{split}',
+                cache=os.path.join(cache_dir, f'folder_{split}_verified.json'),
+                write_cache=parallel.is_main_process(),
+                progress=parallel.is_main_process(),
+            )
+            paths, labels, positions = [paths[k] for k in keep], labels[keep], positions[keep]
+            logging.info('%s/%s: %d images, %d skipped', root, split, len(paths), report['skipped'])
         truth = (
             _real_truth(real, paths, num_classes, d.real_json, positions) if split == 'val' and real else None
         )

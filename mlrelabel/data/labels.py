@@ -23,12 +23,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlrelabel.data.checks import DataError, check_unique
 from mlrelabel.io_utils import atomic_write_text
 
 __all__ = ["LabelTable", "LabelFileError", "read_label_file", "write_label_file"]
 
 
-class LabelFileError(ValueError):
+class LabelFileError(DataError):
     """A label file (or a list of labels) is malformed; the message names the file and entry."""
 
 
@@ -371,7 +372,8 @@ def read_label_file(
       Entries without `scores` get score 1.0 when other entries have scores.
 
     Raises:
-      LabelFileError naming the file, the entry index and the field for any malformed content.
+      LabelFileError naming the file, the entry index and the field for any malformed content, and naming
+      both entries of an image listed twice.
     """
     path = os.fspath(path)
     base = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(path))
@@ -428,6 +430,7 @@ def read_label_file(
         lists.append(labels)
         score_lists.append(scores)
 
+    check_unique(paths, path, error=LabelFileError)
     if num_classes is None:
         max_label = max((max(row) for row in lists if row), default=-1)
         if max_label < 0:

@@ -7,22 +7,19 @@ lazy `ImageFiles` reader (label files pointing at JPEG/PNG files, e.g. ImageNet)
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
+from mlrelabel.data.checks import drop_unreadable
 from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
 from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
 from mlrelabel.data.labels import LabelTable, read_label_file
 
 __all__ = ["Dataset", "ImageFiles", "load_image_dataset", "digit_scenes_dataset", "with_full_labels"]
-
-_MAX_REPORTED = 20  # skipped files listed by name in the report and the warning
 
 
 def _decode(path: str, image_size: int | None) -> Image.Image:
@@ -165,17 +162,6 @@ class Dataset:
         )
 
 
-def _check_image(path: str) -> str | None:
-    """None if `path` decodes as an image, else the reason it does not."""
-    if not os.path.exists(path):
-        return "missing file"
-    try:
-        _decode(path, 64)  # a small draft keeps the full decode cheap for large JPEGs
-    except Exception as e:  # noqa: BLE001 - any decoder failure means the file is unusable
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
 def load_image_dataset(
     label_file: str | os.PathLike,
     image_size: int,
@@ -186,9 +172,9 @@ def load_image_dataset(
 ) -> tuple[Dataset, dict]:
     """Reads a CS570 label file into a Dataset of lazily loaded images.
 
-    With `check=True` every image is decoded once (in `num_workers` threads; PIL releases the GIL
-    while decoding). Missing or unreadable files are dropped together with their label rows, so
-    labels stay aligned with paths, and a warning names them.
+    With `check=True` every image is decoded once (`mlrelabel.data.checks.drop_unreadable`, threads).
+    Missing or unreadable files are dropped together with their label rows, so labels stay aligned
+    with paths, and a warning names them.
 
     Returns:
       (dataset, report) with report = {'total': entries in the file, 'kept': rows in the dataset,
@@ -197,33 +183,12 @@ def load_image_dataset(
     label_file = os.fspath(label_file)
     paths, table = read_label_file(label_file, num_classes=num_classes, root=root)
     total = len(paths)
-    skipped: list[tuple[int, str]] = []
+    report = {"total": total, "kept": total, "skipped": 0, "skipped_files": []}
     if check and total:
-        workers = num_workers or min(16, (os.cpu_count() or 1) * 2)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            reasons = list(pool.map(_check_image, paths, chunksize=64))
-        skipped = [(i, r) for i, r in enumerate(reasons) if r is not None]
-    report = {
-        "total": total,
-        "kept": total - len(skipped),
-        "skipped": len(skipped),
-        "skipped_files": [{"path": paths[i], "reason": r} for i, r in skipped[:_MAX_REPORTED]],
-    }
-    if skipped:
-        listed = "; ".join(f"{paths[i]} ({r})" for i, r in skipped[:_MAX_REPORTED])
-        more = f"; and {len(skipped) - _MAX_REPORTED} more" if len(skipped) > _MAX_REPORTED else ""
-        warnings.warn(
-            f"{label_file}: skipped {len(skipped)} of {total} images that could not be read: {listed}{more}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        if len(skipped) == total:
-            raise ValueError(f"{label_file}: none of the {total} images could be read (first: {listed})")
-        bad = np.zeros((total,), bool)
-        bad[[i for i, _ in skipped]] = True
-        keep = np.flatnonzero(~bad)
-        paths = [paths[i] for i in keep]
-        table = table.subset(keep)
+        keep, report = drop_unreadable(paths, label_file, num_workers=num_workers)
+        if report["skipped"]:
+            paths = [paths[i] for i in keep]
+            table = table.subset(keep)
     name = os.path.splitext(os.path.basename(label_file))[0]
     dataset = Dataset(images=ImageFiles(paths, image_size), labels=table, paths=paths, name=name)
     return dataset, report

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlrelabel import evaluate, parallel
-from mlrelabel.data import inspect, sources
+from mlrelabel.data import checks, inspect, sources
 from mlrelabel.models import get_model
 from mlrelabel.train import loop
 
@@ -31,13 +31,16 @@ EXTERNAL_SOURCES: dict[str, str] = {
 
 def load_datasets(config, workdir: str) -> dict:
     """`{'train', 'val'[, 'test']}` Datasets for `config.data.source` ('digit_scenes', 'json' or a registered
-    source of EXTERNAL_SOURCES)."""
+    source of EXTERNAL_SOURCES), checked by `mlrelabel.data.checks.check_splits` (no empty split, at least one
+    training batch) before any training starts."""
     inspect.resolve_data_defaults(config)  # no-op once main has resolved them before claiming the workdir
     d = config.data
+    where = {}
     if d.source in EXTERNAL_SOURCES:
         module, function = EXTERNAL_SOURCES[d.source].split(':')
-        return getattr(importlib.import_module(module), function)(config, workdir)
-    if d.source == 'digit_scenes':
+        data = getattr(importlib.import_module(module), function)(config, workdir)
+        where = {s: f"{d.get('train_path', '') or d.get('root', '') or d.source} ({s} split)" for s in data}
+    elif d.source == 'digit_scenes':
         common = dict(
             image_size=d.image_size,
             min_digits=d.min_digits,
@@ -49,33 +52,30 @@ def load_datasets(config, workdir: str) -> dict:
         )
         cache = os.path.join(workdir, 'data')
         sizes = {'train': d.num_train, 'val': d.num_val, 'test': d.num_test}
-        out = {
+        data = {
             split: sources.digit_scenes_dataset(split, cache, num_images=n, seed=d.seed + i, **common)
             for i, (split, n) in enumerate(sizes.items())
             if n
         }
         if d.get('val_given', 'single') == 'full':  # the validation labels a user with multi-label val has
-            out['val'] = sources.with_full_labels(out['val'])
-        return out
-    if d.source == 'json':
+            data['val'] = sources.with_full_labels(data['val'])
+    elif d.source == 'json':
         if not d.train_json or not d.val_json:
             raise SystemExit(
                 'config.data.source=json needs --config.data.train_json and --config.data.val_json'
             )
-        out = {}
+        data = {}
         for split, path in (('train', d.train_json), ('val', d.val_json)):
-            ds, report = sources.load_image_dataset(
+            data[split], _ = sources.load_image_dataset(
                 path, d.image_size, num_classes=d.num_classes, root=d.root or None, check=d.check_images
             )
-            if report['skipped']:
-                logging.warning(
-                    '%s: skipped %d of %d unreadable images', path, report['skipped'], report['total']
-                )
-            out[split] = ds
-        return out
-    raise SystemExit(
-        f"config.data.source={d.source!r}: expected one of digit_scenes, json, {', '.join(EXTERNAL_SOURCES)}"
-    )
+            where[split] = path
+    else:
+        raise SystemExit(
+            f"config.data.source={d.source!r}: expected one of digit_scenes, json, {', '.join(EXTERNAL_SOURCES)}"
+        )
+    checks.check_splits(data, config, where)
+    return data
 
 
 def build_model(config, num_classes: int | None = None):

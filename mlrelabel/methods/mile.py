@@ -29,7 +29,7 @@ from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
-from mlrelabel.train import loop, optim
+from mlrelabel.train import divergence, loop, optim
 from mlrelabel.train import mile as mile_steps
 from mlrelabel.train.state import TrainState
 
@@ -152,9 +152,17 @@ def fit_mile(
         model, tx_s, rho=mc.rho, or_given=mc.or_given, sample=mc.sample, **common_args
     )
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    teacher_fn = jax.jit(interactive, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
+    teacher_fn = jax.jit(
+        divergence.with_finite_flag(interactive),
+        in_shardings=(rep, dat),
+        out_shardings=(rep, rep),
+        donate_argnums=(0,),
+    )
     student_fn = jax.jit(
-        imitation, in_shardings=(rep, rep, dat), out_shardings=(rep, rep), donate_argnums=(1,)
+        divergence.with_finite_flag(imitation),
+        in_shardings=(rep, rep, dat),
+        out_shardings=(rep, rep),
+        donate_argnums=(1,),
     )
 
     teacher, student = state['teacher'], state['student']
@@ -170,6 +178,13 @@ def fit_mile(
 
     end = total if stop_at_step is None else min(total, stop_at_step)
     bar = parallel.progress_bar(total, 'mile', 'step', initial=step)
+    watch = divergence.FiniteWatch(
+        'mile',
+        step,
+        lambda: divergence.describe_checkpoint(ckpt, ckpt_dir),
+        hint=divergence.remedy(cfg),
+        on_stop=bar.close,
+    )
     pending: list[tuple[str, dict]] = []
     t0 = time.time()
     for batch in pipeline.train_batches(dataset, sampler, step, end):
@@ -183,12 +198,15 @@ def fit_mile(
             if within == 0:
                 student = _copy(mile_steps.start_imitation(teacher, student, mc.student_init))
             student, metrics = student_fn(teacher.variables, student, batch)
+        watch.add(metrics.pop('finite'))
         pending.append((phase, metrics))
         step += 1
         bar.update(1)
+        watch.step_done(step)
         epoch_end = step % spe == 0
         save_now = tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0
         if epoch_end or save_now or step == end or step % tcfg.log_every_steps == 0:
+            watch.check()  # only finite states are saved
             _collect(pending, logs)
             pending = []
             last = 'student_loss' if phase == mile_steps.IMITATION else 'teacher_loss'

@@ -61,9 +61,13 @@ def load_data(config, workdir: str) -> dict:
     'groups': [(name, K)], 'class_names': [C]}`."""
     d, pc = config.data, config.partial
     if d.source in FORMAT_SOURCES:
-        from mlrelabel.data import formats
+        from mlrelabel.data import checks, formats
 
-        return formats.load_partial_splits(config)
+        splits = formats.load_partial_splits(config)
+        checks.check_splits(
+            {'train': splits['train'], 'val': splits['val']}, config, formats.split_files(config)
+        )
+        return splits
     data = common.load_datasets(config, workdir)
     train, val = data['train'], data['val']
     if train.truth is None:

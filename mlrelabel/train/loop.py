@@ -4,6 +4,10 @@ Resumable by construction: the Orbax checkpoint holds the train state (step, par
 optimizer state, key) and a JSON record (history, the current epoch's per-step losses). Batch `s` and the
 step's randomness are pure functions of `(seed, s)`, so a run killed at any point and restarted with the
 same config ends with the same parameters and history as an uninterrupted one.
+
+Divergence stops the run: each step also returns whether its loss and new parameters are finite
+(`mlrelabel.train.divergence`); the flags are read every few steps and before every checkpoint, so a
+non-finite state is never saved and `TrainingDiverged` names the phase (`desc`) and the step.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from tqdm.auto import tqdm
 from mlrelabel import parallel
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
-from mlrelabel.train import optim
+from mlrelabel.train import divergence, optim
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_predict_step, make_train_step
 
@@ -113,6 +117,7 @@ def fit(
         transform_fn=transform_fn,
         loss_fn=loss_fn,
     )
+    train_step = divergence.with_finite_flag(train_step)
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     step_fn = jax.jit(train_step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
 
@@ -122,6 +127,13 @@ def fit(
     step = int(state.step)
     end = total if stop_at_step is None else min(total, stop_at_step)
     bar = parallel.progress_bar(total, desc, 'step', initial=step)
+    watch = divergence.FiniteWatch(
+        desc,
+        step,
+        lambda: divergence.describe_checkpoint(ckpt, ckpt_dir),
+        hint=divergence.remedy(cfg),
+        on_stop=bar.close,
+    )
     pending = []
     t0 = time.time()
     if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
@@ -141,9 +153,11 @@ def fit(
         batches = pipeline.train_batches(dataset, sampler, step, end, labels=labels)
     for batch in batches:
         state, metrics = step_fn(state, parallel.host_to_global(batch, mesh))
+        watch.add(metrics.pop('finite'))
         pending.append(metrics)
         step += 1
         bar.update(1)
+        watch.step_done(step)
         epoch_end = step % spe == 0
         if (
             epoch_end
@@ -151,6 +165,7 @@ def fit(
             or step == end
             or (tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0)
         ):
+            watch.check()  # every step so far was finite: only now may the state be saved
             fetched = jax.device_get(pending)
             epoch_losses += [float(m['loss']) for m in fetched]
             epoch_accs += [float(m['accuracy']) for m in fetched]

@@ -1,0 +1,277 @@
+"""Cross-field rules: each `rule(config, devices) -> [problem, ...]` checks what spans several fields.
+
+A rule names every field involved, its value and what would be consistent. Rules never raise on a value of
+the wrong type (the schema reports those); `devices` is the number of visible accelerators, or None before
+JAX is imported (then the device rules are skipped). Add a rule by appending a function to `RULES`.
+"""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+
+from mlrelabel.validation.schema import FORMAT_SOURCES, MISSING, get
+
+__all__ = ['RULES', 'available_methods', 'model_stride']
+
+METHODS_PACKAGE = 'mlrelabel.methods'
+# config.method → the config section it reads.
+METHOD_SECTIONS = {'relabel': 'relabel', 'relabel_maps': 'relabel_maps', 'partial': 'partial', 'mile': 'mile'}
+# Fields read only by some data sources: field → those sources (anything else ignores the field).
+SOURCE_FIELDS = {
+    'data.train_json': ('json',),
+    'data.val_json': ('json',),
+    'data.root': ('json', 'folder'),
+    'data.train_path': FORMAT_SOURCES,
+    'data.val_path': FORMAT_SOURCES,
+    'data.images_dir': ('attribute_csv',),
+    'data.attribute_groups': ('attribute_csv',),
+    'data.val_labels': ('folder',),
+    'data.real_json': ('folder', 'tfds'),
+}
+# Batch sizes that are split over the devices.
+BATCH_FIELDS = ('train.batch_size', 'eval.batch_size', 'relabel.batch_size', 'relabel_maps.batch_size')
+# Image sides the model sees: each must be at least the model's total stride.
+IMAGE_SIDES = ('data.image_size', 'relabel.crops.crop_size', 'relabel_maps.teacher_image_size')
+
+
+def available_methods() -> list[str]:
+    """Every module of `mlrelabel/methods/` (except `common`) defines `run(config, workdir)`: a method."""
+    import importlib
+
+    package = importlib.import_module(METHODS_PACKAGE)  # an empty package: no heavy imports
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name != 'common')
+
+
+def _int(config, field: str, default: int = 0) -> int:
+    value = get(config, field, default)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _method(config, devices) -> list[str]:
+    method, methods = get(config, 'method', MISSING), available_methods()
+    if method not in methods:
+        return [f'config.method={method!r}: expected one of {", ".join(map(repr, methods))}']
+    section = METHOD_SECTIONS.get(method)
+    if section and get(config, section, MISSING) is MISSING:
+        return [
+            f'config.method={method!r} needs the config.{section} section: start from a {method} recipe in configs/'
+        ]
+    return []
+
+
+def _source_fields(config, devices) -> list[str]:
+    """Files given to a source that does not read them are an error, not silently ignored."""
+    source, out = get(config, 'data.source', None), []
+    for field, sources in SOURCE_FIELDS.items():
+        value = get(config, field, '')
+        if value and source not in sources:
+            needed = ' or '.join(f"'{s}'" for s in sources)
+            out.append(
+                f'config.{field}={value!r} is read only with config.data.source={needed}, but '
+                f'config.data.source={source!r}: set --config.data.source or leave config.{field} empty'
+            )
+    return out
+
+
+def _source_needs(config, devices) -> list[str]:
+    """What each source cannot run without."""
+    source, out = get(config, 'data.source', None), []
+    if source == 'json':
+        for field in ('data.train_json', 'data.val_json'):
+            if not get(config, field, ''):
+                out.append(f"config.{field}='': config.data.source='json' needs a CS570 label file here")
+    if source in FORMAT_SOURCES and not get(config, 'data.train_path', ''):
+        out.append(f"config.data.train_path='': config.data.source={source!r} needs the training annotations")
+    if source == 'attribute_csv' and get(config, 'data.attribute_groups', ''):
+        from mlrelabel.data.formats import parse_groups
+
+        try:
+            parse_groups(get(config, 'data.attribute_groups'))
+        except (ValueError, AttributeError) as e:
+            out.append(f'config.data.attribute_groups: {e}')
+    if source == 'folder' and not get(config, 'data.root', '') and not get(config, 'data.synthetic', False):
+        out.append(
+            "config.data.root='': config.data.source='folder' needs an ImageNet-layout folder "
+            '(train/<wnid>/*.JPEG and val/)'
+        )
+    return out
+
+
+def _digit_scenes(config, devices) -> list[str]:
+    if get(config, 'data.source', None) != 'digit_scenes':
+        return []
+    out = []
+    size = _int(config, 'data.image_size') or 40  # 0 = the generator's own size
+    if get(config, 'data.layout', 'scenes') == 'scenes':
+        lo, hi = _int(config, 'data.min_digits', 1), _int(config, 'data.max_digits', 1)
+        if lo > hi:
+            out.append(f'config.data.min_digits={lo} > config.data.max_digits={hi}: expected min <= max')
+        lo, hi = _int(config, 'data.min_scale', 2), _int(config, 'data.max_scale', 2)
+        if not lo <= hi <= size:
+            out.append(
+                f'config.data.min_scale={lo}, config.data.max_scale={hi}, config.data.image_size={size}: '
+                'expected min_scale <= max_scale <= image_size'
+            )
+    elif size < 6:
+        out.append(f"config.data.image_size={size}: config.data.layout='grid' needs >= 6 (a 3x3 grid)")
+    for field in ('data.num_train', 'data.num_val'):
+        if _int(config, field, 1) < 1:
+            out.append(
+                f'config.{field}={get(config, field)!r}: the digit scenes need >= 1 image in this split'
+            )
+    n, batch = _int(config, 'data.num_train', 1), _int(config, 'train.batch_size', 1)
+    if 0 < n < batch:
+        out.append(
+            f'config.data.num_train={n} < config.train.batch_size={batch}: an epoch needs at least one full batch'
+        )
+    classes = get(config, 'data.num_classes', 10)
+    if classes not in (0, 10):
+        out.append(f'config.data.num_classes={classes!r}: the digit scenes have 10 classes')
+    return out
+
+
+def model_stride(config) -> int:
+    """The total downsampling of the configured ResNet: stem conv × max-pool (not with the small stem) × 8."""
+    small = bool(get(config, 'model.small_stem', False))
+    stem = _int(config, 'model.stem_stride') or (1 if small else 2)
+    return stem * (1 if small else 2) * 8
+
+
+def _image_fits_model(config, devices) -> list[str]:
+    if get(config, 'model.name', MISSING) in (MISSING, 'auto'):  # 'auto' picks a model that fits
+        return []
+    stride, out = model_stride(config), []
+    for field in IMAGE_SIDES:
+        side = _int(config, field)
+        if 0 < side < stride:
+            out.append(
+                f'config.{field}={side}: config.model.name={get(config, "model.name")!r} with '
+                f'small_stem={get(config, "model.small_stem", False)}, stem_stride={get(config, "model.stem_stride", 0)} '
+                f'downsamples by {stride}; expected >= {stride} (or a smaller config.model.stem_stride)'
+            )
+    return out
+
+
+def _relabel(config, devices) -> list[str]:
+    if get(config, 'method', None) != 'relabel':
+        return []
+    conf = get(config, 'relabel.confidence', None)
+    rate = get(config, 'model.dropout_rate', 0.0)
+    if conf in ('mc_dropout', 'mc_dropout_full') and not (isinstance(rate, (int, float)) and rate > 0):
+        return [
+            f'config.relabel.confidence={conf!r} needs dropout, but config.model.dropout_rate={rate!r}: '
+            "expected > 0 (or use 'naive' / 'mc_perturbation')"
+        ]
+    return []
+
+
+def _has_steps(path: str) -> bool:
+    return os.path.isdir(path) and any(name.isdigit() for name in os.listdir(path))
+
+
+def _relabel_maps(config, devices) -> list[str]:
+    if get(config, 'method', None) != 'relabel_maps':
+        return []
+    out = []
+    loss = get(config, 'train.loss', None)
+    if loss not in ('soft_ce', 'softmax_ce'):
+        out.append(
+            f"config.train.loss={loss!r}: label-map targets are distributions; expected 'soft_ce' (or 'softmax_ce')"
+        )
+    teacher, store = get(config, 'relabel_maps.teacher_workdir', ''), get(config, 'relabel_maps.store', '')
+    if teacher and store:
+        out.append(
+            f'config.relabel_maps.teacher_workdir={teacher!r} is not used when config.relabel_maps.store={store!r} '
+            'is given (the store already holds the maps): leave one of them empty'
+        )
+    if isinstance(teacher, str) and teacher and os.path.isdir(teacher):
+        rounds = [
+            os.path.join(teacher, n, 'checkpoints') for n in os.listdir(teacher) if n.startswith('round_')
+        ]
+        dirs = [teacher, os.path.join(teacher, 'checkpoints')] + rounds
+        if not any(_has_steps(d) for d in dirs):
+            out.append(
+                f'config.relabel_maps.teacher_workdir={teacher!r}: no Orbax checkpoint in it, in '
+                f'{teacher}/checkpoints or in {teacher}/round_<k>/checkpoints (expected a finished run)'
+            )
+        elif not any(
+            os.path.exists(os.path.join(p, 'config.json')) for p in (teacher, os.path.dirname(teacher))
+        ):
+            out.append(
+                f'config.relabel_maps.teacher_workdir={teacher!r}: no config.json (expected a run directory)'
+            )
+    return out
+
+
+def _partial(config, devices) -> list[str]:
+    if get(config, 'method', None) != 'partial':
+        return []
+    out, source = [], get(config, 'data.source', None)
+    if source not in ('digit_scenes',) + FORMAT_SOURCES:
+        out.append(
+            f"config.data.source={source!r}: config.method='partial' needs partial annotations "
+            f'({", ".join(FORMAT_SOURCES)}) or the digit scenes (partial labels simulated from their truth)'
+        )
+    if get(config, 'partial.head', None) == 'group_softmax' and source != 'attribute_csv':
+        out.append(
+            f"config.partial.head='group_softmax' needs attribute groups: config.data.source='attribute_csv', "
+            f'not {source!r}'
+        )
+    prior, epochs = _int(config, 'partial.prior_epochs'), _int(config, 'train.epochs', 1)
+    selective = (
+        get(config, 'partial.mode', None) == 'selective' and get(config, 'partial.head', None) == 'sigmoid'
+    )
+    if selective and not get(config, 'partial.prior_path', '') and prior >= epochs > 0:
+        out.append(
+            f'config.partial.prior_epochs={prior}: expected < config.train.epochs={epochs} '
+            '(the prior phase is part of the training epochs)'
+        )
+    return out
+
+
+def _imagenet_sets(config, devices) -> list[str]:
+    sets, classes = get(config, 'eval.imagenet_sets', ''), get(config, 'data.num_classes', 0)
+    ok = classes == 1000 or (classes == 0 and get(config, 'data.source', None) in ('folder', 'tfds'))
+    if isinstance(sets, str) and sets.strip() and not ok:
+        return [
+            f'config.eval.imagenet_sets={sets!r} evaluates ImageNet-1k classifiers, but '
+            f'config.data.num_classes={classes!r}: expected 1000'
+        ]
+    return []
+
+
+def _parallel(config, devices) -> list[str]:
+    out = []
+    pid, n = _int(config, 'parallel.process_id'), _int(config, 'parallel.num_processes', 1)
+    if pid >= n:
+        out.append(f'config.parallel.process_id={pid}: expected < config.parallel.num_processes={n}')
+    if devices is None:
+        return out
+    wanted = _int(config, 'parallel.num_devices')
+    if wanted > devices:
+        out.append(f'config.parallel.num_devices={wanted}: only {devices} devices are visible')
+        return out
+    used = wanted or devices
+    for field in BATCH_FIELDS:
+        batch = _int(config, field)
+        if batch > 0 and batch % used:
+            out.append(
+                f'config.{field}={batch}: expected a multiple of the {used} devices in use '
+                f'(config.parallel.num_devices={wanted}; 0 = all)'
+            )
+    return out
+
+
+RULES = [
+    _method,
+    _source_fields,
+    _source_needs,
+    _digit_scenes,
+    _image_fits_model,
+    _relabel,
+    _relabel_maps,
+    _partial,
+    _imagenet_sets,
+    _parallel,
+]
