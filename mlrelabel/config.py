@@ -15,6 +15,9 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.method = 'supervised'
     c.seed = 0
+    # Compiled XLA programs are kept here and reused by reruns, resumed runs and later rounds ('' = no cache;
+    # $JAX_COMPILATION_CACHE_DIR moves it). Results never depend on it; a resumed run may change it.
+    c.compile_cache = '~/.cache/mlrelabel/xla'
 
     c.data = d = ml_collections.ConfigDict()
     d.source = 'digit_scenes'  # 'digit_scenes' | 'json' (image files + CS570 label files)

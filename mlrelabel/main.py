@@ -20,7 +20,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mlrelabel import parallel
+from mlrelabel import compile_cache, parallel
 from mlrelabel.io_utils import atomic_write_text
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -30,7 +30,7 @@ _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new fo
 
 METHODS_PACKAGE = 'mlrelabel.methods'
 # Fields that may change between a run and its resumption without changing its results.
-RESUMABLE_DIFFERENCES = ('parallel',)
+RESUMABLE_DIFFERENCES = ('parallel', 'compile_cache')
 
 
 def default_workdir(config_path: str) -> str:
@@ -71,18 +71,6 @@ def prepare_workdir(config, workdir: str) -> None:
         atomic_write_text(path, text)
 
 
-def enable_compilation_cache(directory: str = '') -> None:
-    """Keeps compiled XLA programs on disk, so identical programs (later rounds, reruns, resumed runs) compile
-    once. Results are unaffected. `JAX_COMPILATION_CACHE_DIR` or `directory` override the default location."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir:
-        return
-    directory = directory or os.path.join(os.path.expanduser('~'), '.cache', 'mlrelabel', 'xla')
-    jax.config.update('jax_compilation_cache_dir', directory)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
-
-
 def available_methods() -> list[str]:
     """Every module of `mlrelabel/methods/` that defines `run(config, workdir)` is a method."""
     import pkgutil
@@ -107,13 +95,15 @@ def main(argv):
     if not flags.FLAGS['verbosity'].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax and JAX log every save at INFO
     config = _CONFIG.value
-    enable_compilation_cache()
+    cache_dir = compile_cache.enable(config.get('compile_cache', compile_cache.DEFAULT_DIR))
     p = config.parallel
     parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
     workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS['config']))
     logging.info('work directory: %s', workdir)
     print(f'mlrelabel: {config.method} → {workdir}  (resume with --workdir={workdir})', file=sys.stderr)
     run(config, workdir)
+    if parallel.is_main_process():
+        print(f'mlrelabel: {compile_cache.summary(cache_dir)}', file=sys.stderr)
 
 
 if __name__ == '__main__':
