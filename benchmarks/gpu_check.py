@@ -158,7 +158,7 @@ def part_input(rec: Recorder, preset: dict) -> None:
     import multiprocessing
 
     cfg = dict(preset['input'])
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
     workers = [(w or cores, t) for w, t in cfg['workers']]  # 0 workers = one per core
     folder = os.path.join(tempfile.gettempdir(), 'mlrelabel_gpu_check', f'jpegs_{cfg["num_images"]}')
     chunks = [(os.path.join(folder, f'part_{i:02d}'), cfg['num_images'] // cores, i) for i in range(cores)]
