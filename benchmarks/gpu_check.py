@@ -11,7 +11,7 @@ Parts (`SECTIONS`, run in this order while the time budget lasts):
   input        JPEG decode + random-resized-crop at 224 through grain worker processes, one per CPU core,
                on ImageNet-sized JPEGs generated first (`benchmarks/input_pipeline.py`)
   train_jax_<variant>  optional: the JAX step again with XLA flags or another batch (`PRESETS[...]['variants']`)
-Each part runs in a child process (a crash, an unknown XLA flag or a GPU out-of-memory loses that part only,
+Each part (benchmarks/gpu_check_parts.py) runs in a child process (a crash, an unknown XLA flag or a GPU out-of-memory loses that part only,
 and JAX and PyTorch never share the GPU's memory) and writes its figures as soon as it has them, so one that
 hits its cap keeps what it measured. The merged result goes to `<out_dir>/<date>-<device>.json` and, when
 `$OUT` is set, to `$OUT/gpu_check.json`.
@@ -69,133 +69,6 @@ PRESETS = {
 }
 SECTIONS = ('train_jax', 'train_torch', 'relabel', 'input')
 GOALS = {'jax_over_torch': 1.2, 'jax_images_per_s': 4000, 'mc_dropout_cost': 1.2}
-
-
-# ------------------------------------------------------------------------------------ the parts (children)
-
-
-class Recorder:
-    """Writes a part's figures to its JSON file after every update (atomically), so a killed part keeps them."""
-
-    def __init__(self, path: str):
-        self.path, self.data = path, {}
-
-    def update(self, **values) -> None:
-        self.data.update(values)
-        tmp = self.path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(self.data, f, indent=1)
-        os.replace(tmp, self.path)
-
-
-def _jax_info() -> dict:
-    import jax
-
-    d = jax.devices()[0]
-    return {
-        'device': d.device_kind,
-        'platform': d.platform,
-        'num_devices': jax.device_count(),
-        'platform_version': getattr(d.client, 'platform_version', ''),
-    }
-
-
-def part_train_jax(rec: Recorder, preset: dict, batch: int = 0) -> None:
-    from mlrelabel import benchmark, compile_cache
-
-    compile_cache.enable(os.path.join(tempfile.gettempdir(), 'mlrelabel_gpu_check', 'xla'))
-    p = benchmark.PRESETS[preset['bench']]
-    rec.update(
-        **_jax_info(),
-        **{k: p[k] for k in ('model', 'image_size', 'dtype')},
-        xla_flags=os.environ.get('XLA_FLAGS', ''),
-    )
-    (row,) = benchmark.run(preset['bench'], batch=batch, only=['train'])
-    rec.update(**row, programs_compiled=compile_cache.stats()['compiled'])
-
-
-def part_relabel(rec: Recorder, preset: dict) -> None:
-    from mlrelabel import benchmark, compile_cache
-
-    compile_cache.enable(os.path.join(tempfile.gettempdir(), 'mlrelabel_gpu_check', 'xla'))
-    rec.update(**_jax_info())
-    benchmark.run(
-        preset['bench'],
-        only=['relabel'],
-        methods=('naive', 'mc_dropout'),
-        progress=lambda row: rec.update(**{row['benchmark']: row}),
-    )
-
-
-def part_train_torch(rec: Recorder, preset: dict) -> None:
-    try:
-        import torch
-        import torchvision
-    except ImportError as e:
-        rec.update(skipped=f'torch/torchvision not installed ({e})')
-        return
-    from mlrelabel import benchmark
-
-    rec.update(
-        torch=torch.__version__,
-        torchvision=torchvision.__version__,
-        cuda=torch.version.cuda,
-        cudnn=torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-    )
-    benchmark.torch_reference(preset['bench'], only=['train'], progress=lambda row: rec.update(**row))
-
-
-def _make_jpegs(args) -> list[str]:
-    from input_pipeline import make_jpegs
-
-    folder, n, seed = args
-    os.makedirs(folder, exist_ok=True)
-    return make_jpegs(folder, n, seed=seed)
-
-
-def part_input(rec: Recorder, preset: dict) -> None:
-    """Generates the JPEGs on every core (kept in /tmp for a rerun), then times the grain pipeline."""
-    import multiprocessing
-
-    cfg = dict(preset['input'])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-    workers = [(w or cores, t) for w, t in cfg['workers']]  # 0 workers = one per core
-    folder = os.path.join(tempfile.gettempdir(), 'mlrelabel_gpu_check', f'jpegs_{cfg["num_images"]}')
-    chunks = [(os.path.join(folder, f'part_{i:02d}'), cfg['num_images'] // cores, i) for i in range(cores)]
-    chunks[0] = (chunks[0][0], chunks[0][1] + cfg['num_images'] % cores, 0)
-    start = time.perf_counter()
-    done = os.path.join(folder, 'done')
-    if os.path.exists(done):
-        paths = sorted(os.path.join(c[0], f) for c in chunks for f in os.listdir(c[0]))
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-        with multiprocessing.get_context('spawn').Pool(cores) as pool:
-            paths = sorted(p for part in pool.map(_make_jpegs, chunks) for p in part)
-        open(done, 'w').close()
-    rec.update(
-        num_images=len(paths),
-        mean_jpeg_kb=round(sum(os.path.getsize(p) for p in paths) / len(paths) / 1024, 1),
-        source_size='500x375',
-        jpegs_s=round(time.perf_counter() - start, 1),
-        cpu_count=cores,
-        batch=cfg['batch'],
-        epochs=cfg['epochs'],
-        image_size=cfg['image_size'],
-    )
-    from input_pipeline import measure
-
-    rows = []
-    for w, t in workers:
-        rows.append(measure(paths, w, cfg['batch'], cfg['epochs'], cfg['image_size'], threads=t))
-        rec.update(rows=rows)
-
-
-PARTS = {
-    'train_jax': part_train_jax,
-    'train_torch': part_train_torch,
-    'relabel': part_relabel,
-    'input': part_input,
-}
 
 
 # ---------------------------------------------------------------------------------- the run (parent)
@@ -440,12 +313,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.part:
         return run_all(args)
-    rec = Recorder(args.part_out)
+    import gpu_check_parts as parts
+
+    rec = parts.Recorder(args.part_out)
     preset = PRESETS[args.preset]
     if args.part.startswith('train_jax'):
-        part_train_jax(rec, preset, args.batch)
+        parts.part_train_jax(rec, preset, args.batch)
     else:
-        PARTS[args.part](rec, preset)
+        parts.PARTS[args.part](rec, preset)
 
 
 if __name__ == '__main__':
