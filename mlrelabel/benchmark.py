@@ -7,14 +7,18 @@
                                                       # channels_last, torch.compile) and the JAX/PyTorch ratio
 
 Prints one line per measurement (images/s, and crops x samples / s for relabeling) and, with `--out`,
-writes them as JSON. Timings exclude compilation (one warm-up call) and block on the results.
+writes them as JSON. Timings exclude compilation: one warm-up call, then the median of `repeats` rounds of
+`iters` calls, each round blocking on its last result (no host synchronisation inside a round).
+benchmarks/gpu_check.sh runs these on a GPU together with the input pipeline, one process per part.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +43,7 @@ PRESETS = {
         samples=4,
         dtype='float32',
         iters=3,
+        torch_model='resnet18',  # torchvision has no resnet_tiny: the reference path at this size only
     ),
     'cpu': dict(
         model='resnet_tiny',
@@ -75,8 +80,11 @@ PRESETS = {
         samples=16,
         dtype='bfloat16',
         iters=30,
+        relabel_iters=10,
+        repeats=3,
     ),
 }
+RELABEL_METHODS = ('naive', 'mc_dropout', 'mc_dropout_full')
 
 _PRESET = flags.DEFINE_enum('preset', 'cpu', list(PRESETS), 'Size preset.')
 _BATCH = flags.DEFINE_integer('batch', 0, 'Override the preset batch size.')
@@ -90,17 +98,33 @@ _COMPILE = flags.DEFINE_bool(
 )
 
 
-def _timeit(fn, iters: int) -> float:
-    """Seconds per call after one warm-up (compilation) call."""
-    jax.block_until_ready(fn())
+def _timeit(fn, iters: int, repeats: int = 1, sync=jax.block_until_ready) -> tuple[float, float]:
+    """`(seconds per call, seconds of the first call)`: one warm-up call (compilation, autotuning), then
+    `repeats` rounds of `iters` calls, each round ending on `sync` of its last result; the median round."""
     start = time.perf_counter()
-    for _ in range(iters):
-        out = fn()
-    jax.block_until_ready(out)
-    return (time.perf_counter() - start) / iters
+    sync(fn())
+    first = time.perf_counter() - start
+    rounds = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        for _ in range(iters):
+            out = fn()
+        sync(out)
+        rounds.append((time.perf_counter() - start) / iters)
+    return statistics.median(rounds), first
 
 
-def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -> list[dict]:
+def run(
+    preset: str = 'cpu',
+    batch: int = 0,
+    only=(),
+    num_classes: int = 1000,
+    methods=RELABEL_METHODS,
+    progress: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Times the preset's model on synthetic on-device data: `train` (SGD step, state donated),
+    `inference`, and `relabel_<method>` for each of `methods` (K crops per image, T samples). Rows of
+    images/s (and ms per call, compile + first call seconds); `progress(row)` is called after each."""
     from mlrelabel.models import get_model
 
     p = dict(PRESETS[preset])
@@ -110,6 +134,7 @@ def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -
     mesh = parallel.make_mesh()
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     b, s = p['batch'], p['image_size']
+    repeats = p.get('repeats', 1)
     model = get_model(
         p['model'],
         num_classes,
@@ -128,16 +153,22 @@ def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -
     targets = jax.device_put(jax.nn.one_hot(jnp.arange(b) % num_classes, num_classes), dat)
     results = []
 
-    def record(name, seconds, images_per_call, extra=None):
+    def record(name, timing, images_per_call, iters, extra=None):
+        seconds, first = timing
         row = {
             'benchmark': name,
             'images_per_s': round(images_per_call / seconds, 1),
             'batch': b,
             'ms_per_call': round(1000 * seconds, 2),
+            'first_call_s': round(first, 2),
+            'iters': iters,
+            'repeats': repeats,
             **(extra or {}),
         }
         results.append(row)
         print(json.dumps(row), flush=True)
+        if progress is not None:
+            progress(row)
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     if not only or 'train' in only:
@@ -157,115 +188,129 @@ def run(preset: str = 'cpu', batch: int = 0, only=(), num_classes: int = 1000) -
             box['state'], metrics = step(box['state'], {'image': images, 'target': targets})
             return metrics['loss']
 
-        record('train', _timeit(train_call, p['iters']), b)
+        record('train', _timeit(train_call, p['iters'], repeats), b, p['iters'])
     if not only or 'inference' in only:
         infer = jax.jit(lambda v, x: model.apply(v, augment.normalize(x, mean, std)), in_shardings=(rep, dat))
-        record('inference', _timeit(lambda: infer(variables, images), p['iters']), b)
+        record('inference', _timeit(lambda: infer(variables, images), p['iters'], repeats), b, p['iters'])
     if not only or 'relabel' in only:
         k, t = p['crops'], p['samples']
         boxes = crops.random_boxes(jax.random.PRNGKey(2), b, k, scale=(0.15, 0.5))
-        for method, samples in (('naive', 1), ('mc_dropout', t), ('mc_dropout_full', t)):
+        key = jax.random.PRNGKey(3)
+        for method in methods:
+            samples = 1 if method == 'naive' else t
             conf = confidence.confidence_fn(method, model, 'softmax', samples)
 
-            def relabel_call(conf=conf):
+            # Weights, images and boxes are arguments, not closed-over constants baked into the program.
+            def relabel_call(v, images, boxes, key, conf=conf):
                 x = augment.normalize(images, mean, std)
                 patches = crops.extract_crops(x, boxes, s).reshape(b * k, s, s, 3)
-                return conf(variables, patches, jax.random.PRNGKey(3))['mean']
+                return conf(v, patches, key)['mean']
 
             fn = jax.jit(relabel_call)
-            sec = _timeit(fn, max(1, p['iters'] // (4 if method == 'mc_dropout_full' else 1)))
+            iters = max(1, p.get('relabel_iters', p['iters']) // (4 if method == 'mc_dropout_full' else 1))
+            timing = _timeit(lambda fn=fn: fn(variables, images, boxes, key), iters, repeats)
+            per_s = round(b * k * samples / timing[0], 1)
             record(
                 f'relabel_{method}',
-                sec,
+                timing,
                 b,
-                {'crops': k, 'samples': samples, 'crop_samples_per_s': round(b * k * samples / sec, 1)},
+                iters,
+                {'crops': k, 'samples': samples, 'crop_samples_per_s': per_s},
             )
     return results
 
 
 def torch_reference(
-    preset: str = 'gpu', batch: int = 0, num_classes: int = 1000, compile_model: bool = True, only=()
+    preset: str = 'gpu',
+    batch: int = 0,
+    num_classes: int = 1000,
+    compile_model: bool = True,
+    only=(),
+    progress: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """The same measurements with torchvision's model: bf16 autocast (when the preset computes in bf16),
-    channels_last, SGD with Nesterov momentum, optionally `torch.compile`. Needs torch and torchvision."""
+    channels_last, cuDNN autotuning, SGD with Nesterov momentum. Needs torch and torchvision.
+
+    With `compile_model`, each measurement runs eagerly first and then through `torch.compile`; the row
+    reports the compiled figure, or the eager one (with `compile_error`) when compilation fails, and keeps
+    the eager figure as `eager_images_per_s`. `progress(row)` is called after every timing, so a caller
+    killed during a long compilation still has the eager figure."""
     import torch
     import torchvision
 
     p = dict(PRESETS[preset])
     if batch:
         p['batch'] = batch
-    if not hasattr(torchvision.models, p['model']):
-        raise ValueError(f"preset {preset!r} uses {p['model']}, which torchvision does not have")
+    name = p.get('torch_model', p['model'])
+    if not hasattr(torchvision.models, name):
+        raise ValueError(f"preset {preset!r} uses {name}, which torchvision does not have")
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    b, s = p['batch'], p['image_size']
-    model = getattr(torchvision.models, p['model'])(num_classes=num_classes).to(device)
+    torch.backends.cudnn.benchmark = True
+    b, s, repeats = p['batch'], p['image_size'], p.get('repeats', 1)
+    model = getattr(torchvision.models, name)(num_classes=num_classes).to(device)
     model = model.to(memory_format=torch.channels_last)
-    compiled = False
-    if compile_model:
-        try:
-            model_c = torch.compile(model)
-            compiled = True
-        except Exception:  # noqa: BLE001 - the reference still runs eagerly
-            model_c = model
-    else:
-        model_c = model
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
     x = torch.randn(b, 3, s, s, device=device).to(memory_format=torch.channels_last)
     y = torch.arange(b, device=device) % num_classes
     amp = p['dtype'] == 'bfloat16'
 
-    def sync():
+    def sync(_=None):
         if device == 'cuda':
             torch.cuda.synchronize()
 
-    def timeit(fn, iters):
-        fn()
-        sync()
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        sync()
-        return (time.perf_counter() - start) / iters
-
-    def train_call():
+    def train_call(net):
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-            loss = torch.nn.functional.cross_entropy(model_c(x), y)
+            loss = torch.nn.functional.cross_entropy(net(x), y)
         loss.backward()
         opt.step()
 
-    def infer_call():
+    def infer_call(net):
         with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-            model_c(x)
+            net(x)
 
+    extra = {
+        'framework': 'torch',
+        'torch': torch.__version__,
+        'model': name,
+        'device': torch.cuda.get_device_name() if device == 'cuda' else 'cpu',
+    }
     results = []
-    extra = {'framework': 'torch', 'torch': torch.__version__, 'compiled': compiled, 'device': device}
-    if not only or 'train' in only:
-        model.train()
-        sec = timeit(train_call, p['iters'])
-        results.append(
-            {
-                'benchmark': 'train',
-                'images_per_s': round(b / sec, 1),
-                'batch': b,
-                'ms_per_call': round(1000 * sec, 2),
-                **extra,
-            }
-        )
-    if not only or 'inference' in only:
-        model.eval()
-        sec = timeit(infer_call, p['iters'])
-        results.append(
-            {
-                'benchmark': 'inference',
-                'images_per_s': round(b / sec, 1),
-                'batch': b,
-                'ms_per_call': round(1000 * sec, 2),
-                **extra,
-            }
-        )
-    for row in results:
+    for bench, call, train in (('train', train_call, True), ('inference', infer_call, False)):
+        if only and bench not in only:
+            continue
+        model.train(train)
+        sec, first = _timeit(lambda: call(model), p['iters'], repeats, sync)
+        row = {
+            'benchmark': bench,
+            'images_per_s': round(b / sec, 1),
+            'batch': b,
+            'ms_per_call': round(1000 * sec, 2),
+            'first_call_s': round(first, 2),
+            'iters': p['iters'],
+            'repeats': repeats,
+            'compiled': False,
+            **extra,
+        }
+        if compile_model:
+            row['eager_images_per_s'] = row['images_per_s']
+            if progress is not None:
+                progress(dict(row))
+            try:
+                compiled = torch.compile(model)
+                sec, first = _timeit(lambda: call(compiled), p['iters'], repeats, sync)
+                row.update(
+                    images_per_s=round(b / sec, 1),
+                    ms_per_call=round(1000 * sec, 2),
+                    first_call_s=round(first, 2),
+                    compiled=True,
+                )
+            except Exception as e:  # noqa: BLE001 - the reference stays eager, and says why
+                row['compile_error'] = f'{type(e).__name__}: {e}'[:500]
+        results.append(row)
         print(json.dumps(row), flush=True)
+        if progress is not None:
+            progress(dict(row))
     return results
 
 

@@ -15,6 +15,9 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.method = 'supervised'
     c.seed = 0
+    # Compiled XLA programs are kept here and reused by reruns, resumed runs and later rounds ('' = no cache;
+    # $JAX_COMPILATION_CACHE_DIR moves it). Results never depend on it; a resumed run may change it.
+    c.compile_cache = '~/.cache/mlrelabel/xla'
 
     c.data = d = ml_collections.ConfigDict()
     d.source = 'digit_scenes'  # 'digit_scenes' | 'json' (image files + CS570 label files)
@@ -40,6 +43,7 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     d.val_json = ''
     d.root = ''  # resolves relative img_path values ('' = the label file's folder)
     d.loader_workers = 0  # >0: decode in this many grain worker processes (mp_prefetch; large JPEG datasets)
+    d.loader_threads = 0  # batches each loader process builds at once in threads (0 = 16, grain's default)
     d.host_augment = False  # random-resized-crop + flip in the loader workers instead of on device
     # ImageNet (source='tfds' | 'folder'): see mlrelabel/data/imagenet.py.
     d.tfds_name = 'imagenet2012'

@@ -30,7 +30,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mlrelabel import validation
+from mlrelabel import compile_cache, validation
 from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
 
 # Nothing above imports JAX: a config mistake is reported before the heavy imports.
@@ -42,7 +42,7 @@ _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new fo
 
 METHODS_PACKAGE = 'mlrelabel.methods'
 # Fields that may change between a run and its resumption without changing its results.
-RESUMABLE_DIFFERENCES = ('parallel',)
+RESUMABLE_DIFFERENCES = ('parallel', 'compile_cache')
 EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
 
 
@@ -112,18 +112,6 @@ def prepare_workdir(config, workdir: str) -> None:
             logging.info('removed %d stale temporary files (%s, ...)', len(removed), removed[0])
         if not os.path.exists(path):
             atomic_write_text(path, text)
-
-
-def enable_compilation_cache(directory: str = '') -> None:
-    """Keeps compiled XLA programs on disk, so identical programs (later rounds, reruns, resumed runs) compile
-    once. Results are unaffected. `JAX_COMPILATION_CACHE_DIR` or `directory` override the default location."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir:
-        return
-    directory = directory or os.path.join(os.path.expanduser('~'), '.cache', 'mlrelabel', 'xla')
-    jax.config.update('jax_compilation_cache_dir', directory)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
 def available_methods() -> list[str]:
@@ -211,12 +199,14 @@ def main(argv):
     try:
         from mlrelabel import parallel
 
-        enable_compilation_cache()
+        cache_dir = compile_cache.enable(config.get('compile_cache', compile_cache.DEFAULT_DIR))
         p = config.parallel
         parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
         logging.info('work directory: %s', workdir)
         print(f'mlrelabel: {config.method} → {workdir}  (resume with --workdir={workdir})', file=sys.stderr)
         run(config, workdir)
+        if parallel.is_main_process():
+            print(f'mlrelabel: {compile_cache.summary(cache_dir)}', file=sys.stderr)
     except Exception as e:  # noqa: BLE001 - the expected failures become one paragraph; the rest re-raise
         _exit_with(e)
 

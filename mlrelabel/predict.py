@@ -198,6 +198,9 @@ def main(argv):
     f = flags.FLAGS
     if len(argv) > 1:
         raise SystemExit(f'unexpected arguments: {argv[1:]}')
+    from mlrelabel import compile_cache
+
+    compile_cache.enable()
     preds = predict_folder(f.workdir, f.images, f.threshold)
     for out in f.out:
         write_predictions(out, preds)

@@ -100,8 +100,9 @@ def test_grain_batches_equal_the_index_sampler_batches_and_host_augment_is_seede
         train = imagenet.load_folder(_folder_config(root), str(tmp_path))['train']
     sampler = pipeline.IndexSampler(len(train), 8, seed=3)
     ref = list(pipeline.train_batches(train, sampler, 0, 6))
-    for workers, start in ((0, 0), (1, 3)):  # in-process thread; one grain worker process, resumed at step 3
-        got = list(grain_loader.train_batches(train, sampler, start, 6, num_workers=workers))
+    # in-process threads (grain's 16, or one); one grain worker process, resumed at step 3
+    for workers, start, threads in ((0, 0, 0), (0, 2, 1), (1, 3, 0)):
+        got = list(grain_loader.train_batches(train, sampler, start, 6, num_workers=workers, threads=threads))
         assert len(got) == 6 - start
         for a, b in zip(ref[start:], got):
             assert a.keys() == b.keys()

@@ -33,6 +33,8 @@ from mlrelabel.data.pipeline import IndexSampler
 
 __all__ = ['ReadBatch', 'GrainBatches', 'train_batches', 'process_rows']
 
+DEFAULT_THREADS = 16  # grain's default ReadOptions.num_threads
+
 
 def process_rows(global_batch: int) -> slice:
     """This process's rows of a global batch: grain's `ShardByJaxProcess` shard (contiguous, equal), the
@@ -115,6 +117,7 @@ class GrainBatches:
         host_augment: dict | None = None,
         seed: int = 0,
         buffer_size: int = 2,
+        threads: int = 0,
     ):
         if not flags.FLAGS.is_parsed():  # grain reads its options from absl flags (parsed under main.py)
             flags.FLAGS.mark_as_parsed()
@@ -122,7 +125,12 @@ class GrainBatches:
         images = dataset.images
         image_size = images.shape[1]
         read = ReadBatch(images, sampler, process_rows(sampler.batch_size), image_size, host_augment, seed)
-        ds = grain.MapDataset.range(start_step, end_step).map(read).to_iter_dataset()
+        # Each process (every worker, or the main process without workers) builds `threads` batches at once
+        # (PIL releases the GIL while decoding) and reads at most `buffer_size` batches ahead of them: grain's
+        # default read-ahead of 500 batches per process would fill the host's memory with a fast loader.
+        threads = threads or DEFAULT_THREADS
+        options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads + buffer_size)
+        ds = grain.MapDataset.range(start_step, end_step).map(read).to_iter_dataset(options)
         if num_workers > 0:
             ds = ds.mp_prefetch(
                 grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=buffer_size)
@@ -164,8 +172,10 @@ def train_batches(
     num_workers: int = 0,
     host_augment: dict | None = None,
     seed: int = 0,
+    threads: int = 0,
 ) -> GrainBatches:
-    """`pipeline.train_batches` with decoding in `num_workers` grain worker processes (0 = a thread)."""
+    """`pipeline.train_batches` with decoding in `num_workers` grain worker processes (0 = threads of the main
+    process), each building `threads` batches at once (0 = `DEFAULT_THREADS`)."""
     return GrainBatches(
         dataset,
         sampler,
@@ -176,4 +186,5 @@ def train_batches(
         host_augment=host_augment,
         seed=seed,
         buffer_size=max(1, prefetch),
+        threads=threads,
     )

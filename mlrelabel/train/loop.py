@@ -146,6 +146,7 @@ def fit(
             end,
             labels=labels,
             num_workers=cfg.data.loader_workers,
+            threads=cfg.data.get('loader_threads', 0),
             host_augment=_host_augment(cfg),
             seed=seed,
         )
