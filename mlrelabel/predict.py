@@ -73,7 +73,7 @@ def load_run(workdir: str):
     variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
     model = common.build_model(config, num_classes)
     if config.model.get('freeze_backbone', False):
-        from mlrelabel.methods.partial import FrozenBackbone
+        from mlrelabel.models.frozen import FrozenBackbone
 
         variables = FrozenBackbone.merge(variables)
     info = {'class_names': names, 'groups': groups, 'head': head, 'step': int(step)}
