@@ -20,7 +20,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mlrelabel import parallel
+from mlrelabel import parallel, tensorboard_writer
 from mlrelabel.io_utils import atomic_write_text
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -98,7 +98,8 @@ def run(config, workdir: str) -> dict:
         raise SystemExit(f'config.method={config.method!r}: expected one of {", ".join(methods)}')
     prepare_workdir(config, workdir)
     module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
-    return module.run(config, workdir)
+    with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
+        return module.run(config, workdir)
 
 
 def main(argv):
