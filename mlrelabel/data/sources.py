@@ -244,3 +244,9 @@ def digit_scenes_dataset(split: str, cache_dir: str | os.PathLike | None = None,
         paths=None,
         name=f"digit_scenes_{split}",
     )
+
+
+def resize_and_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """`[H, W, 3]` uint8 → `[size, size, 3]` uint8: shorter side to `size`, then a centre crop, exactly as
+    `ImageFiles` prepares files (predictions on in-memory images see what training saw)."""
+    return _resize_crop(Image.fromarray(np.asarray(image, np.uint8)), size)

@@ -10,9 +10,9 @@
 
 Leaves in the work directory: `checkpoints/` (Orbax: teacher and student train states and the
 step / generation / phase counters, so a killed run resumes inside the right phase), `metrics.json`
-(per-epoch history and final metrics), `training.png`, `tensorboard/` (event files). Validation follows
-`mlrelabel.evaluate`: top-1 on the given label, ReaL-style accuracy and sample-F1 of
-`argmax ∪ {p > eval.threshold}` on the full sets.
+(per-epoch history and final metrics), `training.png`, `tensorboard/` (event files), `run.json` (the
+manifest). Validation follows `mlrelabel.evaluate`: top-1 on the given label, ReaL-style accuracy and
+sample-F1 of `argmax ∪ {p > eval.threshold}` on the full sets.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def run(config, workdir: str) -> dict:
         )
         keys = [k for k in final if k.startswith(('val_', 'test_'))]
         print(report.format_table([final], ['epoch'] + keys))
+    common.record_run(workdir, config, final, num_classes=train.num_classes, head=head)
     return result
 
 

@@ -31,7 +31,7 @@ batch statistics fixed), otherwise everything is fine-tuned, the backbone at
 
 Work directory: `config.json`, `partial_labels.json` (label statistics), `prior.csv` and `prior/`
 (selective), `checkpoints/` (Orbax), `metrics.json` (history, final metrics, per-class AP),
-`training.png`.
+`training.png`, `tensorboard/` (prior, then main phase), `run.json` (the manifest).
 """
 
 from __future__ import annotations
@@ -362,4 +362,13 @@ def run(config, workdir: str) -> dict:
         )
         keys = [k for k, v in final.items() if k.startswith('val_') and isinstance(v, float)]
         print(report.format_table([final], ['epoch'] + keys))
+    common.record_run(
+        workdir,
+        config,
+        final,
+        num_classes=num_classes,
+        head=pc.head,
+        class_names=names,
+        groups=groups,
+    )
     return result
