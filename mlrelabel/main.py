@@ -1,10 +1,14 @@
-"""Command-line entry point for every method.
+"""Runs a recipe: trains, relabels and evaluates, leaving everything in a work directory.
 
-  python -m mlrelabel.main --config=configs/mc_dropout.py [--workdir=DIR] [--config.field=value ...]
+  mlrelabel --config=mc_dropout [--workdir=DIR] [--config.field=value ...]
+  python -m mlrelabel.main --config=configs/mc_dropout.py:smoke
 
-Dispatches `config.method` to `mlrelabel.methods.<method>.run(config, workdir)`. Without `--workdir` a
-fresh folder under `runs/` is used. Re-running with an existing work directory resumes that run from its
-last checkpoint; a different config there is refused rather than mixed in.
+--config takes a recipe name (mc_dropout, naive, mc_perturbation, supervised, relabel_maps, partial,
+mile, *_imagenet) or a config file, either with ':smoke' for the seconds-long variant. Any field can
+be overridden: --config.train.epochs=5. Without --workdir a new folder under runs/ is used.
+Rerunning with the same --workdir resumes the run from its last checkpoint; a work directory that
+holds another config is refused. TensorBoard: tensorboard --logdir=DIR/tensorboard.
+Predictions of a finished run: mlrelabel-predict --workdir=DIR --images=FOLDER --out=preds.csv
 """
 
 from __future__ import annotations
@@ -20,12 +24,21 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mlrelabel import parallel, tensorboard_writer
+from mlrelabel import parallel, recipes, tensorboard_writer
+from mlrelabel.console import run_app
 from mlrelabel.io_utils import atomic_write_text
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Path to a config file (configs/<name>.py[:variant]).', lock_config=True
+    'config',
+    None,
+    'A recipe name or a config file, with an optional :variant: '
+    f'{", ".join(recipes.available())} (e.g. mc_dropout:smoke, configs/mc_dropout.py).',
+    lock_config=True,
 )
+
+# ml_collections' config-file parser, taught recipe names: `mc_dropout:smoke` → `<recipes>/mc_dropout.py:smoke`.
+_parse_config_file = flags.FLAGS['config'].parser.parse
+flags.FLAGS['config'].parser.parse = lambda path: _parse_config_file(recipes.resolve(path))
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
 
 METHODS_PACKAGE = 'mlrelabel.methods'
@@ -34,10 +47,8 @@ RESUMABLE_DIFFERENCES = ('parallel',)
 
 
 def default_workdir(config_path: str) -> str:
-    name = os.path.splitext(os.path.basename(config_path.split(':')[0]))[0]
-    variant = config_path.split(':')[1] if ':' in config_path else ''
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-    return os.path.join('runs', f'{name}{"-" + variant if variant else ""}-{stamp}')
+    return os.path.join('runs', f'{recipes.display_name(config_path)}-{stamp}')
 
 
 def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
@@ -117,6 +128,11 @@ def main(argv):
     run(config, workdir)
 
 
-if __name__ == '__main__':
+def cli():
+    """The `mlrelabel` console script (the same as `python -m mlrelabel.main`)."""
     flags.mark_flags_as_required(['config'])
-    app.run(main)
+    run_app(main, __doc__, ['config', 'workdir', 'verbosity'])
+
+
+if __name__ == '__main__':
+    cli()
