@@ -14,7 +14,7 @@ start=$(date +%s)
 # setuptools would pack into later wheels). tensorboard only reads the events back (dev extra).
 mkdir "$TMP/src"
 cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/mlrelabel" "$REPO/configs" "$TMP/src/"
-python -m pip install -q -c "$REPO/constraints.txt" "$TMP/src" tensorboard
+python -m pip install -q --no-compile -c "$REPO/constraints.txt" "$TMP/src" tensorboard
 echo "check_installed: install took $(( $(date +%s) - start )) s, $(du -sm "$TMP/venv" | cut -f1) MB"
 python -m pip check
 
