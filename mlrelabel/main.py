@@ -1,18 +1,21 @@
-"""Command-line entry point for every method.
+"""Runs a recipe: trains, relabels and evaluates, leaving everything in a work directory.
 
-  python -m mlrelabel.main --config=configs/mc_dropout.py [--workdir=DIR] [--config.field=value ...]
+  mlrelabel --config=mc_dropout [--workdir=DIR] [--config.field=value ...]
+  python -m mlrelabel.main --config=configs/mc_dropout.py:smoke
 
-Dispatches `config.method` to `mlrelabel.methods.<method>.run(config, workdir)`. Without `--workdir` a
-fresh folder under `runs/` is used. Re-running with an existing work directory resumes that run from its
-last checkpoint; a different config there is refused rather than mixed in.
+--config takes a recipe name (mc_dropout, naive, mc_perturbation, supervised, relabel_maps, partial,
+mile, *_imagenet) or a config file, either with ':smoke' for the seconds-long variant. Any field can
+be overridden: --config.train.epochs=5. Without --workdir a new folder under runs/ is used.
+Rerunning with the same --workdir resumes the run from its last checkpoint; a work directory that
+holds another config is refused. TensorBoard: tensorboard --logdir=DIR/tensorboard.
+Predictions of a finished run: mlrelabel-predict --workdir=DIR --images=FOLDER --out=preds.csv
 
-Before any work: the whole config is validated (`mlrelabel.validation`) and the label files it names are
-read (`mlrelabel.data.checks.preflight`); a mistake stops the run before the work directory is claimed, so
-the corrected command can use the same `--workdir`. Expected failures end in one paragraph on stderr and
-an exit code (the traceback with `--verbosity=1`):
-  2  a config or data mistake (every config problem listed, one per line)
-  3  training diverged (a NaN or inf loss or parameter; the step is named, the last finite checkpoint kept)
-  4  an operating-system error (disk full, permission, ...), naming the path
+Before any work the whole config is validated (mlrelabel.validation), the fields left to the data are
+filled in (mlrelabel.data.inspect) and the label files it names are read (mlrelabel.data.checks); a
+mistake stops the run before the work directory is claimed, so the corrected command can use the same
+--workdir. Expected failures end in one paragraph on stderr and an exit code (the traceback with
+--verbosity=1): 2 a config or data mistake, 3 training diverged (NaN or inf; the step is named and the
+last finite checkpoint kept), 4 an operating-system error (disk full, permission, ...) naming the path.
 """
 
 from __future__ import annotations
@@ -30,14 +33,23 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mlrelabel import compile_cache, validation
+from mlrelabel import compile_cache, recipes, validation
+from mlrelabel.console import run_app
 from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
 
 # Nothing above imports JAX: a config mistake is reported before the heavy imports.
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Path to a config file (configs/<name>.py[:variant]).', lock_config=True
+    'config',
+    None,
+    'A recipe name or a config file, with an optional :variant: '
+    f'{", ".join(recipes.available())} (e.g. mc_dropout:smoke, configs/mc_dropout.py).',
+    lock_config=True,
 )
+
+# ml_collections' config-file parser, taught recipe names: `mc_dropout:smoke` → `<recipes>/mc_dropout.py:smoke`.
+_parse_config_file = flags.FLAGS['config'].parser.parse
+flags.FLAGS['config'].parser.parse = lambda path: _parse_config_file(recipes.resolve(path))
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
 
 METHODS_PACKAGE = 'mlrelabel.methods'
@@ -47,10 +59,8 @@ EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
 
 
 def default_workdir(config_path: str) -> str:
-    name = os.path.splitext(os.path.basename(config_path.split(':')[0]))[0]
-    variant = config_path.split(':')[1] if ':' in config_path else ''
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-    return os.path.join('runs', f'{name}{"-" + variant if variant else ""}-{stamp}')
+    return os.path.join('runs', f'{recipes.display_name(config_path)}-{stamp}')
 
 
 def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
@@ -138,7 +148,10 @@ def run(config, workdir: str) -> dict:
     checks.preflight(config)
     prepare_workdir(config, workdir)
     module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
-    return module.run(config, workdir)
+    from mlrelabel import tensorboard_writer
+
+    with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
+        return module.run(config, workdir)
 
 
 def os_error_of(error: BaseException) -> OSError | None:
@@ -211,6 +224,11 @@ def main(argv):
         _exit_with(e)
 
 
-if __name__ == '__main__':
+def cli():
+    """The `mlrelabel` console script (the same as `python -m mlrelabel.main`)."""
     flags.mark_flags_as_required(['config'])
-    app.run(main)
+    run_app(main, __doc__, ['config', 'workdir', 'verbosity'])
+
+
+if __name__ == '__main__':
+    cli()

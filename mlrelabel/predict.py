@@ -1,85 +1,33 @@
-"""Predictions of a trained run on a folder of images: per-image probabilities, the predicted label set
-and, for attribute data, each group's argmax.
+"""Predictions of a finished run on a folder of images: probabilities, predicted labels (names and ids).
 
-  python -m mlrelabel.predict --workdir=RUN --images=DIR --out=preds.csv [--out=preds.json] [--threshold=0.5]
+  mlrelabel-predict --workdir=RUN --images=DIR --out=preds.csv [--out=preds.json] [--round=K] [--threshold=T]
+  python -m mlrelabel.predict ...   (the same)
 
-Reads the run's `config.json` and its latest Orbax checkpoint (`<workdir>/checkpoints`), plus
-`partial_labels.json` (class names, attribute groups) when the run wrote one. Images are every
-JPEG/PNG/BMP/WebP file directly in DIR, sorted by name, resized and centre-cropped like training data;
-unreadable files are skipped with a warning. The predicted set is {classes with p > threshold}
-(sigmoid head; the argmax is added when nothing passes, as in the evaluation protocol) or each
-group's argmax (group-softmax head). Outputs are written atomically; the format follows the extension.
+The run is opened with `mlrelabel.load_run` (its run.json manifest; runs without one are read from
+config.json and their checkpoints), so every method and data source works and the class count comes from
+the run. The model is the run's chosen round unless --round=K. Images are every JPEG/PNG/BMP/WebP file
+directly in DIR, sorted by name, resized and centre-cropped like training images; unreadable files are
+skipped with a warning. The predicted set is, per class, p > threshold (the run's per-class thresholds.json
+by default, else config.eval.threshold, 0.5 unless the run set it; --threshold=T overrides), plus the
+argmax when nothing passes; a group-softmax head predicts each group's argmax. Outputs are written
+atomically; the format follows the extension. A checkpoint with NaN or infinite weights is refused.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
+import sys
 import warnings
 
-import ml_collections
 import numpy as np
 from PIL import Image
 
-from mlrelabel import evaluate
 from mlrelabel.io_utils import atomic_write_json, atomic_write_text
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
-
-
-def load_run(workdir: str):
-    """`(config, model, variables, info)` of a finished (or interrupted) run; `info` holds
-    `class_names`, `groups` and `head`."""
-    import orbax.checkpoint as ocp
-
-    from mlrelabel.checkpoint import assert_finite
-    from mlrelabel.methods import common
-
-    path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(path):
-        raise SystemExit(f'{workdir}: no config.json (is it a run directory?)')
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    info_path = os.path.join(workdir, 'partial_labels.json')
-    info = {}
-    if os.path.exists(info_path):
-        with open(info_path) as f:
-            info = json.load(f)
-    num_classes = int(info.get('classes', config.data.num_classes))
-    names = info.get('class_names') or [str(c) for c in range(num_classes)]
-    groups = [tuple(g) for g in info.get('groups', [])]
-    from mlrelabel.methods.relabel_maps import _checkpoint_dir
-
-    # The run's checkpoint: `checkpoints/`, or the last `round_<k>/checkpoints` of a relabel run.
-    ckpt_dir = os.path.abspath(_checkpoint_dir(workdir))
-    loss = config.train.loss  # the link of the model that was trained last
-    if 'mile' in config:
-        from mlrelabel.methods.mile import SCHEMA_LOSSES
-
-        loss = SCHEMA_LOSSES[config.mile.schema]
-    elif 'relabel' in config and os.path.basename(os.path.dirname(ckpt_dir)) not in ('round_0', ''):
-        if os.path.basename(os.path.dirname(ckpt_dir)).startswith('round_'):
-            loss = config.relabel.loss
-    head = config.get('partial', {}).get('head', evaluate.head_of(loss))
-    manager = ocp.CheckpointManager(ckpt_dir, item_names=('state', 'meta'))
-    step = manager.latest_step()
-    if step is None:
-        raise SystemExit(f'{ckpt_dir}: no checkpoint')
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state']
-    manager.close()
-    assert_finite(state, f'{ckpt_dir} step {step}')
-    if 'student' in state:  # MILe: the student is the evaluated model
-        state = state['student']
-    variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-    model = common.build_model(config, num_classes)
-    if config.model.get('freeze_backbone', False):
-        from mlrelabel.methods.partial import FrozenBackbone
-
-        variables = FrozenBackbone.merge(variables)
-    info = {'class_names': names, 'groups': groups, 'head': head, 'step': int(step)}
-    return config, model, variables, info
+CHUNK = 1024  # images decoded at a time
 
 
 def _readable(path: str) -> bool:
@@ -91,18 +39,10 @@ def _readable(path: str) -> bool:
         return False
 
 
-def predict_folder(workdir: str, images_dir: str, threshold: float | None = None) -> dict:
-    """`{'files', 'probs' [N, C], 'labels' (lists of class names), 'groups' ({name: [N] class index}),
-    'class_names', 'threshold', 'head', 'step'}` for the images in `images_dir`."""
-    from mlrelabel import partial as P
-    from mlrelabel.data.sources import ImageFiles
-    from mlrelabel.methods import common
-    from mlrelabel.train import loop
-
-    config, model, variables, info = load_run(workdir)
-    threshold = float(config.eval.threshold if threshold is None else threshold)
+def list_images(images_dir: str) -> list[str]:
+    """The readable image files directly in `images_dir`, sorted by name (unreadable ones: a warning)."""
     if not os.path.isdir(images_dir):
-        raise SystemExit(f'--images={images_dir}: no such folder')
+        raise FileNotFoundError(f'--images={images_dir}: no such folder')
     files = sorted(f for f in os.listdir(images_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
     bad = [f for f in files if not _readable(os.path.join(images_dir, f))]
     if bad:
@@ -113,45 +53,61 @@ def predict_folder(workdir: str, images_dir: str, threshold: float | None = None
         )
         files = [f for f in files if f not in set(bad)]
     if not files:
-        raise SystemExit(f'--images={images_dir}: no readable images ({", ".join(IMAGE_EXTENSIONS)})')
-    images = ImageFiles([os.path.join(images_dir, f) for f in files], config.data.image_size)
-    with config.unlocked():
-        config.parallel.num_devices = 1  # inference of a folder: one device, any batch size
-    mesh = common.mesh_from_config(config)
-    logits = loop.predict(model, variables, images, len(files), config, mesh=mesh, desc='predict')
-    names, groups = info['class_names'], info['groups']
-    if info['head'] == 'group_softmax':
-        probs = P.group_probabilities(logits, [k for _, k in groups])
+        raise FileNotFoundError(f'--images={images_dir}: no readable images ({", ".join(IMAGE_EXTENSIONS)})')
+    return files
+
+
+def predict_folder(
+    workdir: str, images_dir: str, threshold: float | None = None, round: int | None = None
+) -> dict:
+    """`{'files', 'probs' [N, C], 'labels' (class names per image), 'label_ids', 'groups' ({name: [N]
+    argmax within the group}), 'class_names', 'threshold' (a number or per-class list), 'head', 'round',
+    'step'}` for the images in `images_dir`."""
+    from mlrelabel.data.sources import ImageFiles
+    from mlrelabel.run import load_run
+
+    run = load_run(workdir)
+    info = run.round_info(round)
+    if threshold is not None:
+        thresholds = np.full(run.num_classes, float(threshold), np.float32)
+    elif run.thresholds is not None and round in (None, run.chosen_round):
+        thresholds = run.thresholds  # calibrated for the chosen round's model
     else:
-        probs = evaluate.probabilities(logits, info['head'])
-    group_argmax, start = {}, 0
-    for name, k in groups:
-        group_argmax[name] = probs[:, start : start + k].argmax(1)
-        start += k
-    if info['head'] == 'group_softmax':
-        offsets = np.cumsum([0] + [k for _, k in groups])[:-1]
-        label_sets = [
-            [names[o + group_argmax[g][i]] for (g, _), o in zip(groups, offsets)] for i in range(len(files))
+        thresholds = np.full(run.num_classes, float(run.config.eval.get('threshold', 0.5)), np.float32)
+    files = list_images(images_dir)
+    reader = ImageFiles([os.path.join(images_dir, f) for f in files], run.image_size)
+    probs = np.concatenate(
+        [
+            run.predict(reader[np.arange(s, min(s + CHUNK, len(files)))], round)
+            for s in range(0, len(files), CHUNK)
         ]
+    )
+    groups = {name: probs[:, a:b].argmax(1) for name, a, b in run.groups}
+    if info['head'] == 'group_softmax':
+        ids = [[a + int(groups[name][i]) for name, a, _ in run.groups] for i in range(len(files))]
     else:
-        label_sets = []
+        ids = []
         for p in probs:
-            chosen = np.flatnonzero(p > threshold)
-            label_sets.append([names[c] for c in (chosen if chosen.size else [int(p.argmax())])])
+            chosen = np.flatnonzero(p > thresholds)
+            ids.append([int(c) for c in (chosen if chosen.size else [int(p.argmax())])])
+    names = run.class_names
+    uniform = bool(np.all(thresholds == thresholds[0]))
     return {
         'files': files,
         'probs': probs,
-        'labels': label_sets,
-        'groups': group_argmax,
+        'labels': [[names[c] for c in row] for row in ids],
+        'label_ids': ids,
+        'groups': groups,
         'class_names': names,
-        'threshold': threshold,
+        'threshold': float(thresholds[0]) if uniform else [float(t) for t in thresholds],
         'head': info['head'],
-        'step': info['step'],
+        'round': info['round'],
+        'step': run.step(round),
     }
 
 
 def write_predictions(path: str, preds: dict) -> None:
-    """CSV (filename, labels joined by ';', one column per group, p_<class>...) or JSON, atomically."""
+    """CSV (filename, labels and label_ids joined by ';', one column per group, p_<class>...) or JSON."""
     names, groups = preds['class_names'], list(preds['groups'])
     if path.endswith('.json'):
         rows = []
@@ -159,62 +115,78 @@ def write_predictions(path: str, preds: dict) -> None:
             row = {
                 'filename': f,
                 'labels': preds['labels'][i],
+                'label_ids': preds['label_ids'][i],
                 'probs': {n: round(float(p), 6) for n, p in zip(names, preds['probs'][i])},
             }
             if groups:
                 row['groups'] = {g: int(preds['groups'][g][i]) for g in groups}
             rows.append(row)
-        atomic_write_json(
-            path,
-            {
-                'threshold': preds['threshold'],
-                'head': preds['head'],
-                'step': preds['step'],
-                'classes': names,
-                'predictions': rows,
-            },
-        )
+        meta = {k: preds[k] for k in ('threshold', 'head', 'round', 'step')}
+        atomic_write_json(path, {**meta, 'classes': names, 'predictions': rows})
     elif path.endswith('.csv'):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator='\n')
-        writer.writerow(['filename', 'labels', *groups, *[f'p_{n}' for n in names]])
+        writer.writerow(['filename', 'labels', 'label_ids', *groups, *[f'p_{n}' for n in names]])
         for i, f in enumerate(preds['files']):
             writer.writerow(
                 [
                     f,
                     ';'.join(preds['labels'][i]),
+                    ';'.join(str(c) for c in preds['label_ids'][i]),
                     *[int(preds['groups'][g][i]) for g in groups],
                     *[f'{float(p):.6f}' for p in preds['probs'][i]],
                 ]
             )
         atomic_write_text(path, buffer.getvalue())
     else:
-        raise SystemExit(f'--out={path}: expected a .csv or .json file name')
+        raise ValueError(f'--out={path}: expected a .csv or .json file name')
 
 
 def main(argv):
     from absl import flags
+    from absl import logging as absl_logging
 
     f = flags.FLAGS
     if len(argv) > 1:
         raise SystemExit(f'unexpected arguments: {argv[1:]}')
-    from mlrelabel import compile_cache
-
-    compile_cache.enable()
-    preds = predict_folder(f.workdir, f.images, f.threshold)
+    if not f['verbosity'].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every restore at INFO
+    bad = [out for out in f.out if not out.endswith(('.csv', '.json'))]
+    if bad:
+        raise SystemExit(f'--out={bad[0]}: expected a .csv or .json file name')
+    try:
+        preds = predict_folder(f.workdir, f.images, f.threshold, f.round)
+    except (FileNotFoundError, ValueError) as e:  # no run / no images / non-finite checkpoint / bad round
+        print(f'mlrelabel-predict: {e}', file=sys.stderr)
+        raise SystemExit(1) from None
     for out in f.out:
         write_predictions(out, preds)
-        print(f'{out}: {len(preds["files"])} images')
+        print(f'{out}: {len(preds["files"])} images (round {preds["round"]}, step {preds["step"]})')
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string('workdir', None, 'Run directory (what mlrelabel --workdir wrote).')
+    flags.DEFINE_string('images', None, 'Folder of images to label (JPEG, PNG, BMP, WebP).')
+    flags.DEFINE_multi_string('out', None, 'Output file(s): .csv and/or .json (repeat --out for both).')
+    flags.DEFINE_float(
+        'threshold',
+        None,
+        "Probability threshold of the predicted set (default: the run's per-class thresholds.json, "
+        'else config.eval.threshold).',
+    )
+    flags.DEFINE_integer('round', None, "Round whose model predicts (default: the run's chosen round).")
+    flags.mark_flags_as_required(['workdir', 'images', 'out'])
+
+
+def cli():
+    """The `mlrelabel-predict` console script (the same as `python -m mlrelabel.predict`)."""
+    from mlrelabel.console import run_app
+
+    _define_flags()
+    run_app(main, __doc__, ['workdir', 'images', 'out', 'threshold', 'round', 'verbosity'])
 
 
 if __name__ == '__main__':
-    from absl import app, flags
-
-    flags.DEFINE_string('workdir', None, 'Run directory (config.json + checkpoints/).')
-    flags.DEFINE_string('images', None, 'Folder of images to label.')
-    flags.DEFINE_multi_string('out', None, 'Output file(s): .csv and/or .json.')
-    flags.DEFINE_float(
-        'threshold', None, 'Probability threshold of the predicted set (default: config.eval.threshold).'
-    )
-    flags.mark_flags_as_required(['workdir', 'images', 'out'])
-    app.run(main)
+    cli()

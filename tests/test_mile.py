@@ -209,14 +209,26 @@ def test_configs():
         _config('mile_imagenet.py', 'huge')
 
 
-def test_predict_reads_the_student_of_a_mile_run_with_its_schema_head(tmp_path):
-    """`mlrelabel.predict.load_run` on a MILe run: the student's variables, the schema's link."""
-    from mlrelabel import main, predict
+def test_load_run_predicts_with_the_student_of_a_mile_run_and_its_schema_head(tmp_path):
+    """`mlrelabel.load_run` on a MILe run: the student's weights, the schema's link, with or without run.json."""
+    from mlrelabel import main
+    from mlrelabel.methods import common
+    from mlrelabel.run import load_run
+    from mlrelabel.train import inference
 
     cfg = _config('mile.py', 'smoke')
     cfg.mile.schema = 'mile'
     main.run(cfg, str(tmp_path))
-    config, model, variables, info = predict.load_run(str(tmp_path))
-    assert info['head'] == 'sigmoid' and set(variables) == {'params', 'batch_stats'}
-    images = jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 3))
-    assert model.apply(variables, images).shape == (2, cfg.data.num_classes)
+    images = np.random.default_rng(0).integers(
+        0, 256, (3, cfg.data.image_size, cfg.data.image_size, 3), np.uint8
+    )
+    state, _ = inference.restore_latest(str(tmp_path / 'checkpoints'))
+    student = {'params': state['student']['params'], 'batch_stats': state['student']['batch_stats']}
+    model = common.build_model(cfg, cfg.data.num_classes)
+    expected = jax.nn.sigmoid(model.apply(student, augment.normalize(images, cfg.data.mean, cfg.data.std)))
+    for manifest in ('written', 'derived'):
+        if manifest == 'derived':
+            os.remove(tmp_path / 'run.json')
+        run = load_run(str(tmp_path))
+        assert run.method == 'mile' and run.head == 'sigmoid' and run.num_classes == cfg.data.num_classes
+        np.testing.assert_allclose(run.predict(images), expected, atol=1e-5, err_msg=manifest)

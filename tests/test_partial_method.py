@@ -115,20 +115,23 @@ def test_selective_run_with_prior_phase_resumes_and_predicts(tmp_path):
         Image.fromarray(np.full((20, 20, 3), 60 * i, np.uint8)).save(images / f'{i}.png')
     preds = predict.predict_folder(work, str(images), threshold=0.5)
     assert preds['files'] == ['0.png', '1.png', '2.png'] and preds['probs'].shape == (3, 10)
-    for row, labels in zip(preds['probs'], preds['labels']):
-        expected = [str(c) for c in np.flatnonzero(row > 0.5)] or [str(int(row.argmax()))]
-        assert labels == expected
+    for row, labels, ids in zip(preds['probs'], preds['labels'], preds['label_ids']):
+        expected = [int(c) for c in np.flatnonzero(row > 0.5)] or [int(row.argmax())]
+        assert ids == expected and labels == [str(c) for c in expected]
     predict.write_predictions(str(tmp_path / 'p.csv'), preds)
     predict.write_predictions(str(tmp_path / 'p.json'), preds)
     lines = (tmp_path / 'p.csv').read_text().splitlines()
-    assert lines[0].startswith('filename,labels,p_0') and len(lines) == 4
-    assert json.load(open(tmp_path / 'p.json'))['predictions'][2]['filename'] == '2.png'
+    assert lines[0].startswith('filename,labels,label_ids,p_0') and len(lines) == 4
+    doc = json.load(open(tmp_path / 'p.json'))
+    assert doc['predictions'][2]['filename'] == '2.png' and doc['classes'] == [str(c) for c in range(10)]
+    assert doc['predictions'][2]['label_ids'] == preds['label_ids'][2] and doc['round'] is None
 
 
 def test_attribute_csv_group_heads_with_frozen_imported_backbone(tmp_path):
     from mlrelabel import main, predict
     from mlrelabel.methods import common
     from mlrelabel.models.torchvision import to_torchvision
+    from mlrelabel.run import load_run
 
     rng = np.random.default_rng(0)
     colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]])
@@ -159,8 +162,9 @@ def test_attribute_csv_group_heads_with_frozen_imported_backbone(tmp_path):
     final = result['final']
     assert {'val_acc_colour', 'val_acc_size', 'val_group_accuracy', 'val_map'} <= set(final)
     assert len(final['val_ap_per_class']) == 5
-    _, _, variables, info = predict.load_run(work)
-    assert info['groups'] == [('colour', 3), ('size', 2)] and info['head'] == 'group_softmax'
+    run = load_run(work)
+    assert run.groups == [('colour', 0, 3), ('size', 3, 5)] and run.head == 'group_softmax'
+    variables = run.variables()  # the merged (plain) variables predict uses
     # The backbone and its statistics are the imported ones; the new 5-class classifier was trained.
     for a, b in zip(
         jax.tree.leaves({k: v for k, v in pre['params'].items() if k != 'fc'}),

@@ -220,3 +220,9 @@ def with_full_labels(dataset: Dataset) -> Dataset:
         for v, t in zip((row[0] for row in dataset.labels.to_lists()), dataset.truth.to_lists())
     ]
     return dataclasses.replace(dataset, labels=LabelTable.from_lists(lists, dataset.labels.num_classes))
+
+
+def resize_and_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """`[H, W, 3]` uint8 → `[size, size, 3]` uint8: shorter side to `size`, then a centre crop, exactly as
+    `ImageFiles` prepares files (predictions on in-memory images see what training saw)."""
+    return _resize_crop(Image.fromarray(np.asarray(image, np.uint8)), size)

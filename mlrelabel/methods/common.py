@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel import evaluate, parallel
+from mlrelabel import evaluate, parallel, tensorboard_writer
 from mlrelabel.data import checks, inspect, sources
 from mlrelabel.models import get_model
+from mlrelabel.run import manifest_fields, write_manifest
 from mlrelabel.train import loop
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -161,3 +162,10 @@ def final_metrics(model, state, history, data, config, mesh, head: str, workdir:
     if 'test' in data:
         final.update(make_eval_fn(model, data['test'], config, mesh, head, prefix='test_')(state))
     return final
+
+
+def record_run(workdir: str, config, final: dict, **manifest) -> None:
+    """A finished run's last records: its final metrics as TensorBoard points `final/*` at the end of its
+    training, and `<workdir>/run.json` (`mlrelabel.run.manifest_fields(config, **manifest)`)."""
+    tensorboard_writer.write_scalars(workdir, None, tensorboard_writer.scalar_tags(final, 'final'))
+    write_manifest(workdir, manifest_fields(config, **manifest))

@@ -10,8 +10,9 @@
 
 Leaves in the work directory: `checkpoints/` (Orbax: teacher and student train states and the
 step / generation / phase counters, so a killed run resumes inside the right phase), `metrics.json`
-(per-epoch history and final metrics), `training.png`. Validation follows `mlrelabel.evaluate`: top-1 on
-the given label, ReaL-style accuracy and sample-F1 of `argmax ∪ {p > eval.threshold}` on the full sets.
+(per-epoch history and final metrics), `training.png`, `tensorboard/` (event files), `run.json` (the
+manifest). Validation follows `mlrelabel.evaluate`: top-1 on the given label, ReaL-style accuracy and
+sample-F1 of `argmax ∪ {p > eval.threshold}` on the full sets.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel import evaluate, parallel, report
+from mlrelabel import evaluate, parallel, report, tensorboard_writer
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
 from mlrelabel.io_utils import atomic_write_json
@@ -52,7 +53,13 @@ def run(config, workdir: str) -> dict:
     ckpt_dir = os.path.join(workdir, 'checkpoints')
     if schema == 'mile':
         state, history = fit_mile(
-            model, variables, train, config, mesh=mesh, ckpt_dir=ckpt_dir, eval_fn=eval_fn
+            model,
+            variables,
+            train,
+            config,
+            mesh=mesh,
+            ckpt_dir=ckpt_dir,
+            eval_fn=eval_fn,
         )
     else:
         state, history = loop.fit(
@@ -77,6 +84,7 @@ def run(config, workdir: str) -> dict:
         )
         keys = [k for k in final if k.startswith(('val_', 'test_'))]
         print(report.format_table([final], ['epoch'] + keys))
+    common.record_run(workdir, config, final, num_classes=train.num_classes, head=head)
     return result
 
 
@@ -95,6 +103,7 @@ def fit_mile(
     ckpt_dir: str,
     eval_fn=None,
     stop_at_step: int | None = None,
+    tensorboard_dir: str | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Iterated learning from `variables` for `train.epochs` epochs; returns `(student, history)`.
 
@@ -103,6 +112,9 @@ def fit_mile(
     optionally restarts from the teacher), so resuming from a checkpoint after any step replays the
     uninterrupted run exactly. Teacher and student have their own optimizers whose schedules span their
     own number of steps in the run. `stop_at_step` ends early (tests use it to simulate a kill).
+    TensorBoard events as in `loop.fit` (`tensorboard_dir`, default the active run's): per step the
+    stepping network's loss and learning rate (`train/loss`, `train/<teacher|student>_loss`,
+    `train/learning_rate`), per epoch the history row.
     """
     mc, tcfg = cfg.mile, cfg.train
     k_t, k_s = int(mc.k_t), int(mc.k_s)
@@ -168,7 +180,11 @@ def fit_mile(
     teacher, student = state['teacher'], state['student']
     step = int(state['counters']['step'])
 
+    end = total if stop_at_step is None else min(total, stop_at_step)
+    events, offset = tensorboard_writer.open_phase(tensorboard_dir, ckpt_dir, total, step, end)
+
     def save(at):
+        events.flush()
         snapshot = {'teacher': teacher, 'student': student, 'counters': _counters(at, k_t, k_s)}
         ckpt.save(
             at,
@@ -176,7 +192,6 @@ def fit_mile(
             {'history': history, 'logs': logs, 'phase': mile_steps.phase_of(at, k_t, k_s)[0]},
         )
 
-    end = total if stop_at_step is None else min(total, stop_at_step)
     bar = parallel.progress_bar(total, 'mile', 'step', initial=step)
     watch = divergence.FiniteWatch(
         'mile',
@@ -207,7 +222,9 @@ def fit_mile(
         save_now = tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0
         if epoch_end or save_now or step == end or step % tcfg.log_every_steps == 0:
             watch.check()  # only finite states are saved
-            _collect(pending, logs)
+            fetched = jax.device_get(pending)
+            _collect(fetched, logs)
+            _write_steps(events, offset, fetched, step, k_t, k_s, sched_t, sched_s)
             pending = []
             last = 'student_loss' if phase == mile_steps.IMITATION else 'teacher_loss'
             if logs.get(last):
@@ -224,6 +241,7 @@ def fit_mile(
             if eval_fn is not None and (epoch % tcfg.eval_every_epochs == 0 or step == total):
                 row.update(eval_fn(student))
             history.append(row)
+            events.scalars(offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))
             logs = {}
             save(step)
             bar.write(
@@ -233,6 +251,7 @@ def fit_mile(
         elif save_now or step == end:
             save(step)
     bar.close()
+    events.close()
     logging.info('mile: %d steps in %.1fs', step, time.time() - t0)
     ckpt.close()
     return student, history
@@ -255,9 +274,29 @@ def _counters(step: int, k_t: int, k_s: int) -> dict:
     return {name: jnp.asarray(value, jnp.int32) for name, value in values.items()}
 
 
-def _collect(pending: list[tuple[str, dict]], logs: dict) -> None:
+def _write_steps(events, offset: int, fetched, step: int, k_t: int, k_s: int, sched_t, sched_s) -> None:
+    """TensorBoard points of the fetched steps `step - len(fetched) + 1 .. step` (1-based, as in `loop.fit`,
+    plus the phase's `offset`): the stepping network's loss and learning rate (its own schedule and count)."""
+    first = step - len(fetched)  # 0-based global index of the first fetched step
+    counts = np.array([mile_steps.phase_counts(s, k_t, k_s) for s in range(first, step)])  # steps before s
+    rates = {
+        mile_steps.INTERACTIVE: np.broadcast_to(
+            np.asarray(sched_t(counts[:, 0]), np.float64), (len(counts),)
+        ),
+        mile_steps.IMITATION: np.broadcast_to(np.asarray(sched_s(counts[:, 1]), np.float64), (len(counts),)),
+    }
+    for i, (phase, metrics) in enumerate(fetched):
+        who = 'teacher' if phase == mile_steps.INTERACTIVE else 'student'
+        loss = float(metrics['loss'])
+        events.scalars(
+            offset + first + i + 1,
+            {'train/loss': loss, f'train/{who}_loss': loss, 'train/learning_rate': rates[phase][i]},
+        )
+
+
+def _collect(fetched: list[tuple[str, dict]], logs: dict) -> None:
     """Moves fetched per-step metrics into `logs` (lists per name, prefixed by the network that stepped)."""
-    for phase, metrics in jax.device_get(pending):
+    for phase, metrics in fetched:
         prefix = 'teacher_' if phase == mile_steps.INTERACTIVE else 'student_'
         for name, value in metrics.items():
             name = name if name.startswith('pseudo_') else prefix + name

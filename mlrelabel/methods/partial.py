@@ -31,7 +31,7 @@ batch statistics fixed), otherwise everything is fine-tuned, the backbone at
 
 Work directory: `config.json`, `partial_labels.json` (label statistics), `prior.csv` and `prior/`
 (selective), `checkpoints/` (Orbax), `metrics.json` (history, final metrics, per-class AP),
-`training.png`.
+`training.png`, `tensorboard/` (prior, then main phase), `run.json` (the manifest).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from mlrelabel import partial as P
 from mlrelabel.data.partial_labels import PartialLabels
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
+from mlrelabel.models.frozen import FrozenBackbone
 from mlrelabel.train import loop, optim
 
 FORMAT_SOURCES = ('annotation_folder', 'attribute_csv', 'partial_json')
@@ -112,37 +113,6 @@ def balanced_indices(targets: np.ndarray, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ model
-class FrozenBackbone:
-    """A model-like wrapper: only the classifier `fc` is trainable; the backbone is fixed.
-
-    Variables are `{'params': {'fc': ...}, 'batch_stats': {'stats': <BN statistics>, 'backbone':
-    <backbone params>}}`: the fixed parameters travel in the non-trained collection, so they are jit
-    arguments (not baked-in constants), stay out of the optimizer and weight decay, and are saved
-    with every checkpoint. Batch norm always uses the stored statistics (inference mode).
-    """
-
-    def __init__(self, model):
-        self.model = model
-
-    @staticmethod
-    def split(variables: dict) -> dict:
-        params = dict(variables['params'])
-        head = {'fc': params.pop('fc')}
-        return {'params': head, 'batch_stats': {'stats': variables['batch_stats'], 'backbone': params}}
-
-    @staticmethod
-    def merge(variables: dict) -> dict:
-        bs = variables['batch_stats']
-        return {'params': {**bs['backbone'], **variables['params']}, 'batch_stats': bs['stats']}
-
-    def apply(self, variables, images, train=False, mutable=False, rngs=None, dense=False, method=None, **kw):
-        full = self.merge(variables)
-        if method is not None:
-            return self.model.apply(full, images, method=method, rngs=rngs, **kw)
-        out = self.model.apply(full, images, train=False, dense=dense, dropout=bool(train), rngs=rngs)
-        return (out, {'batch_stats': variables['batch_stats']}) if mutable else out
-
-
 def initial_variables(model, config, num_classes: int) -> dict:
     """Fresh variables (seeded), with the backbone from `model.pretrained` when given (its classifier
     is kept only if it has `num_classes` outputs, else freshly initialised)."""
@@ -396,4 +366,13 @@ def run(config, workdir: str) -> dict:
         )
         keys = [k for k, v in final.items() if k.startswith('val_') and isinstance(v, float)]
         print(report.format_table([final], ['epoch'] + keys))
+    common.record_run(
+        workdir,
+        config,
+        final,
+        num_classes=num_classes,
+        head=pc.head,
+        class_names=names,
+        groups=groups,
+    )
     return result

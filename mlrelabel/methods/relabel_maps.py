@@ -14,7 +14,8 @@ Localized Labels", CVPR 2021. Three phases, each resumable:
 
 Leaves `teacher/` (checkpoints, metrics.json), `label_maps/` (index.json, order.json, shards),
 `checkpoints/` (the student), `metrics.json` (teacher and student metrics, per-epoch history),
-`training.png` and `examples.png` (training images with their map argmax and crops with pooled targets).
+`training.png`, `examples.png` (training images with their map argmax and crops with pooled targets),
+`tensorboard/` (teacher, then student) and `run.json` (the manifest; the student is the run's model).
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def run(config, workdir: str) -> dict:
             dict(final, phase='student')
         ]
         print(report.format_table(rows, ['phase'] + [key for key in keys if key in final]))
+    common.record_run(workdir, config, final, num_classes=num_classes, head=head)
     return result
 
 

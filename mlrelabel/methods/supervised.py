@@ -1,7 +1,8 @@
 """Plain training on the given labels, then evaluation: the baseline every method is measured against.
 
 Leaves in the work directory: `checkpoints/` (Orbax), `metrics.json` (per-epoch history and final
-metrics), `training.png` (curves) and `examples.png` (validation images with predicted and true labels).
+metrics), `training.png` (curves), `examples.png` (validation images with predicted and true labels),
+`tensorboard/` (event files) and `run.json` (the manifest `mlrelabel.load_run` and predict read).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def run(config, workdir: str) -> dict:
         _draw_predictions(model, state, val, config, mesh, head, os.path.join(workdir, 'examples.png'))
         keys = [k for k in final if k.startswith(('val_', 'test_'))]
         print(report.format_table([final], ['epoch'] + keys))
+    common.record_run(workdir, config, final, num_classes=train.num_classes, head=head)
     return result
 
 

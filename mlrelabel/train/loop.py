@@ -21,7 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from mlrelabel import parallel
+from mlrelabel import parallel, tensorboard_writer
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
 from mlrelabel.train import divergence, optim
@@ -63,6 +63,7 @@ def fit(
     loss_fn: Callable | None = None,
     tx=None,
     sampler=None,
+    tensorboard_dir: str | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Trains `model` from `variables` on `dataset` (targets from `labels`, default `dataset.labels`).
 
@@ -79,6 +80,8 @@ def fit(
         config's schedule is still the one logged.
       sampler: replaces the uniform `pipeline.IndexSampler` (e.g. class-balanced); needs `steps_per_epoch`,
         `batch_size` and `global_indices(step)`, a pure function of the step.
+      tensorboard_dir: event-file folder; None: the active run's (`tensorboard_writer.active_run`, set by
+        `main.run`), or no events outside a run. The phase's steps follow the run's earlier phases.
     Returns:
       `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
     """
@@ -121,11 +124,16 @@ def fit(
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     step_fn = jax.jit(train_step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
 
-    def save(step):
-        ckpt.save(step, state, {'history': history, 'epoch_losses': epoch_losses, 'epoch_accs': epoch_accs})
-
     step = int(state.step)
     end = total if stop_at_step is None else min(total, stop_at_step)
+    # TensorBoard: this phase's place on the run's step axis; a killed attempt's events after the last
+    # checkpoint are purged (writers flush before each checkpoint).
+    events, offset = tensorboard_writer.open_phase(tensorboard_dir, ckpt_dir, total, step, end)
+
+    def save(step):
+        events.flush()
+        ckpt.save(step, state, {'history': history, 'epoch_losses': epoch_losses, 'epoch_accs': epoch_accs})
+
     bar = parallel.progress_bar(total, desc, 'step', initial=step)
     watch = divergence.FiniteWatch(
         desc,
@@ -170,8 +178,19 @@ def fit(
             fetched = jax.device_get(pending)
             epoch_losses += [float(m['loss']) for m in fetched]
             epoch_accs += [float(m['accuracy']) for m in fetched]
+            first = step - len(fetched) + 1  # the fetched metrics are those of steps first..step
+            rates = _rates(schedule, first - 1, step)
+            for i, m in enumerate(fetched):
+                events.scalars(
+                    offset + first + i,
+                    {
+                        'train/loss': m['loss'],
+                        'train/accuracy': m['accuracy'],
+                        'train/learning_rate': rates[i],
+                    },
+                )
             pending = []
-            bar.set_postfix(loss=f'{epoch_losses[-1]:.4f}', lr=f'{float(schedule(step - 1)):.3g}')
+            bar.set_postfix(loss=f'{epoch_losses[-1]:.4f}', lr=f'{rates[-1]:.3g}')
         if epoch_end:
             epoch = step // spe
             row = {
@@ -184,6 +203,7 @@ def fit(
             if eval_fn is not None and (epoch % tcfg.eval_every_epochs == 0 or step == total):
                 row.update(eval_fn(state))
             history.append(row)
+            events.scalars(offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))
             epoch_losses, epoch_accs = [], []
             save(step)
             bar.write(
@@ -193,9 +213,16 @@ def fit(
         elif tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0:
             save(step)
     bar.close()
+    events.close()
     logging.info('%s: %d steps in %.1fs', desc, step, time.time() - t0)
     ckpt.close()
     return state, history
+
+
+def _rates(schedule, start: int, stop: int) -> np.ndarray:
+    """`[stop - start]` learning rates of optimizer steps start..stop-1, in one call of the schedule."""
+    steps = np.arange(start, stop)
+    return np.broadcast_to(np.asarray(schedule(steps), np.float64), steps.shape)
 
 
 def predict(
