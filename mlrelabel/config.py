@@ -237,11 +237,16 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.loss = 'sigmoid_bce'  # loss of the rounds after round 0 (multi-hot targets)
     r.warm_start = True  # start round k from round k-1's weights (else a fresh init)
     r.epochs = 10  # epochs of rounds >= 1 (0 = train.epochs)
-    # Which round's labels become the output, and when to stop, decided without multi-label truth: one of
-    # relabel.select.TRUTH_FREE_METRICS (higher is better). A round must beat the given labels by min_delta.
-    r.metric = 'val_given_map'
+    # Which round's labels become the output, and when to stop, decided without multi-label truth
+    # (mlrelabel/relabel/select.py). Round 1 is also trained on the given labels (the control, same start, data
+    # order and keys): the new labels are kept only if their model beats the control on `gate_metric` by more
+    # than `min_delta`. Among the relabeled rounds that pass and are not flagged, `metric` chooses.
+    r.control = True
+    r.gate_metric = 'val_top1'
     r.min_delta = 0.0
-    r.patience = 2
+    r.metric = 'heldout_pu_score'
+    r.patience = 2  # stop when `metric` has not improved for this many rounds ...
+    r.stable_fraction = 0.01  # ... or when fewer than this fraction of the images changed labels
     r.max_rounds = 4  # relabel rounds after round 0
 
     if variant == 'smoke':

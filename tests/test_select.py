@@ -20,18 +20,47 @@ def test_heldout_stats_hand_case():
 def test_choose_round_prefers_the_best_unflagged_round_and_keeps_given_otherwise():
     rows = [
         {'round': 0, 'val_top1': 0.60},
-        {'round': 1, 'val_top1': 0.70, 'flags': []},
-        {'round': 2, 'val_top1': 0.65, 'flags': []},  # got worse: round 1 stays the best
-        {'round': 3, 'val_top1': 0.90, 'flags': ['too many labels']},
+        {'round': 1, 'heldout_pu_score': 3.0, 'flags': []},
+        {'round': 2, 'heldout_pu_score': 3.5, 'flags': []},
+        {'round': 3, 'heldout_pu_score': 3.2, 'flags': []},  # got worse: round 2 stays the output
+        {'round': 4, 'heldout_pu_score': 9.0, 'flags': ['too many labels']},
     ]
-    best, reason = select.choose_round(rows, 'val_top1')
-    assert best == 1 and 'round 1' in reason
-    worse = [{'round': 0, 'val_top1': 0.6}, {'round': 1, 'val_top1': 0.55, 'flags': []}]
-    best, reason = select.choose_round(worse, 'val_top1')
-    assert best == 0 and 'beat the given labels' in reason
-    assert select.choose_round(rows, 'val_top1', min_delta=0.2)[0] == 0
+    best, reason = select.choose_round(rows, 'heldout_pu_score')
+    assert best == 2 and 'round 2' in reason
+    failed = [{'round': 0}, {'round': 1, 'heldout_pu_score': 3.0, 'flags': ['not better than the control']}]
+    best, reason = select.choose_round(failed, 'heldout_pu_score')
+    assert best == 0 and 'not better than the control' in reason
 
 
 def test_choose_round_refuses_metrics_that_need_truth():
     with pytest.raises(ValueError, match='truth-free'):
         select.choose_round([{'round': 0, 'val_f1': 0.5}], 'val_f1')
+
+
+def test_gate_compares_round_one_with_its_control():
+    row = {'round': 1, 'val_top1': 0.70, 'control': {'val_top1': 0.66}}
+    assert select.gate(row, 'val_top1', 0.0) is None
+    assert select.gate(row, 'val_top1', 0.05) is not None
+    worse = {'round': 1, 'val_top1': 0.93, 'control': {'val_top1': 0.95}}
+    assert 'not better' in select.gate(worse, 'val_top1', 0.0)
+
+
+def test_guard_flags_untrustworthy_rounds():
+    ok = {'heldout_given_recall': 0.8, 'heldout_labels_per_image': 2.0}
+    assert select.guard(2.2, ok) == []
+    assert any('held-out images' in f for f in select.guard(2.2, {**ok, 'heldout_given_recall': 0.3}))
+    assert any('labels per image' in f for f in select.guard(4.5, ok))
+
+
+def test_stop_reason():
+    rows = [{'round': 0}, {'round': 1, 'heldout_pu_score': 3.0, 'images_changed': 900}]
+    assert select.stop_reason(rows, 'heldout_pu_score', 2, 0.01, 1000) is None
+    flagged = rows[:1] + [{**rows[1], 'flags': ['x']}]
+    assert 'flagged' in select.stop_reason(flagged, 'heldout_pu_score', 2, 0.01, 1000)
+    stable = rows + [{'round': 2, 'heldout_pu_score': 3.1, 'images_changed': 5}]
+    assert 'stable' in select.stop_reason(stable, 'heldout_pu_score', 2, 0.01, 1000)
+    worse = rows + [
+        {'round': 2, 'heldout_pu_score': 2.9, 'images_changed': 100},
+        {'round': 3, 'heldout_pu_score': 2.8, 'images_changed': 100},
+    ]
+    assert 'did not improve' in select.stop_reason(worse, 'heldout_pu_score', 2, 0.01, 1000)

@@ -28,9 +28,9 @@ import time
 import jax
 import numpy as np
 
-from mlrelabel import evaluate, metrics, parallel, report
+from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
-from mlrelabel.io_utils import atomic_write_json
+from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common
 from mlrelabel.relabel import assign, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_log_odds, to_probability
@@ -66,32 +66,40 @@ def run(config, workdir: str) -> dict:
             labels = new_labels
         t1 = time.time()
         loss = config.train.loss if k == 0 else rc.loss
+        prev_state = state
         state, history = _train_round(k, model, state, train, labels, val, loss, config, mesh, rdir)
+        if k == 1 and rc.control:
+            control = _train_round(
+                k,
+                model,
+                prev_state,
+                train,
+                train.labels,
+                val,
+                loss,
+                config,
+                mesh,
+                rdir,
+                'control/checkpoints',
+            )[1]
+            info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
         row = _round_metrics(k, model, state, train, labels, loss, info, history, config, mesh, rdir)
         timings[f'round_{k}'] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
         rows.append(row)
         if parallel.is_main_process():
             _write_summary(workdir, rows, config, chosen=None)
-        if _should_stop(rows, rc):
-            logging.info('stopping after round %d: %s did not improve by %g', k, rc.metric, rc.min_delta)
+            tensorboard_writer.write_scalars(workdir, None, tensorboard_writer.scalar_tags(row, 'round'))
+        reason = select.stop_reason(rows, rc.metric, rc.patience, rc.stable_fraction, len(train))
+        if reason:
+            logging.info('stopping after round %d: %s', k, reason)
             break
     return _finish(workdir, rows, train, paths, timings, config)
-
-
-def _should_stop(rows: list[dict], rc) -> bool:
-    """Stop when the last `patience` rounds brought no improvement of `relabel.metric` over the best before."""
-    if len(rows) <= rc.patience:
-        return False
-    values = [r.get(rc.metric) if not r.get('flags') else None for r in rows]
-    before = [v for v in values[: -rc.patience] if v is not None]
-    recent = [v for v in values[-rc.patience :] if v is not None]
-    return bool(before) and all(v <= max(before) + rc.min_delta for v in recent)
 
 
 def _finish(workdir, rows, train, paths, timings, config) -> dict:
     """Chooses the output round, writes `labels.json`, `thresholds.json`, `summary.json`; says what happened."""
     rc = config.relabel
-    chosen, reason = select.choose_round(rows, rc.metric, rc.min_delta)
+    chosen, reason = select.choose_round(rows, rc.metric)
     if parallel.is_main_process():
         if chosen == 0:
             table = train.labels
@@ -105,12 +113,24 @@ def _finish(workdir, rows, train, paths, timings, config) -> dict:
             with open(thresholds_src) as f:
                 atomic_write_json(os.path.join(workdir, 'thresholds.json'), json.load(f))
         summary = _write_summary(workdir, rows, config, chosen={'round': chosen, 'reason': reason})
-        existing = {}
-        timing_path = os.path.join(workdir, 'timing.json')
-        if os.path.exists(timing_path):
-            with open(timing_path) as f:
-                existing = json.load(f)
-        atomic_write_json(timing_path, {**existing, **timings})
+        for k, seconds in timings.items():
+            record_timing(workdir, k, seconds)
+        common.record_run(
+            workdir,
+            config,
+            {key: v for key, v in rows[chosen].items() if isinstance(v, (int, float))},
+            num_classes=train.num_classes,
+            head=rows[chosen]['head'],
+            class_names=getattr(train, 'class_names', None),
+            checkpoint=f'round_{chosen}/checkpoints',
+            chosen_round=chosen,
+            rounds=[
+                {'round': r['round'], 'checkpoint': f'round_{r["round"]}/checkpoints', 'head': r['head']}
+                for r in rows
+            ],
+            labels='labels.json',
+            thresholds='thresholds.json' if chosen > 0 else None,
+        )
         cols = (
             ['round'] + [c for c in SUMMARY_KEYS if any(c in r for r in rows)] + ['images_changed', 'flags']
         )
@@ -141,10 +161,12 @@ def _write_summary(workdir, rows, config, chosen) -> dict:
     return summary
 
 
-def _train_round(k, model, prev_state, train, labels, val, loss, config, mesh, rdir):
-    """Trains round k's model on `labels` (resuming its checkpoint); returns `(state, history)`.
+def _train_round(k, model, prev_state, train, labels, val, loss, config, mesh, rdir, arm='checkpoints'):
+    """Trains round k's model on `labels` (resuming its checkpoint in `rdir/arm`); returns `(state, history)`.
 
-    A warm start begins from round k-1's final weights (`prev_state`), else from the seed's fresh init.
+    A warm start begins from round k-1's final weights (`prev_state`), else from the seed's fresh init. The
+    control arm (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data
+    order and keys, so the two differ in their labels alone.
     """
     rc = config.relabel
     cfg = config.copy_and_resolve_references()
@@ -161,11 +183,11 @@ def _train_round(k, model, prev_state, train, labels, val, loss, config, mesh, r
         train,
         cfg,
         mesh=mesh,
-        ckpt_dir=os.path.join(rdir, 'checkpoints'),
+        ckpt_dir=os.path.join(rdir, arm),
         labels=labels,
         eval_fn=eval_fn,
         loss=loss,
-        desc=f'round {k} train',
+        desc=f'round {k} {"control" if arm != "checkpoints" else "train"}',
         seed_offset=1000 * k,
     )
 
@@ -182,7 +204,11 @@ def _round_metrics(k, model, state, train, labels, loss, info, history, config, 
     row['labels_per_image'] = float(labels.num_labels().mean())
     row.update(info)
     row.setdefault('images_changed', 0)
-    row.setdefault('flags', [])
+    row['flags'] = list(row.get('flags', []))
+    if k == 1:
+        failed = select.gate(row, config.relabel.gate_metric, config.relabel.min_delta)
+        if failed:
+            row['flags'].append(failed)
     if train.truth is not None:
         quality = metrics.label_quality(labels, train.truth)
         row.update({f'labels_{key}': float(v) for key, v in quality.items() if key != 'labels_per_image'})
@@ -249,7 +275,7 @@ def _relabel_round(k, model, state, train, val, given, paths, evidence, config, 
         lists += chunk_lists
         scores += chunk_scores
     table = LabelTable.from_lists(lists, num_classes, scores=scores)
-    info['flags'] = _guard(table, info, config)
+    info['flags'] = select.guard(float(table.num_labels().mean()), info)
     for flag in info['flags']:
         logging.warning('round %d flagged: %s (it will not become the final labels)', k, flag)
     label_path = os.path.join(rdir, 'labels.json')
@@ -312,28 +338,21 @@ def _assign(ev: np.ndarray, thresholds, rc) -> np.ndarray:
     return ev >= thresholds[None, :]
 
 
-def _guard(table: LabelTable, info: dict, config) -> list[str]:
-    """Reasons this round's labels must not become the output (empty = fine)."""
-    flags = []
-    per_image = float(table.num_labels().mean())
-    bound = info['heldout_labels_per_image'] + 0.5
-    if per_image > bound:
-        flags.append(
-            f'{per_image:.2f} labels per image on train vs {info["heldout_labels_per_image"]:.2f} held out'
-        )
-    return flags
-
-
 def _thresholds_doc(thresholds, details, train, rc) -> dict:
-    names = (
-        train.class_names
-        if getattr(train, 'class_names', None)
-        else [str(c) for c in range(train.num_classes)]
-    )
-    doc = {'rule': details.get('rule'), 'assign': rc.assign, 'space': 'log_odds', 'classes': list(names)}
+    """thresholds.json: the per-class thresholds behind a round's labels, on the crop evidence of `relabel`
+    (the max over an image's crops of each crop's log-odds, averaged over rounds). `log_odds` is exact (null:
+    the class adds no label); `thresholds` gives the same as probabilities (1.0: never)."""
+    names = getattr(train, 'class_names', None) or [str(c) for c in range(train.num_classes)]
+    doc = {
+        'rule': details.get('rule'),
+        'assign': rc.assign,
+        'space': 'probability',
+        'evidence': 'crops',
+        'classes': list(names),
+    }
     if thresholds is not None:
-        doc['log_odds'] = [None if not np.isfinite(t) else float(t) for t in thresholds]
-        doc['thresholds'] = [None if not np.isfinite(t) else float(to_probability(t)) for t in thresholds]
+        doc['log_odds'] = [float(t) if np.isfinite(t) else None for t in thresholds]
+        doc['thresholds'] = [float(to_probability(t)) if np.isfinite(t) else 1.0 for t in thresholds]
     doc['details'] = {key: v for key, v in details.items() if key != 'rule'}
     return doc
 

@@ -9,8 +9,11 @@ of this module (`TRUTH_FREE_METRICS` lists what a round may be chosen on).
   positive-unlabeled criterion of Lee & Liu (2003, "Learning with positive and unlabeled examples using
   weighted logistic regression"): `r^2 / P(assigned)` is proportional to precision × recall of a class
   without knowing its negatives, because precision = r π / P(assigned) for class prior π.
-- `choose_round`: the round whose selection metric is best, never a round flagged by the guard; round 0
-  (the given labels) unless a relabeled round beats it by `min_delta`.
+- `gate`: round 1's model against a control trained the same way on the given labels: do the labels help?
+- `guard`: flags a round whose labels cannot be trusted (evidence that misses the given labels held out, or
+  more labels on training images than held-out images get).
+- `stop_reason` and `choose_round`: when to stop, and the round whose labels become the output; never a
+  flagged round, and the given labels when no relabeled round passes.
 """
 
 from __future__ import annotations
@@ -50,12 +53,75 @@ def heldout_stats(assigned: np.ndarray, given: np.ndarray) -> dict:
     }
 
 
-def choose_round(rows: list[dict], metric: str, min_delta: float = 0.0) -> tuple[int, str]:
-    """`(round, reason)`: the best round of `rows` by `metric` (higher is better), without multi-label truth.
+def gate(row: dict, metric: str, min_delta: float) -> str | None:
+    """Why round 1's labels do not help (None: they do).
 
-    Round 0 holds the given labels. A relabeled round is chosen only when it is not flagged (`row['flags']`)
-    and its metric exceeds round 0's by more than `min_delta`; among those, the highest metric wins (the
-    earliest on ties). Otherwise the given labels stay, and the reason says so plainly.
+    Round 1 is trained twice from round 0's weights with the same data order and keys: once on the new labels,
+    once on the given labels (the control, `row['control']`). The new labels help only if their model beats
+    the control on the truth-free `metric` of the validation set by more than `min_delta`; longer training
+    alone, which lifts every later round, cannot pass this test.
+    """
+    control = row.get('control') or {}
+    if metric not in row or metric not in control:
+        return None
+    if row[metric] > control[metric] + min_delta:
+        return None
+    return (
+        f'the model trained on the new labels is not better than the same training on the given labels '
+        f'({metric} {row[metric]:.4f} vs {control[metric]:.4f})'
+    )
+
+
+def guard(
+    labels_per_image: float, stats: dict, min_recall: float = 0.5, max_excess: float = 0.5
+) -> list[str]:
+    """Reasons a round's labels must not become the output, from statistics that need no truth.
+
+    - the held-out assignment finds the given label on fewer than `min_recall` of the validation images: the
+      evidence does not recognise the classes reliably, so its extra labels cannot be trusted either;
+    - the training images get more than `max_excess` labels per image more than held-out images under the same
+      rule (`heldout_labels_per_image`, a data-driven estimate of the positives per image): the surplus comes
+      from the model remembering its training images, not from what is in them.
+    """
+    flags = []
+    recall = stats['heldout_given_recall']
+    if recall < min_recall:
+        flags.append(f'the evidence finds the given label on only {recall:.0%} of held-out images')
+    bound = stats['heldout_labels_per_image'] + max_excess
+    if labels_per_image > bound:
+        flags.append(
+            f'{labels_per_image:.2f} labels per image on training images vs '
+            f'{stats["heldout_labels_per_image"]:.2f} held out'
+        )
+    return flags
+
+
+def stop_reason(
+    rows: list[dict], metric: str, patience: int, stable_fraction: float, num_images: int
+) -> str | None:
+    """Why the rounds should stop after the last row (None: go on)."""
+    last = rows[-1]
+    if last['round'] == 0:
+        return None
+    if last.get('flags'):
+        return f'round {last["round"]} was flagged: {"; ".join(last["flags"])}'
+    if last['round'] >= 2 and last.get('images_changed', num_images) <= stable_fraction * num_images:
+        return f'the labels are stable ({last["images_changed"]} images changed in round {last["round"]})'
+    values = [r.get(metric) if r['round'] > 0 and not r.get('flags') else None for r in rows]
+    if len(values) > patience + 1:
+        before = [v for v in values[:-patience] if v is not None]
+        recent = [v for v in values[-patience:] if v is not None]
+        if before and all(v <= max(before) for v in recent):
+            return f'{metric} did not improve for {patience} round(s)'
+    return None
+
+
+def choose_round(rows: list[dict], metric: str) -> tuple[int, str]:
+    """`(round, reason)`: the round whose labels become the output, without multi-label truth.
+
+    Round 0 holds the given labels. Flagged rounds (`row['flags']`: the guard, or round 1 failing the control
+    comparison of `gate`) are never chosen. Among the other relabeled rounds the highest `metric` wins (ties:
+    the later round, which has seen more evidence). Without any, the given labels stay, and the reason says so.
     """
     if metric not in TRUTH_FREE_METRICS:
         raise ValueError(
@@ -63,18 +129,11 @@ def choose_round(rows: list[dict], metric: str, min_delta: float = 0.0) -> tuple
         )
     if not rows or rows[0]['round'] != 0:
         raise ValueError('choose_round: rows must start with round 0 (the given labels)')
-    base = rows[0].get(metric)
-    candidates = [
-        r for r in rows[1:] if not r.get('flags') and r.get(metric) is not None and base is not None
-    ]
-    better = [r for r in candidates if r[metric] > base + min_delta]
-    if better:
-        best = max(better, key=lambda r: (r[metric], -r['round']))
-        return best['round'], (
-            f'round {best["round"]} has the best {metric} ({best[metric]:.4f}; given labels {base:.4f})'
-        )
-    flagged = [r['round'] for r in rows[1:] if r.get('flags')]
-    why = f'no relabeled round beat the given labels on {metric} by more than {min_delta:g}'
-    if flagged:
-        why += f' (flagged, never chosen: rounds {flagged})'
-    return 0, why
+    candidates = [r for r in rows[1:] if not r.get('flags') and r.get(metric) is not None]
+    if candidates:
+        best = max(candidates, key=lambda r: (r[metric], r['round']))
+        return best[
+            'round'
+        ], f'round {best["round"]} has the best {metric} of the relabeled rounds ({best[metric]:.4f})'
+    flagged = [f'round {r["round"]}: {"; ".join(r["flags"])}' for r in rows[1:] if r.get('flags')]
+    return 0, 'no relabeled round passed the checks' + (f' ({" | ".join(flagged)})' if flagged else '')

@@ -289,6 +289,9 @@ SCHEMA: dict[str, Check] = {
     'relabel.epochs': integer(0),
     # Rounds are chosen and stopped on what users have: never on multi-label truth (relabel.select).
     'relabel.metric': one_of(*TRUTH_FREE_METRICS),
+    'relabel.gate_metric': one_of(*TRUTH_FREE_METRICS),
+    'relabel.control': boolean(),
+    'relabel.stable_fraction': FRACTION,
     'relabel.min_delta': NONNEGATIVE,
     'relabel.patience': integer(1),
     'relabel.max_rounds': integer(0),
