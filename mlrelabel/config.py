@@ -24,7 +24,7 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     d.num_classes = 0  # 0 = from the data (the label file's class list, folders, or the largest label + 1)
     d.seed = 0  # data composition seed (separate from the training seed)
     d.image_size = 0  # images are square [size, size, 3]; 0 = from the data (see mlrelabel/data/inspect.py)
-    d.max_image_size = 112  # cap of the data-driven image size
+    d.max_image_size = 0  # cap of the data-driven image size (0 = by the number of training images)
     # digit scenes: sizes, composition and which label is visible.
     d.num_train = 3000
     d.num_val = 1000
@@ -74,6 +74,7 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
 
     c.train = t = ml_collections.ConfigDict()
     t.epochs = 10
+    t.min_steps = 0  # > 0: epochs are raised so that training takes at least this many steps (small datasets)
     t.batch_size = 64
     t.loss = 'softmax_ce'  # 'softmax_ce' | 'sigmoid_bce' | 'soft_ce'
     t.label_smoothing = 0.0
@@ -119,6 +120,7 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
 
 def apply_smoke(c: ml_collections.ConfigDict) -> None:
     """Shrinks a config in place so the run ends in seconds on CPU."""
+    c.train.min_steps = 0
     c.data.num_train = 256
     c.data.num_val = 128
     c.data.num_test = 0
@@ -190,6 +192,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.method = 'relabel'
     c.model.dropout_rate = 0.1  # all three share the model; MC dropout needs some
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
+    c.train.min_steps = 900  # small datasets get more epochs (round 0 >= 900 steps, later rounds >= 450)
 
     c.relabel = r = ml_collections.ConfigDict()
     r.confidence = confidence  # 'naive' | 'mc_dropout' | 'mc_dropout_full' | 'mc_perturbation'
@@ -227,6 +230,9 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.gmm_min_posterior = 0.97  # 'gmm': posterior of the high component needed for a label
     r.gmm_max_samples = 20000  # 'gmm': images sampled per class fit
     r.gmm_min_separation = 1.0  # 'gmm': a class whose modes overlap more (Ashman's D below this) adds no label
+    # 'gmm': an added label needs at least the evidence of the weakest `positive_floor` quantile of the held-out
+    # images given that class (known positives the model never trained on); 0 = no floor.
+    r.positive_floor = 0.1
     r.uncertainty = 'std'  # filter measure: 'std' (per class) | 'mutual_information' | 'entropy'
     r.max_uncertainty = 0.0  # drop assignments above this uncertainty (0 = no filter)
     r.keep_given = True  # the given label is always kept
@@ -238,21 +244,27 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.warm_start = True  # start round k from round k-1's weights (else a fresh init)
     r.epochs = 10  # epochs of rounds >= 1 (0 = train.epochs)
     # Which round's labels become the output, and when to stop, decided without multi-label truth
-    # (mlrelabel/relabel/select.py). Round 1 is also trained on the given labels (the control, same start, data
-    # order and keys): the new labels are kept only if their model beats the control on `gate_metric` by more
-    # than `min_delta`. Among the relabeled rounds that pass and are not flagged, `metric` chooses.
-    r.control = True
+    # (mlrelabel/relabel/select.py): among the relabeled rounds that the guard does not flag, `metric` chooses;
+    # none passing keeps the given labels. With `control`, round 1 is also trained on the given labels (same
+    # start, data order and keys) and its labels must beat that control on `gate_metric` by `min_delta`: an
+    # A/B test of the labels. It is off by default: on data whose given label is the most salient object,
+    # single-label validation metrics favour single-label training whatever the new labels are worth.
+    r.control = False
     r.gate_metric = 'val_top1'
     r.min_delta = 0.0
     r.metric = 'heldout_pu_score'
     r.patience = 2  # stop when `metric` has not improved for this many rounds ...
     r.stable_fraction = 0.01  # ... or when fewer than this fraction of the images changed labels
     r.max_rounds = 4  # relabel rounds after round 0
+    # review.csv / review.png: the changes ranked by out-of-sample evidence from two models trained on one half
+    # of the images each for this many epochs (0 = no review list).
+    r.review_epochs = 10
 
     if variant == 'smoke':
         apply_smoke(c)
         r.max_rounds = 1
         r.epochs = 1
+        r.review_epochs = 1
         r.num_samples = min(r.num_samples, 4)
         r.crops.num_crops = 4
         r.crops.grid_scales = (1.0, 0.6)

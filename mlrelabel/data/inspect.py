@@ -5,11 +5,16 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
 - `data.num_classes` (0): the class list of the label file (`"classes"`), else the largest label + 1 over the
   train and validation files; folder sources count their class folders.
 - `data.image_size` (0): the median shorter side of a seeded sample of training images, capped at
-  `data.max_image_size` and rounded down to a multiple of 8 (at least 32).
+  `data.max_image_size` (0 = by the number of training images: 64 px under 5,000 images, 112 px under 50,000,
+  else 224; a network trained from scratch on a few thousand photos learns their objects better, and a CPU
+  affords more epochs, at low resolution) and rounded down to a multiple of 8 (at least 32).
 - `data.mean`, `data.std` (empty): per-channel statistics of that sample at the chosen size.
 - `model.name` ('auto'): a small ResNet (`resnet_tiny`, small stem) below 96 px, else ResNet-18 with the
   ImageNet stem, as wide as the data can feed: width 16 under 5,000 training images, 32 under 50,000, else 64
   (torchvision's). Small datasets do not need, and a CPU cannot afford, the full network.
+
+- `train.epochs`, `relabel.epochs`: raised so that round 0 takes at least `train.min_steps` steps and each
+  later round half as many (small datasets need more epochs than large ones for the same training).
 
 The built-in digit scenes resolve to their generator's own size and statistics. Nothing here trains.
 """
@@ -39,6 +44,10 @@ def label_file_classes(path: str) -> list[str] | None:
     if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
         raise ValueError(f'{path}: "classes" must be a list of class names (strings)')
     return classes
+
+
+def _auto_max_size(num_images: int) -> int:
+    return 64 if num_images < 5000 else 112 if num_images < 50000 else 224
 
 
 def _auto_width(num_images: int) -> int:
@@ -111,7 +120,7 @@ def resolve_data_defaults(config) -> list[str]:
         paths, num_classes = _training_paths(config)
         found = {'num_classes': num_classes} if num_classes else {}
         if paths and (needs['image_size'] or needs['stats'] or m.name == 'auto'):
-            stats = image_statistics(paths, config.seed, d.get('max_image_size', 112))
+            stats = image_statistics(paths, config.seed, d.get('max_image_size', 0) or _auto_max_size(len(paths)))
             found.update(stats, num_images=len(paths))
         origin = f'a sample of {min(SAMPLE, len(paths))} training images' if paths else 'the data source'
     else:
@@ -126,6 +135,8 @@ def resolve_data_defaults(config) -> list[str]:
     if needs['stats'] and 'mean' in found:
         d.mean, d.std = tuple(found['mean']), tuple(found['std'])
         notes.append(f'data.mean={d.mean}, data.std={d.std} (from {origin})')
+    num_images = found.get('num_images') or (d.num_train if d.source == 'digit_scenes' else 0)
+    notes += _raise_epochs(config, num_images)
     if m.name == 'auto' and d.image_size:
         if d.image_size < SMALL_IMAGE:
             m.name, m.small_stem, m.stem_stride = 'resnet_tiny', True, 2 if d.image_size >= 32 else 1
@@ -137,4 +148,23 @@ def resolve_data_defaults(config) -> list[str]:
             f'model.name={m.name} (width={m.width or "preset"}, small_stem={m.small_stem}, '
             f'stem_stride={m.stem_stride}; {d.image_size} px images)'
         )
+    return notes
+
+
+def _raise_epochs(config, num_images: int) -> list[str]:
+    """Raises `train.epochs` to reach `train.min_steps` steps, and `relabel.epochs` to half of that."""
+    min_steps = config.train.get('min_steps', 0)
+    if not min_steps or not num_images:
+        return []
+    steps_per_epoch = max(1, num_images // config.train.batch_size)
+    notes = []
+    need = -(-min_steps // steps_per_epoch)
+    if config.train.epochs < need:
+        config.train.epochs = int(need)
+        notes.append(f'train.epochs={need} (at least train.min_steps={min_steps} steps of {num_images} images)')
+    if 'relabel' in config and config.relabel.epochs:
+        half = -(-min_steps // 2 // steps_per_epoch)
+        if config.relabel.epochs < half:
+            config.relabel.epochs = int(half)
+            notes.append(f'relabel.epochs={half} (at least {min_steps // 2} steps per relabel round)')
     return notes

@@ -30,9 +30,9 @@ import numpy as np
 
 from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
-from mlrelabel.io_utils import atomic_write_json, record_timing
+from mlrelabel.io_utils import atomic_write_json, atomic_write_text, record_timing
 from mlrelabel.methods import common
-from mlrelabel.relabel import assign, select, stream
+from mlrelabel.relabel import assign, review, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_log_odds, to_probability
 from mlrelabel.train import loop
 
@@ -93,21 +93,25 @@ def run(config, workdir: str) -> dict:
         if reason:
             logging.info('stopping after round %d: %s', k, reason)
             break
-    return _finish(workdir, rows, train, paths, timings, config)
+    return _finish(workdir, rows, train, paths, timings, config, model, mesh)
 
 
-def _finish(workdir, rows, train, paths, timings, config) -> dict:
-    """Chooses the output round, writes `labels.json`, `thresholds.json`, `summary.json`; says what happened."""
+def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
+    """Chooses the output round, writes `labels.json`, `thresholds.json`, `summary.json`, the review list;
+    says what happened."""
     rc = config.relabel
     chosen, reason = select.choose_round(rows, rc.metric)
+    final = (
+        train.labels
+        if chosen == 0
+        else read_label_file(os.path.join(workdir, f'round_{chosen}', 'labels.json'), train.num_classes)[1]
+    )
+    if rc.review_epochs:
+        t0 = time.time()
+        _review(workdir, model, train, final, paths, chosen, config, mesh)
+        timings['review'] = {'review_s': round(time.time() - t0, 1)}
     if parallel.is_main_process():
-        if chosen == 0:
-            table = train.labels
-        else:
-            table = read_label_file(
-                os.path.join(workdir, f'round_{chosen}', 'labels.json'), train.num_classes
-            )[1]
-        write_label_file(os.path.join(workdir, 'labels.json'), paths, table)
+        write_label_file(os.path.join(workdir, 'labels.json'), paths, final)
         thresholds_src = os.path.join(workdir, f'round_{chosen}', 'thresholds.json')
         if chosen > 0 and os.path.exists(thresholds_src):
             with open(thresholds_src) as f:
@@ -145,6 +149,118 @@ def _finish(workdir, rows, train, paths, timings, config) -> dict:
             print(f'final labels: round {chosen} → {workdir}/labels.json ({reason})', file=sys.stderr)
         return summary
     return {'rounds': rows, 'best_round': chosen}
+
+
+def _review(workdir, model, train, final, paths, chosen, config, mesh) -> None:
+    """`review.csv`, `review.json` and `review.png`: the run's changes and suspect given labels, ranked by
+    out-of-sample evidence from two models trained from scratch on the final labels of one half of the images
+    each, scoring the other half (cross-fitting; `relabel.review_epochs` epochs each, resumable)."""
+    rc = config.relabel
+    rdir = os.path.join(workdir, 'review')
+    n, num_classes = len(train), train.num_classes
+    halves = np.array_split(np.random.default_rng([config.seed, 23]).permutation(n), 2)
+    evidence = np.zeros((n, num_classes), np.float32)
+    scorer = np.zeros(n, np.int64)  # which half's model scored each image
+    states = []
+    cfg = config.copy_and_resolve_references()
+    cfg.train.epochs = rc.review_epochs
+    for h, (fit_rows, score_rows) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
+        fit_rows, score_rows = np.sort(fit_rows), np.sort(score_rows)
+        state, _ = loop.fit(
+            model,
+            common.init_variables(model, config, config.seed + 101 + h),
+            train.subset(fit_rows),
+            cfg,
+            mesh=mesh,
+            ckpt_dir=os.path.join(rdir, f'half_{h}', 'checkpoints'),
+            labels=final.subset(fit_rows),
+            loss=rc.loss,
+            desc=f'review half {h + 1}/2',
+            seed_offset=50_000 + h,
+        )
+        record, _ = stream.score_images(
+            model,
+            state.variables,
+            train.images,
+            score_rows,
+            evaluate.head_of(rc.loss),
+            config,
+            mesh,
+            key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 50_000 + h),
+            record_path=os.path.join(rdir, f'evidence_half_{h}.npz'),
+            desc=f'review score {h + 1}/2',
+        )
+        evidence[score_rows] = stream.dense_evidence(record, num_classes)
+        scorer[score_rows] = h
+        states.append(state)
+    top = review.review_rows(
+        final.to_lists(), evaluate.first_labels(train.labels), evidence, [''] * num_classes, paths, chosen
+    )[: config.report.num_examples]
+    crops_of = _review_crops(model, states, scorer, [r['image'] for r in top], paths, train, config, mesh)
+    if not parallel.is_main_process():
+        return
+    names = getattr(train, 'class_names', None) or [str(c) for c in range(num_classes)]
+    rows = review.review_rows(
+        final.to_lists(), evaluate.first_labels(train.labels), evidence, names, paths, chosen
+    )
+    atomic_write_text(os.path.join(workdir, 'review.csv'), review.to_csv(rows))
+    atomic_write_json(os.path.join(workdir, 'review.json'), {'fields': list(review.FIELDS), 'rows': rows})
+    _draw_review(train, rows[: config.report.num_examples], paths, crops_of, chosen, workdir)
+
+
+def _review_crops(model, states, scorer, images, paths, train, config, mesh) -> dict:
+    """`{path: (boxes [K, 4], crop log-odds [K, C])}` for a few images, from the half model that scored each."""
+    index = {p: i for i, p in enumerate(paths)}
+    out = {}
+    rows = np.asarray([index[p] for p in images], np.int64)
+    for h, state in enumerate(states):
+        mine = rows[scorer[rows] == h]
+        for start in range(0, len(mine), config.relabel.batch_size):
+            chunk = mine[start : start + config.relabel.batch_size]
+            _, first = stream.score_images(
+                model,
+                state.variables,
+                train.images,
+                chunk,
+                evaluate.head_of(config.relabel.loss),
+                config,
+                mesh,
+                key=jax.random.PRNGKey(config.seed),
+            )
+            for j, i in enumerate(chunk):
+                out[paths[i]] = (first['boxes'][j], first['crop_log_odds'][j])
+    return out
+
+
+def _draw_review(train, rows, paths, crops_of, chosen, workdir) -> None:
+    """review.png: the top review rows, each image with the crop that holds the most evidence for its class."""
+    if not rows:
+        return
+    index = {p: i for i, p in enumerate(paths)}
+    images = np.asarray([train.images[index[r['image']]] for r in rows])
+    boxes, captions, box_captions = [], [], []
+    for r in rows:
+        captions.append(
+            f"#{r['rank']} {r['suggestion']} {r['class_name']}"
+            + (f" → {r['replacement_name']}" if r['replacement_name'] else '')
+            + f"\nscore {r['score']:.2f}; given {r['given']}"
+        )
+        crop_boxes, crop_ev = crops_of[r['image']]
+        shown = r['replacement'] if r['replacement'] != '' else r['class']
+        best = int(np.argmax(crop_ev[:, shown]))
+        boxes.append(crop_boxes[best : best + 1])
+        box_captions.append(
+            [f'{r["replacement_name"] or r["class_name"]}:{to_probability(crop_ev[best, shown]):.2f}']
+        )
+    report.draw_examples(
+        images,
+        captions,
+        os.path.join(workdir, 'review.png'),
+        boxes=boxes,
+        box_captions=box_captions,
+        columns=min(8, len(rows)),
+        title=f'review: the most certain suggestions (labels of round {chosen}; out-of-sample evidence)',
+    )
 
 
 def _write_summary(workdir, rows, config, chosen) -> dict:
@@ -319,9 +435,18 @@ def _thresholds(evidence, num_train, val, config):
         space='log_odds',
         min_separation=rc.gmm_min_separation,
     )
-    thresholds = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
+    mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
+    floor = assign.positive_floor(
+        evidence['val'].dense(np.arange(len(val))), evaluate.first_labels(val.labels), rc.positive_floor
+    )
+    thresholds = np.maximum(mixture, floor)
     details = {
-        'rule': f'per-class Gaussian mixture on log-odds, posterior >= {rc.gmm_min_posterior:g}',
+        'rule': (
+            f'per-class Gaussian mixture on log-odds, posterior >= {rc.gmm_min_posterior:g}, and at least the '
+            f'{rc.positive_floor:g} quantile of the evidence of held-out images given the class'
+        ),
+        'mixture_log_odds': [float(t) if np.isfinite(t) else None for t in mixture],
+        'floor_log_odds': [float(t) if np.isfinite(t) else None for t in floor],
         'means': np.asarray(mixtures.means).tolist(),
         'variances': np.asarray(mixtures.variances).tolist(),
         'weights': np.asarray(mixtures.weights).tolist(),

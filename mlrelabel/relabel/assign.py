@@ -274,6 +274,30 @@ def assign_gmm(conf: jax.Array, mixtures: ClassMixtures, min_posterior: float = 
     return (post >= min_posterior) & jnp.asarray(mixtures.valid)
 
 
+def positive_floor(evidence_heldout, given_heldout, quantile: float) -> np.ndarray:
+    """Per-class floors `[C]` float32: the `quantile` of class c's evidence over held-out images given c.
+
+    The given labels of held-out images are known positives the model never trained on. An added label
+    should be at least as evident as the weakest of them (the bottom `quantile`): otherwise it is more
+    likely a confusion than an object. This matters most where relabeling cannot help (one object per
+    image), where a mixture fitted to all images still finds a "high" mode made of confusable images.
+    Classes without held-out examples get -inf (no floor).
+    """
+    evidence_heldout = np.asarray(evidence_heldout, np.float64)
+    given_heldout = np.asarray(given_heldout)
+    _check_conf(evidence_heldout, "positive_floor")
+    if not 0.0 <= float(quantile) < 1.0:
+        raise ValueError(f"positive_floor: quantile must lie in [0, 1), got {quantile!r}")
+    out = np.full(evidence_heldout.shape[1], -np.inf, np.float32)
+    if quantile == 0:
+        return out
+    for c in range(evidence_heldout.shape[1]):
+        values = evidence_heldout[given_heldout == c, c]
+        if values.size:
+            out[c] = np.quantile(values, float(quantile))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Filtering and finalising
 

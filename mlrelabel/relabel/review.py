@@ -1,0 +1,104 @@
+"""The review list: every change the run suggests and every suspect given label, ranked, with the evidence.
+
+Users judge the output, so they need to see which images changed and why. Each row is one decision a person can
+check: a class the run added to an image, or a given label the evidence does not support (with the class to
+put instead, when one stands out). Rows are scored with out-of-sample evidence — the crops of an image scored by
+a model that never trained on it (cross-fitted halves) — so a label is not vouched for by a model that
+memorised it (the self-confidence of confident learning: Northcutt, Jiang & Chuang, "Confident Learning:
+Estimating Uncertainty in Dataset Labels", JAIR 2021).
+
+`score` is the estimated probability that the suggestion is right: p(class) for an addition, 1 - p(given) for
+a suspect given label. Rows are sorted by it, most certain first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlrelabel.relabel.evidence import to_probability
+
+FIELDS = (
+    'rank',
+    'image',
+    'class',
+    'class_name',
+    'suggestion',
+    'replacement',
+    'replacement_name',
+    'score',
+    'label_quality',
+    'given',
+    'final',
+    'round',
+)
+
+
+def review_rows(
+    final: list[list[int]],
+    given: np.ndarray,
+    evidence: np.ndarray,
+    class_names: list[str],
+    paths: list[str],
+    chosen_round: int,
+) -> list[dict]:
+    """Ranked review rows (dicts with FIELDS) of a run's final labels.
+
+    Args:
+      final: per image, the final label list.
+      given: `[N]` the given label of each image (-1: none).
+      evidence: `[N, C]` out-of-sample log-odds per image and class.
+      class_names: `[C]` names; paths: `[N]` image paths; chosen_round: the round the final labels come from.
+    """
+    p = to_probability(evidence)
+    rows = []
+    for i, labels in enumerate(final):
+        g = int(given[i])
+        names = [class_names[c] for c in labels]
+        for c in labels:
+            if c == g:
+                continue
+            rows.append(_row(paths[i], c, class_names, 'add', None, float(p[i, c]), float(p[i, c]), g, names))
+        if g < 0:
+            continue
+        quality = float(p[i, g])
+        if quality >= 0.5:
+            continue
+        others = np.where(np.arange(p.shape[1]) == g, -np.inf, evidence[i])
+        best = int(np.argmax(others))
+        replacement = best if p[i, best] >= 0.5 and best not in labels else None
+        suggestion = 'replace' if replacement is not None else 'remove'
+        rows.append(_row(paths[i], g, class_names, suggestion, replacement, 1.0 - quality, quality, g, names))
+    rows.sort(key=lambda r: (-r['score'], r['image'], r['class']))
+    for rank, row in enumerate(rows, 1):
+        row['rank'] = rank
+        row['round'] = chosen_round
+    return rows
+
+
+def _row(path, c, names, suggestion, replacement, score, quality, given, final_names) -> dict:
+    return {
+        'rank': 0,
+        'image': path,
+        'class': int(c),
+        'class_name': names[c],
+        'suggestion': suggestion,
+        'replacement': '' if replacement is None else int(replacement),
+        'replacement_name': '' if replacement is None else names[replacement],
+        'score': round(score, 6),
+        'label_quality': round(quality, 6),
+        'given': '' if given < 0 else names[given],
+        'final': ' '.join(final_names),
+        'round': 0,
+    }
+
+
+def to_csv(rows: list[dict]) -> str:
+    """The rows as CSV text (header FIELDS)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
