@@ -142,11 +142,11 @@ def run(config, workdir: str) -> dict:
     notes = inspect.resolve_data_defaults(config)
     if notes:
         validation.validate_config(config, devices=jax.device_count())
-        if parallel.is_main_process():
-            for note in notes:
-                print(f'mlrelabel: {note}', file=sys.stderr)
     checks.preflight(config)
     prepare_workdir(config, workdir)
+    if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
+        for note in notes:
+            print(f'mlrelabel: {note}', file=sys.stderr)
     module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
     from mlrelabel import tensorboard_writer
 

@@ -20,6 +20,7 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 def tiny_config():
     """The supervised smoke config shrunk further: 64 training images at 16 px, one epoch of 4 steps."""
     from mlrelabel.config import base_config
+    from mlrelabel.data import inspect
 
     c = base_config('smoke')
     c.data.num_train = 64
@@ -31,6 +32,7 @@ def tiny_config():
     c.train.epochs = 2
     c.train.checkpoint_every_steps = 2
     c.eval.batch_size = 16
+    inspect.resolve_data_defaults(c)  # the built-in data's measured mean / std, as main does
     return c
 
 

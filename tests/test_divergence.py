@@ -120,7 +120,8 @@ def test_assert_finite_names_the_leaf():
 
 
 def test_predict_refuses_a_non_finite_checkpoint(tiny_config, tiny_data, tmp_path):
-    from mlrelabel import main, predict
+    import mlrelabel
+    from mlrelabel import main
 
     work = tmp_path / 'run'
     main.prepare_workdir(tiny_config, str(work))
@@ -129,8 +130,8 @@ def test_predict_refuses_a_non_finite_checkpoint(tiny_config, tiny_data, tmp_pat
     ckpt = Checkpointer(str(work / 'checkpoints'))
     ckpt.save(4, state, {'history': []})
     ckpt.close()
-    with pytest.raises(NonFiniteCheckpoint, match=r'checkpoints step 4: .*non-finite'):
-        predict.load_run(str(work))
+    with pytest.raises(NonFiniteCheckpoint, match=r'checkpoints \(step 4\): .*non-finite'):
+        mlrelabel.load_run(str(work))
 
 
 @pytest.mark.slow

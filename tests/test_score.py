@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlrelabel.config import relabel_config
+from mlrelabel.data import inspect
 from mlrelabel.methods import common
 from mlrelabel.relabel import score
 
@@ -14,6 +15,7 @@ from mlrelabel.relabel import score
 def setup():
     c = relabel_config('smoke', 'mc_dropout')
     c.data.image_size = 32
+    inspect.resolve_data_defaults(c)  # the measured data.mean / data.std
     model = common.build_model(c, 10)
     variables = common.init_variables(model, c, 0)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3)), jnp.uint8)
@@ -31,7 +33,8 @@ def test_every_crop_kind_scores_and_aggregates(setup, kind):
     out = fn(variables, images, jax.random.PRNGKey(0))
     k = out['boxes'].shape[1]
     assert out['conf'].shape == (4, 10) and out['crop_conf'].shape == (4, k, 10)
-    assert k == {'random': 4, 'fixed': 4, 'grid': 10, 'full': 1, 'proposals': 4}[kind]
+    # num_crops=4 plus the whole image; the grid (scales 1.0, 0.6) holds the whole image already
+    assert k == {'random': 5, 'fixed': 5, 'grid': 10, 'full': 1, 'proposals': 5}[kind]
     np.testing.assert_allclose(out['crop_conf'].sum(-1), 1.0, rtol=1e-5)  # softmax head: distributions
     np.testing.assert_allclose(out['conf'], out['crop_conf'].max(1), rtol=1e-6)  # aggregate = max
     np.testing.assert_allclose(out['boxes'][:, 0], [[0, 0, 1, 1]] * 4)  # include_full_image

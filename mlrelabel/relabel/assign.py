@@ -137,7 +137,8 @@ def fit_class_gmms(
     the high component holds fewer than `min_high_count` images ('no positive mode'), or when the two
     modes overlap: Ashman's D = sqrt(2) |mu1 - mu0| / sqrt(var0 + var1) < `min_separation` ('modes
     overlap'; D > 2 is the criterion for a clean split; crop evidence of present vs absent objects is
-    usually 1 < D < 2, and D < 1 means one mode). Runs on the host (numpy/sklearn).
+    usually 1 < D < 2, and D < 1 means one mode), or when one Gaussian fits the sample better by BIC
+    (Schwarz 1978): a unimodal sample split in two still reaches D ≈ 2.5. Runs on the host (numpy/sklearn).
     """
     from sklearn.mixture import GaussianMixture  # host-side only
 
@@ -168,6 +169,7 @@ def fit_class_gmms(
             continue
         reg = max(1e-6, 1e-3 * float(np.var(x)))
         gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=reg).fit(x[:, None])
+        one_mode_bic = GaussianMixture(n_components=1, reg_covar=reg).fit(x[:, None]).bic(x[:, None])
         order = np.argsort(gmm.means_[:, 0], kind="stable")
         means[c] = gmm.means_[order, 0]
         variances[c] = gmm.covariances_.reshape(2)[order]
@@ -175,6 +177,8 @@ def fit_class_gmms(
         separation = np.sqrt(2.0) * (means[c, 1] - means[c, 0]) / np.sqrt(variances[c].sum())
         if weights[c, 1] * x.shape[0] < min_high_count:
             reasons.append("no positive mode")
+        elif one_mode_bic <= gmm.bic(x[:, None]):
+            reasons.append("modes overlap (one Gaussian explains the scores better by BIC)")
         elif separation < min_separation:
             reasons.append(f"modes overlap (Ashman's D {separation:.2f} < {min_separation:g})")
         else:

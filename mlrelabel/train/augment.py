@@ -16,6 +16,12 @@ from mlrelabel.relabel import crops
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
     """`[B, H, W, 3]` uint8 (0..255) → float32 `(x / 255 - mean) / std` per channel."""
+    if len(mean) != images.shape[-1] or len(std) != images.shape[-1]:
+        raise ValueError(
+            f'normalize: data.mean and data.std need one value per channel ({images.shape[-1]}), got '
+            f'{tuple(mean)} and {tuple(std)}; empty means "measure them": call '
+            'mlrelabel.data.inspect.resolve_data_defaults(config) first'
+        )
     x = images.astype(jnp.float32) / 255.0
     return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
