@@ -136,9 +136,9 @@ def build_model(config, num_classes: int | None = None):
     )
 
 
-def init_variables(model, config, seed: int) -> dict:
+def init_variables(model, config, seed: int, pretrained: bool = True) -> dict:
     """`{'params', 'batch_stats'}` as numpy, from `seed` through an `rbg` key, or from the torchvision weights
-    of `config.model.pretrained` when set (`pretrained_variables`).
+    of `config.model.pretrained` when set and `pretrained` (False: a template to restore a checkpoint into).
 
     XLA's RngBitGenerator compiles in a fraction of the time threefry needs for a network's many kernel
     shapes (seconds instead of ~20 s on a 2-core CPU); init runs unsharded, so its bits are reproducible.
@@ -147,7 +147,7 @@ def init_variables(model, config, seed: int) -> dict:
     key = jax.random.key(seed, impl='rbg')
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3), jnp.float32), train=False))(key)
     variables = jax.tree.map(np.asarray, variables)
-    if config.model.get('pretrained', ''):
+    if pretrained and config.model.get('pretrained', ''):
         return pretrained_variables(variables, config)
     return variables
 

@@ -209,7 +209,9 @@ def _load_teacher(path: str, num_classes: int):
         )
     model = common.build_model(cfg, num_classes)
     tx, _ = optim.make_optimizer(cfg.optim, 1, cfg.train.epochs, cfg.train.batch_size)
-    template = TrainState.create(common.init_variables(model, cfg, cfg.seed), tx, jax.random.PRNGKey(0))
+    template = TrainState.create(
+        common.init_variables(model, cfg, cfg.seed, pretrained=False), tx, jax.random.PRNGKey(0)
+    )
     ckpt = Checkpointer(ckpt_dir)
     state, meta = ckpt.restore(template)
     ckpt.close()
