@@ -71,6 +71,9 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     m.stem_stride = 2  # 0 = the stem's own (1 small, 2 ImageNet); 2 quarters the cost at 40 px
     m.dropout_rate = 0.0
     m.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16' (params stay float32)
+    # torchvision ResNet weights (a state_dict: .pth/.pt needs torch, .npz does not) to start from ('' = none);
+    # every method; model.name must be the ResNet they belong to, the classifier is new when C differs.
+    m.pretrained = ''
 
     c.train = t = ml_collections.ConfigDict()
     t.epochs = 10
@@ -237,6 +240,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.max_uncertainty = 0.0  # drop assignments above this uncertainty (0 = no filter)
     r.keep_given = True  # the given label is always kept
     r.max_labels = 0  # cap on labels per image (0 = no cap)
+    r.exclusive_groups = True  # attribute groups (attribute CSV): at most one value per group, given first
     r.record_topk = 20  # evidence kept per image: the top-k classes (0 = all C)
     r.batch_size = 64  # images per relabel batch (multiple of the device count)
     r.save_every_batches = 50  # relabel progress is checkpointed this often

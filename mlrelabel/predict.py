@@ -1,16 +1,22 @@
-"""Predictions of a finished run on a folder of images: probabilities, predicted labels (names and ids).
+"""Predictions of a finished run on a folder of images: label sets (names and ids) and their evidence.
 
   mlrelabel-predict --workdir=RUN --images=DIR --out=preds.csv [--out=preds.json] [--round=K] [--threshold=T]
   python -m mlrelabel.predict ...   (the same)
 
 The run is opened with `mlrelabel.load_run` (its run.json manifest; runs without one are read from
-config.json and their checkpoints), so every method and data source works and the class count comes from
-the run. The model is the run's chosen round unless --round=K. Images are every JPEG/PNG/BMP/WebP file
+config.json and their checkpoints), so every method and data source works and the class count and names come
+from the run. The model is the run's chosen round unless --round=K. Images are every JPEG/PNG/BMP/WebP file
 directly in DIR, sorted by name, resized and centre-cropped like training images; unreadable files are
-skipped with a warning. The predicted set is, per class, p > threshold (the run's per-class thresholds.json
-by default, else config.eval.threshold, 0.5 unless the run set it; --threshold=T overrides), plus the
-argmax when nothing passes; a group-softmax head predicts each group's argmax. Outputs are written
-atomically; the format follows the extension. A checkpoint with NaN or infinite weights is refused.
+skipped with a warning.
+
+The label sets follow the rule the run's own labels were made with (`mlrelabel.label_sets`): a relabel round
+saved per-class thresholds on the crop evidence (the max over crops of each crop's log-odds), so its sets are
+the classes whose crop evidence reaches them, computed with that round's model (--round=K: round K's
+thresholds.json); other runs use whole-image probabilities p > threshold (the run's per-class thresholds.json,
+else config.eval.threshold); a group-softmax head predicts each group's argmax. --threshold=T replaces the
+thresholds by one probability on the same evidence. An image where nothing passes gets the argmax. The p_<class>
+columns are that evidence as probabilities. Outputs are written atomically; the format follows the extension.
+Quiet unless --verbosity=0 or more. A checkpoint with NaN or infinite weights is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ from mlrelabel.io_utils import atomic_write_json, atomic_write_text
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 CHUNK = 1024  # images decoded at a time
+RULE_WORDS = {
+    'crops': 'crop evidence as in the relabel rounds',
+    'image': 'whole-image probabilities',
+    'groups': 'argmax per attribute group',
+}
 
 
 def _readable(path: str) -> bool:
@@ -60,38 +71,31 @@ def list_images(images_dir: str) -> list[str]:
 def predict_folder(
     workdir: str, images_dir: str, threshold: float | None = None, round: int | None = None
 ) -> dict:
-    """`{'files', 'probs' [N, C], 'labels' (class names per image), 'label_ids', 'groups' ({name: [N]
-    argmax within the group}), 'class_names', 'threshold' (a number or per-class list), 'head', 'round',
-    'step'}` for the images in `images_dir`."""
+    """`{'files', 'probs' [N, C] (the evidence the sets were decided on, as probabilities), 'labels' (class
+    names per image), 'label_ids', 'groups' ({name: [N] argmax within the group}), 'class_names', 'evidence'
+    ('crops' | 'image' | 'groups'), 'threshold' (a probability or a per-class list; 1.0 = never),
+    'threshold_source', 'head', 'round', 'step'}` for the images in `images_dir` (`Run.predict_labels`)."""
     from mlrelabel.data.sources import ImageFiles
+    from mlrelabel.relabel.evidence import to_probability
     from mlrelabel.run import load_run
 
     run = load_run(workdir)
     info = run.round_info(round)
-    if threshold is not None:
-        thresholds = np.full(run.num_classes, float(threshold), np.float32)
-    elif run.thresholds is not None and round in (None, run.chosen_round):
-        thresholds = run.thresholds  # calibrated for the chosen round's model
-    else:
-        thresholds = np.full(run.num_classes, float(run.config.eval.get('threshold', 0.5)), np.float32)
+    rule = run.label_rule(round, threshold)
     files = list_images(images_dir)
     reader = ImageFiles([os.path.join(images_dir, f) for f in files], run.image_size)
-    probs = np.concatenate(
-        [
-            run.predict(reader[np.arange(s, min(s + CHUNK, len(files)))], round)
-            for s in range(0, len(files), CHUNK)
-        ]
-    )
+    ids, probs = [], []
+    for s in range(0, len(files), CHUNK):
+        sets, scores = run.predict_labels(reader[np.arange(s, min(s + CHUNK, len(files)))], round, threshold)
+        ids += sets
+        probs.append(scores)
+    probs = np.concatenate(probs)
     groups = {name: probs[:, a:b].argmax(1) for name, a, b in run.groups}
-    if info['head'] == 'group_softmax':
-        ids = [[a + int(groups[name][i]) for name, a, _ in run.groups] for i in range(len(files))]
-    else:
-        ids = []
-        for p in probs:
-            chosen = np.flatnonzero(p > thresholds)
-            ids.append([int(c) for c in (chosen if chosen.size else [int(p.argmax())])])
     names = run.class_names
-    uniform = bool(np.all(thresholds == thresholds[0]))
+    t = rule['thresholds']
+    if t is not None and rule['space'] == 'log_odds':
+        t = to_probability(t)
+    uniform = t is None or bool(np.all(t == t[0]))
     return {
         'files': files,
         'probs': probs,
@@ -99,7 +103,11 @@ def predict_folder(
         'label_ids': ids,
         'groups': groups,
         'class_names': names,
-        'threshold': float(thresholds[0]) if uniform else [float(t) for t in thresholds],
+        'evidence': rule['evidence'],
+        'threshold': (None if t is None else float(t[0])) if uniform else [float(x) for x in t],
+        'threshold_source': rule['source']
+        if rule['topk'] is None
+        else f'top-{rule["topk"]} ({rule["source"]})',
         'head': info['head'],
         'round': info['round'],
         'step': run.step(round),
@@ -121,7 +129,7 @@ def write_predictions(path: str, preds: dict) -> None:
             if groups:
                 row['groups'] = {g: int(preds['groups'][g][i]) for g in groups}
             rows.append(row)
-        meta = {k: preds[k] for k in ('threshold', 'head', 'round', 'step')}
+        meta = {k: preds[k] for k in ('evidence', 'threshold', 'threshold_source', 'head', 'round', 'step')}
         atomic_write_json(path, {**meta, 'classes': names, 'predictions': rows})
     elif path.endswith('.csv'):
         buffer = io.StringIO()
@@ -154,6 +162,8 @@ def main(argv):
     bad = [out for out in f.out if not out.endswith(('.csv', '.json'))]
     if bad:
         raise SystemExit(f'--out={bad[0]}: expected a .csv or .json file name')
+    if f.threshold is not None and not 0.0 < f.threshold < 1.0:
+        raise SystemExit(f'--threshold={f.threshold}: expected a probability in (0, 1)')
     try:
         preds = predict_folder(f.workdir, f.images, f.threshold, f.round)
     except (FileNotFoundError, ValueError) as e:  # no run / no images / non-finite checkpoint / bad round
@@ -161,7 +171,8 @@ def main(argv):
         raise SystemExit(1) from None
     for out in f.out:
         write_predictions(out, preds)
-        print(f'{out}: {len(preds["files"])} images (round {preds["round"]}, step {preds["step"]})')
+        rule = f'{RULE_WORDS[preds["evidence"]]}, thresholds: {preds["threshold_source"]}'
+        print(f'{out}: {len(preds["files"])} images (round {preds["round"]}, step {preds["step"]}; {rule})')
 
 
 def _define_flags():
@@ -173,8 +184,8 @@ def _define_flags():
     flags.DEFINE_float(
         'threshold',
         None,
-        "Probability threshold of the predicted set (default: the run's per-class thresholds.json, "
-        'else config.eval.threshold).',
+        'One probability threshold for every class, on the evidence the run decides with (default: the '
+        "round's per-class thresholds.json, else config.eval.threshold).",
     )
     flags.DEFINE_integer('round', None, "Round whose model predicts (default: the run's chosen round).")
     flags.mark_flags_as_required(['workdir', 'images', 'out'])

@@ -5,6 +5,7 @@ Figures are written atomically (rendered to a temporary file in the target folde
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import matplotlib
@@ -59,6 +60,28 @@ def plot_rounds(rows: Sequence[dict], keys: Sequence[str], path: str, title: str
     _save(fig, path)
 
 
+def short_name(name: str, max_chars: int = 14) -> str:
+    """`name`, cut to `max_chars` with '…' when longer (captions under small images)."""
+    name = str(name)
+    return name if len(name) <= max_chars else name[: max_chars - 1] + '…'
+
+
+def class_text(c: int, names: Sequence[str] | None = None, max_chars: int = 14) -> str:
+    """Class id `c` with its name beside it (`3 cat`), or `3` when the name is just the id (unnamed classes)."""
+    c = int(c)
+    name = str(names[c]) if names is not None else str(c)
+    return str(c) if name == str(c) else f'{c} {short_name(name, max_chars)}'
+
+
+def label_text(ids: Sequence[int], names: Sequence[str] | None = None, max_chars: int = 14) -> str:
+    """Class ids with their names beside them, for captions: `[3 cat, 7 dog]` (`[3, 7]` without names)."""
+    return '[' + ', '.join(class_text(c, names, max_chars) for c in ids) + ']'
+
+
+def _wrap(caption: str, width: int) -> str:
+    return '\n'.join(textwrap.fill(line, width) if line else line for line in caption.split('\n'))
+
+
 def draw_examples(
     images: np.ndarray,
     captions: Sequence[str],
@@ -67,9 +90,11 @@ def draw_examples(
     box_captions: Sequence[Sequence[str]] | None = None,
     columns: int = 8,
     title: str = '',
+    wrap: int = 40,
 ) -> None:
-    """Grid of `images [N, H, W, 3]` uint8 with a caption each and optional boxes `[K, 4]` (y0, x0, y1, x1)
-    in [0, 1] fractions drawn on top (e.g. the crops that produced a new label)."""
+    """Grid of `images [N, H, W, 3]` uint8 with a caption each (lines wrapped at `wrap` characters) and
+    optional boxes `[K, 4]` (y0, x0, y1, x1) in [0, 1] fractions drawn on top (e.g. the crops that produced a
+    new label)."""
     n = len(images)
     rows = max(1, -(-n // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False)
@@ -80,7 +105,7 @@ def draw_examples(
             continue
         h, w = images[i].shape[:2]
         ax.imshow(images[i], interpolation='nearest')
-        ax.set_title(captions[i], fontsize=7)
+        ax.set_title(_wrap(captions[i], wrap), fontsize=7)
         if boxes is not None:
             for j, (y0, x0, y1, x1) in enumerate(np.asarray(boxes[i]).reshape(-1, 4)):
                 if y1 <= y0:

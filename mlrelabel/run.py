@@ -3,6 +3,7 @@
     run = mlrelabel.load_run('runs/demo')
     run.class_names, run.head, run.rounds, run.chosen_round, run.labels, run.thresholds
     probs = run.predict(images)      # uint8 [N, H, W, 3] -> float32 [N, C], the chosen round's model
+    sets, scores = run.predict_labels(images)   # label sets by the run's own rule (mlrelabel.label_sets)
     mlrelabel.run_config('mc_dropout:smoke', 'runs/demo', train__epochs=1)
 
 run.json (format 1), written atomically by every method at its end:
@@ -11,7 +12,8 @@ run.json (format 1), written atomically by every method at its end:
   model config), checkpoint (the chosen model's Orbax directory, relative to the workdir), chosen_round
   (int or null), rounds ([{round, checkpoint, head}], [] for single-model methods), labels (the final
   label file, relative, or null) and thresholds ('thresholds.json' or null: {"classes", "thresholds"
-  [C] in the head's probability space, "space": "probability"}).
+  [C] in the head's probability space, "space": "probability"}; relabel rounds add "evidence": "crops" and
+  "log_odds" [C], thresholds on the crop evidence, see `mlrelabel.label_sets`).
 A run without run.json (older runs, interrupted ones) gets the same fields from config.json and its
 checkpoints (`derive_manifest`).
 """
@@ -235,6 +237,8 @@ class Run:
         path = os.path.join(self.workdir, self.manifest['thresholds'])
         with open(path) as f:
             doc = json.load(f)
+        if doc.get('thresholds') is None:  # a top-k round: no thresholds
+            return None
         values = np.asarray(doc.get('thresholds'), np.float32)
         if doc.get('space', 'probability') != 'probability' or values.shape != (self.num_classes,):
             raise ValueError(
@@ -272,6 +276,26 @@ class Run:
         if info['head'] == 'group_softmax':
             return P.group_probabilities(logits, [b - a for _, a, b in self.groups]).astype(np.float32)
         return evaluate.probabilities(logits, info['head']).astype(np.float32)
+
+    def predict_labels(
+        self, images, round: int | None = None, threshold: float | None = None
+    ) -> tuple[list[list[int]], np.ndarray]:
+        """`(label sets, scores [N, C] float32)` of the chosen round's model (or `round`'s) for uint8 images.
+
+        The rule is the one the run's labels were made with (`label_rule`, `mlrelabel.label_sets`): per-class
+        thresholds on the crop evidence for relabel rounds (scores = that evidence as probabilities), else
+        whole-image probabilities above the saved or configured threshold; `threshold` replaces the thresholds
+        by one global probability on the same evidence. Sets hold class ids (names: `class_names`).
+        """
+        from mlrelabel import label_sets
+
+        return label_sets.predict_labels(self, images, round, threshold)
+
+    def label_rule(self, round: int | None = None, threshold: float | None = None) -> dict:
+        """How `predict_labels` decides (`mlrelabel.label_sets.rule`): evidence, thresholds and their source."""
+        from mlrelabel import label_sets
+
+        return label_sets.rule(self, round, threshold)
 
     def _model(self, checkpoint: str):
         from mlrelabel.train import inference

@@ -57,6 +57,7 @@ def test_folder_source_sorted_wnids_val_labels_real_and_corrupt_files(folder, tm
         data = imagenet.load_folder(_folder_config(root), str(tmp_path))
     train, val = data['train'], data['val']
     assert len(train) == 32 and len(val) == 8
+    assert train.class_names == val.class_names == wnids  # the sorted folder names, beside the ids
     assert all(
         os.path.basename(os.path.dirname(p)) == wnids[c[0]]
         for p, c in zip(train.paths, train.labels.to_lists())
@@ -176,6 +177,7 @@ def test_tfds_source_reads_array_record_without_tensorflow(tfds_dir, tmp_path):
     assert 'tensorflow' not in sys.modules
     train, val = data['train'], data['val']
     assert len(train) == 24 and train.num_classes == 1000
+    assert train.class_names[:2] == ['n01440764', 'n01443537'] and len(set(train.class_names)) == 1000  # TFDS
     assert train.labels.to_lists()[:5] == [[0], [1], [2], [3], [0]]
     # ReaL sets matched by file name, not record order.
     for name, labels in zip(val.paths, val.truth.to_lists()):

@@ -123,14 +123,20 @@ def test_label_file_round_trip(tmp_path):
     out = tmp_path / "sub" / "labels.json"
     write_label_file(out, paths, table)
     doc = json.loads(out.read_text())
-    assert doc["data"][3] == {"img_path": paths[3], "labels": [4, 2, 3], "scores": [0.5, 0.125, 0.75]}
+    assert doc["classes"] == ["0", "1", "2", "3", "4"]  # str(i) without names
+    assert doc["data"][3] == {
+        "img_path": paths[3],
+        "labels": [4, 2, 3],
+        "names": ["4", "2", "3"],
+        "scores": [0.5, 0.125, 0.75],
+    }
     read_paths, read_table = read_label_file(out, num_classes=5)
     assert read_paths == paths and read_table.equals(table)
 
     plain = LabelTable.from_lists(LISTS, 5)
     write_label_file(out, paths, plain)
     assert "scores" not in json.loads(out.read_text())["data"][0]
-    _, again = read_label_file(out)  # num_classes inferred as max label + 1
+    _, again = read_label_file(out)  # num_classes = the length of the "classes" list
     assert again.equals(plain)
     assert sorted(os.listdir(out.parent)) == ["labels.json"]  # no temp files left behind
 
@@ -260,3 +266,70 @@ def test_atomic_write_bytes_and_npz(tmp_path):
         np.testing.assert_array_equal(f["x"], np.arange(6).reshape(2, 3))
         assert f["y"].dtype == np.uint8
     assert sorted(os.listdir(tmp_path)) == ["a", "arrays.cache"]
+
+
+# ---------------------------------------------------------------------- class names
+def test_class_names_written_beside_indices_and_read_back(tmp_path):
+    from mlrelabel.data.labels import read_labels
+
+    names = ["cat", "dog", "sea snake"]
+    table = LabelTable.from_lists([[2, 0], [], [1]], 3)
+    out = tmp_path / "labels.json"
+    write_label_file(out, ["a.png", "b.png", "c.png"], table, names)
+    doc = json.loads(out.read_text())
+    assert doc["classes"] == names
+    assert doc["data"][0] == {"img_path": "a.png", "labels": [2, 0], "names": ["sea snake", "cat"]}
+    assert doc["data"][1]["names"] == []
+    paths, back, back_names = read_labels(out)
+    assert back.equals(table) and back_names == names and back.num_classes == 3
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        write_label_file(out, ["a.png", "b.png", "c.png"], table, names[:2])
+
+
+def test_class_list_sets_the_class_count_and_must_agree(tmp_path):
+    from mlrelabel.data.labels import read_labels
+
+    f = tmp_path / "l.json"
+    # Four named classes, only two used: C = 4, not the largest label + 1.
+    f.write_text(json.dumps({"classes": ["a", "b", "c", "d"], "data": [{"img_path": "x", "labels": [1]}]}))
+    _, table, names = read_labels(f)
+    assert table.num_classes == 4 and names == ["a", "b", "c", "d"]
+    with pytest.raises(LabelFileError, match=r'l.json \("classes"\): 4 class names, but 6 classes were asked for'):
+        read_labels(f, num_classes=6)
+    f.write_text(json.dumps({"classes": ["a", "b"], "data": [{"img_path": "x", "labels": [3]}]}))
+    with pytest.raises(LabelFileError, match=r'entry 0: field "labels"\[0\] = 3 is out of range \[0, 2\)'):
+        read_labels(f)
+    f.write_text(json.dumps({"classes": ["a", "a"], "data": []}))
+    with pytest.raises(LabelFileError, match=r"class 1: name 'a' is already class 0"):
+        read_labels(f)
+
+
+def test_entry_names_must_match_the_class_list(tmp_path):
+    f = tmp_path / "l.json"
+    entry = {"img_path": "x", "labels": [0, 1], "names": ["a", "c"]}
+    f.write_text(json.dumps({"classes": ["a", "b", "c"], "data": [entry]}))
+    with pytest.raises(LabelFileError, match=r"entry 0: field \"names\"\[1\] = 'c', but class 1 is 'b'"):
+        read_label_file(f)
+    f.write_text(json.dumps({"data": [dict(entry, names=["a", "b"])]}))
+    with pytest.raises(LabelFileError, match='entry 0: field "names" needs the class list'):
+        read_label_file(f)
+    f.write_text(json.dumps({"classes": ["a", "b", "c"], "data": [dict(entry, names=["a"])]}))
+    with pytest.raises(LabelFileError, match='must be a list of 2 class names'):
+        read_label_file(f)
+
+
+def test_classes_txt_beside_the_label_file(tmp_path):
+    from mlrelabel.data.labels import read_labels
+
+    f = tmp_path / "train.json"
+    f.write_text(json.dumps({"data": [{"img_path": "x", "labels": [2], "names": ["bird"]}]}))
+    (tmp_path / "classes.txt").write_text("cat\n\ndog\nbird\n")  # blank lines are ignored
+    _, table, names = read_labels(f)
+    assert names == ["cat", "dog", "bird"] and table.num_classes == 3
+    # A file whose own list disagrees with classes.txt is refused, naming both.
+    f.write_text(json.dumps({"classes": ["cat", "bird", "dog"], "data": []}))
+    with pytest.raises(LabelFileError, match=r'train.json: "classes" \(3 names\) differs from .*classes.txt'):
+        read_labels(f)
+    (tmp_path / "classes.txt").write_text("cat\ndog\ncat\n")
+    with pytest.raises(LabelFileError, match=r"classes.txt:3: class name 'cat' repeats line 1"):
+        read_labels(tmp_path / "train.json")

@@ -56,8 +56,15 @@ class FormatError(DataError):
     """A malformed data-set file; the message starts with `<file>:<line>:`."""
 
 
-def _dataset(paths: list[str], labels: PartialLabels, image_size: int, name: str) -> Dataset:
-    return Dataset(images=ImageFiles(paths, image_size), labels=labels.positives(), paths=paths, name=name)
+def _dataset(paths: list[str], labels: PartialLabels, image_size: int, name: str, groups=None) -> Dataset:
+    return Dataset(
+        images=ImageFiles(paths, image_size),
+        labels=labels.positives(),
+        paths=paths,
+        name=name,
+        class_names=labels.class_names,
+        groups=groups or None,
+    )
 
 
 # ---------------------------------------------------------------------- annotation folder
@@ -265,7 +272,8 @@ def read_attribute_csv(
     groups = [(c, k) for c, k in zip(columns, sizes)]
     names = [f'{c}={j}' for c, k in groups for j in range(k)]
     labels = PartialLabels(targets, names)
-    return _dataset(files, labels, image_size, os.path.splitext(os.path.basename(path))[0]), labels, groups
+    name = os.path.splitext(os.path.basename(path))[0]
+    return _dataset(files, labels, image_size, name, groups), labels, groups
 
 
 # ---------------------------------------------------------------------- partial JSON
@@ -282,15 +290,16 @@ def read_partial_json(path, image_size: int, num_classes: int | None = None) -> 
 
 
 # ---------------------------------------------------------------------- from the config
-def _read(config, path: str, groups):
+def _read(config, path: str, groups, image_size: int | None = None):
     d = config.data
+    size = image_size or d.image_size
     if d.source == 'annotation_folder':
-        ds, labels, _ = read_annotation_folder(path, d.image_size, unlisted=d.get('unlisted', 'negative'))
+        ds, labels, _ = read_annotation_folder(path, size, unlisted=d.get('unlisted', 'negative'))
         return ds, labels, []
     if d.source == 'attribute_csv':
-        return read_attribute_csv(path, d.image_size, d.get('images_dir', '') or None, groups)
+        return read_attribute_csv(path, size, d.get('images_dir', '') or None, groups)
     if d.source == 'partial_json':
-        ds, labels = read_partial_json(path, d.image_size, d.num_classes or None)
+        ds, labels = read_partial_json(path, size, d.num_classes or None)
         return ds, labels, []
     raise ValueError(f'config.data.source={d.source!r} is not a file format of mlrelabel.data.formats')
 
@@ -314,6 +323,12 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
         raise SystemExit(f'config.data.source={d.source} needs --config.data.train_path')
     groups = parse_groups(d.get('attribute_groups', ''))
     train, train_labels, groups = _read_checked(config, d.train_path, groups, verify_images)
+    if d.get('num_classes', 0) and d.num_classes != train.num_classes:
+        shown = ', '.join(train.class_names[:10]) + (', ...' if train.num_classes > 10 else '')
+        raise FormatError(
+            f'{d.train_path}: {train.num_classes} classes ({shown}), but config.data.num_classes='
+            f'{d.num_classes}; they must agree (0 = from the data)'
+        )
     if d.get('val_path', ''):
         val, val_labels, _ = _read_checked(config, d.val_path, groups or None, verify_images)
         if (
@@ -340,6 +355,14 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
         'groups': list(groups),
         'class_names': train_labels.class_names,
     }
+
+
+def training_files(config) -> tuple[list[str], list[str]]:
+    """`(image paths, class names)` of `config.data.train_path` (every row, before any hold-out), from the
+    annotations alone: no image is decoded, so `data.image_size` may still be unknown (data-driven defaults)."""
+    groups = parse_groups(config.data.get('attribute_groups', ''))
+    ds, _, _ = _read(config, config.data.train_path, groups, image_size=1)  # image size: never decoded here
+    return ds.paths, list(ds.class_names)
 
 
 def split_files(config) -> dict:

@@ -561,6 +561,7 @@ def load_folder(config, workdir: str) -> dict:
             truth=truth,
             paths=paths,
             name=f'imagenet_folder_{split}',
+            class_names=wnids,  # the sorted folder names are the class ids' order
         )
     return out
 
@@ -657,9 +658,9 @@ def load_tfds(config, workdir: str) -> dict:
     d = config.data
     name = d.get('tfds_name', 'imagenet2012')
     data_dir = d.get('tfds_data_dir', '') or None
-    num_classes = _num_classes(
-        config, tfds.builder(name, data_dir=data_dir).info.features['label'].num_classes, f'TFDS {name}'
-    )
+    label_feature = tfds.builder(name, data_dir=data_dir).info.features['label']
+    num_classes = _num_classes(config, label_feature.num_classes, f'TFDS {name}')
+    class_names = list(getattr(label_feature, 'names', None) or []) or None
     cache_dir = os.path.join(workdir, 'data')
     out = {}
     for i, (split, tfds_split, limit) in enumerate(
@@ -702,6 +703,7 @@ def load_tfds(config, workdir: str) -> dict:
             truth=truth,
             paths=names,
             name=f'{name}_{split}',
+            class_names=class_names,  # TFDS's label names (WNIDs for imagenet2012)
         )
     return out
 

@@ -35,15 +35,14 @@ IMAGENET_STATS = {'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225)}
 
 
 def label_file_classes(path: str) -> list[str] | None:
-    """The `"classes"` list of a label file, or None."""
+    """The class names of a label file (its `"classes"` list, else a classes.txt beside it), or None."""
     import json
+
+    from mlrelabel.data.labels import class_names_of
 
     with open(path, encoding='utf-8') as f:
         doc = json.load(f)
-    classes = doc.get('classes') if isinstance(doc, dict) else None
-    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
-        raise ValueError(f'{path}: "classes" must be a list of class names (strings)')
-    return classes
+    return class_names_of(doc, path)[0]
 
 
 def _auto_max_size(num_images: int) -> int:
@@ -68,6 +67,11 @@ def _training_paths(config) -> tuple[list[str], int | None]:
         train = os.path.join(d.root, 'train')
         names = sorted(n for n in os.listdir(train) if os.path.isdir(os.path.join(train, n)))
         paths = [os.path.join(train, n, f) for n in names for f in sorted(os.listdir(os.path.join(train, n)))]
+        return paths, len(names)
+    if d.source in ('annotation_folder', 'attribute_csv', 'partial_json') and d.get('train_path', ''):
+        from mlrelabel.data import formats
+
+        paths, names = formats.training_files(config)
         return paths, len(names)
     return [], None
 
@@ -132,6 +136,9 @@ def resolve_data_defaults(config) -> list[str]:
         d.image_size = int(found['image_size'])
         extra = f", median side {found['median_side']:.0f} px" if 'median_side' in found else ''
         notes.append(f'data.image_size={d.image_size} (from {origin}{extra})')
+    if needs['stats'] and m.get('pretrained', ''):  # torchvision weights expect ImageNet's normalisation
+        found.update(IMAGENET_STATS)
+        origin = 'ImageNet, for the weights of model.pretrained'
     if needs['stats'] and 'mean' in found:
         d.mean, d.std = tuple(found['mean']), tuple(found['std'])
         notes.append(f'data.mean={d.mean}, data.std={d.std} (from {origin})')

@@ -13,7 +13,9 @@ is one of
   - `"labels"` (positives) plus optional `"negatives"` and `"unknown"` lists of class ids. Without
     `"negatives"` every unlisted class is negative (the CS570 meaning: a full annotation); with
     `"negatives"` every unlisted class is unknown. `"unknown"` marks classes unknown explicitly.
-A class may appear in one list only. Errors name the file, the entry and the field.
+A class may appear in one list only. Class names come from a top-level `"classes"` list or a `classes.txt`
+beside the file (as for label files, `mlrelabel.data.labels.class_names_of`); entries may name their `"labels"`
+in `"names"`. Errors name the file, the entry and the field.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mlrelabel.data.labels import LabelFileError, LabelTable, _is_int
+from mlrelabel.data.labels import LabelFileError, LabelTable, _check_entry_names, _is_int, class_names_of
 from mlrelabel.io_utils import atomic_write_text
 
 __all__ = ['PartialLabels', 'read_partial_label_file', 'write_partial_label_file']
@@ -142,7 +144,8 @@ def read_partial_label_file(
 ) -> tuple[list[str], PartialLabels]:
     """Reads a partial JSON label file (module docstring) -> `(paths, PartialLabels)`, row-aligned.
 
-    `num_classes` None infers C from the `targets` length or the largest class id + 1. Relative
+    `num_classes` None infers C from the class names, else the `targets` length or the largest class id + 1
+    (the class names and a given `num_classes` must agree). Relative
     `img_path`s are joined to `root` (default: the file's folder). Raises LabelFileError naming the
     file, entry and field; duplicate `img_path`s are refused (they would count an image twice).
     """
@@ -155,6 +158,14 @@ def read_partial_label_file(
         raise LabelFileError(f'{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}') from e
     if not isinstance(doc, dict) or not isinstance(doc.get('data'), list):
         raise LabelFileError(f'{path}: expected a JSON object with a "data" list at the top level')
+    names, names_from = class_names_of(doc, path)
+    if names is not None:
+        if num_classes is not None and num_classes != len(names):
+            raise LabelFileError(
+                f'{names_from}: {len(names)} class names, but {num_classes} classes were asked for '
+                '(config.data.num_classes); they must agree'
+            )
+        num_classes = len(names)
     paths, rows, seen = [], [], {}
     for i, entry in enumerate(doc['data']):
         where = f'{path}: entry {i}'
@@ -187,6 +198,8 @@ def read_partial_label_file(
                 for f in ('labels', 'negatives', 'unknown')
                 if f in entry
             }
+            if 'names' in entry:
+                _check_entry_names(entry['names'], lists['labels'], names, where)
             owner: dict[int, str] = {}
             for f, values in lists.items():
                 for v in values:
@@ -221,11 +234,12 @@ def read_partial_label_file(
             out[i, r['negatives']] = NEGATIVE
         out[i, r.get('unknown', [])] = UNKNOWN
         out[i, r['labels']] = POSITIVE
-    return paths, PartialLabels(out)
+    return paths, PartialLabels(out, names)
 
 
 def write_partial_label_file(path: str | os.PathLike, paths: Sequence[str], labels: PartialLabels) -> None:
-    """Writes `{"data": [{"img_path", "labels", "negatives"}]}` atomically (unlisted classes = unknown)."""
+    """Writes `{"classes", "data": [{"img_path", "labels", "negatives"}]}` atomically (unlisted classes =
+    unknown; `"classes"`: the labels' class names, `str(i)` without)."""
     if len(paths) != len(labels):
         raise ValueError(f'write_partial_label_file: {len(paths)} paths but {len(labels)} label rows')
     lines = []
@@ -236,4 +250,7 @@ def write_partial_label_file(path: str | os.PathLike, paths: Sequence[str], labe
             'negatives': np.flatnonzero(row == NEGATIVE).tolist(),
         }
         lines.append(json.dumps(entry))
-    atomic_write_text(path, '{"data": [\n' + ',\n'.join(lines) + '\n]}\n')
+    names = labels.class_names or [str(c) for c in range(labels.num_classes)]
+    atomic_write_text(
+        path, '{"classes": ' + json.dumps(names) + ',\n"data": [\n' + ',\n'.join(lines) + '\n]}\n'
+    )

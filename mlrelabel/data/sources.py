@@ -17,7 +17,7 @@ from PIL import Image
 from mlrelabel.data.checks import drop_unreadable
 from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
 from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
-from mlrelabel.data.labels import LabelTable, read_label_file
+from mlrelabel.data.labels import LabelTable, read_labels
 
 __all__ = ["Dataset", "ImageFiles", "load_image_dataset", "digit_scenes_dataset", "with_full_labels"]
 
@@ -105,6 +105,9 @@ class Dataset:
       boxes: [N, D, 4] float32 (y0, x0, y1, x1) fractions of each object, -1 padded, or None.
       paths: image file paths, or None for generated images.
       name: a short name for reports.
+      class_names: [C] the name of each class id (None: `str(i)`); ids stay the labels, names go beside them.
+      groups: mutually exclusive attribute groups `[(name, size)]` covering the classes in order (attribute
+        CSVs: group g owns the ids `[start_g, start_g + size_g)`), or None.
     """
 
     images: Any
@@ -113,6 +116,8 @@ class Dataset:
     boxes: np.ndarray | None = None
     paths: list[str] | None = None
     name: str = ""
+    class_names: list[str] | None = None
+    groups: list[tuple[str, int]] | None = None
 
     def __post_init__(self):
         n = len(self.labels)
@@ -128,10 +133,28 @@ class Dataset:
             raise ValueError(
                 f"Dataset {self.name!r}: truth has {self.truth.num_classes} classes, labels {self.labels.num_classes}"
             )
+        c = self.labels.num_classes
+        names = [str(i) for i in range(c)] if self.class_names is None else [str(x) for x in self.class_names]
+        if len(names) != c:
+            raise ValueError(f"Dataset {self.name!r}: {len(names)} class names for {c} classes")
+        object.__setattr__(self, "class_names", names)
+        if self.groups:
+            groups = [(str(g), int(k)) for g, k in self.groups]
+            if sum(k for _, k in groups) != c or min(k for _, k in groups) < 1:
+                raise ValueError(f"Dataset {self.name!r}: groups {groups} do not cover the {c} classes")
+            object.__setattr__(self, "groups", groups)
+        else:
+            object.__setattr__(self, "groups", None)
 
     @property
     def num_classes(self) -> int:
         return self.labels.num_classes
+
+    @property
+    def group_bounds(self) -> list[list[int]]:
+        """`[[start, stop], ...]` class-id ranges of `groups` ([] without groups)."""
+        bounds = np.cumsum([0] + [k for _, k in self.groups or []]).tolist()
+        return [[a, b] for a, b in zip(bounds[:-1], bounds[1:])]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -159,6 +182,8 @@ class Dataset:
             boxes=None if self.boxes is None else self.boxes[indices],
             paths=None if self.paths is None else [self.paths[int(i)] for i in indices],
             name=self.name,
+            class_names=self.class_names,
+            groups=self.groups,
         )
 
 
@@ -170,7 +195,8 @@ def load_image_dataset(
     check: bool = True,
     num_workers: int | None = None,
 ) -> tuple[Dataset, dict]:
-    """Reads a CS570 label file into a Dataset of lazily loaded images.
+    """Reads a CS570 label file into a Dataset of lazily loaded images (with the file's class names, if any:
+    `mlrelabel.data.labels.read_labels`).
 
     With `check=True` every image is decoded once (`mlrelabel.data.checks.drop_unreadable`, threads).
     Missing or unreadable files are dropped together with their label rows, so labels stay aligned
@@ -181,7 +207,7 @@ def load_image_dataset(
       'skipped': dropped rows, 'skipped_files': [{'path', 'reason'}, ...] for the first 20}.
     """
     label_file = os.fspath(label_file)
-    paths, table = read_label_file(label_file, num_classes=num_classes, root=root)
+    paths, table, class_names = read_labels(label_file, num_classes=num_classes, root=root)
     total = len(paths)
     report = {"total": total, "kept": total, "skipped": 0, "skipped_files": []}
     if check and total:
@@ -190,7 +216,9 @@ def load_image_dataset(
             paths = [paths[i] for i in keep]
             table = table.subset(keep)
     name = os.path.splitext(os.path.basename(label_file))[0]
-    dataset = Dataset(images=ImageFiles(paths, image_size), labels=table, paths=paths, name=name)
+    dataset = Dataset(
+        images=ImageFiles(paths, image_size), labels=table, paths=paths, name=name, class_names=class_names
+    )
     return dataset, report
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +30,9 @@ EXTERNAL_SOURCES: dict[str, str] = {
     'attribute_csv': 'mlrelabel.data.formats:load_source',
     'partial_json': 'mlrelabel.data.formats:load_source',
 }
+# Sources whose class ids are the order of sorted names (folders, annotation files, attribute columns).
+SORTED_NAME_SOURCES = ('folder', 'annotation_folder', 'attribute_csv')
+MAX_ANNOUNCED = 30  # class names on the run's first line
 
 
 def load_datasets(config, workdir: str) -> dict:
@@ -71,12 +76,48 @@ def load_datasets(config, workdir: str) -> dict:
                 path, d.image_size, num_classes=d.num_classes, root=d.root or None, check=d.check_images
             )
             where[split] = path
+        data['train'], data['val'] = shared_class_names(data['train'], data['val'], d.train_json, d.val_json)
     else:
         raise SystemExit(
             f"config.data.source={d.source!r}: expected one of digit_scenes, json, {', '.join(EXTERNAL_SOURCES)}"
         )
     checks.check_splits(data, config, where)
+    announce_classes(data['train'], config)
     return data
+
+
+def shared_class_names(train, val, train_file: str, val_file: str) -> tuple:
+    """`(train, val)` with one class list: a file without names takes the other's; two different lists are
+    refused (the same id would mean two classes)."""
+    default = [str(c) for c in range(train.num_classes)]
+    if val.class_names == default or val.class_names == train.class_names:
+        return train, dataclasses.replace(val, class_names=train.class_names)
+    if train.class_names == default:
+        return dataclasses.replace(train, class_names=val.class_names), val
+    diff = next(i for i, (a, b) in enumerate(zip(train.class_names, val.class_names)) if a != b)
+    raise checks.DataError(
+        f'{val_file}: class {diff} is {val.class_names[diff]!r}, but {train_file} calls it '
+        f'{train.class_names[diff]!r}: both splits must use the same class list'
+    )
+
+
+_ANNOUNCED: set = set()
+
+
+def announce_classes(train, config) -> None:
+    """One line at the start of a run: which class id is which name, for sources whose ids come from sorted
+    names (folders, annotation files, attribute columns) or that named their classes."""
+    names = list(train.class_names)
+    if names == [str(c) for c in range(len(names))] or not parallel.is_main_process():
+        return
+    key = (config.data.source, tuple(names))
+    if key in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(key)
+    order = 'sorted names' if config.data.source in SORTED_NAME_SOURCES else 'the label files'
+    shown = ', '.join(f'{c}={n}' for c, n in enumerate(names[:MAX_ANNOUNCED]))
+    more = f', ... ({len(names)} classes)' if len(names) > MAX_ANNOUNCED else ''
+    print(f'mlrelabel: classes ({order}): {shown}{more}', file=sys.stderr)
 
 
 def build_model(config, num_classes: int | None = None):
@@ -95,8 +136,9 @@ def build_model(config, num_classes: int | None = None):
     )
 
 
-def init_variables(model, config, seed: int) -> dict:
-    """`{'params', 'batch_stats'}` as numpy, from `seed` through an `rbg` key.
+def init_variables(model, config, seed: int, pretrained: bool = True) -> dict:
+    """`{'params', 'batch_stats'}` as numpy, from `seed` through an `rbg` key, or from the torchvision weights
+    of `config.model.pretrained` when set and `pretrained` (False: a template to restore a checkpoint into).
 
     XLA's RngBitGenerator compiles in a fraction of the time threefry needs for a network's many kernel
     shapes (seconds instead of ~20 s on a 2-core CPU); init runs unsharded, so its bits are reproducible.
@@ -104,7 +146,54 @@ def init_variables(model, config, seed: int) -> dict:
     s = config.data.image_size
     key = jax.random.key(seed, impl='rbg')
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3), jnp.float32), train=False))(key)
-    return jax.tree.map(np.asarray, variables)
+    variables = jax.tree.map(np.asarray, variables)
+    if pretrained and config.model.get('pretrained', ''):
+        return pretrained_variables(variables, config)
+    return variables
+
+
+def pretrained_variables(fresh: dict, config) -> dict:
+    """The torchvision ResNet weights of `config.model.pretrained` (a state_dict: .pth/.pt with torch, or .npz)
+    imported with `models.torchvision.from_torchvision` in place of `fresh` (the seeded init of the same model).
+
+    The classifier is kept when it has the model's number of outputs, else `fresh`'s is used (a new task). Every
+    other variable must match the configured model's structure and shapes; a mismatch (another depth, width or
+    stem) names the file and the config fields to change.
+    """
+    from mlrelabel.models.torchvision import from_torchvision, load_state_dict
+
+    m = config.model
+    path = m.pretrained
+    sd = load_state_dict(path) if isinstance(path, str) else dict(path)
+    sd = {k[len('module.') :] if k.startswith('module.') else k: v for k, v in sd.items()}
+    stem, want_stem = (
+        tuple(np.shape(sd.get('conv1.weight', ()))),
+        np.shape(fresh['params']['conv1']['kernel']),
+    )
+    if len(stem) == 4 and (stem[0], stem[-1]) != (want_stem[3], want_stem[0]):
+        raise SystemExit(
+            f'config.model.pretrained={path!r}: its stem is a {stem[-1]}x{stem[-1]} conv with {stem[0]} channels, '
+            f'but config.model.width={m.width}, small_stem={m.small_stem} build a {want_stem[0]}x{want_stem[0]} '
+            f'conv with {want_stem[3]}: set --config.model.width={stem[0]} --config.model.small_stem={stem[-1] == 3}'
+        )
+    fc = fresh['params']['fc']
+    keep_fc = 'fc.weight' in sd and tuple(np.shape(sd['fc.weight'])) == tuple(np.shape(fc['kernel']))[::-1]
+    if not keep_fc:
+        sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
+        sd['fc.weight'], sd['fc.bias'] = np.asarray(fc['kernel']).T, np.asarray(fc['bias'])
+    try:
+        loaded = from_torchvision(sd, m.name, stem_stride=m.stem_stride)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(
+            f'config.model.pretrained={path!r} does not fit config.model.name={m.name!r}: {e}'
+        ) from e
+    if jax.tree.map(np.shape, loaded) != jax.tree.map(np.shape, fresh):  # e.g. another stem stride
+        raise SystemExit(
+            f'config.model.pretrained={path!r}: its variables differ in shape from config.model.name={m.name!r} '
+            'as configured (config.model.*)'
+        )
+    logging.info('weights from %s (classifier %s)', path, 'kept' if keep_fc else 'new')
+    return loaded
 
 
 def make_eval_fn(model, dataset, config, mesh, head: str, prefix: str = 'val_'):

@@ -84,7 +84,15 @@ def run(config, workdir: str) -> dict:
         )
         keys = [k for k in final if k.startswith(('val_', 'test_'))]
         print(report.format_table([final], ['epoch'] + keys))
-    common.record_run(workdir, config, final, num_classes=train.num_classes, head=head)
+    common.record_run(
+        workdir,
+        config,
+        final,
+        num_classes=train.num_classes,
+        head=head,
+        class_names=train.class_names,
+        groups=train.groups,
+    )
     return result
 
 

@@ -37,7 +37,6 @@ Work directory: `config.json`, `partial_labels.json` (label statistics), `prior.
 from __future__ import annotations
 
 import copy
-import logging
 import os
 
 import jax
@@ -68,6 +67,7 @@ def load_data(config, workdir: str) -> dict:
         checks.check_splits(
             {'train': splits['train'], 'val': splits['val']}, config, formats.split_files(config)
         )
+        common.announce_classes(splits['train'], config)
         return splits
     data = common.load_datasets(config, workdir)
     train, val = data['train'], data['val']
@@ -82,7 +82,7 @@ def load_data(config, workdir: str) -> dict:
         targets = full
     else:
         raise SystemExit(f"config.partial.simulate={pc.simulate!r}: expected 'rps', 'fpc' or 'none'")
-    names = [str(c) for c in range(train.num_classes)]
+    names = list(train.class_names)
     truth = val.truth if val.truth is not None else val.labels
     return {
         'train': train,
@@ -114,24 +114,9 @@ def balanced_indices(targets: np.ndarray, seed: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ model
 def initial_variables(model, config, num_classes: int) -> dict:
-    """Fresh variables (seeded), with the backbone from `model.pretrained` when given (its classifier
-    is kept only if it has `num_classes` outputs, else freshly initialised)."""
-    variables = common.init_variables(model, config, config.seed)
-    path = config.model.get('pretrained', '')
-    if not path:
-        return variables
-    from mlrelabel.models.torchvision import from_torchvision, load_state_dict
-
-    sd = load_state_dict(path) if isinstance(path, str) else path
-    keep_fc = int(np.shape(sd['fc.weight'])[0]) == num_classes
-    if not keep_fc:
-        sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
-        fc = variables['params']['fc']
-        sd['fc.weight'] = np.asarray(fc['kernel']).T
-        sd['fc.bias'] = np.asarray(fc['bias'])
-    loaded = from_torchvision(sd, config.model.name, stem_stride=config.model.stem_stride)
-    logging.info('partial: backbone from %s (classifier %s)', path, 'kept' if keep_fc else 'new')
-    return loaded
+    """Fresh variables (seeded), or the torchvision weights of `model.pretrained` when given
+    (`common.init_variables`: the classifier is kept only if it has `num_classes` outputs)."""
+    return common.init_variables(model, config, config.seed)
 
 
 def transfer_optimizer(config, params, steps_per_epoch: int, epochs: int):

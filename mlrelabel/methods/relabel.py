@@ -111,7 +111,7 @@ def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
         _review(workdir, model, train, final, paths, chosen, config, mesh)
         timings['review'] = {'review_s': round(time.time() - t0, 1)}
     if parallel.is_main_process():
-        write_label_file(os.path.join(workdir, 'labels.json'), paths, final)
+        write_label_file(os.path.join(workdir, 'labels.json'), paths, final, train.class_names)
         thresholds_src = os.path.join(workdir, f'round_{chosen}', 'thresholds.json')
         if chosen > 0 and os.path.exists(thresholds_src):
             with open(thresholds_src) as f:
@@ -126,6 +126,7 @@ def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
             num_classes=train.num_classes,
             head=rows[chosen]['head'],
             class_names=getattr(train, 'class_names', None),
+            groups=getattr(train, 'groups', None),
             checkpoint=f'round_{chosen}/checkpoints',
             chosen_round=chosen,
             rounds=[
@@ -381,8 +382,12 @@ def _relabel_round(k, model, state, train, val, given, paths, evidence, config, 
     for start in range(0, len(train), CHUNK):
         rows = np.arange(start, min(start + CHUNK, len(train)))
         ev = evidence['train'].dense(rows)
+        assigned = _assign(ev, thresholds, rc)
+        if train.groups and rc.exclusive_groups:  # one value per attribute group (the given one first)
+            given_here = train.labels.dense(rows) > 0 if rc.keep_given else np.full(len(rows), -1)
+            assigned = assign.enforce_groups(assigned, ev, train.group_bounds, given_here)
         chunk_lists, chunk_scores = assign.finalize_labels(
-            _assign(ev, thresholds, rc),
+            assigned,
             given[rows],
             keep_given=rc.keep_given,
             conf=to_probability(ev).astype(np.float32),
@@ -400,7 +405,7 @@ def _relabel_round(k, model, state, train, val, given, paths, evidence, config, 
             os.path.join(rdir, 'thresholds.json'), _thresholds_doc(thresholds, details, train, rc)
         )
         if not os.path.exists(label_path):
-            write_label_file(label_path, paths, table)
+            write_label_file(label_path, paths, table, train.class_names)
         examples = os.path.join(rdir, 'examples.png')
         if not os.path.exists(examples):
             _draw_relabel_examples(train, train.labels, table, first, config, examples, k)
@@ -490,14 +495,16 @@ def _draw_relabel_examples(train, old, new, first, config, path, k):
     captions, boxes, box_captions = [], [], []
     for j, i in enumerate(idx):
         labels = sorted(new.labels_of(i).tolist())
-        text = f'{sorted(old.labels_of(i).tolist())} → {labels}'
+        names = train.class_names
+        text = f'{report.label_text(sorted(old.labels_of(i).tolist()), names)} → {report.label_text(labels, names)}'
         if train.truth is not None:
-            text += f'\ntruth {sorted(train.truth.labels_of(i).tolist())}'
+            text += f'\ntruth {report.label_text(sorted(train.truth.labels_of(i).tolist()), names)}'
         captions.append(text)
         crop_ev = first['crop_log_odds'][j]  # [K, C]
         best = [int(crop_ev[:, c].argmax()) for c in labels]
         boxes.append(first['boxes'][j][best])
-        box_captions.append([f'{c}:{to_probability(crop_ev[b, c]):.2f}' for c, b in zip(labels, best)])
+        probs = [to_probability(crop_ev[b, c]) for c, b in zip(labels, best)]
+        box_captions.append([f'{report.class_text(c, names)}:{p:.2f}' for c, p in zip(labels, probs)])
     report.draw_examples(
         images,
         captions,

@@ -117,7 +117,15 @@ def run(config, workdir: str) -> dict:
             dict(final, phase='student')
         ]
         print(report.format_table(rows, ['phase'] + [key for key in keys if key in final]))
-    common.record_run(workdir, config, final, num_classes=num_classes, head=head)
+    common.record_run(
+        workdir,
+        config,
+        final,
+        num_classes=num_classes,
+        head=head,
+        class_names=train.class_names,
+        groups=train.groups,
+    )
     return result
 
 
@@ -201,7 +209,9 @@ def _load_teacher(path: str, num_classes: int):
         )
     model = common.build_model(cfg, num_classes)
     tx, _ = optim.make_optimizer(cfg.optim, 1, cfg.train.epochs, cfg.train.batch_size)
-    template = TrainState.create(common.init_variables(model, cfg, cfg.seed), tx, jax.random.PRNGKey(0))
+    template = TrainState.create(
+        common.init_variables(model, cfg, cfg.seed, pretrained=False), tx, jax.random.PRNGKey(0)
+    )
     ckpt = Checkpointer(ckpt_dir)
     state, meta = ckpt.restore(template)
     ckpt.close()
@@ -318,15 +328,22 @@ def _draw_examples(train, source, config, path):
             for j in range(2)
         ]
         tiles.append(images[i])
+        names = train.class_names
         captions.append(
-            f'visible {sorted(train.labels.labels_of(i).tolist())}\ntruth {sorted(truth.labels_of(i).tolist())}'
+            f'visible {report.label_text(sorted(train.labels.labels_of(i).tolist()), names)}\n'
+            f'truth {report.label_text(sorted(truth.labels_of(i).tolist()), names)}'
         )
         tile_boxes.append(boxes[i])
-        box_captions.append([' '.join(f'{c}:{t[c]:.2f}' for c in np.argsort(-t)[:2]) for t in targets])
+        box_captions.append(
+            [
+                ' '.join(f'{report.class_text(c, names)}:{t[c]:.2f}' for c in np.argsort(-t)[:2])
+                for t in targets
+            ]
+        )
         cells = argmax[i]
         reps = -(-size // cells.shape[0])
         tiles.append(np.repeat(np.repeat(palette[cells], reps, 0), reps, 1)[:size, :size])
-        captions.append(f'map argmax {sorted(set(cells.ravel().tolist()))}')
+        captions.append(f'map argmax {report.label_text(sorted(set(cells.ravel().tolist())), names)}')
         tile_boxes.append(np.zeros((0, 4)))
         box_captions.append([])
     report.draw_examples(

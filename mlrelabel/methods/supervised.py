@@ -44,7 +44,15 @@ def run(config, workdir: str) -> dict:
         _draw_predictions(model, state, val, config, mesh, head, os.path.join(workdir, 'examples.png'))
         keys = [k for k in final if k.startswith(('val_', 'test_'))]
         print(report.format_table([final], ['epoch'] + keys))
-    common.record_run(workdir, config, final, num_classes=train.num_classes, head=head)
+    common.record_run(
+        workdir,
+        config,
+        final,
+        num_classes=train.num_classes,
+        head=head,
+        class_names=train.class_names,
+        groups=train.groups,
+    )
     return result
 
 
@@ -59,5 +67,9 @@ def _draw_predictions(model, state, dataset, config, mesh, head, path):
         pred = np.flatnonzero(
             (probs[i] > config.eval.threshold) | (np.arange(probs.shape[1]) == probs[i].argmax())
         )
-        captions.append(f'pred {pred.tolist()}\ntrue {sorted(truth.labels_of(i).tolist())}')
+        names = dataset.class_names
+        captions.append(
+            f'pred {report.label_text(pred.tolist(), names)}\n'
+            f'true {report.label_text(sorted(truth.labels_of(i).tolist()), names)}'
+        )
     report.draw_examples(images, captions, path, title='validation: predicted set vs. true set')

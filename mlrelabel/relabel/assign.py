@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlrelabel.relabel.groups import enforce_groups  # noqa: F401  (one value per attribute group; re-exported)
+
 _DEGENERATE_STD = 1e-6
 
 

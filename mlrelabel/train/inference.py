@@ -17,13 +17,18 @@ from mlrelabel.train.step import make_predict_step
 
 class Predictor:
     """One model's logits for batches of images: jitted once, every batch padded to a fixed bucket size
-    (`batch_size` for full batches, the next power of two >= 8 for a short last one) so shapes repeat."""
+    (`batch_size` for full batches, the next power of two >= 8 for a short last one) so shapes repeat.
 
-    def __init__(self, model, variables, mean, std, batch_size: int, step: int):
+    `fn(variables, images uint8 [B, H, W, 3]) -> [B, ...]` replaces the logits (e.g. the relabel rounds' crop
+    evidence, `mlrelabel.label_sets`); `model` is then unused."""
+
+    def __init__(self, model, variables, mean, std, batch_size: int, step: int, fn=None):
         self.step = step
         self.batch_size = batch_size
         self.variables = jax.device_put(variables)
-        self._fn = jax.jit(make_predict_step(model, mean=tuple(mean), std=tuple(std)))
+        self._fn = jax.jit(
+            fn if fn is not None else make_predict_step(model, mean=tuple(mean), std=tuple(std))
+        )
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         out = []

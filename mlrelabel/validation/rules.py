@@ -7,10 +7,11 @@ JAX is imported (then the device rules are skipped). Add a rule by appending a f
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pkgutil
 
-from mlrelabel.validation.schema import FORMAT_SOURCES, MISSING, get
+from mlrelabel.validation.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 
 __all__ = ['RULES', 'available_methods', 'model_stride']
 
@@ -230,6 +231,26 @@ def _partial(config, devices) -> list[str]:
     return out
 
 
+def _pretrained(config, devices) -> list[str]:
+    path, name = get(config, 'model.pretrained', ''), get(config, 'model.name', None)
+    if not isinstance(path, str) or not path:
+        return []
+    out = []
+    if name not in MODEL_NAMES:
+        out.append(
+            f'config.model.pretrained={path!r} needs the network its weights belong to, but config.model.name='
+            f'{name!r}: expected a torchvision ResNet ({", ".join(MODEL_NAMES[:5])}; or {MODEL_NAMES[5]} / '
+            f'{MODEL_NAMES[6]}, the same topology narrower)'
+        )
+    if not path.endswith('.npz') and importlib.util.find_spec('torch') is None:
+        out.append(
+            f'config.model.pretrained={path!r}: reading a PyTorch file needs torch (pip install '
+            '"mlrelabel[torch]"), or convert it once to .npz: '
+            'np.savez(out, **{k: v.numpy() for k, v in state_dict.items()})'
+        )
+    return out
+
+
 def _imagenet_sets(config, devices) -> list[str]:
     sets, classes = get(config, 'eval.imagenet_sets', ''), get(config, 'data.num_classes', 0)
     ok = classes == 1000 or (classes == 0 and get(config, 'data.source', None) in ('folder', 'tfds'))
@@ -272,6 +293,7 @@ RULES = [
     _relabel,
     _relabel_maps,
     _partial,
+    _pretrained,
     _imagenet_sets,
     _parallel,
 ]

@@ -283,6 +283,7 @@ SCHEMA: dict[str, Check] = {
     'relabel.max_uncertainty': NONNEGATIVE,
     'relabel.keep_given': boolean(),
     'relabel.max_labels': integer(0),
+    'relabel.exclusive_groups': boolean(),
     'relabel.record_topk': integer(0),
     'relabel.batch_size': integer(1),
     'relabel.save_every_batches': integer(1),

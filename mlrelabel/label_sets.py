@@ -1,0 +1,178 @@
+"""The label sets a finished run predicts for new images, by the rule its own labels were made with.
+
+A relabel round's `thresholds.json` holds per-class thresholds on the *crop evidence* (`"evidence": "crops"`):
+for each class, the max over an image's crops of each crop's log-odds (`relabel.score.make_score_fn`), compared
+with `"log_odds"` (null: the class is never assigned). Predicting with those thresholds on whole-image
+probabilities would apply them to another quantity, so a run whose chosen (or requested) round has such a file
+predicts on the same crop evidence with that round's model. Every other run (supervised, MILe, ReLabel maps,
+partial labels, a relabel run whose output is round 0) predicts on whole-image probabilities:
+`p > threshold` per class (its per-class `thresholds` in probability space when saved, else
+`config.eval.threshold`), and a group-softmax head takes each group's argmax. When no class passes, the set is
+the argmax of the evidence: every image gets at least one label, without needing a given label.
+
+`rule(run, round, threshold)` reads the rule, `apply_rule(scores, rule)` is the pure decision,
+`crop_evidence_fn` builds the compiled crop-evidence function (batched like `train.inference.Predictor`) and
+`predict_labels` (what `Run.predict_labels` runs) puts them together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+EVIDENCE = ('crops', 'image', 'groups')
+
+
+def _read(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def thresholds_doc(run, round: int | None = None) -> tuple[dict | None, str | None]:
+    """`(thresholds.json of the round, its path)`: the run's own file for its chosen round (None), else
+    `round_<K>/thresholds.json` when that round wrote one; `(None, None)` without."""
+    chosen = run.chosen_round
+    if round is None or (chosen is not None and int(round) == int(chosen)):
+        name = run.manifest.get('thresholds')
+        path = os.path.join(run.workdir, name) if name else None
+    else:
+        path = os.path.join(run.workdir, f'round_{int(round)}', 'thresholds.json')
+    if not path or not os.path.exists(path):
+        return None, None
+    return _read(path), path
+
+
+def rule(run, round: int | None = None, threshold: float | None = None) -> dict:
+    """How `run` turns images into label sets with `round`'s model (None: the chosen round).
+
+    Returns `{'evidence': 'crops' | 'image' | 'groups', 'space': 'log_odds' | 'probability', 'thresholds': [C]
+    float64 (+inf: never) or None, 'topk': k or None, 'source': where the thresholds come from}`. A global
+    probability `threshold` replaces the per-class ones, on the same evidence (log-odds of it for crops).
+    """
+    from mlrelabel.relabel.evidence import to_log_odds
+
+    info = run.round_info(round)
+    c = run.num_classes
+    if info['head'] == 'group_softmax':
+        return {
+            'evidence': 'groups',
+            'space': 'probability',
+            'thresholds': None,
+            'topk': None,
+            'source': 'argmax',
+        }
+    doc, path = thresholds_doc(run, round)
+    if doc is not None and doc.get('evidence') == 'crops':
+        if threshold is not None:
+            values, source = np.full(c, float(to_log_odds(threshold))), f'--threshold={threshold:g}'
+        elif doc.get('log_odds') is not None:
+            values = np.asarray([np.inf if t is None else float(t) for t in doc['log_odds']], np.float64)
+            source = path
+        else:  # a top-k round: the same k on the crop evidence
+            k = int(run.config.relabel.get('topk', 1))
+            return {'evidence': 'crops', 'space': 'log_odds', 'thresholds': None, 'topk': k, 'source': path}
+        _check_length(values, c, path)
+        exclusive = bool(run.config.relabel.get('exclusive_groups', False))
+        return {
+            'evidence': 'crops',
+            'space': 'log_odds',
+            'thresholds': values,
+            'topk': None,
+            'source': source,
+            'groups': [[a, b] for _, a, b in run.groups] if exclusive else [],
+        }
+    if threshold is not None:
+        values, source = np.full(c, float(threshold)), f'--threshold={threshold:g}'
+    elif (
+        doc is not None
+        and doc.get('thresholds') is not None
+        and doc.get('space', 'probability') == 'probability'
+    ):
+        values, source = np.asarray(doc['thresholds'], np.float64), path
+    else:
+        t = float(run.config.eval.get('threshold', 0.5))
+        values, source = np.full(c, t), f'config.eval.threshold={t:g}'
+    _check_length(values, c, source)
+    return {'evidence': 'image', 'space': 'probability', 'thresholds': values, 'topk': None, 'source': source}
+
+
+def _check_length(values: np.ndarray, num_classes: int, where) -> None:
+    if values.shape != (num_classes,):
+        raise ValueError(
+            f'{where}: {values.shape[0] if values.ndim else 0} thresholds for {num_classes} classes'
+        )
+
+
+def apply_rule(scores: np.ndarray, rule: dict, groups=()) -> list[list[int]]:
+    """Label sets from `scores [N, C]` (the rule's evidence: log-odds for crops, probabilities for images).
+
+    Crops: `log_odds >= threshold` (as the relabel round assigned them), at most one value per attribute group
+    when the rule has `groups` (`[[start, stop]]`, `relabel.exclusive_groups`). Images: `p > threshold`. Top-k:
+    the k highest. A group-softmax head (`groups` = `[(name, start, stop)]`): each group's argmax. Nothing
+    passing: the argmax.
+    """
+    scores = np.asarray(scores)
+    if rule['evidence'] == 'groups':
+        return [[a + int(row[a:b].argmax()) for _, a, b in groups] for row in scores]
+    if rule['topk']:
+        k = min(int(rule['topk']), scores.shape[1])
+        order = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+        return [sorted(int(c) for c in row) for row in order]
+    t = np.asarray(rule['thresholds'])[None, :]
+    passed = scores >= t if rule['evidence'] == 'crops' else scores > t
+    if rule.get('groups'):  # exclusive attribute groups, as the relabel rounds kept them
+        from mlrelabel.relabel.groups import enforce_groups
+
+        passed = enforce_groups(passed, scores, rule['groups'], np.full(len(scores), -1))
+    out = []
+    for row, ok in zip(scores, passed):
+        ids = np.flatnonzero(ok)
+        out.append([int(c) for c in ids] if ids.size else [int(row.argmax())])
+    return out
+
+
+def predict_labels(run, images, round=None, threshold=None) -> tuple[list[list[int]], np.ndarray]:
+    """`(label sets, scores [N, C] float32)` for uint8 images (`Run.predict_labels`): the rule's evidence as
+    probabilities (crop evidence for relabel rounds, else whole-image probabilities) and the sets it gives."""
+    from mlrelabel.relabel.evidence import to_probability
+    from mlrelabel.train import inference
+
+    r = rule(run, round, threshold)
+    if r['evidence'] != 'crops':
+        probs = run.predict(images, round)
+        return apply_rule(probs, r, run.groups), probs
+    info = run.round_info(round)
+    images = inference.prepare_images(images, run.image_size)
+    if not len(images):
+        return [], np.zeros((0, run.num_classes), np.float32)
+    key = ('crops', info['checkpoint'])  # compiled once per round, beside the round's logits function
+    if key not in run._models:
+        model = run._model(info['checkpoint'])
+        run._models[key] = crop_evidence_fn(run, info['head'], model.variables, model.step)
+    log_odds = run._models[key](images)
+    return apply_rule(log_odds, r), to_probability(log_odds).astype(np.float32)
+
+
+def crop_evidence_fn(run, head: str, variables, step: int):
+    """`images uint8 [N, S, S, 3] -> log_odds [N, C]` float32: the crop evidence of the relabel rounds
+    (`relabel.score.make_score_fn` with the run's `config.relabel`), compiled once per batch bucket.
+
+    Monte-Carlo samples (MC dropout, perturbations) use one fixed key derived from the run's seed, so the same
+    images in the same order give the same evidence."""
+    import jax
+
+    from mlrelabel.relabel.score import make_score_fn
+    from mlrelabel.train.inference import Predictor
+
+    m = run.manifest
+    rc = run.config.relabel
+    score = make_score_fn(
+        run._build_model(), head, rc, mean=m['mean'], std=m['std'], image_size=run.image_size
+    )
+    key = jax.random.PRNGKey(int(run.config.get('seed', 0)))
+    batch = int(rc.get('batch_size', 0) or run.batch_size)
+    return Predictor(
+        None, variables, m['mean'], m['std'], batch, step, fn=lambda v, x: score(v, x, key)['log_odds']
+    )

@@ -1,0 +1,89 @@
+"""Which rule a finished run predicts label sets with (`mlrelabel.label_sets.rule`) and the pure decision
+(`apply_rule`), on hand-made thresholds files and scores."""
+
+import json
+import types
+
+import ml_collections
+import numpy as np
+import pytest
+
+from mlrelabel import label_sets
+from mlrelabel.relabel.evidence import to_log_odds
+
+
+def _run(tmp_path, chosen=2, exclusive=True, groups=()):
+    """A stand-in for `mlrelabel.run.Run` with what `rule` reads: 4 classes, rounds 0-2, chosen round `chosen`."""
+    config = ml_collections.ConfigDict(
+        {'eval': {'threshold': 0.4}, 'relabel': {'exclusive_groups': exclusive, 'topk': 2}, 'seed': 0}
+    )
+    heads = {0: 'softmax', 1: 'sigmoid', 2: 'sigmoid'}
+    manifest = {'thresholds': 'thresholds.json' if chosen else None}
+
+    def round_info(r=None):
+        r = chosen if r is None else r
+        return {'round': r, 'checkpoint': f'round_{r}/checkpoints', 'head': heads[r]}
+
+    return types.SimpleNamespace(
+        workdir=str(tmp_path),
+        manifest=manifest,
+        config=config,
+        num_classes=4,
+        chosen_round=chosen,
+        round_info=round_info,
+        groups=list(groups),
+    )
+
+
+def _doc(path, log_odds, **extra):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'evidence': 'crops', 'space': 'probability', 'log_odds': log_odds, **extra}))
+
+
+def test_relabel_rounds_use_their_own_crop_thresholds(tmp_path):
+    run = _run(tmp_path, groups=[('a', 0, 2), ('b', 2, 4)])
+    _doc(tmp_path / 'thresholds.json', [0.0, None, 1.0, 2.0])
+    _doc(tmp_path / 'round_1' / 'thresholds.json', [5.0, 5.0, 5.0, 5.0])
+    r = label_sets.rule(run)
+    assert r['evidence'] == 'crops' and r['space'] == 'log_odds' and r['groups'] == [[0, 2], [2, 4]]
+    np.testing.assert_array_equal(r['thresholds'], [0.0, np.inf, 1.0, 2.0])  # null: never
+    assert label_sets.rule(run, round=2)['source'] == str(tmp_path / 'thresholds.json')  # the chosen round
+    np.testing.assert_array_equal(label_sets.rule(run, round=1)['thresholds'], [5.0] * 4)
+    # --threshold: one probability, compared on the same (log-odds) evidence.
+    np.testing.assert_allclose(label_sets.rule(run, threshold=0.9)['thresholds'], [to_log_odds(0.9)] * 4)
+    # Round 0 wrote no thresholds: whole-image probabilities against config.eval.threshold.
+    r0 = label_sets.rule(run, round=0)
+    assert r0['evidence'] == 'image' and r0['source'] == 'config.eval.threshold=0.4'
+    np.testing.assert_array_equal(r0['thresholds'], [0.4] * 4)
+    assert not label_sets.rule(_run(tmp_path, exclusive=False, groups=[('a', 0, 2)]))['groups']
+
+
+def test_other_rules_probability_thresholds_topk_and_length_check(tmp_path):
+    run = _run(tmp_path)
+    (tmp_path / 'thresholds.json').write_text(
+        json.dumps({'thresholds': [0.1, 0.2, 0.3, 0.4], 'space': 'probability'})
+    )
+    r = label_sets.rule(run)
+    assert r['evidence'] == 'image' and r['thresholds'].tolist() == [0.1, 0.2, 0.3, 0.4]
+    _doc(tmp_path / 'thresholds.json', None, assign='topk')
+    assert label_sets.rule(run)['topk'] == 2
+    _doc(tmp_path / 'thresholds.json', [0.0, 0.0])
+    with pytest.raises(ValueError, match='2 thresholds for 4 classes'):
+        label_sets.rule(run)
+
+
+def test_apply_rule_by_hand():
+    crops = {'evidence': 'crops', 'thresholds': np.array([0.0, np.inf, 1.0, 2.0]), 'topk': None, 'groups': []}
+    scores = np.array([[0.0, 9.0, 0.5, 3.0], [-1.0, 9.0, 0.5, 1.0]])
+    assert label_sets.apply_rule(scores, crops) == [[0, 3], [1]]  # >= per class; nothing passes: the argmax
+    grouped = dict(crops, groups=[[0, 2], [2, 4]])
+    scores = np.array([[0.0, 0.0, 1.5, 3.0]])  # both values of group b pass: the one with more evidence stays
+    assert label_sets.apply_rule(scores, grouped) == [[0, 3]]
+    image = {'evidence': 'image', 'thresholds': np.array([0.5, 0.5, 0.5, 0.5]), 'topk': None}
+    assert label_sets.apply_rule(np.array([[0.5, 0.7, 0.2, 0.9]]), image) == [[1, 3]]  # strictly above
+    topk = {'evidence': 'crops', 'thresholds': None, 'topk': 2}
+    assert label_sets.apply_rule(np.array([[0.1, 0.7, 0.2, 0.9]]), topk) == [[1, 3]]
+    heads = {'evidence': 'groups', 'thresholds': None, 'topk': None}
+    assert label_sets.apply_rule(np.array([[0.1, 0.7, 0.9, 0.2]]), heads, [('a', 0, 2), ('b', 2, 4)]) == [
+        [1, 2]
+    ]
