@@ -33,6 +33,11 @@ def load_datasets(config, workdir: str) -> dict:
     """`{'train', 'val'[, 'test']}` Datasets for `config.data.source` ('digit_scenes', 'json' or a registered
     source of EXTERNAL_SOURCES)."""
     d = config.data
+    if d.get('train_labels', 'visible') != 'visible' and d.source != 'digit_scenes':
+        raise SystemExit(
+            f'config.data.train_labels={d.train_labels!r}: only the digit_scenes source has hidden full label '
+            "sets; use 'visible'"
+        )
     if d.source in EXTERNAL_SOURCES:
         module, function = EXTERNAL_SOURCES[d.source].split(':')
         return getattr(importlib.import_module(module), function)(config, workdir)
@@ -48,11 +53,17 @@ def load_datasets(config, workdir: str) -> dict:
         )
         cache = os.path.join(workdir, 'data')
         sizes = {'train': d.num_train, 'val': d.num_val, 'test': d.num_test}
-        return {
+        out = {
             split: sources.digit_scenes_dataset(split, cache, num_images=n, seed=d.seed + i, **common)
             for i, (split, n) in enumerate(sizes.items())
             if n
         }
+        train_labels = d.get('train_labels', 'visible')
+        if train_labels == 'full':  # the full-label upper bound: train on the hidden label sets
+            out['train'] = out['train'].with_labels(out['train'].truth)
+        elif train_labels != 'visible':
+            raise SystemExit(f"config.data.train_labels={train_labels!r}: expected 'visible' or 'full'")
+        return out
     if d.source == 'json':
         if not d.train_json or not d.val_json:
             raise SystemExit(
