@@ -60,8 +60,8 @@ LOSS_HPARAMS = {
     'delta_rel': None,  # ll_cp: fraction corrected per batch (past the first epoch)
     'num_rejected': None,  # ll_*: the count k itself (overrides the rates; may be traced)
 }
-# Hyper-parameters of the schedules and of the label rewriting (config only; the loss ignores them).
-SCHEDULE_HPARAMS = ('warmup_epochs', 'neg_proportion')
+# Hyper-parameters of EM+APL's pseudo-label selection (`apl_counts`; the loss itself ignores them).
+APL_HPARAMS = {'warmup_epochs': 3, 'neg_proportion': 0.9}
 
 
 def _neg_logs(logits, log_eps):

@@ -348,6 +348,8 @@ def test_hooks_apply_corrections_and_pseudo_labels(tmp_path):
     np.testing.assert_allclose(d, [[1, 0, 0], [-0.1, 1, 0], [0, 0, 1], [1, -0.05, -0.1]], rtol=1e-5)
     apl.end_epoch(3, None)  # after the last epoch: nothing (it could not be used)
     np.testing.assert_array_equal(apl.labels.dense(), d)
+    with pytest.raises(ValueError, match='config.train.single_positive.warmup_epochs'):
+        label_hooks.make_label_hook('em_apl', {'warmup_epochs': 3}, base, 3, None, str(tmp_path / 'x'))
 
 
 def _fit(cfg, data, ckpt_dir, **kw):

@@ -197,6 +197,11 @@ def make_label_hook(
     directory = os.path.normpath(ckpt_dir) + '_labels'
     if kind == 'll_cp':
         return LLCpHook(labels, directory)
-    return APLHook(
-        labels, directory, predict_fn, hparams['neg_proportion'], hparams['warmup_epochs'], num_epochs
-    )
+    hp = {**single_positive.APL_HPARAMS, **{k: v for k, v in dict(hparams).items() if v is not None}}
+    single_positive.check_hparams(kind, hp)
+    if not hp['warmup_epochs'] < num_epochs:
+        raise ValueError(
+            f"config.train.single_positive.warmup_epochs={hp['warmup_epochs']}: em_apl chooses pseudo-labels "
+            f'after epochs warmup_epochs .. train.epochs - 1, so it must be below train.epochs={num_epochs}'
+        )
+    return APLHook(labels, directory, predict_fn, hp['neg_proportion'], hp['warmup_epochs'], num_epochs)
