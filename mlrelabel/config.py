@@ -38,6 +38,8 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     # What the run is given for validation: 'single' (the visible label alone, as users have it) | 'full'
     # (every digit: a user with multi-label validation labels). The hidden truth only ever scores a run.
     d.val_given = 'single'
+    # digit scenes: train on the 'visible' single label, or on the 'full' hidden sets (the upper bound)
+    d.train_labels = 'visible'
     # user data (source='json'): CS570 label files {"data": [{"img_path", "labels"}]}.
     d.train_json = ''
     d.val_json = ''
@@ -79,8 +81,25 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     t.epochs = 10
     t.min_steps = 0  # > 0: epochs are raised so that training takes at least this many steps (small datasets)
     t.batch_size = 64
-    t.loss = 'softmax_ce'  # 'softmax_ce' | 'sigmoid_bce' | 'soft_ce'
-    t.label_smoothing = 0.0
+    # 'softmax_ce' | 'sigmoid_bce' | 'soft_ce', or a single-positive loss (mlrelabel/single_positive.py):
+    # 'an' | 'an_ls' | 'wan' | 'epr' | 'em' | 'em_apl' | 'll_r' | 'll_ct' | 'll_cp'
+    t.loss = 'softmax_ce'
+    t.label_smoothing = 0.0  # softmax_ce only
+    # Hyper-parameters of the single-positive losses (sigmoid head; each field lists the kinds using it).
+    t.single_positive = ml_collections.ConfigDict(
+        {
+            'log_eps': 1e-5,  # every kind: L(q) = -log(q + log_eps); 0 = exact -log sigmoid(+-logits)
+            'label_smoothing': 0.1,  # an_ls
+            'gamma': 0.0,  # wan: weight of unobserved entries (0 = 1/(C-1))
+            'expected_positives': 0.0,  # epr: expected positive classes per image (required for epr)
+            'alpha': 0.1,  # em, em_apl: weight of the entropy of unobserved entries
+            'beta': 1.0,  # em_apl: weight of the soft pseudo-negatives
+            'warmup_epochs': 3,  # em_apl: pseudo-labels are chosen after every epoch from this one (1-based)
+            'neg_proportion': 0.9,  # em_apl: share of each class's unobserved entries pseudo-labelled in all
+            'rejection_rate': 0.0,  # ll_*: rejection rate of the first epoch (0 = none, as in the paper)
+            'delta_rel': 0.002,  # ll_*: the rejection rate grows by this each epoch (ll_cp: corrected per batch)
+        }
+    )
     # random-resized-crop + flip on device; digits are not mirror-symmetric, so no flips here.
     t.augment = ml_collections.ConfigDict(
         {'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False}

@@ -1,7 +1,8 @@
 """Classification losses: pure, jittable JAX functions returning per-example losses `[batch]`.
 
 Callers reduce (e.g. average with the batch `mask`). Logits are upcast to float32 so that bf16 compute
-still gives float32 losses.
+still gives float32 losses. The single-positive losses (`single_positive_loss`, a scalar per batch: Cole et
+al. 2021, Zhou et al. 2022, Kim et al. 2022) live in `mlrelabel.single_positive` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mlrelabel.single_positive import KINDS as SINGLE_POSITIVE_KINDS
+from mlrelabel.single_positive import single_positive_loss
+
 __all__ = [
     'softmax_cross_entropy',
     'sigmoid_binary_cross_entropy',
     'soft_target_cross_entropy',
     'LOSSES',
     'get_loss',
+    'single_positive_loss',
+    'SINGLE_POSITIVE_KINDS',
 ]
 
 
@@ -96,5 +102,6 @@ LOSSES: types.MappingProxyType[str, Callable] = types.MappingProxyType(
 def get_loss(name: str) -> Callable:
     """The loss function registered under `name` ('softmax_ce', 'sigmoid_bce' or 'soft_ce')."""
     if name not in LOSSES:
-        raise ValueError(f'Unknown loss {name!r}; expected one of {sorted(LOSSES)}')
+        more = f' (single-positive kinds {SINGLE_POSITIVE_KINDS} go through single_positive_loss)'
+        raise ValueError(f'Unknown loss {name!r}; expected one of {sorted(LOSSES)}{more}')
     return LOSSES[name]

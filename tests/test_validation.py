@@ -123,6 +123,8 @@ def test_enumerations_equal_their_sources_of_truth():
     from mlrelabel import losses, partial
     from mlrelabel.methods import common, mile
     from mlrelabel.methods import relabel as relabel_method
+    from mlrelabel import single_positive
+    from mlrelabel.config import relabel_config
     from mlrelabel.models import MODEL_NAMES
     from mlrelabel.relabel import confidence, crops, score, select
     from mlrelabel.train import mile as mile_steps
@@ -130,7 +132,9 @@ def test_enumerations_equal_their_sources_of_truth():
     def choices(field):
         return set(S.SCHEMA[field].choices)
 
-    assert choices('train.loss') == choices('relabel.loss') == set(losses.LOSSES)
+    assert choices('relabel.loss') == set(losses.LOSSES)
+    assert choices('train.loss') == set(losses.LOSSES) | set(single_positive.KINDS)
+    assert set(S.SCHEMA) >= {f'train.single_positive.{k}' for k in relabel_config().train.single_positive}
     assert choices('model.name') == set(MODEL_NAMES) | {'auto'}
     assert choices('model.dtype') == set(common.DTYPES)
     assert choices('data.source') == {'digit_scenes', 'json'} | set(common.EXTERNAL_SOURCES)

@@ -41,6 +41,13 @@ def load_datasets(config, workdir: str) -> dict:
     training batch) before any training starts."""
     inspect.resolve_data_defaults(config)  # no-op once main has resolved them before claiming the workdir
     d = config.data
+    if d.get('train_labels', 'visible') not in ('visible', 'full'):
+        raise SystemExit(f"config.data.train_labels={d.train_labels!r}: expected 'visible' or 'full'")
+    if d.get('train_labels', 'visible') != 'visible' and d.source != 'digit_scenes':
+        raise SystemExit(
+            f'config.data.train_labels={d.train_labels!r}: only the digit_scenes source has hidden full label '
+            "sets; use 'visible'"
+        )
     where = {}
     if d.source in EXTERNAL_SOURCES:
         module, function = EXTERNAL_SOURCES[d.source].split(':')
@@ -65,6 +72,8 @@ def load_datasets(config, workdir: str) -> dict:
         }
         if d.get('val_given', 'single') == 'full':  # the validation labels a user with multi-label val has
             data['val'] = sources.with_full_labels(data['val'])
+        if d.get('train_labels', 'visible') == 'full':  # the full-label upper bound: the hidden label sets
+            data['train'] = sources.with_full_labels(data['train'])
     elif d.source == 'json':
         if not d.train_json or not d.val_json:
             raise SystemExit(

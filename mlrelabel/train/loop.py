@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from mlrelabel import parallel, tensorboard_writer
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
-from mlrelabel.train import divergence, optim
+from mlrelabel.train import divergence, label_hooks, optim
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_predict_step, make_train_step
 
@@ -82,6 +82,8 @@ def fit(
         `batch_size` and `global_indices(step)`, a pure function of the step.
       tensorboard_dir: event-file folder; None: the active run's (`tensorboard_writer.active_run`, set by
         `main.run`), or no events outside a run. The phase's steps follow the run's earlier phases.
+    Single-positive losses (`mlrelabel.single_positive`, e.g. loss='an') take `cfg.train.single_positive`;
+    those that rewrite their labels between epochs ('ll_cp', 'em_apl') run a `label_hooks` hook.
     Returns:
       `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
     """
@@ -100,6 +102,19 @@ def fit(
     state = TrainState.create(variables, tx, jax.random.PRNGKey(seed))
     state = parallel.replicate(state, mesh)
 
+    sp_hparams = dict(tcfg.get('single_positive', {}))
+    # Losses that rewrite their labels between epochs (single-positive ll_cp, em_apl).
+    label_hook = label_hooks.make_label_hook(
+        loss,
+        sp_hparams,
+        dataset.labels if labels is None else labels,
+        tcfg.epochs,
+        lambda st: predict(model, st.variables, dataset.images, len(dataset), cfg, mesh=mesh),
+        ckpt_dir,
+    )
+    if label_hook is not None:
+        labels = label_hook.labels
+
     ckpt = Checkpointer(ckpt_dir)
     history: list[dict] = []
     epoch_losses: list[float] = []
@@ -107,6 +122,9 @@ def fit(
     if ckpt.latest_step() is not None:
         state, meta = ckpt.restore(state)
         history, epoch_losses, epoch_accs = meta['history'], meta['epoch_losses'], meta['epoch_accs']
+        if label_hook is not None:
+            label_hook.restore(meta.get('label_hook'))
+            labels = label_hook.labels
         logging.info('%s: resumed from step %d', desc, int(state.step))
 
     train_step = make_train_step(
@@ -119,6 +137,9 @@ def fit(
         augment_cfg=augment_config(cfg),
         transform_fn=transform_fn,
         loss_fn=loss_fn,
+        loss_hparams=sp_hparams,
+        steps_per_epoch=spe,
+        num_epochs=tcfg.epochs,
     )
     train_step = divergence.with_finite_flag(train_step)
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
@@ -132,7 +153,10 @@ def fit(
 
     def save(step):
         events.flush()
-        ckpt.save(step, state, {'history': history, 'epoch_losses': epoch_losses, 'epoch_accs': epoch_accs})
+        meta = {'history': history, 'epoch_losses': epoch_losses, 'epoch_accs': epoch_accs}
+        if label_hook is not None:
+            meta['label_hook'] = label_hook.save(step)
+        ckpt.save(step, state, meta)
 
     bar = parallel.progress_bar(total, desc, 'step', initial=step)
     watch = divergence.FiniteWatch(
@@ -144,24 +168,30 @@ def fit(
     )
     pending = []
     t0 = time.time()
-    if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
-        from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
 
-        batches = grain_loader.train_batches(
-            dataset,
-            sampler,
-            step,
-            end,
-            labels=labels,
-            num_workers=cfg.data.loader_workers,
-            threads=cfg.data.get('loader_threads', 0),
-            host_augment=_host_augment(cfg),
-            seed=seed,
-        )
-    else:
-        batches = pipeline.train_batches(dataset, sampler, step, end, labels=labels)
+    def make_batches(first, stop):
+        if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
+            from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
+
+            return grain_loader.train_batches(
+                dataset,
+                sampler,
+                first,
+                stop,
+                labels=labels,
+                num_workers=cfg.data.loader_workers,
+                threads=cfg.data.get('loader_threads', 0),
+                host_augment=_host_augment(cfg),
+                seed=seed,
+            )
+        return pipeline.train_batches(dataset, sampler, first, stop, labels=labels)
+
+    # A label hook rewrites the labels at epoch ends: open each epoch's batches only once it starts.
+    batches = make_batches(step, end) if label_hook is None else _per_epoch(make_batches, step, end, spe)
     for batch in batches:
         state, metrics = step_fn(state, parallel.host_to_global(batch, mesh))
+        if label_hook is not None:
+            label_hook.after_step(sampler.global_indices(step), metrics)
         watch.add(metrics.pop('finite'))
         pending.append(metrics)
         step += 1
@@ -193,6 +223,8 @@ def fit(
             bar.set_postfix(loss=f'{epoch_losses[-1]:.4f}', lr=f'{rates[-1]:.3g}')
         if epoch_end:
             epoch = step // spe
+            if label_hook is not None:
+                label_hook.end_epoch(epoch, state)
             row = {
                 'epoch': epoch,
                 'step': step,
@@ -223,6 +255,14 @@ def _rates(schedule, start: int, stop: int) -> np.ndarray:
     """`[stop - start]` learning rates of optimizer steps start..stop-1, in one call of the schedule."""
     steps = np.arange(start, stop)
     return np.broadcast_to(np.asarray(schedule(steps), np.float64), steps.shape)
+
+
+def _per_epoch(make_batches: Callable, first: int, stop: int, steps_per_epoch: int):
+    """Batches `first .. stop - 1`, each epoch's opened after the previous epoch's batches were consumed."""
+    while first < stop:
+        epoch_stop = min(stop, (first // steps_per_epoch + 1) * steps_per_epoch)
+        yield from make_batches(first, epoch_stop)
+        first = epoch_stop
 
 
 def predict(

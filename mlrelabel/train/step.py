@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mlrelabel import losses
+from mlrelabel import losses, single_positive
 from mlrelabel.train import augment
 from mlrelabel.train.state import TrainState
 
@@ -26,6 +26,9 @@ def make_train_step(
     augment_cfg=None,
     transform_fn: Callable | None = None,
     loss_fn: Callable | None = None,
+    loss_hparams: dict | None = None,
+    steps_per_epoch: int = 1,
+    num_epochs: int = 1,
 ) -> Callable:
     """Returns `train_step(state, batch) -> (state, metrics)`.
 
@@ -40,8 +43,17 @@ def make_train_step(
         `(y0, x0, y1, x1)` in source-image fractions (the whole image without augmentation); `step` is the
         global step (e.g. to switch CutMix off for the last epochs).
       `loss_fn(logits [B, C], target [B, C], batch) -> [B]` replaces the named loss (e.g. partial labels).
+
+    Single-positive kinds (`single_positive.KINDS`, e.g. 'an', 'll_ct') take `loss_hparams`
+    (`config.train.single_positive`); the epoch `step // steps_per_epoch` drives their schedules, and
+    `ll_cp` adds its label corrections `corrections [B, C]` to the metrics (popped by `loop.fit`).
     """
-    named_loss = losses.get_loss(loss)
+    step_loss = None
+    if loss in single_positive.KINDS and loss_fn is None:
+        step_loss = single_positive.make_step_loss(
+            loss, dict(loss_hparams or {}), steps_per_epoch, num_epochs
+        )
+    named_loss = None if loss in single_positive.KINDS else losses.get_loss(loss)
 
     def train_step(state: TrainState, batch):
         key = jax.random.fold_in(state.key, state.step)
@@ -67,15 +79,18 @@ def make_train_step(
                 mutable=['batch_stats'],
                 rngs={'dropout': k_drop},
             )
+            aux = {}
             if loss_fn is not None:
-                per_example = loss_fn(logits, target, batch)
+                value = loss_fn(logits, target, batch).mean()
+            elif step_loss is not None:
+                value, aux = step_loss(logits, target, state.step)
             elif loss == 'softmax_ce':
-                per_example = named_loss(logits, target, label_smoothing=label_smoothing)
+                value = named_loss(logits, target, label_smoothing=label_smoothing).mean()
             else:
-                per_example = named_loss(logits, target)
-            return per_example.mean(), (logits, updates['batch_stats'])
+                value = named_loss(logits, target).mean()
+            return value, (logits, updates['batch_stats'], aux)
 
-        (value, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (value, (logits, batch_stats, aux)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         # Whether the top-1 class is among the (positive) targets, per example; for soft targets (every class
@@ -84,7 +99,12 @@ def make_train_step(
             top1_in_target = jnp.argmax(logits, -1) == jnp.argmax(target, -1)
         else:
             top1_in_target = jnp.take_along_axis(target, jnp.argmax(logits, -1)[:, None], axis=1)[:, 0] > 0
-        metrics = {'loss': value, 'accuracy': top1_in_target.mean(), 'grad_norm': optax.tree.norm(grads)}
+        metrics = {
+            'loss': value,
+            'accuracy': top1_in_target.mean(),
+            'grad_norm': optax.tree.norm(grads),
+            **aux,
+        }
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
         )

@@ -161,6 +161,7 @@ DATA_SOURCES = (
 FORMAT_SOURCES = ('annotation_folder', 'attribute_csv', 'partial_json')
 MODEL_NAMES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnet_tiny', 'resnet_small')
 LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
+SINGLE_POSITIVE_LOSSES = ('an', 'an_ls', 'wan', 'epr', 'em', 'em_apl', 'll_r', 'll_ct', 'll_cp')
 IMAGENET_SETS = ('real', 'multilabel', 'v2')
 CONFIDENCES = ('naive', 'mc_dropout', 'mc_dropout_full', 'mc_perturbation')
 CROP_KINDS = ('random', 'fixed', 'grid', 'full', 'proposals')
@@ -181,6 +182,7 @@ SCHEMA: dict[str, Check] = {
     'data.seed': integer(0),
     'data.image_size': integer(0),
     'data.max_image_size': integer(0),
+    'data.train_labels': one_of('visible', 'full'),
     'data.val_given': one_of('single', 'full'),
     'data.num_train': integer(0),
     'data.num_val': integer(0),
@@ -224,7 +226,17 @@ SCHEMA: dict[str, Check] = {
     'train.epochs': integer(1),
     'train.min_steps': integer(0),
     'train.batch_size': integer(1),
-    'train.loss': one_of(*LOSSES),
+    'train.loss': one_of(*LOSSES, *SINGLE_POSITIVE_LOSSES),
+    'train.single_positive.log_eps': number(0, 1),
+    'train.single_positive.label_smoothing': number(0, 1, hi_open=True),
+    'train.single_positive.gamma': NONNEGATIVE,
+    'train.single_positive.expected_positives': NONNEGATIVE,
+    'train.single_positive.alpha': NONNEGATIVE,
+    'train.single_positive.beta': NONNEGATIVE,
+    'train.single_positive.warmup_epochs': integer(1),
+    'train.single_positive.neg_proportion': FRACTION,
+    'train.single_positive.rejection_rate': number(0, 1, hi_open=True),
+    'train.single_positive.delta_rel': number(0, 1, hi_open=True),
     'train.label_smoothing': FRACTION,
     'train.augment.enabled': boolean(),
     'train.augment.scale': pair(0, 1, lo_open=True),
