@@ -58,10 +58,13 @@ def score_run(workdir: str, truth_file: str = '') -> dict:
     for name, table in (('final', final), ('given', given)):
         q = metrics.label_quality(table, truth)
         out.update({f'{name}_{k}': round(float(v), 4) for k, v in q.items()})
-    per_round = [r.get('labels_f1') for r in summary['rounds']]
-    if all(v is not None for v in per_round):
-        out['round_labels_f1'] = [round(v, 4) for v in per_round]
-        out['best_possible_round'] = int(np.argmax(per_round))
+    per_round = []
+    for r in summary['rounds']:
+        path = os.path.join(workdir, f'round_{r["round"]}', 'labels.json')
+        table = given if r['round'] == 0 else read_label_file(path, num_classes)[1]
+        per_round.append(float(metrics.label_quality(table, truth)['f1']))
+    out['round_labels_f1'] = [round(v, 4) for v in per_round]
+    out['best_possible_round'] = int(np.argmax(per_round))
     out['truth_labels_per_image'] = float(truth.num_labels().mean())
     return out
 

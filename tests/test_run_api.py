@@ -154,12 +154,17 @@ def test_relabel_run_rounds_labels_thresholds_and_predict(relabel_run, tmp_path)
     np.testing.assert_allclose(preds['threshold'], saved, rtol=1e-6)
     for p, ids in zip(preds['probs'], preds['label_ids']):
         assert ids == ([int(c) for c in np.flatnonzero(p > saved)] or [int(p.argmax())])
-    assert predict.predict_folder(work, str(folder), round=0)['threshold'] == 0.5  # another round's model
+    other = 1 - chosen  # another round's model, with that round's own rule
+    theirs = predict.predict_folder(work, str(folder), round=other)
+    assert theirs['round'] == other and theirs['threshold'] != [float(t) for t in saved]
+    if other == 0:
+        assert theirs['threshold'] == 0.5  # the given-label model: the configured probability threshold
     # TensorBoard: the rounds follow each other on one step axis (relabel.py passes nothing for it).
     acc = event_accumulator.EventAccumulator(os.path.join(relabel_run, 'tensorboard'))
     acc.Reload()
     steps = [e.step for e in acc.Scalars('train/loss')]
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4  # 4 steps per round
+    # 4 steps per round, then the review's two cross-fitted halves (one epoch of 2 steps each)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4 + 2 * 2
 
 
 def test_non_finite_checkpoint_is_refused(supervised_run, tmp_path):

@@ -1,0 +1,122 @@
+"""The relabel engine keeps its promises: float32 evidence, the better round, the guard, no multi-label truth."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlrelabel.config import relabel_config
+
+
+def _config(rounds=2):
+    c = relabel_config('smoke', 'mc_dropout')
+    c.data.num_train = 128
+    c.data.num_val = 64
+    c.relabel.max_rounds = rounds
+    c.relabel.patience = 5
+    c.relabel.stable_fraction = 0.0
+    c.relabel.review_epochs = 0
+    return c
+
+
+def _labels(path):
+    with open(path) as f:
+        return [(e['img_path'], e['labels']) for e in json.load(f)['data']]
+
+
+def test_evidence_record_is_float32_and_unsaturated(tmp_path):
+    import jax
+
+    from mlrelabel.methods import common
+    from mlrelabel.relabel import stream
+
+    c = _config()
+    data = common.load_datasets(c, str(tmp_path))
+    model = common.build_model(c, 10)
+    variables = common.init_variables(model, c, 0)
+    variables['params']['fc']['kernel'] = variables['params']['fc']['kernel'] * 500.0  # saturating logits
+    mesh = common.mesh_from_config(c)
+    record, _ = stream.score_images(
+        model, variables, data['train'].images, np.arange(32), 'sigmoid', c, mesh, key=jax.random.PRNGKey(0)
+    )
+    assert record['log_odds'].dtype == np.float32
+    probabilities = 1 / (1 + np.exp(-record['log_odds'].astype(np.float64)))
+    assert (
+        np.abs(record['log_odds']) > 40
+    ).any()  # beyond what float32 probabilities could tell apart from 1
+    assert np.isfinite(record['log_odds']).all() and (probabilities <= 1).all()
+
+
+@pytest.mark.slow
+def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
+    from mlrelabel import main
+    from mlrelabel.relabel import select
+
+    real = select.heldout_stats
+    scores = iter([3.0, 2.0])  # round 2's labels look worse than round 1's
+
+    def stats(assigned, given):
+        out = real(assigned, given)
+        out.update(heldout_pu_score=next(scores), heldout_given_recall=0.9, heldout_labels_per_image=9.0)
+        return out
+
+    monkeypatch.setattr(select, 'heldout_stats', stats)
+    main.run(_config(rounds=2), str(tmp_path))
+    summary = json.load(open(tmp_path / 'summary.json'))
+    assert [r['round'] for r in summary['rounds']] == [0, 1, 2]
+    assert summary['best_round'] == 1 and summary['relabeling_helped']
+    assert _labels(tmp_path / 'labels.json') == _labels(tmp_path / 'round_1' / 'labels.json')
+    assert json.load(open(tmp_path / 'run.json'))['chosen_round'] == 1
+    assert json.load(open(tmp_path / 'thresholds.json')) == json.load(
+        open(tmp_path / 'round_1' / 'thresholds.json')
+    )
+
+
+@pytest.mark.slow
+def test_a_flagged_round_never_becomes_the_output_and_the_run_says_so(tmp_path, monkeypatch, capsys):
+    from mlrelabel import main
+    from mlrelabel.relabel import select
+
+    real = select.heldout_stats
+
+    def stats(assigned, given):  # evidence that misses the given labels of held-out images
+        return {**real(assigned, given), 'heldout_given_recall': 0.2, 'heldout_pu_score': 99.0}
+
+    monkeypatch.setattr(select, 'heldout_stats', stats)
+    main.run(_config(rounds=2), str(tmp_path))
+    summary = json.load(open(tmp_path / 'summary.json'))
+    assert len(summary['rounds']) == 2  # stopped at the flagged round
+    assert any('held-out' in f for f in summary['rounds'][1]['flags'])
+    assert summary['best_round'] == 0 and not summary['relabeling_helped']
+    from mlrelabel.methods import common
+
+    given = common.load_datasets(_config(), str(tmp_path))['train'].labels.to_lists()
+    assert [labels for _, labels in _labels(tmp_path / 'labels.json')] == given
+    assert 'relabeling did not help' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_default_recipe_decides_without_multi_label_truth(tmp_path, monkeypatch):
+    """The same run with the hidden truth removed makes exactly the same decisions: truth only scores."""
+    import dataclasses
+
+    from mlrelabel import main
+    from mlrelabel.methods import common
+
+    main.run(_config(rounds=1), str(tmp_path / 'with_truth'))
+    real = common.load_datasets
+
+    def without_truth(config, workdir):
+        return {k: dataclasses.replace(v, truth=None) for k, v in real(config, workdir).items()}
+
+    monkeypatch.setattr(common, 'load_datasets', without_truth)
+    main.run(_config(rounds=1), str(tmp_path / 'no_truth'))
+    a, b = tmp_path / 'with_truth', tmp_path / 'no_truth'
+    assert _labels(a / 'labels.json') == _labels(b / 'labels.json')
+    assert _labels(a / 'round_1' / 'labels.json') == _labels(b / 'round_1' / 'labels.json')
+    assert json.load(open(a / 'round_1' / 'thresholds.json')) == json.load(
+        open(b / 'round_1' / 'thresholds.json')
+    )
+    sa, sb = json.load(open(a / 'summary.json')), json.load(open(b / 'summary.json'))
+    assert sa['best_round'] == sb['best_round'] and sa['best_round_reason'] == sb['best_round_reason']
+    assert 'labels_f1' in sa['rounds'][1] and 'labels_f1' not in sb['rounds'][1]  # truth scored run a only
