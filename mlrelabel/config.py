@@ -106,7 +106,7 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     )
     t.checkpoint_every_steps = 50  # plus one at every epoch end
     t.log_every_steps = 10
-    t.eval_every_epochs = 1
+    t.eval_every_epochs = 1  # 0: only at the end of each training phase
 
     c.optim = o = ml_collections.ConfigDict()
     o.name = 'adamw'  # 'sgd' | 'adamw'
@@ -215,6 +215,9 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.model.dropout_rate = 0.1  # all three share the model; MC dropout needs some
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
     c.train.min_steps = 900  # small datasets get more epochs (round 0 >= 900 steps, later rounds >= 450)
+    # Validation once per round, at its end: the round's row and the stop rules read only that. Per-epoch
+    # passes cost a fifth of a CPU run's time; label quality over 3 seeds was the same (BENCHMARKS.md).
+    c.train.eval_every_epochs = 0
 
     c.relabel = r = ml_collections.ConfigDict()
     r.confidence = confidence  # 'naive' | 'mc_dropout' | 'mc_dropout_full' | 'mc_perturbation'
@@ -265,7 +268,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.save_every_batches = 50  # relabel progress is checkpointed this often
     r.loss = 'sigmoid_bce'  # loss of the rounds after round 0 (multi-hot targets)
     r.warm_start = True  # start round k from round k-1's weights (else a fresh init)
-    r.epochs = 10  # epochs of rounds >= 1 (0 = train.epochs)
+    r.epochs = 6  # epochs of rounds >= 1 (0 = train.epochs); raised to train.min_steps / 2 steps
     # Which round's labels become the output, and when to stop, decided without multi-label truth
     # (mlrelabel/relabel/select.py): among the relabeled rounds that the guard does not flag, `metric` chooses;
     # none passing keeps the given labels. With `control`, round 1 is also trained on the given labels (same
@@ -276,12 +279,15 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.gate_metric = 'val_top1'
     r.min_delta = 0.0
     r.metric = 'heldout_pu_score'
+    # Rounds within this fraction of the best `metric` count as equally good: the latest of them is chosen,
+    # and the rounds stop only once `metric` stays further below its best (held-out noise is a few percent).
+    r.tolerance = 0.05
     r.patience = 2  # stop when `metric` has not improved for this many rounds ...
     r.stable_fraction = 0.01  # ... or when fewer than this fraction of the images changed labels
     r.max_rounds = 4  # relabel rounds after round 0
     # review.csv / review.png: the changes ranked by out-of-sample evidence from two models trained on one half
     # of the images each for this many epochs (0 = no review list).
-    r.review_epochs = 10
+    r.review_epochs = 5
 
     if variant == 'smoke':
         apply_smoke(c)

@@ -32,6 +32,26 @@ def test_choose_round_prefers_the_best_unflagged_round_and_keeps_given_otherwise
     assert best == 0 and 'not better than the control' in reason
 
 
+def test_choose_round_takes_the_latest_round_within_the_tolerance():
+    rows = [
+        {'round': 0},
+        {'round': 1, 'heldout_pu_score': 3.56, 'flags': []},
+        {'round': 2, 'heldout_pu_score': 3.72, 'flags': []},
+        {'round': 3, 'heldout_pu_score': 3.65, 'flags': []},  # 1.9 % below round 2: noise
+        {'round': 4, 'heldout_pu_score': 3.80, 'flags': ['too many labels']},
+    ]
+    assert select.choose_round(rows, 'heldout_pu_score')[0] == 2
+    best, reason = select.choose_round(rows, 'heldout_pu_score', tolerance=0.03)
+    assert best == 3 and 'latest' in reason and '3.7200' in reason
+    assert select.choose_round(rows, 'heldout_pu_score', tolerance=0.01)[0] == 2
+    with pytest.raises(ValueError, match='tolerance'):
+        select.choose_round(rows, 'heldout_pu_score', tolerance=1.5)
+    # The rounds go on while the metric stays within the tolerance, and stop once it falls clearly below.
+    rows = rows[:4]
+    assert select.stop_reason(rows, 'heldout_pu_score', 1, 0.0, 100, tolerance=0.03) is None
+    assert 'stayed below' in select.stop_reason(rows, 'heldout_pu_score', 1, 0.0, 100, tolerance=0.01)
+
+
 def test_choose_round_refuses_metrics_that_need_truth():
     with pytest.raises(ValueError, match='truth-free'):
         select.choose_round([{'round': 0, 'val_f1': 0.5}], 'val_f1')
@@ -63,4 +83,4 @@ def test_stop_reason():
         {'round': 2, 'heldout_pu_score': 2.9, 'images_changed': 100},
         {'round': 3, 'heldout_pu_score': 2.8, 'images_changed': 100},
     ]
-    assert 'did not improve' in select.stop_reason(worse, 'heldout_pu_score', 2, 0.01, 1000)
+    assert 'stayed below its best' in select.stop_reason(worse, 'heldout_pu_score', 2, 0.01, 1000)

@@ -89,7 +89,7 @@ def run(config, workdir: str) -> dict:
         if parallel.is_main_process():
             _write_summary(workdir, rows, config, chosen=None)
             tensorboard_writer.write_scalars(workdir, None, tensorboard_writer.scalar_tags(row, 'round'))
-        reason = select.stop_reason(rows, rc.metric, rc.patience, rc.stable_fraction, len(train))
+        reason = select.stop_reason(rows, rc.metric, rc.patience, rc.stable_fraction, len(train), rc.tolerance)
         if reason:
             logging.info('stopping after round %d: %s', k, reason)
             break
@@ -100,7 +100,7 @@ def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
     """Chooses the output round, writes `labels.json`, `thresholds.json`, `summary.json`, the review list;
     says what happened."""
     rc = config.relabel
-    chosen, reason = select.choose_round(rows, rc.metric)
+    chosen, reason = select.choose_round(rows, rc.metric, rc.tolerance)
     final = (
         train.labels
         if chosen == 0

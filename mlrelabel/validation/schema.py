@@ -244,7 +244,7 @@ SCHEMA: dict[str, Check] = {
     'train.augment.flip': boolean(),
     'train.checkpoint_every_steps': integer(0),
     'train.log_every_steps': integer(1),
-    'train.eval_every_epochs': integer(1),
+    'train.eval_every_epochs': integer(0),
     # optim
     'optim.name': one_of('sgd', 'adamw'),
     'optim.learning_rate': POSITIVE,
@@ -310,6 +310,7 @@ SCHEMA: dict[str, Check] = {
     'relabel.review_epochs': integer(0),
     'relabel.min_delta': NONNEGATIVE,
     'relabel.patience': integer(1),
+    'relabel.tolerance': number(0, 1, hi_open=True),
     'relabel.max_rounds': integer(0),
     # relabel_maps (ReLabel)
     'relabel_maps.teacher_workdir': existing('dir'),
