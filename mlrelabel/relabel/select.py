@@ -142,12 +142,11 @@ def choose_round(rows: list[dict], metric: str, tolerance: float = 0.0) -> tuple
         top = max(r[metric] for r in candidates)
         near = [r for r in candidates if r[metric] >= top - tolerance * abs(top)]
         best = max(near, key=lambda r: r['round'])
-        within = f' (within {tolerance:.0%} of the best, {top:.4f})' if best[metric] < top else ''
+        if best[metric] >= top:
+            return best['round'], f'round {best["round"]} has the best {metric} of the relabeled rounds ({top:.4f})'
         return best['round'], (
-            f'round {best["round"]} has the best {metric} of the relabeled rounds ({best[metric]:.4f}){within}'
-            if not within
-            else f'round {best["round"]} is the latest relabeled round whose {metric} ({best[metric]:.4f}) is'
-            f'{within}'
+            f'round {best["round"]} is the latest relabeled round whose {metric} ({best[metric]:.4f}) is within '
+            f'{tolerance:.0%} of the best ({top:.4f})'
         )
     flagged = [f'round {r["round"]}: {"; ".join(r["flags"])}' for r in rows[1:] if r.get('flags')]
     return 0, 'no relabeled round passed the checks' + (f' ({" | ".join(flagged)})' if flagged else '')
