@@ -34,7 +34,9 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Training seeds.')
 _DATA = flags.DEFINE_enum('data', 'digits', ['digits', 'json_digits', 'photos'], 'Which data.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/quality', 'Parent folder of the runs.')
 _OUT = flags.DEFINE_string('out', '', 'Write the figures as JSON here (after every finished run).')
-_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Runs at once (a GPU or many cores); logs go to <workdir>/*.log.')
+_PARALLEL = flags.DEFINE_integer(
+    'parallel', 1, 'Runs at once (a GPU or many cores); logs go to <workdir>/*.log.'
+)
 
 
 def export_digit_scenes_json(out_dir: str, seed: int) -> dict:
@@ -112,7 +114,13 @@ def main(argv):
     for seed in map(int, _SEEDS.value):
         workdir = os.path.join(_WORKDIR.value, f'{_DATA.value}_seed{seed}')
         data_flags, truth = _data_flags(_DATA.value, seed, _WORKDIR.value)
-        command = [sys.executable, '-m', 'mlrelabel.main', '--config=configs/mc_dropout.py', f'--workdir={workdir}']
+        command = [
+            sys.executable,
+            '-m',
+            'mlrelabel.main',
+            '--config=configs/mc_dropout.py',
+            f'--workdir={workdir}',
+        ]
         command += [f'--config.seed={seed}'] + data_flags + list(extra)
         jobs.append((seed, workdir, truth, command))
     rows, running = [], []

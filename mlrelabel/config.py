@@ -245,7 +245,9 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
         }
     )
     r.aggregate = 'max'  # over crops: 'max' | 'mean'
-    r.evidence = 'mean'  # 'mean': each image's log-odds averaged over all rounds so far | 'last': this round's
+    r.evidence = (
+        'mean'  # 'mean': each image's log-odds averaged over all rounds so far | 'last': this round's
+    )
     # How labels are assigned from the evidence. 'gmm' (per-class 2-component mixtures on log-odds; the default),
     # 'threshold' (one global probability), 'topk'; 'calibrated' needs multi-label validation labels.
     r.assign = 'gmm'
@@ -254,7 +256,9 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.min_conf = 0.0  # 'topk': ignore classes below this probability
     r.gmm_min_posterior = 0.97  # 'gmm': posterior of the high component needed for a label
     r.gmm_max_samples = 20000  # 'gmm': images sampled per class fit
-    r.gmm_min_separation = 1.0  # 'gmm': a class whose modes overlap more (Ashman's D below this) adds no label
+    r.gmm_min_separation = (
+        1.0  # 'gmm': a class whose modes overlap more (Ashman's D below this) adds no label
+    )
     # 'gmm': an added label needs at least the evidence of the weakest `positive_floor` quantile of the held-out
     # images given that class (known positives the model never trained on); 0 = no floor.
     r.positive_floor = 0.1

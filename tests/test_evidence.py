@@ -32,7 +32,9 @@ def test_saturated_probabilities_keep_their_evidence():
     # Sigmoid probabilities of logits 30 and 60 are both exactly 1.0 in float32; their log-odds are not.
     logits = jnp.asarray([[[30.0, 60.0, -45.0]]])
     assert float(jax.nn.sigmoid(logits)[0, 0, 0]) == 1.0
-    np.testing.assert_allclose(np.asarray(evidence.mean_log_odds(logits, 'sigmoid'))[0], [30, 60, -45], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(evidence.mean_log_odds(logits, 'sigmoid'))[0], [30, 60, -45], rtol=1e-5
+    )
     # A confident softmax crop: p(top) rounds to 1 in float32, its log-odds are z_top - logsumexp(others).
     z = jnp.asarray([[[40.0, 0.0, 0.0]]])
     expected = 40.0 - np.log(2.0)

@@ -294,7 +294,9 @@ def test_class_list_sets_the_class_count_and_must_agree(tmp_path):
     f.write_text(json.dumps({"classes": ["a", "b", "c", "d"], "data": [{"img_path": "x", "labels": [1]}]}))
     _, table, names = read_labels(f)
     assert table.num_classes == 4 and names == ["a", "b", "c", "d"]
-    with pytest.raises(LabelFileError, match=r'l.json \("classes"\): 4 class names, but 6 classes were asked for'):
+    with pytest.raises(
+        LabelFileError, match=r'l.json \("classes"\): 4 class names, but 6 classes were asked for'
+    ):
         read_labels(f, num_classes=6)
     f.write_text(json.dumps({"classes": ["a", "b"], "data": [{"img_path": "x", "labels": [3]}]}))
     with pytest.raises(LabelFileError, match=r'entry 0: field "labels"\[0\] = 3 is out of range \[0, 2\)'):

@@ -120,11 +120,10 @@ def test_fields_outside_the_schema_are_accepted_but_unknown_values_are_not():
 
 
 def test_enumerations_equal_their_sources_of_truth():
-    from mlrelabel import losses, partial
+    from mlrelabel import losses, partial, single_positive
+    from mlrelabel.config import relabel_config
     from mlrelabel.methods import common, mile
     from mlrelabel.methods import relabel as relabel_method
-    from mlrelabel import single_positive
-    from mlrelabel.config import relabel_config
     from mlrelabel.models import MODEL_NAMES
     from mlrelabel.relabel import confidence, crops, score, select
     from mlrelabel.train import mile as mile_steps

@@ -89,13 +89,17 @@ def image_statistics(paths: list[str], seed: int, max_size: int) -> dict:
         except OSError:
             continue  # unreadable images are counted by the data checks; they do not vote here
     if not sides:
-        raise ValueError(f'none of the {len(sample)} sampled training images could be opened (e.g. {sample[:1]})')
+        raise ValueError(
+            f'none of the {len(sample)} sampled training images could be opened (e.g. {sample[:1]})'
+        )
     size = int(min(np.median(sides), max_size)) // 8 * 8
     size = max(32, size)
     pixels = []
     for path in readable[:64]:
         with Image.open(path) as img:
-            pixels.append(np.asarray(img.convert('RGB').resize((size, size)), np.float64).reshape(-1, 3) / 255.0)
+            pixels.append(
+                np.asarray(img.convert('RGB').resize((size, size)), np.float64).reshape(-1, 3) / 255.0
+            )
     allpix = np.concatenate(pixels)
     return {
         'median_side': float(np.median(sides)),
@@ -124,7 +128,9 @@ def resolve_data_defaults(config) -> list[str]:
         paths, num_classes = _training_paths(config)
         found = {'num_classes': num_classes} if num_classes else {}
         if paths and (needs['image_size'] or needs['stats'] or m.name == 'auto'):
-            stats = image_statistics(paths, config.seed, d.get('max_image_size', 0) or _auto_max_size(len(paths)))
+            stats = image_statistics(
+                paths, config.seed, d.get('max_image_size', 0) or _auto_max_size(len(paths))
+            )
             found.update(stats, num_images=len(paths))
         origin = f'a sample of {min(SAMPLE, len(paths))} training images' if paths else 'the data source'
     else:
@@ -168,7 +174,9 @@ def _raise_epochs(config, num_images: int) -> list[str]:
     need = -(-min_steps // steps_per_epoch)
     if config.train.epochs < need:
         config.train.epochs = int(need)
-        notes.append(f'train.epochs={need} (at least train.min_steps={min_steps} steps of {num_images} images)')
+        notes.append(
+            f'train.epochs={need} (at least train.min_steps={min_steps} steps of {num_images} images)'
+        )
     if 'relabel' in config and config.relabel.epochs:
         half = -(-min_steps // 2 // steps_per_epoch)
         if config.relabel.epochs < half:

@@ -246,7 +246,9 @@ def fit_mile(
             row = _epoch_row(epoch, step, logs, k_t, k_s)
             row['teacher_learning_rate'] = float(sched_t(max(int(teacher.step) - 1, 0)))
             row['learning_rate'] = float(sched_s(max(int(student.step) - 1, 0)))
-            if eval_fn is not None and (step == total or (tcfg.eval_every_epochs and epoch % tcfg.eval_every_epochs == 0)):
+            if eval_fn is not None and (
+                step == total or (tcfg.eval_every_epochs and epoch % tcfg.eval_every_epochs == 0)
+            ):
                 row.update(eval_fn(student))
             history.append(row)
             events.scalars(offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))

@@ -89,7 +89,9 @@ def run(config, workdir: str) -> dict:
         if parallel.is_main_process():
             _write_summary(workdir, rows, config, chosen=None)
             tensorboard_writer.write_scalars(workdir, None, tensorboard_writer.scalar_tags(row, 'round'))
-        reason = select.stop_reason(rows, rc.metric, rc.patience, rc.stable_fraction, len(train), rc.tolerance)
+        reason = select.stop_reason(
+            rows, rc.metric, rc.patience, rc.stable_fraction, len(train), rc.tolerance
+        )
         if reason:
             logging.info('stopping after round %d: %s', k, reason)
             break

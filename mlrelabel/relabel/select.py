@@ -97,7 +97,12 @@ def guard(
 
 
 def stop_reason(
-    rows: list[dict], metric: str, patience: int, stable_fraction: float, num_images: int, tolerance: float = 0.0
+    rows: list[dict],
+    metric: str,
+    patience: int,
+    stable_fraction: float,
+    num_images: int,
+    tolerance: float = 0.0,
 ) -> str | None:
     """Why the rounds should stop after the last row (None: go on): a flag, stable labels, or `patience` rounds
     whose `metric` stayed more than `tolerance` (relative) below the best before them."""
@@ -143,7 +148,9 @@ def choose_round(rows: list[dict], metric: str, tolerance: float = 0.0) -> tuple
         near = [r for r in candidates if r[metric] >= top - tolerance * abs(top)]
         best = max(near, key=lambda r: r['round'])
         if best[metric] >= top:
-            return best['round'], f'round {best["round"]} has the best {metric} of the relabeled rounds ({top:.4f})'
+            return best[
+                'round'
+            ], f'round {best["round"]} has the best {metric} of the relabeled rounds ({top:.4f})'
         return best['round'], (
             f'round {best["round"]} is the latest relabeled round whose {metric} ({best[metric]:.4f}) is within '
             f'{tolerance:.0%} of the best ({top:.4f})'

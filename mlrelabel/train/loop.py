@@ -232,7 +232,9 @@ def fit(
                 'train_accuracy': float(np.mean(epoch_accs)),
                 'learning_rate': float(schedule(step - 1)),
             }
-            if eval_fn is not None and (step == total or (tcfg.eval_every_epochs and epoch % tcfg.eval_every_epochs == 0)):
+            if eval_fn is not None and (
+                step == total or (tcfg.eval_every_epochs and epoch % tcfg.eval_every_epochs == 0)
+            ):
                 row.update(eval_fn(state))
             history.append(row)
             events.scalars(offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))
