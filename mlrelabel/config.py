@@ -215,8 +215,8 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.model.dropout_rate = 0.1  # all three share the model; MC dropout needs some
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
     c.train.min_steps = 900  # small datasets get more epochs (round 0 >= 900 steps, later rounds >= 450)
-    # Validation once per round, at its end: the round's row and the stop rules read only that. Per-epoch
-    # passes cost a fifth of a CPU run's time; label quality over 3 seeds was the same (BENCHMARKS.md).
+    # Validation once per round, at its end: the round's row and the stop rules read only that (label quality
+    # over 3 seeds was the same as with per-epoch validation and 10-epoch rounds; BENCHMARKS.md).
     c.train.eval_every_epochs = 0
 
     c.relabel = r = ml_collections.ConfigDict()
@@ -286,7 +286,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     # Rounds within this fraction of the best `metric` count as equally good: the latest of them is chosen,
     # and the rounds stop only once `metric` stays further below its best (held-out noise is a few percent).
     r.tolerance = 0.05
-    r.patience = 2  # stop when `metric` has not improved for this many rounds ...
+    r.patience = 2  # stop when `metric` stays more than `tolerance` below its best for this many rounds ...
     r.stable_fraction = 0.01  # ... or when fewer than this fraction of the images changed labels
     r.max_rounds = 4  # relabel rounds after round 0
     # review.csv / review.png: the changes ranked by out-of-sample evidence from two models trained on one half
