@@ -60,6 +60,21 @@ def test_eval_fn_rows_and_labels_override(tiny_config, tiny_data, tmp_path):
     assert isinstance(truth, LabelTable)
 
 
+@pytest.mark.parametrize('every, evaluated', [(1, [4, 8, 12]), (2, [8, 12]), (0, [12])])
+def test_eval_every_epochs_and_zero_for_the_end_only(tiny_config, tiny_data, tmp_path, every, evaluated):
+    tiny_config.train.epochs = 3
+    tiny_config.train.eval_every_epochs = every
+    calls = []
+    _, hist = _fit(
+        tiny_config,
+        tiny_data,
+        str(tmp_path / 'ck'),
+        eval_fn=lambda s: calls.append(int(s.step)) or {'val_x': 1.0},
+    )
+    assert calls == evaluated
+    assert [('val_x' in row) for row in hist] == [row['step'] in evaluated for row in hist]
+
+
 def test_schedules_and_optimizers():
     import ml_collections
 
