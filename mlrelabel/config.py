@@ -297,7 +297,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
         apply_smoke(c)
         r.max_rounds = 1
         r.epochs = 1
-        r.review_epochs = 1
+        r.review_epochs = 0  # the review list trains two more models; tests ask for it where they check it
         r.num_samples = min(r.num_samples, 4)
         r.crops.num_crops = 4
         r.crops.grid_scales = (1.0, 0.6)

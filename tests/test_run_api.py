@@ -2,6 +2,7 @@
 `Run.predict` (any image size, compiled once, the chosen round), labels, thresholds, rounds, refusal of
 non-finite checkpoints; `mlrelabel-predict` on top of it."""
 
+import csv
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ def relabel_run(tmp_path_factory):
         'num_samples': 2,
         'crops': {'num_crops': 2, 'crop_size': 16},
         'batch_size': 16,
+        'review_epochs': 1,
     }
     mlrelabel.run_config('mc_dropout:smoke', work, relabel=relabel, **TINY)
     return work
@@ -163,6 +165,18 @@ def test_relabel_run_rounds_labels_thresholds_and_predict(relabel_run, tmp_path)
     acc = event_accumulator.EventAccumulator(os.path.join(relabel_run, 'tensorboard'))
     acc.Reload()
     steps = [e.step for e in acc.Scalars('train/loss')]
+    # The review list: one row per added class or suspect given label, ranked, beside a picture.
+    review = json.load(open(os.path.join(relabel_run, 'review.json')))
+    with open(os.path.join(relabel_run, 'review.csv')) as f:
+        table = list(csv.DictReader(f))
+    assert review['fields'] == list(table[0]) if table else review['rows'] == []
+    assert (
+        [int(r['rank']) for r in table]
+        == list(range(1, len(table) + 1))
+        == [r['rank'] for r in review['rows']]
+    )
+    assert all(r['suggestion'] in ('add', 'remove', 'replace') and 0 <= float(r['score']) <= 1 for r in table)
+    assert not table or os.path.getsize(os.path.join(relabel_run, "review.png")) > 0
     # 4 steps per round, then the review's two cross-fitted halves (one epoch of 2 steps each)
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4 + 2 * 2
 
