@@ -215,8 +215,8 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.model.dropout_rate = 0.1  # all three share the model; MC dropout needs some
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
     c.train.min_steps = 900  # small datasets get more epochs (round 0 >= 900 steps, later rounds >= 450)
-    # Validation once per round, at its end: the round's row and the stop rules read only that (label quality
-    # over 3 seeds was the same as with per-epoch validation and 10-epoch rounds; BENCHMARKS.md).
+    # Validation once per round, at its end: the round's row and the stop rules read only that (on the GPU,
+    # label quality over 3 seeds did not change without per-epoch validation; BENCHMARKS.md).
     c.train.eval_every_epochs = 0
 
     c.relabel = r = ml_collections.ConfigDict()
