@@ -262,6 +262,29 @@ def final_metrics(model, state, history, data, config, mesh, head: str, workdir:
     return final
 
 
+def finish_single_model(workdir: str, config, result: dict, train, head: str, title: str) -> None:
+    """The outputs of a run that trains one model (supervised, MILe): `metrics.json` (`result`), the history
+    plot `training.png`, the final table on stdout, then `record_run` with the training set's classes."""
+    from mlrelabel import report  # matplotlib: only where pictures are drawn
+    from mlrelabel.io_utils import atomic_write_json
+
+    final = result['final']
+    if parallel.is_main_process():
+        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
+        report.plot_history(result['history'], os.path.join(workdir, 'training.png'), title=title)
+        keys = [k for k in final if k.startswith(('val_', 'test_'))]
+        print(report.format_table([final], ['epoch'] + keys))
+    record_run(
+        workdir,
+        config,
+        final,
+        num_classes=train.num_classes,
+        head=head,
+        class_names=train.class_names,
+        groups=train.groups,
+    )
+
+
 def record_run(workdir: str, config, final: dict, **manifest) -> None:
     """A finished run's last records: its final metrics as TensorBoard points `final/*` at the end of its
     training, and `<workdir>/run.json` (`mlrelabel.run.manifest_fields(config, **manifest)`)."""

@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel import evaluate, parallel, report, tensorboard_writer
+from mlrelabel import evaluate, parallel, tensorboard_writer
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
-from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
 from mlrelabel.train import divergence, loop, optim
 from mlrelabel.train import mile as mile_steps
@@ -75,23 +74,8 @@ def run(config, workdir: str) -> dict:
         )
     final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     result = {'schema': schema, 'loss': loss, 'history': history, 'final': final}
-    if parallel.is_main_process():
-        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
-        report.plot_history(
-            history,
-            os.path.join(workdir, 'training.png'),
-            title=f'{schema} ({config.model.name}) on {train.name}',
-        )
-        keys = [k for k in final if k.startswith(('val_', 'test_'))]
-        print(report.format_table([final], ['epoch'] + keys))
-    common.record_run(
-        workdir,
-        config,
-        final,
-        num_classes=train.num_classes,
-        head=head,
-        class_names=train.class_names,
-        groups=train.groups,
+    common.finish_single_model(
+        workdir, config, result, train, head, title=f'{schema} ({config.model.name}) on {train.name}'
     )
     return result
 

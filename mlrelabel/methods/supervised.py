@@ -12,7 +12,6 @@ import os
 import numpy as np
 
 from mlrelabel import evaluate, parallel, report
-from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
 from mlrelabel.train import loop
 
@@ -37,21 +36,9 @@ def run(config, workdir: str) -> dict:
     final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     result = {'history': history, 'final': final}
     if parallel.is_main_process():
-        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
-        report.plot_history(
-            history, os.path.join(workdir, 'training.png'), title=f'{config.model.name} on {train.name}'
-        )
         _draw_predictions(model, state, val, config, mesh, head, os.path.join(workdir, 'examples.png'))
-        keys = [k for k in final if k.startswith(('val_', 'test_'))]
-        print(report.format_table([final], ['epoch'] + keys))
-    common.record_run(
-        workdir,
-        config,
-        final,
-        num_classes=train.num_classes,
-        head=head,
-        class_names=train.class_names,
-        groups=train.groups,
+    common.finish_single_model(
+        workdir, config, result, train, head, title=f'{config.model.name} on {train.name}'
     )
     return result
 
