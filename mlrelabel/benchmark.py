@@ -93,6 +93,11 @@ _OUT = flags.DEFINE_string('out', '', 'Write the results as JSON here.')
 _TORCH = flags.DEFINE_bool(
     'torch', False, 'Also time the PyTorch/torchvision reference (same model, batch, device).'
 )
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices',
+    2,
+    'Without an accelerator, split the CPU into this many devices (config.parallel.cpu_devices).',
+)
 _COMPILE = flags.DEFINE_bool(
     'torch_compile', True, 'Try torch.compile for the reference (falls back to eager).'
 )
@@ -326,6 +331,7 @@ def ratios(jax_rows: list[dict], torch_rows: list[dict]) -> dict:
 
 def main(argv):
     del argv
+    parallel.split_cpu(_CPU_DEVICES.value)
     info = {
         'device': str(jax.devices()[0].device_kind),
         'platform': jax.devices()[0].platform,

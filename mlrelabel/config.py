@@ -104,7 +104,10 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     t.augment = ml_collections.ConfigDict(
         {'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False}
     )
-    t.checkpoint_every_steps = 50  # plus one at every epoch end
+    t.checkpoint_every_steps = 50  # plus one at every epoch end ...
+    # ... but no sooner than this many seconds after the last one (each save blocks for ~0.4 s: saving every
+    # 4-second digits epoch cost 50 s of the main job); a phase's last step always saves. 0 = every time.
+    t.checkpoint_every_seconds = 30.0
     t.log_every_steps = 10
     t.eval_every_epochs = 1  # 0: only at the end of each training phase
 
@@ -126,6 +129,11 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
 
     c.parallel = p = ml_collections.ConfigDict()
     p.num_devices = 0  # 0 = all devices
+    # A machine without an accelerator is split into this many JAX CPU devices, and batches shard over them
+    # as over GPUs: XLA keeps both cores of a laptop busier with small convolutions (2 cores: a training step
+    # 1.4x, the relabel pass 1.4x faster with 2 than with 1; 4 is no faster for training). Batch sizes must be
+    # multiples of it. 0 = JAX's own (1 device).
+    p.cpu_devices = 2
     p.coordinator_address = ''  # multi-host: host:port of process 0
     p.num_processes = 1
     p.process_id = 0
@@ -154,6 +162,7 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
     c.train.epochs = 2
     c.train.batch_size = 32
     c.train.checkpoint_every_steps = 4
+    c.train.checkpoint_every_seconds = 0.0  # tests stop and resume at these steps
     c.train.log_every_steps = 4
     c.eval.batch_size = 64
     c.report.num_examples = 8
@@ -214,7 +223,9 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.method = 'relabel'
     c.model.dropout_rate = 0.1  # all three share the model; MC dropout needs some
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
-    c.train.min_steps = 900  # small datasets get more epochs (round 0 >= 900 steps, later rounds >= 450)
+    # Small datasets get more epochs: round 0 >= 600 steps, later rounds >= 300 (digits: 14 and 7 epochs; on the
+    # GPU, 3 seeds gave the same label quality as 900 / 450 steps, BENCHMARKS.md).
+    c.train.min_steps = 600
     # Validation once per round, at its end: the round's row and the stop rules read only that (on the GPU,
     # label quality over 3 seeds did not change without per-epoch validation; BENCHMARKS.md).
     c.train.eval_every_epochs = 0

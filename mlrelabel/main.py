@@ -214,6 +214,7 @@ def main(argv):
 
         cache_dir = compile_cache.enable(config.get('compile_cache', compile_cache.DEFAULT_DIR))
         p = config.parallel
+        parallel.split_cpu(p.get('cpu_devices', 0))
         parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
         logging.info('work directory: %s', workdir)
         print(f'mlrelabel: {config.method} → {workdir}  (resume with --workdir={workdir})', file=sys.stderr)

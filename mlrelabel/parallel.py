@@ -19,6 +19,23 @@ from jax.sharding import PartitionSpec as P
 DATA_AXIS = 'data'
 
 
+def split_cpu(num_devices: int) -> bool:
+    """Makes the CPU backend `num_devices` devices (`config.parallel.cpu_devices`); True when it applied.
+
+    Must run before JAX starts its backends; later (a library caller that already ran JAX) it changes
+    nothing. `--xla_force_host_platform_device_count` in `$XLA_FLAGS` takes precedence. Accelerators are
+    unaffected: the mesh uses the default backend's devices.
+    """
+    if not num_devices or 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
+        return False
+    try:
+        jax.config.update('jax_num_cpu_devices', int(num_devices))
+    except RuntimeError:  # backends already started
+        logging.info('parallel.cpu_devices=%d not applied: JAX already started', num_devices)
+        return False
+    return True
+
+
 def initialize_distributed(
     coordinator_address: str = '', num_processes: int = 0, process_id: int = -1
 ) -> None:
@@ -67,7 +84,12 @@ def check_batch_size(global_batch: int, mesh: Mesh, field: str = 'batch_size') -
     """Returns the per-process batch size; errors when the batch does not split over devices."""
     n = mesh.devices.size
     if global_batch % n:
-        raise ValueError(f'{field}={global_batch} must be a multiple of the number of devices ({n})')
+        hint = (
+            ' (config.parallel.cpu_devices splits a CPU into devices)'
+            if mesh.devices.flat[0].platform == 'cpu'
+            else ''
+        )
+        raise ValueError(f'{field}={global_batch} must be a multiple of the number of devices ({n}){hint}')
     return global_batch // jax.process_count()
 
 

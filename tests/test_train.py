@@ -33,6 +33,27 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_config, tiny_data,
     assert hist == full_hist
 
 
+def test_checkpoint_every_seconds_spaces_saves_but_the_phase_end_always_saves(
+    tiny_config, tiny_data, tmp_path, monkeypatch
+):
+    from mlrelabel import checkpoint
+
+    saved = []
+    original = checkpoint.Checkpointer.save
+    monkeypatch.setattr(
+        checkpoint.Checkpointer,
+        'save',
+        lambda self, step, *a, **k: saved.append(step) or original(self, step, *a, **k),
+    )
+    tiny_config.train.checkpoint_every_seconds = 3600.0
+    state, _ = _fit(tiny_config, tiny_data, str(tmp_path / 'spaced'))
+    assert saved == [8] and int(state.step) == 8  # steps 2, 4 and 6 were due, but too soon
+    saved.clear()
+    tiny_config.train.checkpoint_every_seconds = 0.0
+    _fit(tiny_config, tiny_data, str(tmp_path / 'every'))
+    assert saved == [2, 4, 6, 8]
+
+
 def test_training_reduces_loss_and_updates_batch_stats(tiny_config, tiny_data, tmp_path):
     tiny_config.train.epochs = 4
     state, hist = _fit(tiny_config, tiny_data, str(tmp_path / 'ck'))

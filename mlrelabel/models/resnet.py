@@ -54,6 +54,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mlrelabel.models import conv
+
 _BN_MOMENTUM = 0.9  # flax convention: ra = m * ra + (1 - m) * batch; torch momentum 0.1
 _BN_EPSILON = 1e-5
 
@@ -84,6 +86,7 @@ def _conv(features: int, kernel: int, stride: int, dtype: Any, name: str | None)
         kernel_init=_CONV_INIT,
         dtype=dtype,
         param_dtype=jnp.float32,
+        conv_general_dilated=conv.conv_general_dilated,  # fast on the 2x2 maps of small crops on CPU
         name=name,
     )
 

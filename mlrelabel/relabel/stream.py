@@ -8,9 +8,12 @@ the per-image mutual information and entropy. `dense_evidence` turns any chunk o
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 
 from mlrelabel import parallel
@@ -58,11 +61,11 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
         if int(saved['done']) == n:
             first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
             return {name: saved[name] for name in RECORD_FIELDS}, first
-    score_fn = score.make_score_fn(
-        model, head, rc, mean=config.data.mean, std=config.data.std, image_size=config.data.image_size
+    rc_dict = rc.to_dict()
+    settings = json.dumps({name: rc_dict.get(name) for name in SCORE_FIELDS}, sort_keys=True)
+    fn = _jitted_score_fn(
+        model, head, settings, tuple(config.data.mean), tuple(config.data.std), config.data.image_size, mesh
     )
-    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    fn = jax.jit(score_fn, in_shardings=(rep, dat, rep), out_shardings=dat)
     num_classes = model.num_classes
     topk = min(rc.record_topk or num_classes, num_classes)
     record = {
@@ -83,9 +86,10 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
     start_batch = done // bs
     fetch = lambda idx: {'image': np.asarray(images[rows[idx]])}  # noqa: E731
     bar = parallel.progress_bar(n, desc, 'img', initial=done) if desc else None
-    for b, (batch, valid) in enumerate(pipeline.eval_batches(n, bs, fetch, start=start_batch * bs)):
-        b += start_batch
-        out = fn(variables, parallel.host_to_global(batch['image'], mesh), jax.random.fold_in(key, b))
+
+    def consume(b, out, valid):
+        """Copies batch b's outputs into the record (and saves progress); runs while batch b + 1 computes."""
+        nonlocal first, done
         out = jax.device_get(out) if jax.process_count() == 1 else _allgather(out)
         evidence = np.asarray(out['log_odds'], np.float32)[:valid]
         order = np.argsort(-evidence, axis=1, kind='stable')[:, :topk]
@@ -112,9 +116,32 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
                 first_crop_log_odds=first['crop_log_odds'],
                 **record,
             )
+
+    pending = None  # one batch in flight: the device scores batch b while the host stores batch b - 1
+    for b, (batch, valid) in enumerate(pipeline.eval_batches(n, bs, fetch, start=start_batch * bs)):
+        b += start_batch
+        out = fn(variables, parallel.host_to_global(batch['image'], mesh), jax.random.fold_in(key, b))
+        if pending is not None:
+            consume(*pending)
+        pending = (b, out, valid)
+    if pending is not None:
+        consume(*pending)
     if bar is not None:
         bar.close()
     return record, first
+
+
+SCORE_FIELDS = ('crops', 'confidence', 'num_samples', 'perturbation', 'aggregate')
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_score_fn(model, head, settings, mean, std, image_size, mesh):
+    """The jitted score function, built once per model, head and relabel settings (JSON of SCORE_FIELDS):
+    the rounds, splits and the review reuse it instead of tracing it again."""
+    rc = ml_collections.ConfigDict(json.loads(settings))
+    score_fn = score.make_score_fn(model, head, rc, mean=mean, std=std, image_size=image_size)
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    return jax.jit(score_fn, in_shardings=(rep, dat, rep), out_shardings=dat)
 
 
 def _allgather(tree):

@@ -151,12 +151,19 @@ def fit(
     # checkpoint are purged (writers flush before each checkpoint).
     events, offset = tensorboard_writer.open_phase(tensorboard_dir, ckpt_dir, total, step, end)
 
-    def save(step):
+    last_save = time.time()
+
+    def save(step, force=False):
+        """Checkpoints `step` unless the last save is under `train.checkpoint_every_seconds` old."""
+        nonlocal last_save
+        if not force and time.time() - last_save < tcfg.get('checkpoint_every_seconds', 0):
+            return
         events.flush()
         meta = {'history': history, 'epoch_losses': epoch_losses, 'epoch_accs': epoch_accs}
         if label_hook is not None:
             meta['label_hook'] = label_hook.save(step)
         ckpt.save(step, state, meta)
+        last_save = time.time()
 
     bar = parallel.progress_bar(total, desc, 'step', initial=step)
     watch = divergence.FiniteWatch(
@@ -239,7 +246,7 @@ def fit(
             history.append(row)
             events.scalars(offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))
             epoch_losses, epoch_accs = [], []
-            save(step)
+            save(step, force=step == total)
             bar.write(
                 f'{desc} epoch {epoch}/{tcfg.epochs}: '
                 + ', '.join(f'{k}={v:.4f}' for k, v in row.items() if isinstance(v, float))

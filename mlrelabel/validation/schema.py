@@ -243,6 +243,7 @@ SCHEMA: dict[str, Check] = {
     'train.augment.ratio': pair(0, lo_open=True),
     'train.augment.flip': boolean(),
     'train.checkpoint_every_steps': integer(0),
+    'train.checkpoint_every_seconds': number(0),
     'train.log_every_steps': integer(1),
     'train.eval_every_epochs': integer(0),
     # optim
@@ -358,6 +359,7 @@ SCHEMA: dict[str, Check] = {
     'mile.student_init': one_of('teacher', 'persist'),
     # parallel, report
     'parallel.num_devices': integer(0),
+    'parallel.cpu_devices': integer(0),
     'parallel.coordinator_address': text(),
     'parallel.num_processes': integer(1),
     'parallel.process_id': integer(0),
