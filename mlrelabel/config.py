@@ -223,8 +223,8 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.method = 'relabel'
     c.model.dropout_rate = 0.1  # all three share the model; MC dropout needs some
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
-    # Small datasets get more epochs: round 0 >= 600 steps, later rounds >= 300 (digits: 14 and 7 epochs; on the
-    # GPU, 3 seeds gave the same label quality as 900 / 450 steps, BENCHMARKS.md).
+    # Small datasets get more epochs: round 0 >= 600 steps, later rounds >= 300 (digits: 20 and 7 epochs; on the
+    # GPU, 3 seeds gave the same label quality as 10-epoch rounds, BENCHMARKS.md).
     c.train.min_steps = 600
     # Validation once per round, at its end: the round's row and the stop rules read only that (on the GPU,
     # label quality over 3 seeds did not change without per-epoch validation; BENCHMARKS.md).
