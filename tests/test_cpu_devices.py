@@ -4,6 +4,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
+from mlrelabel import parallel
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = """
@@ -41,15 +46,11 @@ def test_zero_keeps_one_device_and_xla_flags_take_precedence():
 
 
 def test_batch_size_error_names_the_field_and_the_setting():
-    import pytest
-
-    from mlrelabel import parallel
-
     class FakeDevice:
         platform = 'cpu'
 
     class FakeMesh:
-        devices = __import__('numpy').asarray([FakeDevice(), FakeDevice()], dtype=object)
+        devices = np.asarray([FakeDevice(), FakeDevice()], dtype=object)
 
     with pytest.raises(
         ValueError, match=r'config.train.batch_size=15 .* \(2\) \(config.parallel.cpu_devices'

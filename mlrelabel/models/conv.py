@@ -35,7 +35,7 @@ def _rewrite_applies(
         and not isinstance(padding, str)
         and all(d == 1 for d in (lhs_dilation or (1, 1)))
         and all(d == 1 for d in (rhs_dilation or (1, 1)))
-        and groups == 1
+        and groups == (1, 1)
         and max(lhs.shape[1], lhs.shape[2]) <= MAX_SIDE
         and rhs.shape[0] * rhs.shape[1] > 1
     )
@@ -77,8 +77,9 @@ def conv_general_dilated(
     preferred_element_type=None,
 ):
     """`lax.conv_general_dilated` with the tiny-map CPU rewrite (module docstring); same signature."""
-    if batch_group_count == 1 and _rewrite_applies(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count
+    groups = (feature_group_count, batch_group_count)
+    if _rewrite_applies(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, groups
     ):
         return im2col_conv(lhs, rhs, padding, precision, preferred_element_type)
     args = (lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, batch_group_count, precision)
