@@ -19,7 +19,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-/tmp/quality_out}
 mkdir -p "$OUT" /tmp/quality
 LIMIT=${QUALITY_TIMEOUT:-400}
-FAST="--config.train.eval_every_epochs=1000 --config.relabel.epochs=6 --config.train.min_steps=600 --config.relabel.review_epochs=5"
+FAST="--config.train.eval_every_epochs=1000 --config.relabel.epochs=6 --config.train.min_steps=600"
 run() {  # name data flags...
   local name=$1 data=$2
   shift 2

@@ -15,7 +15,6 @@ def _config(rounds=2):
     c.relabel.max_rounds = rounds
     c.relabel.patience = 5
     c.relabel.stable_fraction = 0.0
-    c.relabel.review_epochs = 0
     return c
 
 
@@ -120,3 +119,15 @@ def test_the_default_recipe_decides_without_multi_label_truth(tmp_path, monkeypa
     sa, sb = json.load(open(a / 'summary.json')), json.load(open(b / 'summary.json'))
     assert sa['best_round'] == sb['best_round'] and sa['best_round_reason'] == sb['best_round_reason']
     assert 'labels_f1' in sa['rounds'][1] and 'labels_f1' not in sb['rounds'][1]  # truth scored run a only
+
+
+def test_small_datasets_get_enough_steps_in_round_0_and_in_every_relabel_round():
+    from mlrelabel.data import inspect
+
+    for train_steps, round_steps in ((1200, 300), (600, 0), (0, 500)):
+        c = relabel_config('', 'mc_dropout')
+        c.train.min_steps, c.relabel.min_steps = train_steps, round_steps
+        inspect.resolve_data_defaults(c)
+        per_epoch = c.data.num_train // c.train.batch_size  # 3,000 // 64 = 46 steps
+        assert c.train.epochs == max(20, -(-train_steps // per_epoch))  # 1200 steps → 27 epochs
+        assert c.relabel.epochs == max(6, -(-round_steps // per_epoch))  # 300 → 7, 500 → 11

@@ -1,4 +1,4 @@
-"""The review list: additions and suspect given labels, ranked by out-of-sample evidence."""
+"""The review list: additions and suspect given labels, ranked by the evidence the labels came from."""
 
 import csv
 import io
@@ -48,3 +48,14 @@ def test_confident_given_labels_and_unlabelled_images_make_no_rows():
     evidence = _log_odds([[0.8, 0.1], [0.1, 0.2]])
     rows = review.review_rows([[0], []], np.asarray([0, -1]), evidence, ['x', 'y'], ['p', 'q'], 1)
     assert rows == []
+
+
+def test_the_picture_shows_additions_and_suspects():
+    rows = [{'suggestion': 'add', 'rank': i} for i in range(10)] + [
+        {'suggestion': s, 'rank': 10 + i} for i, s in enumerate(['remove', 'replace', 'remove'])
+    ]
+    assert [r['rank'] for r in review.pictured_rows(rows, 4)] == [0, 1, 10, 11]
+    assert [r['rank'] for r in review.pictured_rows(rows, 8)] == [0, 1, 2, 3, 4, 10, 11, 12]
+    assert [r['rank'] for r in review.pictured_rows(rows[:2] + rows[10:], 4)] == [0, 1, 10, 11]
+    assert [r['rank'] for r in review.pictured_rows(rows[:1] + rows[10:], 4)] == [0, 10, 11, 12]
+    assert review.pictured_rows(rows[:3], 2) == rows[:2]

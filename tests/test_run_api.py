@@ -43,7 +43,6 @@ def relabel_run(tmp_path_factory):
         'num_samples': 2,
         'crops': {'num_crops': 2, 'crop_size': 16},
         'batch_size': 16,
-        'review_epochs': 1,
     }
     mlrelabel.run_config('mc_dropout:smoke', work, relabel=relabel, **TINY)
     return work
@@ -177,8 +176,20 @@ def test_relabel_run_rounds_labels_thresholds_and_predict(relabel_run, tmp_path)
     )
     assert all(r['suggestion'] in ('add', 'remove', 'replace') and 0 <= float(r['score']) <= 1 for r in table)
     assert not table or os.path.getsize(os.path.join(relabel_run, "review.png")) > 0
-    # 4 steps per round, then the review's two cross-fitted halves (one epoch of 2 steps each)
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4 + 2 * 2
+    # Scored by the evidence the labels came from: round 1's crop log-odds (the only relabel round here).
+    from mlrelabel.relabel import stream
+    from mlrelabel.relabel.evidence import to_probability
+
+    p = to_probability(
+        stream.dense_evidence(stream.load_record(os.path.join(relabel_run, 'round_1', 'evidence_train.npz')), 10)
+    )
+    assert table  # an untrained tiny model: every given label is suspect
+    for r in table:
+        pc = p[int(r['image'].rsplit('/', 1)[1]), int(r['class'])]
+        assert float(r['score']) == pytest.approx(pc if r['suggestion'] == 'add' else 1 - pc, abs=2e-6)
+        assert r['suggestion'] == 'add' or float(r['label_quality']) < 0.5
+    # 4 steps per round; the review list trains nothing (it ranks by the rounds' own evidence)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4
 
 
 def test_non_finite_checkpoint_is_refused(supervised_run, tmp_path):

@@ -437,3 +437,11 @@ def test_full_label_switch(tiny_config, tmp_path):
     tiny_config.data.train_labels = 'all'
     with pytest.raises(SystemExit, match='config.data.train_labels'):
         common.load_datasets(tiny_config, str(tmp_path))
+    tiny_config.data.train_labels = 'visible'
+    tiny_config.data.given_noise = 0.25  # label noise: a quarter of the given labels become wrong ones
+    noisy = common.load_datasets(tiny_config, str(tmp_path))['train']
+    wrong = [row[0] not in t for row, t in zip(noisy.labels.to_lists(), noisy.truth.to_lists())]
+    assert sum(wrong) == round(0.25 * len(noisy))
+    tiny_config.data.source = 'json'
+    with pytest.raises(SystemExit, match='only the digit_scenes source simulates label noise'):
+        common.load_datasets(tiny_config, str(tmp_path))

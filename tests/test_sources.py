@@ -9,7 +9,13 @@ import pytest
 from PIL import Image
 
 from mlrelabel.data.labels import LabelTable
-from mlrelabel.data.sources import Dataset, ImageFiles, digit_scenes_dataset, load_image_dataset
+from mlrelabel.data.sources import (
+    Dataset,
+    ImageFiles,
+    digit_scenes_dataset,
+    load_image_dataset,
+    with_noisy_labels,
+)
 
 # Far-apart colours so that each image's colour identifies its row even after JPEG compression.
 COLOURS = [
@@ -141,6 +147,22 @@ def test_dataset_alignment_checks_and_with_labels():
         Dataset(images=images[:2], labels=labels)
     with pytest.raises(ValueError, match="truth has 2 rows"):
         Dataset(images=images, labels=labels, truth=LabelTable.from_single(np.array([0, 1]), 3))
+
+
+def test_noisy_given_labels_are_wrong_exactly_where_the_truth_says(tmp_path):
+    ds = digit_scenes_dataset("train", tmp_path, num_images=200, seed=0)
+    noisy = with_noisy_labels(ds, 0.1, seed=3)
+    given = [row[0] for row in noisy.labels.to_lists()]
+    wrong = [g not in t for g, t in zip(given, ds.truth.to_lists())]
+    changed = [a != b for a, b in zip(noisy.labels.to_lists(), ds.labels.to_lists())]
+    assert sum(wrong) == 20 and wrong == changed  # 10%, each one a class absent from its image
+    assert noisy.truth.equals(ds.truth) and np.all(noisy.labels.num_labels() == 1)
+    again = with_noisy_labels(ds, 0.1, seed=3)
+    assert again.labels.equals(noisy.labels)  # seeded
+    assert not with_noisy_labels(ds, 0.1, seed=4).labels.equals(noisy.labels)
+    assert with_noisy_labels(ds, 0.0).labels.equals(ds.labels)
+    with pytest.raises(ValueError, match="fraction must lie in"):
+        with_noisy_labels(ds, 1.0)
 
 
 def test_digit_scenes_dataset(tmp_path):

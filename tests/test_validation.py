@@ -310,6 +310,8 @@ def test_cli_mistakes_exit_2_naming_the_field_then_the_corrected_command_runs_in
         ('--config.optim.learning_rate=-0.1', 'optim.learning_rate'),
         (f'--config.data.train_json={tmp_path}/x.json', 'data.train_json'),
         ('--config.relabel.batch_size=0', 'relabel.batch_size'),
+        ('--config.relabel.review_epochs=0', 'relabel.review_epochs'),  # no such field (it was renamed)
+        ('--config.nosuch.x=1', 'nosuch.x'),
     ):
         done = _cli(work, flag)
         assert done.returncode == 2, (flag, done.stderr[-2000:])

@@ -14,7 +14,8 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   (torchvision's). Small datasets do not need, and a CPU cannot afford, the full network.
 
 - `train.epochs`, `relabel.epochs`: raised so that round 0 takes at least `train.min_steps` steps and each
-  later round half as many (small datasets need more epochs than large ones for the same training).
+  later round at least `relabel.min_steps` (small datasets need more epochs than large ones for the same
+  training).
 
 The built-in digit scenes resolve to their generator's own size and statistics. Nothing here trains.
 """
@@ -165,21 +166,20 @@ def resolve_data_defaults(config) -> list[str]:
 
 
 def _raise_epochs(config, num_images: int) -> list[str]:
-    """Raises `train.epochs` to reach `train.min_steps` steps, and `relabel.epochs` to half of that."""
-    min_steps = config.train.get('min_steps', 0)
-    if not min_steps or not num_images:
-        return []
+    """Raises `train.epochs` to reach `train.min_steps` steps (round 0), and `relabel.epochs` to reach
+    `relabel.min_steps` steps per relabel round."""
     steps_per_epoch = max(1, num_images // config.train.batch_size)
     notes = []
+    min_steps = config.train.get('min_steps', 0)
     need = -(-min_steps // steps_per_epoch)
-    if config.train.epochs < need:
+    if min_steps and num_images and config.train.epochs < need:
         config.train.epochs = int(need)
         notes.append(
             f'train.epochs={need} (at least train.min_steps={min_steps} steps of {num_images} images)'
         )
-    if 'relabel' in config and config.relabel.epochs:
-        half = -(-min_steps // 2 // steps_per_epoch)
-        if config.relabel.epochs < half:
-            config.relabel.epochs = int(half)
-            notes.append(f'relabel.epochs={half} (at least {min_steps // 2} steps per relabel round)')
+    round_steps = config.relabel.get('min_steps', 0) if 'relabel' in config else 0
+    need = -(-round_steps // steps_per_epoch)
+    if round_steps and num_images and config.relabel.epochs and config.relabel.epochs < need:
+        config.relabel.epochs = int(need)
+        notes.append(f'relabel.epochs={need} (at least relabel.min_steps={round_steps} steps per relabel round)')
     return notes

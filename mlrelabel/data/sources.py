@@ -19,7 +19,14 @@ from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
 from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
 from mlrelabel.data.labels import LabelTable, read_labels
 
-__all__ = ["Dataset", "ImageFiles", "load_image_dataset", "digit_scenes_dataset", "with_full_labels"]
+__all__ = [
+    "Dataset",
+    "ImageFiles",
+    "load_image_dataset",
+    "digit_scenes_dataset",
+    "with_full_labels",
+    "with_noisy_labels",
+]
 
 
 def _decode(path: str, image_size: int | None) -> Image.Image:
@@ -248,6 +255,27 @@ def with_full_labels(dataset: Dataset) -> Dataset:
         for v, t in zip((row[0] for row in dataset.labels.to_lists()), dataset.truth.to_lists())
     ]
     return dataclasses.replace(dataset, labels=LabelTable.from_lists(lists, dataset.labels.num_classes))
+
+
+def with_noisy_labels(dataset: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """The dataset with a wrong given label on `round(fraction * N)` seeded images: a class drawn uniformly
+    from those absent from the image's truth (images holding every class keep theirs). The truth is
+    unchanged, so a given label is wrong exactly where it is not in the truth."""
+    if dataset.truth is None:
+        raise ValueError(f"with_noisy_labels: {dataset.name!r} has no multi-label truth")
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"with_noisy_labels: fraction must lie in [0, 1), got {fraction!r}")
+    n, num_classes = len(dataset), dataset.labels.num_classes
+    rng = np.random.default_rng([seed, 0x6E6F6973])
+    flip = rng.permutation(n)[: int(round(fraction * n))]
+    draws = rng.uniform(size=n)
+    lists = dataset.labels.to_lists()
+    truth = dataset.truth.to_lists()
+    for i in flip:
+        absent = [c for c in range(num_classes) if c not in truth[i]]
+        if absent:
+            lists[i] = [absent[min(int(draws[i] * len(absent)), len(absent) - 1)]]
+    return dataclasses.replace(dataset, labels=LabelTable.from_lists(lists, num_classes))
 
 
 def resize_and_crop(image: np.ndarray, size: int) -> np.ndarray:

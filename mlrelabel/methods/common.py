@@ -43,6 +43,10 @@ def load_datasets(config, workdir: str) -> dict:
     d = config.data
     if d.get('train_labels', 'visible') not in ('visible', 'full'):
         raise SystemExit(f"config.data.train_labels={d.train_labels!r}: expected 'visible' or 'full'")
+    if d.get('given_noise', 0.0) and d.source != 'digit_scenes':
+        raise SystemExit(
+            f'config.data.given_noise={d.given_noise}: only the digit_scenes source simulates label noise; use 0'
+        )
     if d.get('train_labels', 'visible') != 'visible' and d.source != 'digit_scenes':
         raise SystemExit(
             f'config.data.train_labels={d.train_labels!r}: only the digit_scenes source has hidden full label '
@@ -74,6 +78,8 @@ def load_datasets(config, workdir: str) -> dict:
             data['val'] = sources.with_full_labels(data['val'])
         if d.get('train_labels', 'visible') == 'full':  # the full-label upper bound: the hidden label sets
             data['train'] = sources.with_full_labels(data['train'])
+        if d.get('given_noise', 0.0):  # wrong given labels on a seeded fraction of the training images
+            data['train'] = sources.with_noisy_labels(data['train'], d.given_noise, seed=d.seed)
     elif d.source == 'json':
         if not d.train_json or not d.val_json:
             raise SystemExit(

@@ -34,7 +34,7 @@ from mlrelabel.io_utils import atomic_write_json, atomic_write_text, record_timi
 from mlrelabel.methods import common
 from mlrelabel.relabel import assign, review, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_log_odds, to_probability
-from mlrelabel.train import loop
+from mlrelabel.train import inference, loop
 
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
 SUMMARY_KEYS = ('val_top1', 'val_given_map', 'heldout_pu_score', 'labels_f1', 'val_f1', 'labels_per_image')
@@ -108,7 +108,7 @@ def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
         if chosen == 0
         else read_label_file(os.path.join(workdir, f'round_{chosen}', 'labels.json'), train.num_classes)[1]
     )
-    if rc.review_epochs:
+    if rc.review:
         t0 = time.time()
         _review(workdir, model, train, final, paths, chosen, config, mesh)
         timings['review'] = {'review_s': round(time.time() - t0, 1)}
@@ -155,83 +155,63 @@ def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
 
 
 def _review(workdir, model, train, final, paths, chosen, config, mesh) -> None:
-    """`review.csv`, `review.json` and `review.png`: the run's changes and suspect given labels, ranked by
-    out-of-sample evidence from two models trained from scratch on the final labels of one half of the images
-    each, scoring the other half (cross-fitting; `relabel.review_epochs` epochs each, resumable)."""
+    """`review.csv`, `review.json` and `review.png`: the run's additions and suspect given labels, ranked by the
+    evidence the run assigned them from (the crops' log-odds averaged over rounds 1..chosen; round 1's when the
+    given labels were kept).
+
+    Measured on the built-in digit scenes (seed 0): ranking additions by this evidence separates right from wrong
+    ones with ROC AUC 0.79, and with 10% of the given labels made wrong (`data.given_noise=0.1`) it finds them
+    with AUC 0.97 (0.96 of the rows it lists are wrong labels; 6 rows on clean labels). Two models cross-fitted on
+    halves of the images, the classic out-of-sample estimate, reached AUC 0.54 on the additions and 0.54 (5
+    epochs) to 0.79 (13 epochs) on the wrong given labels: trained on half the data for a review budget, they read
+    the images much worse than the run's own models, whose crop evidence is averaged over rounds (BENCHMARKS.md).
+    """
     rc = config.relabel
-    rdir = os.path.join(workdir, 'review')
-    n, num_classes = len(train), train.num_classes
-    halves = np.array_split(np.random.default_rng([config.seed, 23]).permutation(n), 2)
-    evidence = np.zeros((n, num_classes), np.float32)
-    scorer = np.zeros(n, np.int64)  # which half's model scored each image
-    states = []
-    cfg = config.copy_and_resolve_references()
-    cfg.train.epochs = rc.review_epochs
-    for h, (fit_rows, score_rows) in enumerate(((halves[0], halves[1]), (halves[1], halves[0]))):
-        fit_rows, score_rows = np.sort(fit_rows), np.sort(score_rows)
-        state, _ = loop.fit(
-            model,
-            common.init_variables(model, config, config.seed + 101 + h),
-            train.subset(fit_rows),
-            cfg,
-            mesh=mesh,
-            ckpt_dir=os.path.join(rdir, f'half_{h}', 'checkpoints'),
-            labels=final.subset(fit_rows),
-            loss=rc.loss,
-            desc=f'review half {h + 1}/2',
-            seed_offset=50_000 + h,
+    upto = chosen if chosen > 0 else 1
+    evidence = RoundEvidence(1 if rc.evidence == 'last' else 0)
+    for j in range(1, upto + 1):
+        path = os.path.join(workdir, f'round_{j}', 'evidence_train.npz')
+        if not os.path.exists(path):
+            logging.info('no review list: round %d has no relabel evidence', j)
+            return
+        rec = stream.load_record(path)
+        evidence.add(lambda rows, rec=rec: stream.dense_evidence(rec, train.num_classes, rows))
+    names = getattr(train, 'class_names', None) or [str(c) for c in range(train.num_classes)]
+    given, final_lists = evaluate.first_labels(train.labels), final.to_lists()
+    rows = []
+    for start in range(0, len(train), CHUNK):
+        chunk = np.arange(start, min(start + CHUNK, len(train)))
+        rows += review.candidate_rows(
+            [final_lists[i] for i in chunk], given[chunk], evidence.dense(chunk), names, [paths[i] for i in chunk]
         )
-        record, _ = stream.score_images(
-            model,
-            state.variables,
-            train.images,
-            score_rows,
-            evaluate.head_of(rc.loss),
-            config,
-            mesh,
-            key=jax.random.fold_in(jax.random.PRNGKey(config.seed), 50_000 + h),
-            record_path=os.path.join(rdir, f'evidence_half_{h}.npz'),
-            desc=f'review score {h + 1}/2',
-        )
-        evidence[score_rows] = stream.dense_evidence(record, num_classes)
-        scorer[score_rows] = h
-        states.append(state)
-    top = review.review_rows(
-        final.to_lists(), evaluate.first_labels(train.labels), evidence, [''] * num_classes, paths, chosen
-    )[: config.report.num_examples]
-    crops_of = _review_crops(model, states, scorer, [r['image'] for r in top], paths, train, config, mesh)
+    rows = review.rank_rows(rows, chosen)
+    top = review.pictured_rows(rows, config.report.num_examples)
+    crops_of = _review_crops(model, workdir, upto, [r['image'] for r in top], paths, train, config, mesh)
     if not parallel.is_main_process():
         return
-    names = getattr(train, 'class_names', None) or [str(c) for c in range(num_classes)]
-    rows = review.review_rows(
-        final.to_lists(), evaluate.first_labels(train.labels), evidence, names, paths, chosen
-    )
     atomic_write_text(os.path.join(workdir, 'review.csv'), review.to_csv(rows))
     atomic_write_json(os.path.join(workdir, 'review.json'), {'fields': list(review.FIELDS), 'rows': rows})
-    _draw_review(train, rows[: config.report.num_examples], paths, crops_of, chosen, workdir)
+    _draw_review(train, top, paths, crops_of, chosen, workdir)
 
 
-def _review_crops(model, states, scorer, images, paths, train, config, mesh) -> dict:
-    """`{path: (boxes [K, 4], crop log-odds [K, C])}` for a few images, from the half model that scored each."""
+def _review_crops(model, workdir, k, images, paths, train, config, mesh) -> dict:
+    """`{path: (boxes [K, 4], crop log-odds [K, C])}` for a few images, from the model that scored round k's
+    relabel pass (round k-1's)."""
+    if not images:
+        return {}
+    state, _ = inference.restore_latest(os.path.join(workdir, f'round_{k - 1}', 'checkpoints'))
+    variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+    head = evaluate.head_of(config.train.loss if k == 1 else config.relabel.loss)
     index = {p: i for i, p in enumerate(paths)}
-    out = {}
     rows = np.asarray([index[p] for p in images], np.int64)
-    for h, state in enumerate(states):
-        mine = rows[scorer[rows] == h]
-        for start in range(0, len(mine), config.relabel.batch_size):
-            chunk = mine[start : start + config.relabel.batch_size]
-            _, first = stream.score_images(
-                model,
-                state.variables,
-                train.images,
-                chunk,
-                evaluate.head_of(config.relabel.loss),
-                config,
-                mesh,
-                key=jax.random.PRNGKey(config.seed),
-            )
-            for j, i in enumerate(chunk):
-                out[paths[i]] = (first['boxes'][j], first['crop_log_odds'][j])
+    out = {}
+    for start in range(0, len(rows), config.relabel.batch_size):
+        chunk = rows[start : start + config.relabel.batch_size]
+        _, first = stream.score_images(
+            model, variables, train.images, chunk, head, config, mesh, key=jax.random.PRNGKey(config.seed)
+        )
+        for j, i in enumerate(chunk):
+            out[paths[i]] = (first['boxes'][j], first['crop_log_odds'][j])
     return out
 
 
@@ -262,7 +242,7 @@ def _draw_review(train, rows, paths, crops_of, chosen, workdir) -> None:
         boxes=boxes,
         box_captions=box_captions,
         columns=min(8, len(rows)),
-        title=f'review: the most certain suggestions (labels of round {chosen}; out-of-sample evidence)',
+        title=f'review: the most certain suggestions (labels of round {chosen}; the run\'s crop evidence)',
     )
 
 

@@ -2,13 +2,14 @@
 
 Users judge the output, so they need to see which images changed and why. Each row is one decision a person can
 check: a class the run added to an image, or a given label the evidence does not support (with the class to
-put instead, when one stands out). Rows are scored with out-of-sample evidence — the crops of an image scored by
-a model that never trained on it (cross-fitted halves) — so a label is not vouched for by a model that
-memorised it (the self-confidence of confident learning: Northcutt, Jiang & Chuang, "Confident Learning:
-Estimating Uncertainty in Dataset Labels", JAIR 2021).
+put instead, when one stands out). Rows are scored with the relabel evidence itself: each image's crops scored
+by the model of the round before, averaged over the rounds. In the spirit of confident learning's
+self-confidence (Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels",
+JAIR 2021), a given label is suspect when that evidence puts its class below one half; the run's round
+averaging and MC crops played the part of its cross-validation better than models fitted on halves of the data
+(measured in `methods.relabel._review`).
 
-`score` is the estimated probability that the suggestion is right: p(class) for an addition, 1 - p(given) for
-a suspect given label. Rows are sorted by it, most certain first.
+`score` ranks the rows: p(class) for an addition, 1 - p(given) for a suspect given label, most certain first.
 """
 
 from __future__ import annotations
@@ -41,13 +42,20 @@ def review_rows(
     paths: list[str],
     chosen_round: int,
 ) -> list[dict]:
-    """Ranked review rows (dicts with FIELDS) of a run's final labels.
+    """Ranked review rows (dicts with FIELDS) of a run's final labels: `rank_rows(candidate_rows(...))`."""
+    return rank_rows(candidate_rows(final, given, evidence, class_names, paths), chosen_round)
+
+
+def candidate_rows(
+    final: list[list[int]], given: np.ndarray, evidence: np.ndarray, class_names: list[str], paths: list[str]
+) -> list[dict]:
+    """Unranked review rows of some images (a chunk of a large dataset can be done at a time).
 
     Args:
       final: per image, the final label list.
       given: `[N]` the given label of each image (-1: none).
-      evidence: `[N, C]` out-of-sample log-odds per image and class.
-      class_names: `[C]` names; paths: `[N]` image paths; chosen_round: the round the final labels come from.
+      evidence: `[N, C]` log-odds per image and class.
+      class_names: `[C]` names; paths: `[N]` image paths.
     """
     p = to_probability(evidence)
     rows = []
@@ -68,11 +76,26 @@ def review_rows(
         replacement = best if p[i, best] >= 0.5 and best not in labels else None
         suggestion = 'replace' if replacement is not None else 'remove'
         rows.append(_row(paths[i], g, class_names, suggestion, replacement, 1.0 - quality, quality, g, names))
-    rows.sort(key=lambda r: (-r['score'], r['image'], r['class']))
+    return rows
+
+
+def rank_rows(rows: list[dict], chosen_round: int) -> list[dict]:
+    """The rows sorted by score (most certain first; ties by image and class), numbered, with the round."""
+    rows = sorted(rows, key=lambda r: (-r['score'], r['image'], r['class']))
     for rank, row in enumerate(rows, 1):
         row['rank'] = rank
         row['round'] = chosen_round
     return rows
+
+
+def pictured_rows(rows: list[dict], count: int) -> list[dict]:
+    """The `count` rows to draw: the best-ranked additions and the best-ranked suspect given labels, half each
+    when both kinds have enough (additions usually outnumber suspects and would fill the picture alone)."""
+    adds = [r for r in rows if r['suggestion'] == 'add']
+    suspects = [r for r in rows if r['suggestion'] != 'add']
+    take = min(len(suspects), max(count // 2, count - len(adds)))
+    chosen = {id(r) for r in suspects[:take] + adds[: count - take]}
+    return [r for r in rows if id(r) in chosen]
 
 
 def _row(path, c, names, suggestion, replacement, score, quality, given, final_names) -> dict:

@@ -1,0 +1,102 @@
+"""`python -m mlrelabel.compare`: every method over seeds, mean ± sd, and who beats its baseline."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from mlrelabel import compare
+
+
+def test_mean_sd_and_the_two_sd_rule():
+    s = compare.mean_sd([0.5, 0.6, 0.7])
+    assert s['n'] == 3 and s['mean'] == pytest.approx(0.6) and s['sd'] == pytest.approx(0.1)
+    base = {'val_map': compare.mean_sd([0.50, 0.52, 0.54])}  # sd 0.02
+    assert compare.beats({'val_map': compare.mean_sd([0.60, 0.61, 0.62])}, base)  # +0.09 > 2 x 0.02
+    assert not compare.beats({'val_map': compare.mean_sd([0.55, 0.56, 0.57])}, base)  # +0.04 = 2 sd: no
+    assert not compare.beats({'val_map': compare.mean_sd([0.4, 0.6, 0.8])}, base)  # its own sd is 0.2
+    assert not compare.beats({'val_map': compare.mean_sd([0.9])}, base)  # one seed proves nothing
+
+
+def test_summary_and_markdown_from_runs():
+    runs = {
+        'softmax': {0: {'val_map': 0.50, 'wall_s': 10.0}, 1: {'val_map': 0.52, 'wall_s': 12.0}},
+        'an': {0: {'val_map': 0.60, 'wall_s': 11.0}, 1: {'val_map': 0.61, 'wall_s': 11.0}},
+        'relabel': {
+            0: {'val_map': 0.51, 'labels_f1': 0.88, 'wall_s': 300.0},
+            1: {'val_map': 0.53, 'labels_f1': 0.89, 'wall_s': 280.0},
+        },
+    }
+    summary = compare.summarize(runs)
+    assert list(summary) == ['softmax', 'an', 'relabel']  # the order of ENTRIES
+    assert summary['an']['beats_baseline'] and not summary['relabel']['beats_baseline']
+    assert 'beats_baseline' not in summary['softmax'] and summary['an']['baseline'] == 'softmax'
+    assert (
+        summary['relabel']['labels_f1']['mean'] == pytest.approx(0.885) and 'labels_f1' not in summary['an']
+    )
+    md = compare.to_markdown(summary, [0, 1])
+    assert '| an | softmax | 0.605 ± 0.007 | — | — | — | 11 ± 0 | ✓ |' in md
+    assert '| relabel | softmax | 0.520 ± 0.014 | — | — | 0.885 ± 0.007 | 290 ± 14 | no |' in md
+
+
+def test_entry_metrics_reads_every_result_shape():
+    assert compare.entry_metrics({'final': {'val_map': 0.4, 'val_f1': 0.3, 'epoch': 2}}) == {
+        'val_map': 0.4,
+        'val_f1': 0.3,
+    }
+    relabel = {
+        'rounds': [{'val_map': 0.1, 'labels_f1': 0.67}, {'val_map': 0.2, 'labels_f1': 0.8}],
+        'best_round': 1,
+    }
+    assert compare.entry_metrics(relabel) == {'val_map': 0.2, 'labels_f1': 0.8}
+    assert compare.entry_metrics(dict(relabel, best_round=0))['labels_f1'] == 0.67  # the given labels kept
+
+
+def test_every_entry_names_a_recipe_and_valid_fields():
+    from mlrelabel import recipes
+    from mlrelabel.run import _override
+
+    names = [e.name for e in compare.ENTRIES]
+    assert len(set(names)) == len(names)
+    for e in compare.ENTRIES:
+        cfg = recipes.load(e.recipe)
+        for key, value in e.overrides:
+            _override(cfg, key, value)  # raises on a field the recipe lacks
+        assert e.baseline is None or e.baseline in names
+
+
+def test_compare_cli_runs_seeds_writes_tables_and_resumes(tmp_path):
+    work = tmp_path / 'cmp'
+    cmd = [
+        sys.executable,
+        '-m',
+        'mlrelabel.compare',
+        '--entries=softmax,an',
+        '--seeds=0,1',
+        f'--workdir={work}',
+        '--variant=smoke',
+        '--set=data.num_train=64',
+        '--set=data.num_val=32',
+        '--set=train.epochs=1',
+    ]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.load(open(work / 'compare.json'))
+    assert doc['seeds'] == [0, 1] and set(doc['runs']) == {'softmax', 'an'}
+    for name in ('softmax', 'an'):
+        maps = [doc['runs'][name][s]['val_map'] for s in ('0', '1')]
+        assert doc['summary'][name]['val_map']['mean'] == pytest.approx(np.mean(maps))
+        assert doc['summary'][name]['val_map']['n'] == 2
+        assert os.path.exists(work / name / 'seed_1' / 'run.json')
+    assert doc['runs']['softmax']['0'] != doc['runs']['softmax']['1']  # the seeds differ
+    md = (work / 'compare.md').read_text()
+    assert '| softmax |' in md and '| an | softmax |' in md and md in out.stdout
+    # A second call finds every run finished and reruns nothing: the same figures, at once.
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and json.load(open(work / 'compare.json'))['runs'] == doc['runs']
+    bad = subprocess.run(cmd[:3] + ['--entries=nope'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and 'unknown nope' in bad.stderr
