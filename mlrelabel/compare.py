@@ -174,10 +174,10 @@ def to_markdown(summary: dict, seeds) -> str:
             for m in METRICS:
                 if m not in s:
                     cells.append('—')
-                elif m == 'wall_s':
-                    cells.append(f"{s[m]['mean']:.0f} ± {s[m]['sd']:.0f}")
-                else:
-                    cells.append(f"{s[m]['mean']:.3f} ± {s[m]['sd']:.3f}")
+                    continue
+                digits = 0 if m == 'wall_s' else 3
+                partial = f" (n={s[m]['n']})" if s[m]['n'] != len(seeds) else ''  # seeds still running
+                cells.append(f"{s[m]['mean']:.{digits}f} ± {s[m]['sd']:.{digits}f}{partial}")
             verdict = {True: '✓', False: 'no'}.get(s.get('beats_baseline'), '')
             lines.append(
                 f"| {name} | {s['baseline'] or ''} | " + ' | '.join(cells) + f" | {verdict} | {s['note']} |"

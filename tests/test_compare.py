@@ -41,6 +41,9 @@ def test_summary_and_markdown_from_runs():
     md = compare.to_markdown(summary, [0, 1])
     assert '| an | softmax | 0.605 ± 0.007 | — | — | — | 11 ± 0 | ✓ |' in md
     assert '| relabel | softmax | 0.520 ± 0.014 | — | — | 0.885 ± 0.007 | 290 ± 14 | no |' in md
+    del runs['an'][1]  # a comparison still running: the row says how many seeds it has so far
+    md = compare.to_markdown(compare.summarize(runs), [0, 1])
+    assert '| an | softmax | 0.600 ± 0.000 (n=1) | — | — | — | 11 ± 0 (n=1) | no |' in md
 
 
 def test_entry_metrics_reads_every_result_shape():
@@ -69,23 +72,11 @@ def test_every_entry_names_a_recipe_and_valid_fields():
         assert e.baseline is None or e.baseline in names
 
 
-def test_compare_cli_runs_seeds_writes_tables_and_resumes(tmp_path):
+def test_compare_runs_seeds_writes_tables_and_resumes(tmp_path):
     work = tmp_path / 'cmp'
-    cmd = [
-        sys.executable,
-        '-m',
-        'mlrelabel.compare',
-        '--entries=softmax,an',
-        '--seeds=0,1',
-        f'--workdir={work}',
-        '--variant=smoke',
-        '--set=data.num_train=64',
-        '--set=data.num_val=32',
-        '--set=train.epochs=1',
-    ]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    doc = json.load(open(work / 'compare.json'))
+    extra = {'data.num_train': 64, 'data.num_val': 32, 'train.epochs': 1}
+    doc = compare.compare([0, 1], str(work), ['softmax', 'an'], 'smoke', extra)
+    assert doc == json.load(open(work / 'compare.json'))
     assert doc['seeds'] == [0, 1] and set(doc['runs']) == {'softmax', 'an'}
     for name in ('softmax', 'an'):
         maps = [doc['runs'][name][s]['val_map'] for s in ('0', '1')]
@@ -94,9 +85,14 @@ def test_compare_cli_runs_seeds_writes_tables_and_resumes(tmp_path):
         assert os.path.exists(work / name / 'seed_1' / 'run.json')
     assert doc['runs']['softmax']['0'] != doc['runs']['softmax']['1']  # the seeds differ
     md = (work / 'compare.md').read_text()
-    assert '| softmax |' in md and '| an | softmax |' in md and md in out.stdout
-    # A second call finds every run finished and reruns nothing: the same figures, at once.
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and json.load(open(work / 'compare.json'))['runs'] == doc['runs']
-    bad = subprocess.run(cmd[:3] + ['--entries=nope'], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and 'unknown nope' in bad.stderr
+    assert '| softmax |' in md and '| an | softmax |' in md
+    # A second call finds every run finished (compare_run.json) and reruns nothing: the same figures.
+    os.remove(work / 'softmax' / 'seed_0' / 'run.json')  # proof: a rerun would have written it again
+    again = compare.compare([0, 1], str(work), ['softmax', 'an'], 'smoke', extra)
+    assert again['runs'] == doc['runs'] and not os.path.exists(work / 'softmax' / 'seed_0' / 'run.json')
+
+
+def test_compare_cli_refuses_an_unknown_entry():
+    bad = [sys.executable, '-m', 'mlrelabel.compare', '--entries=softmax,nope']
+    out = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and 'unknown nope' in out.stderr
