@@ -26,64 +26,24 @@ import optax
 from absl import app, flags
 
 from mlrelabel import parallel
+from mlrelabel.ops import augment
 from mlrelabel.relabel import confidence, crops
-from mlrelabel.train import augment
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_train_step
 
+_PRESET_FIELDS = (
+    'model', 'width', 'stem_stride', 'small_stem', 'image_size', 'batch', 'crops', 'samples', 'dtype', 'iters',
+)  # fmt: skip
+# One row a preset: the fields above in order, then anything extra.
 PRESETS = {
-    'tiny': dict(
-        model='resnet_tiny',
-        width=8,
-        stem_stride=2,
-        small_stem=True,
-        image_size=32,
-        batch=16,
-        crops=4,
-        samples=4,
-        dtype='float32',
-        iters=3,
-        torch_model='resnet18',  # torchvision has no resnet_tiny: the reference path at this size only
-    ),
-    'cpu': dict(
-        model='resnet_tiny',
-        width=16,
-        stem_stride=2,
-        small_stem=True,
-        image_size=40,
-        batch=64,
-        crops=8,
-        samples=16,
-        dtype='float32',
-        iters=10,
-    ),
-    'tiny_resnet18': dict(
-        model='resnet18',
-        width=64,
-        stem_stride=0,
-        small_stem=False,
-        image_size=64,
-        batch=8,
-        crops=2,
-        samples=2,
-        dtype='float32',
-        iters=2,
-    ),
+    # torchvision has no resnet_tiny: the reference path at this size only
+    'tiny': dict(zip(_PRESET_FIELDS, ('resnet_tiny', 8, 2, True, 32, 16, 4, 4, 'float32', 3)), torch_model='resnet18'),
+    'cpu': dict(zip(_PRESET_FIELDS, ('resnet_tiny', 16, 2, True, 40, 64, 8, 16, 'float32', 10))),
+    'tiny_resnet18': dict(zip(_PRESET_FIELDS, ('resnet18', 64, 0, False, 64, 8, 2, 2, 'float32', 2))),
     'gpu': dict(
-        model='resnet50',
-        width=64,
-        stem_stride=0,
-        small_stem=False,
-        image_size=224,
-        batch=256,
-        crops=8,
-        samples=16,
-        dtype='bfloat16',
-        iters=30,
-        relabel_iters=10,
-        repeats=3,
+        zip(_PRESET_FIELDS, ('resnet50', 64, 0, False, 224, 256, 8, 16, 'bfloat16', 30)), relabel_iters=10, repeats=3
     ),
-}
+}  # fmt: skip
 RELABEL_METHODS = ('naive', 'mc_dropout', 'mc_dropout_full')
 
 _PRESET = flags.DEFINE_enum('preset', 'cpu', list(PRESETS), 'Size preset.')

@@ -136,13 +136,13 @@ def run(config, workdir: str) -> dict:
     import jax
 
     from mlrelabel import parallel
-    from mlrelabel.data import checks, inspect
+    from mlrelabel.data import inspect, preflight
 
     validation.validate_config(config, devices=jax.device_count())
     notes = inspect.resolve_data_defaults(config)
     if notes:
         validation.validate_config(config, devices=jax.device_count())
-    checks.preflight(config)
+    preflight.preflight(config)
     prepare_workdir(config, workdir)
     if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
         for note in notes:

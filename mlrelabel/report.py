@@ -9,25 +9,23 @@ import textwrap
 from typing import Sequence
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mlrelabel.io_utils import atomic_write_file  # noqa: E402
+from mlrelabel.io_utils import atomic_write_file
 
 
 def _save(fig, path: str) -> None:
-    try:
-        atomic_write_file(path, lambda f: fig.savefig(f, format='png', dpi=100, bbox_inches='tight'))
-    finally:
-        plt.close(fig)
+    """Renders `fig` to PNG (the Agg canvas of a bare `Figure`: no pyplot, no global backend state)."""
+    atomic_write_file(path, lambda f: fig.savefig(f, format='png', dpi=100, bbox_inches='tight'))
 
 
 def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:
     """Training loss (left) and every evaluated metric in [0, 1] (right) per epoch."""
     epochs = [row['epoch'] for row in history]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [row['train_loss'] for row in history], 'o-', label='train loss')
     ax_loss.set_xlabel('epoch')
     ax_loss.set_ylabel('loss')
@@ -47,7 +45,8 @@ def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:
 
 def plot_rounds(rows: Sequence[dict], keys: Sequence[str], path: str, title: str = '') -> None:
     """One line per metric over relabel rounds."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     rounds = [row['round'] for row in rows]
     for k in keys:
         ax.plot(rounds, [row.get(k, np.nan) for row in rows], 'o-', label=k)
@@ -97,8 +96,9 @@ def draw_examples(
     new label)."""
     n = len(images)
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.0 * rows), squeeze=False)
-    colours = plt.cm.tab10.colors
+    fig = Figure(figsize=(2.6 * columns, 3.0 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    colours = matplotlib.colormaps['tab10'].colors
     for i, ax in enumerate(axes.flat):
         ax.axis('off')
         if i >= n:
@@ -112,7 +112,7 @@ def draw_examples(
                     continue
                 colour = colours[j % len(colours)]
                 ax.add_patch(
-                    plt.Rectangle(
+                    Rectangle(
                         (x0 * w - 0.5, y0 * h - 0.5),
                         (x1 - x0) * w,
                         (y1 - y0) * h,

@@ -6,16 +6,8 @@
     sets, scores = run.predict_labels(images)   # label sets by the run's own rule (mlrelabel.label_sets)
     mlrelabel.run_config('mc_dropout:smoke', 'runs/demo', train__epochs=1)
 
-run.json (format 1), written atomically by every method at its end:
-  method, num_classes, class_names (str(i) when unknown), head ('softmax' | 'sigmoid' | 'group_softmax'),
-  groups (optional [[start, stop], ...] of a group-softmax head), image_size, mean, std, model (the
-  model config), checkpoint (the chosen model's Orbax directory, relative to the workdir), chosen_round
-  (int or null), rounds ([{round, checkpoint, head}], [] for single-model methods), labels (the final
-  label file, relative, or null) and thresholds ('thresholds.json' or null: {"classes", "thresholds"
-  [C] in the head's probability space, "space": "probability"}; relabel rounds add "evidence": "crops" and
-  "log_odds" [C], thresholds on the crop evidence, see `mlrelabel.label_sets`).
-A run without run.json (older runs, interrupted ones) gets the same fields from config.json and its
-checkpoints (`derive_manifest`).
+The manifest's schema and writer: `mlrelabel.manifest`. A run without run.json (older runs, interrupted
+ones) gets the same fields from config.json and its checkpoints (`derive_manifest`).
 """
 
 from __future__ import annotations
@@ -27,70 +19,16 @@ import os
 import ml_collections
 import numpy as np
 
-from mlrelabel.io_utils import atomic_write_json
-
-MANIFEST = 'run.json'
-FORMAT = 1
-HEADS = ('softmax', 'sigmoid', 'group_softmax')
-# run.json's fields in order; `REQUIRED` must be given, the rest default to null / [].
-FIELDS = (
-    'method', 'num_classes', 'class_names', 'head', 'groups', 'image_size', 'mean', 'std', 'model',
-    'checkpoint', 'chosen_round', 'rounds', 'labels', 'thresholds',
-)  # fmt: skip
-REQUIRED = tuple(k for k in FIELDS if k not in ('groups', 'chosen_round', 'rounds', 'labels', 'thresholds'))
-
-
-def write_manifest(workdir: str, manifest: dict) -> None:
-    """Checks `manifest` against the schema above and writes `<workdir>/run.json` atomically (process 0)."""
-    from mlrelabel import parallel
-
-    unknown = sorted(set(manifest) - set(FIELDS) - {'format'})
-    if unknown:
-        raise ValueError(f'{workdir}/{MANIFEST}: unknown fields {unknown}; expected {FIELDS}')
-    m = {'format': FORMAT, **{k: manifest.get(k, [] if k == 'rounds' else None) for k in FIELDS}}
-    missing = [k for k in REQUIRED if m[k] is None]
-    if missing:
-        raise ValueError(f'{workdir}/{MANIFEST}: missing fields {missing}')
-    if m['head'] not in HEADS:
-        raise ValueError(f'{workdir}/{MANIFEST}: head={m["head"]!r}: expected one of {HEADS}')
-    if len(m['class_names']) != m['num_classes']:
-        raise ValueError(f'{workdir}/{MANIFEST}: {len(m["class_names"])} class names for {m["num_classes"]}')
-    if parallel.is_main_process():
-        atomic_write_json(os.path.join(workdir, MANIFEST), m)
-
-
-def manifest_fields(config, *, num_classes: int, head: str, class_names=None, groups=None, **fields) -> dict:
-    """The manifest of a run of `config` whose chosen model is `fields['checkpoint']` (default
-    'checkpoints'); `groups` as `[(name, size)]` (partial labels) or `[[start, stop]]`."""
-    if groups and not isinstance(groups[0][0], (int, np.integer)):
-        bounds = np.cumsum([0] + [int(k) for _, k in groups])
-        groups = [[int(a), int(b)] for a, b in zip(bounds[:-1], bounds[1:])]
-    m = {
-        'method': config.method,
-        'num_classes': int(num_classes),
-        'class_names': [str(n) for n in class_names] if class_names else [str(i) for i in range(num_classes)],
-        'head': head,
-        'groups': [list(map(int, g)) for g in groups] if groups else None,
-        'image_size': int(config.data.image_size),
-        'mean': [float(x) for x in config.data.mean],
-        'std': [float(x) for x in config.data.std],
-        'model': config.model.to_dict(),
-        'checkpoint': 'checkpoints',
-        'chosen_round': None,
-        'rounds': [],
-        'labels': None,
-        'thresholds': None,
-    }
-    m.update(fields)
-    return {'format': FORMAT, **{k: m[k] for k in FIELDS}, **{k: v for k, v in m.items() if k not in FIELDS}}
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'{workdir}: no config.json (is it a run directory?)')
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
+    FIELDS,
+    FORMAT,
+    HEADS,
+    MANIFEST,
+    REQUIRED,
+    manifest_fields,
+    read_config,
+    write_manifest,
+)
 
 
 def _has_steps(directory: str) -> bool:
@@ -339,7 +277,7 @@ class Run:
             state = state['student']
         variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
         if self.manifest['model'].get('freeze_backbone', False):
-            from mlrelabel.methods.partial import FrozenBackbone
+            from mlrelabel.models.frozen import FrozenBackbone
 
             variables = FrozenBackbone.merge(variables)
         assert_finite(variables, f'{directory} (step {step})')

@@ -78,7 +78,7 @@ def test_label_file_names_are_shared_by_the_splits_and_announced(tmp_path, capsy
 
 
 def test_a_class_list_that_disagrees_with_num_classes_names_the_file(tmp_path):
-    from mlrelabel.data.checks import preflight
+    from mlrelabel.data.preflight import preflight
 
     c = _json_config(_json_split(tmp_path, 'train', ['a', 'b', 'c']), _json_split(tmp_path, 'val', None))
     c.data.num_classes = 5

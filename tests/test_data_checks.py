@@ -13,6 +13,7 @@ from mlrelabel.config import base_config
 from mlrelabel.data import checks, formats
 from mlrelabel.data.checks import DataError
 from mlrelabel.data.labels import LabelFileError, read_label_file
+from mlrelabel.data.preflight import preflight
 
 SKIPPED = r'{where}: skipped 1 of {n} images that could not be read: .*{bad} \('
 
@@ -52,7 +53,7 @@ def test_an_image_listed_twice_names_the_image_and_both_entries(tmp_path):
         read_label_file(path, 3)
     val = _label_file(tmp_path / 'val.json', entries)
     with pytest.raises(DataError, match=r'entry 4: .*listed twice'):
-        checks.preflight(_json_config(tmp_path, path, val))
+        preflight(_json_config(tmp_path, path, val))
 
 
 def test_preflight_refuses_empty_small_and_out_of_range_files_before_the_workdir(tmp_path):
@@ -63,7 +64,7 @@ def test_preflight_refuses_empty_small_and_out_of_range_files_before_the_workdir
     empty = _label_file(tmp_path / 'val.json', [])
     config = _json_config(tmp_path, train, empty)
     with pytest.raises(DataError, match=r'val\.json \(config\.data\.val_json\): lists no images'):
-        checks.preflight(config)
+        preflight(config)
     with pytest.raises(DataError, match=r'val\.json'):
         main.run(config, str(tmp_path / 'run'))
     assert not (tmp_path / 'run').exists()  # nothing claimed: the corrected command can use this workdir
@@ -72,13 +73,13 @@ def test_preflight_refuses_empty_small_and_out_of_range_files_before_the_workdir
     with pytest.raises(
         DataError, match=r'train\.json \(config\.data\.train_json\): 4 training images, fewer than one batch'
     ):
-        checks.preflight(small)
+        preflight(small)
     bad = _label_file(tmp_path / 'bad.json', entries[:3] + [('im3.png', [7])])
     with pytest.raises(
         LabelFileError, match=r'bad\.json: entry 3: field "labels"\[0\] = 7 is out of range \[0, 3\)'
     ):
-        checks.preflight(_json_config(tmp_path, bad, val))
-    checks.preflight(_json_config(tmp_path, train, val))  # the corrected files pass
+        preflight(_json_config(tmp_path, bad, val))
+    preflight(_json_config(tmp_path, train, val))  # the corrected files pass
 
 
 def test_folder_val_label_file_with_a_duplicate_line(tmp_path):
@@ -182,7 +183,7 @@ def _partial_json(root):
 def test_format_sources_skip_count_and_name_unreadable_images(source, make, tmp_path):
     path, bad, n = make(tmp_path)
     config = _formats_config(source, path)
-    checks.preflight(config)  # reads the annotations only: the broken image is found later
+    preflight(config)  # reads the annotations only: the broken image is found later
     with pytest.warns(
         RuntimeWarning, match=SKIPPED.format(where=re.escape(str(path)), n=n, bad=re.escape(bad))
     ):

@@ -16,9 +16,9 @@ import pytest
 from conftest import ROOT
 
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
+from mlrelabel.ops import augment
 from mlrelabel.relabel import crops, label_maps, label_pooling
 from mlrelabel.tools import import_relabel_maps as imp
-from mlrelabel.train import augment
 
 # ----------------------------------------------------------------------------------------------------------
 # Generation.

@@ -14,8 +14,9 @@ from conftest import ROOT, leaves_close
 
 from mlrelabel import parallel
 from mlrelabel.methods import mile as mile_method
-from mlrelabel.train import augment, optim
+from mlrelabel.ops import augment
 from mlrelabel.train import mile as M
+from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_train_step
 

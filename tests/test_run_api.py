@@ -61,7 +61,7 @@ def test_import_mlrelabel_is_light():
 def test_manifest_and_predict_of_a_supervised_run(supervised_run):
     from mlrelabel.data.sources import resize_and_crop
     from mlrelabel.methods import common
-    from mlrelabel.train import augment
+    from mlrelabel.ops import augment
 
     manifest = json.load(open(os.path.join(supervised_run, 'run.json')))
     assert manifest['format'] == 1 and manifest['method'] == 'supervised' and manifest['head'] == 'softmax'

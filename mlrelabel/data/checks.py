@@ -6,8 +6,6 @@ images, and one set of errors for duplicate images, empty splits and splits smal
   files are named (the first 20) in one RuntimeWarning worded the same for every source.
 - `check_unique(paths, where)` raises a `DataError` naming the duplicated image and both of its entries.
 - `check_splits(data, config)` raises when a split is empty or the training split is smaller than a batch.
-- `preflight(config)` reads the label files a config names (no image is decoded) so that their mistakes stop
-  the run before its work directory is claimed; `main` calls it right after validating the config.
 
 `DataError` is the base of `LabelFileError` and `formats.FormatError`: every message names the file and the
 entry or line.
@@ -30,7 +28,6 @@ __all__ = [
     'check_unique',
     'drop_unreadable',
     'find_unreadable',
-    'preflight',
 ]
 
 MAX_REPORTED = 20  # skipped files named in the report and the warning
@@ -165,34 +162,4 @@ def check_splits(data: dict, config, where: dict | None = None) -> None:
         raise DataError(
             f'{where.get("train", "train")}: {len(train)} training images, fewer than one batch '
             f'(config.train.batch_size={batch})'
-        )
-
-
-# ------------------------------------------------------------------------------------------ before work
-def preflight(config) -> None:
-    """Reads the label files `config.data` names (nothing is decoded or written) and raises `DataError` on
-    duplicates, class indices out of range, empty files or a training file smaller than one batch, so the
-    mistake stops the run before its work directory is claimed. Sources without user label files (digit
-    scenes, folder, tfds) are checked when they load."""
-    d = config.data
-    if d.source == 'json':
-        from mlrelabel.data.labels import read_label_file
-
-        for split, field in (('train', 'train_json'), ('val', 'val_json')):
-            path = d[field]
-            paths, _ = read_label_file(path, num_classes=d.num_classes, root=d.root or None)
-            _check_count(len(paths), split, f'{path} (config.data.{field})', config)
-    elif d.source in ('annotation_folder', 'attribute_csv', 'partial_json'):
-        from mlrelabel.data import formats
-
-        splits = formats.load_partial_splits(config, verify_images=False)
-        check_splits({'train': splits['train'], 'val': splits['val']}, config, formats.split_files(config))
-
-
-def _check_count(n: int, split: str, where: str, config) -> None:
-    if n == 0:
-        raise DataError(f'{where}: lists no images (the {split} split would be empty)')
-    if split == 'train' and n < config.train.batch_size:
-        raise DataError(
-            f'{where}: {n} training images, fewer than one batch (config.train.batch_size={config.train.batch_size})'
         )

@@ -14,8 +14,8 @@ import numpy as np
 
 from mlrelabel import evaluate, parallel, tensorboard_writer
 from mlrelabel.data import checks, inspect, sources
+from mlrelabel.manifest import manifest_fields, write_manifest
 from mlrelabel.models import get_model
-from mlrelabel.run import manifest_fields, write_manifest
 from mlrelabel.train import loop
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -58,15 +58,8 @@ def load_datasets(config, workdir: str) -> dict:
         data = getattr(importlib.import_module(module), function)(config, workdir)
         where = {s: f"{d.get('train_path', '') or d.get('root', '') or d.source} ({s} split)" for s in data}
     elif d.source == 'digit_scenes':
-        common = dict(
-            image_size=d.image_size,
-            min_digits=d.min_digits,
-            max_digits=d.max_digits,
-            min_scale=d.min_scale,
-            max_scale=d.max_scale,
-            visible=d.visible,
-            layout=d.layout,
-        )
+        shared = ('image_size', 'min_digits', 'max_digits', 'min_scale', 'max_scale', 'visible', 'layout')
+        common = {k: d[k] for k in shared}
         cache = os.path.join(workdir, 'data')
         sizes = {'train': d.num_train, 'val': d.num_val, 'test': d.num_test}
         data = {
@@ -221,6 +214,19 @@ def make_eval_fn(model, dataset, config, mesh, head: str, prefix: str = 'val_'):
     return eval_fn
 
 
+def fit_validated(model, variables, data, config, mesh, ckpt_dir: str, *, loss=None, fit=None, **fit_kwargs):
+    """Trains on `data['train']` with `fit` (default `loop.fit`, which also gets `loss`), validating on
+    `data['val']` with the head of `loss` (default `config.train.loss`). Returns `(state, history, head)`."""
+    head = evaluate.head_of(loss or config.train.loss)
+    eval_fn = make_eval_fn(model, data['val'], config, mesh, head)
+    if fit is None:
+        fit, fit_kwargs = loop.fit, dict(fit_kwargs, loss=loss)
+    state, history = fit(
+        model, variables, data['train'], config, mesh=mesh, ckpt_dir=ckpt_dir, eval_fn=eval_fn, **fit_kwargs
+    )
+    return state, history, head
+
+
 def mesh_from_config(config):
     mesh = parallel.make_mesh(config.parallel.num_devices)
     logging.info('mesh: %d devices (%s)', mesh.devices.size, jax.devices()[0].platform)
@@ -293,6 +299,6 @@ def finish_single_model(workdir: str, config, result: dict, train, head: str, ti
 
 def record_run(workdir: str, config, final: dict, **manifest) -> None:
     """A finished run's last records: its final metrics as TensorBoard points `final/*` at the end of its
-    training, and `<workdir>/run.json` (`mlrelabel.run.manifest_fields(config, **manifest)`)."""
+    training, and `<workdir>/run.json` (`mlrelabel.manifest.manifest_fields(config, **manifest)`)."""
     tensorboard_writer.write_scalars(workdir, None, tensorboard_writer.scalar_tags(final, 'final'))
     write_manifest(workdir, manifest_fields(config, **manifest))

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel import evaluate, parallel, tensorboard_writer
+from mlrelabel import parallel, tensorboard_writer
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
 from mlrelabel.methods import common
@@ -44,33 +44,17 @@ def run(config, workdir: str) -> dict:
     loss = SCHEMA_LOSSES[schema]
     mesh = common.mesh_from_config(config)
     data = common.load_datasets(config, workdir)
-    train, val = data['train'], data['val']
+    train = data['train']
     model = common.build_model(config, train.num_classes)
     variables = common.init_variables(model, config, config.seed)
-    head = evaluate.head_of(loss)
-    eval_fn = common.make_eval_fn(model, val, config, mesh, head)
     ckpt_dir = os.path.join(workdir, 'checkpoints')
     if schema == 'mile':
-        state, history = fit_mile(
-            model,
-            variables,
-            train,
-            config,
-            mesh=mesh,
-            ckpt_dir=ckpt_dir,
-            eval_fn=eval_fn,
+        state, history, head = common.fit_validated(
+            model, variables, data, config, mesh, ckpt_dir, loss=loss, fit=fit_mile
         )
     else:
-        state, history = loop.fit(
-            model,
-            variables,
-            train,
-            config,
-            mesh=mesh,
-            ckpt_dir=ckpt_dir,
-            eval_fn=eval_fn,
-            loss=loss,
-            desc=schema,
+        state, history, head = common.fit_validated(
+            model, variables, data, config, mesh, ckpt_dir, loss=loss, desc=schema
         )
     final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     result = {'schema': schema, 'loss': loss, 'history': history, 'final': final}

@@ -146,15 +146,10 @@ def make_loss_fn(config, num_classes: int, groups, prior=None, mode: str | None 
         raise SystemExit(f"config.partial.head={pc.head!r}: expected 'sigmoid' or 'group_softmax'")
     if mode not in P.PARTIAL_MODES:
         raise SystemExit(f'config.partial.mode={mode!r}: expected one of {", ".join(P.PARTIAL_MODES)}')
-    kw = dict(
-        gamma_pos=pc.gamma_pos,
-        gamma_neg=pc.gamma_neg,
-        gamma_unann=pc.gamma_unann,
-        clip=pc.clip,
-        alpha_pos=pc.alpha_pos,
-        alpha_neg=pc.alpha_neg,
-        alpha_unann=pc.alpha_unann,
-    )
+    kw = {
+        k: pc[k]
+        for k in ('gamma_pos', 'gamma_neg', 'gamma_unann', 'clip', 'alpha_pos', 'alpha_neg', 'alpha_unann')
+    }
     if mode == 'selective':
         kw['likelihood_topk'] = int(pc.likelihood_topk)
         if prior is not None:

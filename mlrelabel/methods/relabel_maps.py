@@ -29,14 +29,14 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from mlrelabel import evaluate, parallel, report
+from mlrelabel import parallel, report
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
 from mlrelabel.relabel import crops, label_maps, label_pooling
-from mlrelabel.train import loop, optim
+from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
 
 
@@ -75,17 +75,14 @@ def run(config, workdir: str) -> dict:
         transpose_boxes=rm.transpose_boxes,
         offset=rm.offset,
     )
-    head = evaluate.head_of(config.train.loss)
-    eval_fn = common.make_eval_fn(model, val, config, mesh, head)
-    state, history = loop.fit(
+    state, history, head = common.fit_validated(
         model,
         variables,
-        train,
+        data,
         config,
-        mesh=mesh,
-        ckpt_dir=os.path.join(workdir, 'checkpoints'),
+        mesh,
+        os.path.join(workdir, 'checkpoints'),
         labels=source,
-        eval_fn=eval_fn,
         desc='student',
         seed_offset=1,
         transform_fn=transform,
@@ -143,17 +140,15 @@ def _teacher(config, workdir, train, val, mesh):
     cfg.train.epochs = rm.teacher_epochs or config.train.epochs
     model = common.build_model(config, train.num_classes)
     variables = common.init_variables(model, config, config.seed)
-    eval_fn = common.make_eval_fn(model, val, config, mesh, evaluate.head_of(rm.teacher_loss))
     tdir = os.path.join(workdir, 'teacher')
     # Same seed and data order as `configs/supervised.py`: with equal settings the teacher *is* that baseline.
-    state, history = loop.fit(
+    state, history, _ = common.fit_validated(
         model,
         variables,
-        train,
+        {'train': train, 'val': val},
         cfg,
-        mesh=mesh,
-        ckpt_dir=os.path.join(tdir, 'checkpoints'),
-        eval_fn=eval_fn,
+        mesh,
+        os.path.join(tdir, 'checkpoints'),
         loss=rm.teacher_loss,
         desc='teacher',
     )

@@ -22,16 +22,8 @@ def run(config, workdir: str) -> dict:
     train, val = data['train'], data['val']
     model = common.build_model(config, train.num_classes)
     variables = common.init_variables(model, config, config.seed)
-    head = evaluate.head_of(config.train.loss)
-    eval_fn = common.make_eval_fn(model, val, config, mesh, head)
-    state, history = loop.fit(
-        model,
-        variables,
-        train,
-        config,
-        mesh=mesh,
-        ckpt_dir=os.path.join(workdir, 'checkpoints'),
-        eval_fn=eval_fn,
+    state, history, head = common.fit_validated(
+        model, variables, data, config, mesh, os.path.join(workdir, 'checkpoints')
     )
     final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     result = {'history': history, 'final': final}

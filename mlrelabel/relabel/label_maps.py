@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from mlrelabel.ops import augment
 from mlrelabel.relabel import cutmix, label_pooling
-from mlrelabel.train import augment
 
 __all__ = [
     'resize_dense',

@@ -258,7 +258,7 @@ def flip_boxes(boxes: jax.Array, flipped: jax.Array) -> jax.Array:
 
     Use it when a box is expressed in the coordinates of a horizontally flipped image while the label map
     belongs to the unflipped image: pooling the mirrored box on the map equals pooling the box on the
-    flipped map. Do NOT apply it to boxes from ``train.augment.random_resized_crop_flip``: those are
+    flipped map. Do NOT apply it to boxes from ``ops.augment.random_resized_crop_flip``: those are
     already in source-image coordinates (the flip happens after the crop), and a flipped crop covers the
     same source region, so its label is the pooled label of the unmirrored box.
 

@@ -13,8 +13,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from mlrelabel.ops import augment
 from mlrelabel.relabel import confidence, crops
-from mlrelabel.train import augment
 
 UNCERTAINTIES = ('std', 'mutual_information', 'entropy')
 CROP_KINDS = ('grid', 'random', 'fixed', 'full', 'proposals')

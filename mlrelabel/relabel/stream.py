@@ -44,6 +44,16 @@ def load_record(path: str) -> dict:
         return {name: saved[name] for name in saved.files}
 
 
+def evidence_path(workdir: str, k: int, split: str) -> str:
+    """Where round k's relabel pass stores its evidence record of `split` ('train' | 'val')."""
+    return os.path.join(workdir, f'round_{k}', f'evidence_{split}.npz')
+
+
+def add_record(evidence, record: dict, num_classes: int) -> None:
+    """Appends one round's `record` to a `RoundEvidence`, densified lazily, rows at a time."""
+    evidence.add(lambda rows: dense_evidence(record, num_classes, rows))
+
+
 def score_images(model, variables, images, rows, head, config, mesh, *, key, record_path=None, desc=None):
     """Evidence record of `images[rows]` (see the module docstring) and the first batch's crops.
 

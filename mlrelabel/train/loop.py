@@ -12,6 +12,7 @@ non-finite state is never saved and `TrainingDiverged` names the phase (`desc`) 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Callable
@@ -274,18 +275,22 @@ def _per_epoch(make_batches: Callable, first: int, stop: int, steps_per_epoch: i
         first = epoch_stop
 
 
+@functools.lru_cache(maxsize=8)
+def _predict_fn(model, mean: tuple, std: tuple, dense: bool, mesh):
+    """The jitted forward pass, built once per model, normalisation and mesh: every evaluation, label hook
+    and prediction of a run reuses it instead of tracing it again."""
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    step = make_predict_step(model, mean=mean, std=std, dense=dense)
+    return jax.jit(step, in_shardings=(rep, dat), out_shardings=dat)
+
+
 def predict(
     model, variables, images, num_examples: int, cfg, *, mesh, dense: bool = False, desc: str | None = None
 ) -> np.ndarray:
     """Logits `[N, C]` (or dense `[N, h, w, C]`) for `images[0..N-1]` (uint8, indexable by index arrays)."""
     batch_size = cfg.eval.batch_size
     parallel.check_batch_size(batch_size, mesh, 'config.eval.batch_size')
-    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    fn = jax.jit(
-        make_predict_step(model, mean=cfg.data.mean, std=cfg.data.std, dense=dense),
-        in_shardings=(rep, dat),
-        out_shardings=dat,
-    )
+    fn = _predict_fn(model, tuple(cfg.data.mean), tuple(cfg.data.std), bool(dense), mesh)
     outputs = []
     batches = pipeline.eval_batches(num_examples, batch_size, lambda idx: {'image': np.asarray(images[idx])})
     for batch, valid in tqdm(

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from mlrelabel import losses, single_positive
-from mlrelabel.train import augment
+from mlrelabel.ops import augment
 from mlrelabel.train.state import TrainState
 
 FULL_BOX = (0.0, 0.0, 1.0, 1.0)

@@ -36,12 +36,16 @@ BATCH_FIELDS = ('train.batch_size', 'eval.batch_size', 'relabel.batch_size', 're
 IMAGE_SIDES = ('data.image_size', 'relabel.crops.crop_size', 'relabel_maps.teacher_image_size')
 
 
+HELPER_MODULES = ('common', 'relabel_review')  # modules of methods/ that are not methods
+
+
 def available_methods() -> list[str]:
-    """Every module of `mlrelabel/methods/` (except `common`) defines `run(config, workdir)`: a method."""
+    """Every module of `mlrelabel/methods/` except the shared helpers (`HELPER_MODULES`) defines
+    `run(config, workdir)`: a method."""
     import importlib
 
     package = importlib.import_module(METHODS_PACKAGE)  # an empty package: no heavy imports
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name != 'common')
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name not in HELPER_MODULES)
 
 
 def _int(config, field: str, default: int = 0) -> int:

@@ -11,7 +11,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from mlrelabel.relabel import crops
+from mlrelabel.ops.boxes import random_boxes
+from mlrelabel.ops.crops import extract_crops
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
@@ -38,8 +39,8 @@ def random_resized_crop_flip(
     """
     k_box, k_flip = jax.random.split(key)
     batch, height = images.shape[0], images.shape[1]
-    boxes = crops.random_boxes(k_box, batch, 1, scale=tuple(scale), ratio=tuple(ratio))
-    out = crops.extract_crops(images, boxes, height)[:, 0]
+    boxes = random_boxes(k_box, batch, 1, scale=tuple(scale), ratio=tuple(ratio))
+    out = extract_crops(images, boxes, height)[:, 0]
     if images.shape[2] != height:
         raise ValueError(f'square images expected, got {images.shape}')
     flipped = jax.random.bernoulli(k_flip, 0.5, (batch,)) if flip else jnp.zeros((batch,), bool)

@@ -1,0 +1,179 @@
+"""The package's layout rules (ARCHITECTURE.md): imports point one way, no cycles, no module over 400 lines.
+
+Every `import` counts, the ones inside functions too. A unit is a folder of `mlrelabel/` (`data`, `train`,
+...) or a top-level module (`losses`, `run`, ...); each unit sits in one layer, and a module may import only
+from its own layer or the ones below. The core (every layer below `methods`) never imports a method, `main`
+or the other entry points.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import pytest
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'mlrelabel')
+MAX_LINES = 400
+
+# Bottom to top. A new folder or top-level module must be placed here (the test says so).
+LAYERS = (
+    (
+        'io_utils',
+        'parallel',
+        'console',
+        'compile_cache',
+        'config',
+        'recipes',
+        'checkpoint',
+        'manifest',
+        'tensorboard_writer',
+        'report',
+    ),  # fmt: skip
+    ('ops', 'models'),  # pure array functions and networks
+    (
+        'metrics',
+        'reference_labels',
+        'losses',
+        'single_positive',
+        'partial',
+        'class_prior',
+        'evaluate',
+    ),  # pure
+    ('data', 'validation', 'imagenet_eval'),  # sources, label files, config checks
+    ('train',),  # state, step, the fit loop, the inference stream
+    ('relabel', 'label_sets'),  # crop → confidence → label, label maps
+    ('methods',),  # orchestration of one recipe each
+    ('__init__', 'main', 'run', 'predict', 'compare', 'benchmark', 'tools'),  # entry points
+)
+LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+CORE = LAYER['methods']  # layers below it are the core
+
+
+def _modules() -> dict[str, str]:
+    """`{'mlrelabel.x.y': path}` for every module of the package."""
+    out = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith('.py'):
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, os.path.dirname(PACKAGE))[:-3].replace(os.sep, '.')
+                out[rel.removesuffix('.__init__')] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(module: str, path: str) -> set[str]:
+    """The package modules `module` imports (anywhere in the file), resolved to module names."""
+    is_package = path.endswith('__init__.py')
+    package = module if is_package else module.rsplit('.', 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split('.')[: len(package.split('.')) - node.level + 1]
+                base = '.'.join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ''
+            names = [f'{base}.{a.name}' if f'{base}.{a.name}' in MODULES else base for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n in MODULES and n != module)
+    return found
+
+
+GRAPH = {m: _imports(m, p) for m, p in MODULES.items()}
+
+
+def _unit(module: str) -> str:
+    parts = module.split('.')
+    return '__init__' if len(parts) == 1 else parts[1]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan), each a list of nodes."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_every_unit_has_a_layer():
+    missing = sorted({_unit(m) for m in MODULES} - set(LAYER))
+    assert not missing, f'place {missing} in a layer of tests/test_layout.py LAYERS (and ARCHITECTURE.md)'
+
+
+def test_no_module_over_the_line_limit():
+    long = {m: n for m, p in MODULES.items() if (n := sum(1 for _ in open(p))) > MAX_LINES}
+    assert not long, f'modules over {MAX_LINES} lines: {long}'
+
+
+def test_no_import_cycle_between_modules():
+    assert _cycles(GRAPH) == []
+
+
+def test_no_import_cycle_between_folders():
+    units: dict[str, set[str]] = {}
+    for a, targets in GRAPH.items():
+        units.setdefault(_unit(a), set()).update(_unit(b) for b in targets if _unit(b) != _unit(a))
+    assert _cycles(units) == []
+
+
+def test_imports_point_down_the_layers():
+    upward = sorted(
+        f'{a} imports {b} ({_unit(b)} is above {_unit(a)})'
+        for a, targets in GRAPH.items()
+        for b in targets
+        if LAYER.get(_unit(b), 0) > LAYER.get(_unit(a), 0)
+    )
+    assert not upward, '\n'.join(upward)
+
+
+def test_the_core_never_imports_methods_or_entry_points():
+    bad = sorted(
+        f'{a} imports {b}'
+        for a, targets in GRAPH.items()
+        if LAYER.get(_unit(a), CORE) < CORE
+        for b in targets
+        if LAYER.get(_unit(b), 0) >= CORE
+    )
+    assert not bad, '\n'.join(bad)
+
+
+@pytest.mark.parametrize(
+    'graph, cycles',
+    [({'a': {'b'}, 'b': {'a'}, 'c': {'a'}}, [['a', 'b']]), ({'a': {'b'}, 'b': {'c'}, 'c': set()}, [])],
+)
+def test_cycle_finder(graph, cycles):
+    assert _cycles(graph) == cycles
+
+
+def test_import_finder_sees_imports_inside_functions():
+    assert 'mlrelabel.main' in GRAPH['mlrelabel.run']  # imported inside run_config
