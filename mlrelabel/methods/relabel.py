@@ -19,11 +19,13 @@ once complete, training resumes from the round's Orbax checkpoint, and the relab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -34,10 +36,28 @@ from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common, relabel_review
 from mlrelabel.relabel import assign, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_log_odds, to_probability
-from mlrelabel.train import loop
 
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
 SUMMARY_KEYS = ('val_top1', 'val_given_map', 'heldout_pu_score', 'labels_f1', 'val_f1', 'labels_per_image')
+
+
+@dataclasses.dataclass(frozen=True)
+class RelabelRun:
+    """What every stage of one relabel run shares: its config, work directory, device mesh, model, the training
+    and validation datasets, the given label of each training image (`[N]`) and the image paths written to the
+    label files."""
+
+    config: Any
+    workdir: str
+    mesh: Any
+    model: Any
+    train: Any
+    val: Any
+    given: np.ndarray
+    paths: list
+
+    def round_dir(self, k: int) -> str:
+        return os.path.join(self.workdir, f'round_{k}')
 
 
 def run(config, workdir: str) -> dict:
@@ -47,18 +67,24 @@ def run(config, workdir: str) -> dict:
     model = common.build_model(config, train.num_classes)
     rc = config.relabel
     paths = train.paths or [f'{train.name}/{i:07d}' for i in range(len(train))]
-    given = evaluate.first_labels(train.labels)
+    ctx = RelabelRun(
+        config=config,
+        workdir=workdir,
+        mesh=mesh,
+        model=model,
+        train=train,
+        val=val,
+        given=evaluate.first_labels(train.labels),
+        paths=paths,
+    )
     window = 1 if rc.evidence == 'last' else 0
     evidence = {'train': RoundEvidence(window), 'val': RoundEvidence(window)}
     labels, rows, state, timings = train.labels, [], None, {}
     for k in range(rc.max_rounds + 1):
-        rdir = os.path.join(workdir, f'round_{k}')
         t0 = time.time()
         info = {}
         if k > 0:
-            new_labels, info = _relabel_round(
-                k, model, state, train, val, given, paths, evidence, config, mesh, rdir
-            )
+            new_labels, info = _relabel_round(ctx, k, state, evidence)
             info['images_changed'] = int(
                 sum(set(a) != set(b) for a, b in zip(labels.to_lists(), new_labels.to_lists()))
             )
@@ -66,23 +92,11 @@ def run(config, workdir: str) -> dict:
         t1 = time.time()
         loss = config.train.loss if k == 0 else rc.loss
         prev_state = state
-        state, history = _train_round(k, model, state, train, labels, val, loss, config, mesh, rdir)
+        state, history = _train_round(ctx, k, state, labels, loss)
         if k == 1 and rc.control:
-            control = _train_round(
-                k,
-                model,
-                prev_state,
-                train,
-                train.labels,
-                val,
-                loss,
-                config,
-                mesh,
-                rdir,
-                'control/checkpoints',
-            )[1]
+            control = _train_round(ctx, k, prev_state, train.labels, loss, 'control/checkpoints')[1]
             info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
-        row = _round_metrics(k, model, state, train, labels, loss, info, history, config, mesh, rdir)
+        row = _round_metrics(ctx, k, state, labels, loss, info=info, history=history)
         timings[f'round_{k}'] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
         rows.append(row)
         if parallel.is_main_process():
@@ -94,12 +108,13 @@ def run(config, workdir: str) -> dict:
         if reason:
             logging.info('stopping after round %d: %s', k, reason)
             break
-    return _finish(workdir, rows, train, paths, timings, config, model, mesh)
+    return _finish(ctx, rows, timings)
 
 
-def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
+def _finish(ctx: RelabelRun, rows, timings) -> dict:
     """Chooses the output round, writes `labels.json`, `thresholds.json`, `summary.json`, the review list;
     says what happened."""
+    config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     rc = config.relabel
     chosen, reason = select.choose_round(rows, rc.metric, rc.tolerance)
     final = (
@@ -109,7 +124,7 @@ def _finish(workdir, rows, train, paths, timings, config, model, mesh) -> dict:
     )
     if rc.review:
         t0 = time.time()
-        relabel_review.write_review(workdir, model, train, final, paths, chosen, config, mesh)
+        relabel_review.write_review(ctx, final, chosen)
         timings['review'] = {'review_s': round(time.time() - t0, 1)}
     if parallel.is_main_process():
         write_label_file(os.path.join(workdir, 'labels.json'), paths, final, train.class_names)
@@ -167,41 +182,42 @@ def _write_summary(workdir, rows, config, chosen) -> dict:
     return summary
 
 
-def _train_round(k, model, prev_state, train, labels, val, loss, config, mesh, rdir, arm='checkpoints'):
-    """Trains round k's model on `labels` (resuming its checkpoint in `rdir/arm`); returns `(state, history)`.
+def _train_round(ctx: RelabelRun, k: int, prev_state, labels, loss: str, arm: str = 'checkpoints'):
+    """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<arm>`); returns `(state,
+    history)`.
 
     A warm start begins from round k-1's final weights (`prev_state`), else from the seed's fresh init. The
     control arm (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data
     order and keys, so the two differ in their labels alone.
     """
-    rc = config.relabel
+    config, rc = ctx.config, ctx.config.relabel
     cfg = config.copy_and_resolve_references()
     if k > 0 and rc.epochs:
         cfg.train.epochs = rc.epochs
     if k > 0 and rc.warm_start:
         variables = prev_state.variables
     else:
-        variables = common.init_variables(model, config, config.seed)
-    eval_fn = common.make_eval_fn(model, val, config, mesh, evaluate.head_of(loss))
-    return loop.fit(
-        model,
+        variables = common.init_variables(ctx.model, config, config.seed)
+    state, history, _ = common.fit_validated(
+        ctx.model,
         variables,
-        train,
+        {'train': ctx.train, 'val': ctx.val},
         cfg,
-        mesh=mesh,
-        ckpt_dir=os.path.join(rdir, arm),
-        labels=labels,
-        eval_fn=eval_fn,
+        ctx.mesh,
+        os.path.join(ctx.round_dir(k), arm),
         loss=loss,
+        labels=labels,
         desc=f'round {k} {"control" if arm != "checkpoints" else "train"}',
         seed_offset=1000 * k,
     )
+    return state, history
 
 
-def _round_metrics(k, model, state, train, labels, loss, info, history, config, mesh, rdir) -> dict:
+def _round_metrics(ctx: RelabelRun, k: int, state, labels, loss: str, *, info: dict, history: list) -> dict:
     """Round k's row: its model's validation metrics, the held-out statistics of its labels and, when the data
     has multi-label truth, the quality of its training labels (scoring only)."""
-    path = os.path.join(rdir, 'metrics.json')
+    config, train = ctx.config, ctx.train
+    path = os.path.join(ctx.round_dir(k), 'metrics.json')
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
@@ -220,7 +236,7 @@ def _round_metrics(k, model, state, train, labels, loss, info, history, config, 
         row.update({f'labels_{key}': float(v) for key, v in quality.items() if key != 'labels_per_image'})
     row.update(
         common.imagenet_eval_sets(
-            model, state.variables, config, mesh, row['head'], os.path.dirname(os.path.abspath(rdir))
+            ctx.model, state.variables, config, ctx.mesh, row['head'], os.path.abspath(ctx.workdir)
         )
     )
     row['history'] = history
@@ -229,9 +245,10 @@ def _round_metrics(k, model, state, train, labels, loss, info, history, config, 
     return row
 
 
-def _relabel_round(k, model, state, train, val, given, paths, evidence, config, mesh, rdir):
+def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
     """Scores crops of the training and validation images with round k-1's model, carries the evidence over
     rounds, assigns labels and checks them against the guard. Returns `(labels, info)`."""
+    config, train, val, given, rdir = ctx.config, ctx.train, ctx.val, ctx.given, ctx.round_dir(k)
     rc = config.relabel
     os.makedirs(rdir, exist_ok=True)
     num_classes = train.num_classes
@@ -240,13 +257,13 @@ def _relabel_round(k, model, state, train, val, given, paths, evidence, config, 
     records, first = {}, None
     for split, ds, split_key in (('train', train, key), ('val', val, jax.random.fold_in(key, 1))):
         records[split], f = stream.score_images(
-            model,
+            ctx.model,
             state.variables,
             ds.images,
             np.arange(len(ds)),
             head,
             config,
-            mesh,
+            ctx.mesh,
             key=split_key,
             record_path=os.path.join(rdir, f'evidence_{split}.npz'),
             desc=f'round {k} relabel {split}',
@@ -292,10 +309,10 @@ def _relabel_round(k, model, state, train, val, given, paths, evidence, config, 
             os.path.join(rdir, 'thresholds.json'), _thresholds_doc(thresholds, details, train, rc)
         )
         if not os.path.exists(label_path):
-            write_label_file(label_path, paths, table, train.class_names)
+            write_label_file(label_path, ctx.paths, table, train.class_names)
         examples = os.path.join(rdir, 'examples.png')
         if not os.path.exists(examples):
-            relabel_review.draw_relabel_examples(train, train.labels, table, first, config, examples, k)
+            relabel_review.draw_relabel_examples(ctx, k, table, first, examples)
     return table, info
 
 

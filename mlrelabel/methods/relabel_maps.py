@@ -31,12 +31,11 @@ from jax.experimental import multihost_utils
 
 from mlrelabel import parallel, report
 from mlrelabel.checkpoint import Checkpointer
-from mlrelabel.data import pipeline
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
 from mlrelabel.relabel import crops, label_maps, label_pooling
-from mlrelabel.train import optim
+from mlrelabel.train import inference, optim
 from mlrelabel.train.state import TrainState
 
 
@@ -258,17 +257,10 @@ def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir
     for shard in writer.missing_shards():
         start, stop = writer.shard_range(shard)
         parts = ([], [])
-        fetch = lambda idx: {'image': np.asarray(train.images[start + idx])}  # noqa: E731
-        for batch, valid in pipeline.eval_batches(stop - start, bs, fetch):
-            out = fn(variables, parallel.host_to_global(batch['image'], mesh))
-            out = (
-                multihost_utils.process_allgather(out, tiled=True)
-                if jax.process_count() > 1
-                else jax.device_get(out)
-            )
+        for out in inference.batched_outputs(fn, variables, train.images, range(start, stop), bs, mesh):
             for part, array in zip(parts, out):
-                part.append(np.asarray(array)[:valid])
-            bar.update(valid)
+                part.append(array)
+            bar.update(len(out[0]))
         if main:
             writer.write_shard(shard, np.concatenate(parts[0]), np.concatenate(parts[1]))
     bar.close()

@@ -18,10 +18,11 @@ from mlrelabel.relabel import review, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
 from mlrelabel.train import inference
 
+# `ctx` below is the run's `mlrelabel.methods.relabel.RelabelRun` (config, workdir, mesh, model, train, paths).
 CHUNK = 8192  # rows densified at a time: memory grows with the chunk, not the dataset
 
 
-def write_review(workdir, model, train, final, paths, chosen, config, mesh) -> None:
+def write_review(ctx, final, chosen: int) -> None:
     """`review.csv`, `review.json` and `review.png`: the run's additions and suspect given labels, ranked by the
     evidence the run assigned them from (the crops' log-odds averaged over rounds 1..chosen; round 1's when the
     given labels were kept).
@@ -33,6 +34,7 @@ def write_review(workdir, model, train, final, paths, chosen, config, mesh) -> N
     epochs) to 0.79 (13 epochs) on the wrong given labels: trained on half the data for a review budget, they read
     the images much worse than the run's own models, whose crop evidence is averaged over rounds (BENCHMARKS.md).
     """
+    config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     rc = config.relabel
     upto = chosen if chosen > 0 else 1
     evidence = RoundEvidence(1 if rc.evidence == 'last' else 0)
@@ -56,7 +58,7 @@ def write_review(workdir, model, train, final, paths, chosen, config, mesh) -> N
         )
     rows = review.rank_rows(rows, chosen)
     top = review.pictured_rows(rows, config.report.num_examples)
-    crops_of = _review_crops(model, workdir, upto, [r['image'] for r in top], paths, train, config, mesh)
+    crops_of = _review_crops(ctx, upto, [r['image'] for r in top])
     if not parallel.is_main_process():
         return
     atomic_write_text(os.path.join(workdir, 'review.csv'), review.to_csv(rows))
@@ -64,11 +66,12 @@ def write_review(workdir, model, train, final, paths, chosen, config, mesh) -> N
     _draw_review(train, top, paths, crops_of, chosen, workdir)
 
 
-def _review_crops(model, workdir, k, images, paths, train, config, mesh) -> dict:
+def _review_crops(ctx, k: int, images: list) -> dict:
     """`{path: (boxes [K, 4], crop log-odds [K, C])}` for a few images, from the model that scored round k's
     relabel pass (round k-1's)."""
     if not images:
         return {}
+    config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     state, _ = inference.restore_latest(os.path.join(workdir, f'round_{k - 1}', 'checkpoints'))
     variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
     head = evaluate.head_of(config.train.loss if k == 1 else config.relabel.loss)
@@ -78,7 +81,14 @@ def _review_crops(model, workdir, k, images, paths, train, config, mesh) -> dict
     for start in range(0, len(rows), config.relabel.batch_size):
         chunk = rows[start : start + config.relabel.batch_size]
         _, first = stream.score_images(
-            model, variables, train.images, chunk, head, config, mesh, key=jax.random.PRNGKey(config.seed)
+            ctx.model,
+            variables,
+            train.images,
+            chunk,
+            head,
+            config,
+            ctx.mesh,
+            key=jax.random.PRNGKey(config.seed),
         )
         for j, i in enumerate(chunk):
             out[paths[i]] = (first['boxes'][j], first['crop_log_odds'][j])
@@ -116,8 +126,10 @@ def _draw_review(train, rows, paths, crops_of, chosen, workdir) -> None:
     )
 
 
-def draw_relabel_examples(train, old, new, first, config, path, k):
-    """Training images with old → new labels and, per new label, the crop with the most evidence for it."""
+def draw_relabel_examples(ctx, k: int, new, first: dict, path: str) -> None:
+    """Round k's `examples.png`: training images with given → `new` labels and, per new label, the crop with the
+    most evidence for it (`first`: the relabel pass's boxes and crop log-odds of the first images)."""
+    config, train, old = ctx.config, ctx.train, ctx.train.labels
     m = min(config.report.num_examples, len(first['boxes']))
     idx = np.arange(m)
     images = np.asarray(train.images[idx])

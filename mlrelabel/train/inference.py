@@ -1,4 +1,5 @@
-"""Inference of a trained model outside the training loop: what `mlrelabel.load_run` and predict use.
+"""Inference of a trained model: `predict` over a dataset's images (validation, label hooks, priors; its jitted
+pass is built once per model and mesh), and what `mlrelabel.load_run` and predict use outside a run.
 
 `restore_latest` reads a checkpoint onto this machine whatever it was trained on, `checkpoint.assert_finite` refuses a
 diverged model, `prepare_images` sizes arbitrary images like training images from files, and `Predictor`
@@ -7,11 +8,16 @@ computes logits in batches with a function compiled once (per batch-size bucket)
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
+from tqdm.auto import tqdm
 
+from mlrelabel import parallel
+from mlrelabel.data import pipeline
 from mlrelabel.train.step import make_predict_step
 
 
@@ -89,3 +95,41 @@ def prepare_images(images, size: int) -> np.ndarray:
     if not len(items):
         return np.zeros((0, size, size, 3), np.uint8)
     return np.stack([resize_and_crop(im, size) for im in items])
+
+
+@functools.lru_cache(maxsize=8)
+def _predict_fn(model, mean: tuple, std: tuple, dense: bool, mesh):
+    """The jitted forward pass, built once per model, normalisation and mesh: every evaluation, label hook
+    and prediction of a run reuses it instead of tracing it again."""
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    step = make_predict_step(model, mean=mean, std=std, dense=dense)
+    return jax.jit(step, in_shardings=(rep, dat), out_shardings=dat)
+
+
+def batched_outputs(fn, variables, images, rows: range, batch_size: int, mesh, desc: str | None = None):
+    """Yields `fn(variables, images[rows] as uint8 [B, H, W, 3])` batch by batch, as numpy pytrees without the
+    padding of the last batch: the one batched inference stream of evaluation, label hooks and label maps.
+
+    `fn` is jitted with the batch sharded over `mesh` (`in_shardings=(replicated, data)`); with several
+    processes each batch's outputs are gathered from all of them. `desc` shows a progress bar."""
+    offset, count = rows.start, len(rows)
+    batches = pipeline.eval_batches(
+        count, batch_size, lambda idx: {'image': np.asarray(images[offset + idx])}
+    )
+    disable = desc is None or not parallel.is_main_process()
+    for batch, valid in tqdm(batches, total=-(-count // batch_size), desc=desc, disable=disable, leave=False):
+        out = fn(variables, parallel.host_to_global(batch['image'], mesh))
+        if jax.process_count() > 1:
+            out = multihost_utils.process_allgather(out, tiled=True)
+        yield jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], out)
+
+
+def predict(
+    model, variables, images, num_examples: int, cfg, *, mesh, dense: bool = False, desc: str | None = None
+) -> np.ndarray:
+    """Logits `[N, C]` (or dense `[N, h, w, C]`) for `images[0..N-1]` (uint8, indexable by index arrays)."""
+    batch_size = cfg.eval.batch_size
+    parallel.check_batch_size(batch_size, mesh, 'config.eval.batch_size')
+    fn = _predict_fn(model, tuple(cfg.data.mean), tuple(cfg.data.std), bool(dense), mesh)
+    outputs = list(batched_outputs(fn, variables, images, range(num_examples), batch_size, mesh, desc))
+    return np.concatenate(outputs, axis=0)

@@ -1,4 +1,5 @@
-"""`fit`: the thin training loop (epochs, sharding, checkpoints, progress, metrics history) and `predict`.
+"""`run_task`: the one training loop (epochs, sharding, checkpoints, progress, metrics history) that every
+method trains with; `fit` runs it on a `SupervisedTask`; `predict`.
 
 Resumable by construction: the Orbax checkpoint holds the train state (step, params, batch statistics,
 optimizer state, key) and a JSON record (history, the current epoch's per-step losses). Batch `s` and the
@@ -12,22 +13,21 @@ non-finite state is never saved and `TrainingDiverged` names the phase (`desc`) 
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import Callable
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
-from tqdm.auto import tqdm
 
 from mlrelabel import parallel, tensorboard_writer
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
 from mlrelabel.train import divergence, label_hooks, optim
+from mlrelabel.train.inference import predict  # noqa: F401  (loop.predict, as before)
 from mlrelabel.train.state import TrainState
-from mlrelabel.train.step import make_predict_step, make_train_step
+from mlrelabel.train.step import jit_train_step, make_train_step
+from mlrelabel.train.task import Task
 
 
 def augment_config(cfg) -> dict | None:
@@ -54,121 +54,84 @@ def fit(
     *,
     mesh,
     ckpt_dir: str,
-    labels=None,
     eval_fn: Callable[[TrainState], dict] | None = None,
-    loss: str | None = None,
-    desc: str = 'train',
     stop_at_step: int | None = None,
-    seed_offset: int = 0,
-    transform_fn: Callable | None = None,
-    loss_fn: Callable | None = None,
-    tx=None,
-    sampler=None,
     tensorboard_dir: str | None = None,
+    **task_options,
 ) -> tuple[TrainState, list[dict]]:
-    """Trains `model` from `variables` on `dataset` (targets from `labels`, default `dataset.labels`).
+    """Trains `model` from `variables` on `dataset`: `run_task` on a `SupervisedTask` (its options: labels, loss,
+    desc, seed_offset, transform_fn, loss_fn, tx, sampler).
 
     Args:
       cfg: the run config (`train`, `optim`, `data.mean/std`, `seed`).
       ckpt_dir: Orbax directory; an existing checkpoint there is resumed.
       eval_fn: called on the state after each evaluated epoch; its dict joins that epoch's history row.
-      loss: overrides `cfg.train.loss` (e.g. 'sigmoid_bce' for relabeled rounds).
-      stop_at_step: stop early once this global step is reached (tests use it to simulate a kill).
-      seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).
-      labels: the label source (a LabelTable or an object with `batch(indices) -> dict`).
-      transform_fn, loss_fn: extension points of `make_train_step` (on-device targets / mixing, custom losses).
-      tx: an optax optimizer replacing `config.optim`'s (e.g. per-group learning rates when fine-tuning); the
-        config's schedule is still the one logged.
-      sampler: replaces the uniform `pipeline.IndexSampler` (e.g. class-balanced); needs `steps_per_epoch`,
-        `batch_size` and `global_indices(step)`, a pure function of the step.
+      stop_at_step: stop early once this global step is reached, unsaved (tests use it to simulate a kill).
       tensorboard_dir: event-file folder; None: the active run's (`tensorboard_writer.active_run`, set by
         `main.run`), or no events outside a run. The phase's steps follow the run's earlier phases.
-    Single-positive losses (`mlrelabel.single_positive`, e.g. loss='an') take `cfg.train.single_positive`;
-    those that rewrite their labels between epochs ('ll_cp', 'em_apl') run a `label_hooks` hook.
     Returns:
       `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
     """
-    tcfg = cfg.train
-    batch_size = tcfg.batch_size
-    parallel.check_batch_size(batch_size, mesh, 'config.train.batch_size')
-    seed = cfg.seed + seed_offset
-    sampler = sampler or pipeline.IndexSampler(len(dataset), batch_size, seed)
-    spe = sampler.steps_per_epoch
-    total = spe * tcfg.epochs
-    default_tx, schedule = optim.make_optimizer(cfg.optim, spe, tcfg.epochs, batch_size)
-    tx = default_tx if tx is None else tx
-    loss = loss or tcfg.loss
-    # The step donates the state's buffers: copy device arrays so the caller's `variables` stay valid.
-    variables = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, variables)
-    state = TrainState.create(variables, tx, jax.random.PRNGKey(seed))
-    state = parallel.replicate(state, mesh)
-
-    sp_hparams = dict(tcfg.get('single_positive', {}))
-    # Losses that rewrite their labels between epochs (single-positive ll_cp, em_apl).
-    label_hook = label_hooks.make_label_hook(
-        loss,
-        sp_hparams,
-        dataset.labels if labels is None else labels,
-        tcfg.epochs,
-        lambda st: predict(model, st.variables, dataset.images, len(dataset), cfg, mesh=mesh),
-        ckpt_dir,
+    task = SupervisedTask(model, variables, dataset, cfg, mesh=mesh, ckpt_dir=ckpt_dir, **task_options)
+    return run_task(
+        task,
+        cfg,
+        mesh=mesh,
+        ckpt_dir=ckpt_dir,
+        eval_fn=eval_fn,
+        stop_at_step=stop_at_step,
+        tensorboard_dir=tensorboard_dir,
     )
-    if label_hook is not None:
-        labels = label_hook.labels
 
+
+def run_task(
+    task: Task,
+    cfg,
+    *,
+    mesh,
+    ckpt_dir: str,
+    eval_fn: Callable | None = None,
+    stop_at_step: int | None = None,
+    tensorboard_dir: str | None = None,
+):
+    """The one training loop: drives `task` for `train.epochs` epochs; returns `(task.evaluated(), history)`.
+
+    Resumes from the latest checkpoint in `ckpt_dir`; fetches metrics every `train.log_every_steps` steps and
+    before every save (only finite states are saved); at each epoch end builds the history row, validates
+    (`eval_fn(task.evaluated())`, every `train.eval_every_epochs` epochs and at the last) and saves; between
+    epochs saves every `train.checkpoint_every_steps` steps, but no sooner than `checkpoint_every_seconds`
+    after the last save (the last step always saves). `stop_at_step` stops as a kill would: unsaved.
+    """
+    tcfg = cfg.train
+    spe = task.steps_per_epoch
+    total = spe * tcfg.epochs
     ckpt = Checkpointer(ckpt_dir)
     history: list[dict] = []
-    epoch_losses: list[float] = []
-    epoch_accs: list[float] = []
+    step = task.start_step()
     if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(state)
-        history, epoch_losses, epoch_accs = meta['history'], meta['epoch_losses'], meta['epoch_accs']
-        if label_hook is not None:
-            label_hook.restore(meta.get('label_hook'))
-            labels = label_hook.labels
-        logging.info('%s: resumed from step %d', desc, int(state.step))
+        state, meta = ckpt.restore(task.state(step))
+        history = meta['history']
+        step = task.restore(state, meta)
+        logging.info('%s: resumed from step %d', task.desc, step)
 
-    train_step = make_train_step(
-        model,
-        tx,
-        loss=loss,
-        mean=cfg.data.mean,
-        std=cfg.data.std,
-        label_smoothing=tcfg.label_smoothing,
-        augment_cfg=augment_config(cfg),
-        transform_fn=transform_fn,
-        loss_fn=loss_fn,
-        loss_hparams=sp_hparams,
-        steps_per_epoch=spe,
-        num_epochs=tcfg.epochs,
-    )
-    train_step = divergence.with_finite_flag(train_step)
-    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    step_fn = jax.jit(train_step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
-
-    step = int(state.step)
     end = total if stop_at_step is None else min(total, stop_at_step)
     # TensorBoard: this phase's place on the run's step axis; a killed attempt's events after the last
     # checkpoint are purged (writers flush before each checkpoint).
     events, offset = tensorboard_writer.open_phase(tensorboard_dir, ckpt_dir, total, step, end)
-
     last_save = time.time()
 
-    def save(step, force=False):
-        """Checkpoints `step` unless the last save is under `train.checkpoint_every_seconds` old."""
+    def save(at, force=False):
+        """Checkpoints step `at` unless the last save is under `train.checkpoint_every_seconds` old."""
         nonlocal last_save
         if not force and time.time() - last_save < tcfg.get('checkpoint_every_seconds', 0):
             return
         events.flush()
-        meta = {'history': history, 'epoch_losses': epoch_losses, 'epoch_accs': epoch_accs}
-        if label_hook is not None:
-            meta['label_hook'] = label_hook.save(step)
-        ckpt.save(step, state, meta)
+        ckpt.save(at, task.state(at), {'history': history, **task.meta(at)})
         last_save = time.time()
 
-    bar = parallel.progress_bar(total, desc, 'step', initial=step)
+    bar = parallel.progress_bar(total, task.desc, 'step', initial=step)
     watch = divergence.FiniteWatch(
-        desc,
+        task.desc,
         step,
         lambda: divergence.describe_checkpoint(ckpt, ckpt_dir),
         hint=divergence.remedy(cfg),
@@ -176,89 +139,199 @@ def fit(
     )
     pending = []
     t0 = time.time()
-
-    def make_batches(first, stop):
-        if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
-            from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
-
-            return grain_loader.train_batches(
-                dataset,
-                sampler,
-                first,
-                stop,
-                labels=labels,
-                num_workers=cfg.data.loader_workers,
-                threads=cfg.data.get('loader_threads', 0),
-                host_augment=_host_augment(cfg),
-                seed=seed,
-            )
-        return pipeline.train_batches(dataset, sampler, first, stop, labels=labels)
-
-    # A label hook rewrites the labels at epoch ends: open each epoch's batches only once it starts.
-    batches = make_batches(step, end) if label_hook is None else _per_epoch(make_batches, step, end, spe)
-    for batch in batches:
-        state, metrics = step_fn(state, parallel.host_to_global(batch, mesh))
-        if label_hook is not None:
-            label_hook.after_step(sampler.global_indices(step), metrics)
+    for batch in task.batches(step, end):
+        metrics = task.step(step, parallel.host_to_global(batch, mesh))
         watch.add(metrics.pop('finite'))
         pending.append(metrics)
         step += 1
         bar.update(1)
         watch.step_done(step)
         epoch_end = step % spe == 0
-        if (
-            epoch_end
-            or step % tcfg.log_every_steps == 0
-            or step == end
-            or (tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0)
-        ):
+        save_due = bool(tcfg.checkpoint_every_steps) and step % tcfg.checkpoint_every_steps == 0
+        if epoch_end or step % tcfg.log_every_steps == 0 or step == end or save_due:
             watch.check()  # every step so far was finite: only now may the state be saved
             fetched = jax.device_get(pending)
-            epoch_losses += [float(m['loss']) for m in fetched]
-            epoch_accs += [float(m['accuracy']) for m in fetched]
             first = step - len(fetched) + 1  # the fetched metrics are those of steps first..step
-            rates = _rates(schedule, first - 1, step)
-            for i, m in enumerate(fetched):
-                events.scalars(
-                    offset + first + i,
-                    {
-                        'train/loss': m['loss'],
-                        'train/accuracy': m['accuracy'],
-                        'train/learning_rate': rates[i],
-                    },
-                )
+            for i, scalars in enumerate(task.record(fetched, first)):
+                events.scalars(offset + first + i, scalars)
             pending = []
-            bar.set_postfix(loss=f'{epoch_losses[-1]:.4f}', lr=f'{rates[-1]:.3g}')
+            bar.set_postfix(**task.postfix())
         if epoch_end:
             epoch = step // spe
-            if label_hook is not None:
-                label_hook.end_epoch(epoch, state)
-            row = {
-                'epoch': epoch,
-                'step': step,
-                'train_loss': float(np.mean(epoch_losses)),
-                'train_accuracy': float(np.mean(epoch_accs)),
-                'learning_rate': float(schedule(step - 1)),
-            }
+            row = {'epoch': epoch, 'step': step, **task.end_epoch(epoch, step)}
             if eval_fn is not None and (
                 step == total or (tcfg.eval_every_epochs and epoch % tcfg.eval_every_epochs == 0)
             ):
-                row.update(eval_fn(state))
+                row.update(eval_fn(task.evaluated()))
             history.append(row)
             events.scalars(offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))
-            epoch_losses, epoch_accs = [], []
             save(step, force=step == total)
             bar.write(
-                f'{desc} epoch {epoch}/{tcfg.epochs}: '
+                f'{task.desc} epoch {epoch}/{tcfg.epochs}{task.epoch_note(row)}: '
                 + ', '.join(f'{k}={v:.4f}' for k, v in row.items() if isinstance(v, float))
             )
-        elif tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0:
+        elif save_due:
             save(step)
     bar.close()
     events.close()
-    logging.info('%s: %d steps in %.1fs', desc, step, time.time() - t0)
+    logging.info('%s: %d steps in %.1fs', task.desc, step, time.time() - t0)
     ckpt.close()
-    return state, history
+    return task.evaluated(), history
+
+
+class SupervisedTask(Task):
+    """One network trained on `labels` (or `dataset.labels`) with `train.loss` (or `loss`).
+
+    Args:
+      labels: the label source (a LabelTable or an object with `batch(indices) -> dict`).
+      loss: overrides `cfg.train.loss` (e.g. 'sigmoid_bce' for relabeled rounds). Single-positive losses
+        (`mlrelabel.single_positive`, e.g. 'an') take `cfg.train.single_positive`; those that rewrite their
+        labels between epochs ('ll_cp', 'em_apl') run a `label_hooks` hook.
+      desc: the phase's name in logs and the progress bar.
+      seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).
+      transform_fn, loss_fn: extension points of `make_train_step` (on-device targets / mixing, custom losses).
+      tx: an optax optimizer replacing `config.optim`'s (e.g. per-group learning rates when fine-tuning); the
+        config's schedule is still the one logged.
+      sampler: replaces the uniform `pipeline.IndexSampler` (e.g. class-balanced); needs `steps_per_epoch`,
+        `batch_size` and `global_indices(step)`, a pure function of the step.
+    """
+
+    def __init__(
+        self,
+        model,
+        variables: dict,
+        dataset,
+        cfg,
+        *,
+        mesh,
+        ckpt_dir: str,
+        labels=None,
+        loss: str | None = None,
+        desc: str = 'train',
+        seed_offset: int = 0,
+        transform_fn: Callable | None = None,
+        loss_fn: Callable | None = None,
+        tx=None,
+        sampler=None,
+    ):
+        tcfg = cfg.train
+        batch_size = tcfg.batch_size
+        parallel.check_batch_size(batch_size, mesh, 'config.train.batch_size')
+        self.cfg, self.dataset, self.desc, self.mesh = cfg, dataset, desc, mesh
+        self.seed = cfg.seed + seed_offset
+        self.sampler = sampler or pipeline.IndexSampler(len(dataset), batch_size, self.seed)
+        spe = self.steps_per_epoch = self.sampler.steps_per_epoch
+        default_tx, self.schedule = optim.make_optimizer(cfg.optim, spe, tcfg.epochs, batch_size)
+        tx = default_tx if tx is None else tx
+        loss = loss or tcfg.loss
+        # The step donates the state's buffers: copy device arrays so the caller's `variables` stay valid.
+        variables = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, variables)
+        self.train_state = parallel.replicate(
+            TrainState.create(variables, tx, jax.random.PRNGKey(self.seed)), mesh
+        )
+
+        sp_hparams = dict(tcfg.get('single_positive', {}))
+        # Losses that rewrite their labels between epochs (single-positive ll_cp, em_apl).
+        self.labels = dataset.labels if labels is None else labels
+        self.label_hook = label_hooks.make_label_hook(
+            loss,
+            sp_hparams,
+            self.labels,
+            tcfg.epochs,
+            lambda st: predict(model, st.variables, dataset.images, len(dataset), cfg, mesh=mesh),
+            ckpt_dir,
+        )
+        self.labels = labels if self.label_hook is None else self.label_hook.labels
+        self.epoch_losses: list[float] = []
+        self.epoch_accs: list[float] = []
+        train_step = make_train_step(
+            model,
+            tx,
+            loss=loss,
+            mean=cfg.data.mean,
+            std=cfg.data.std,
+            label_smoothing=tcfg.label_smoothing,
+            augment_cfg=augment_config(cfg),
+            transform_fn=transform_fn,
+            loss_fn=loss_fn,
+            loss_hparams=sp_hparams,
+            steps_per_epoch=spe,
+            num_epochs=tcfg.epochs,
+        )
+        self.step_fn = jit_train_step(train_step, mesh)
+
+    def state(self, step):
+        return self.train_state
+
+    def meta(self, step):
+        meta = {'epoch_losses': self.epoch_losses, 'epoch_accs': self.epoch_accs}
+        if self.label_hook is not None:
+            meta['label_hook'] = self.label_hook.save(step)
+        return meta
+
+    def restore(self, state, meta):
+        self.train_state = state
+        self.epoch_losses, self.epoch_accs = meta['epoch_losses'], meta['epoch_accs']
+        if self.label_hook is not None:
+            self.label_hook.restore(meta.get('label_hook'))
+            self.labels = self.label_hook.labels
+        return int(state.step)
+
+    def _batches(self, first, stop):
+        cfg = self.cfg
+        if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
+            from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
+
+            return grain_loader.train_batches(
+                self.dataset,
+                self.sampler,
+                first,
+                stop,
+                labels=self.labels,
+                num_workers=cfg.data.loader_workers,
+                threads=cfg.data.get('loader_threads', 0),
+                host_augment=_host_augment(cfg),
+                seed=self.seed,
+            )
+        return pipeline.train_batches(self.dataset, self.sampler, first, stop, labels=self.labels)
+
+    def batches(self, first, stop):
+        # A label hook rewrites the labels at epoch ends: open each epoch's batches only once it starts.
+        if self.label_hook is None:
+            return self._batches(first, stop)
+        return _per_epoch(self._batches, first, stop, self.steps_per_epoch)
+
+    def step(self, step, batch):
+        self.train_state, metrics = self.step_fn(self.train_state, batch)
+        if self.label_hook is not None:
+            self.label_hook.after_step(self.sampler.global_indices(step), metrics)
+        return metrics
+
+    def record(self, fetched, first):
+        self.epoch_losses += [float(m['loss']) for m in fetched]
+        self.epoch_accs += [float(m['accuracy']) for m in fetched]
+        self._rates = _rates(self.schedule, first - 1, first - 1 + len(fetched))
+        return [
+            {'train/loss': m['loss'], 'train/accuracy': m['accuracy'], 'train/learning_rate': self._rates[i]}
+            for i, m in enumerate(fetched)
+        ]
+
+    def postfix(self):
+        return {'loss': f'{self.epoch_losses[-1]:.4f}', 'lr': f'{self._rates[-1]:.3g}'}
+
+    def end_epoch(self, epoch, step):
+        if self.label_hook is not None:
+            self.label_hook.end_epoch(epoch, self.train_state)
+        row = {
+            'train_loss': float(np.mean(self.epoch_losses)),
+            'train_accuracy': float(np.mean(self.epoch_accs)),
+            'learning_rate': float(self.schedule(step - 1)),
+        }
+        self.epoch_losses, self.epoch_accs = [], []
+        return row
+
+    def evaluated(self):
+        return self.train_state
 
 
 def _rates(schedule, start: int, stop: int) -> np.ndarray:
@@ -273,36 +346,3 @@ def _per_epoch(make_batches: Callable, first: int, stop: int, steps_per_epoch: i
         epoch_stop = min(stop, (first // steps_per_epoch + 1) * steps_per_epoch)
         yield from make_batches(first, epoch_stop)
         first = epoch_stop
-
-
-@functools.lru_cache(maxsize=8)
-def _predict_fn(model, mean: tuple, std: tuple, dense: bool, mesh):
-    """The jitted forward pass, built once per model, normalisation and mesh: every evaluation, label hook
-    and prediction of a run reuses it instead of tracing it again."""
-    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    step = make_predict_step(model, mean=mean, std=std, dense=dense)
-    return jax.jit(step, in_shardings=(rep, dat), out_shardings=dat)
-
-
-def predict(
-    model, variables, images, num_examples: int, cfg, *, mesh, dense: bool = False, desc: str | None = None
-) -> np.ndarray:
-    """Logits `[N, C]` (or dense `[N, h, w, C]`) for `images[0..N-1]` (uint8, indexable by index arrays)."""
-    batch_size = cfg.eval.batch_size
-    parallel.check_batch_size(batch_size, mesh, 'config.eval.batch_size')
-    fn = _predict_fn(model, tuple(cfg.data.mean), tuple(cfg.data.std), bool(dense), mesh)
-    outputs = []
-    batches = pipeline.eval_batches(num_examples, batch_size, lambda idx: {'image': np.asarray(images[idx])})
-    for batch, valid in tqdm(
-        batches,
-        total=-(-num_examples // batch_size),
-        desc=desc,
-        disable=desc is None or not parallel.is_main_process(),
-        leave=False,
-    ):
-        out = fn(variables, parallel.host_to_global(batch['image'], mesh))
-        out = (
-            multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else np.asarray(out)
-        )
-        outputs.append(out[:valid])
-    return np.concatenate(outputs, axis=0)

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mlrelabel import losses, single_positive
+from mlrelabel import losses, parallel, single_positive
 from mlrelabel.ops import augment
+from mlrelabel.train import divergence
 from mlrelabel.train.state import TrainState
 
 FULL_BOX = (0.0, 0.0, 1.0, 1.0)
@@ -120,3 +121,16 @@ def make_predict_step(model, *, mean, std, dense: bool = False) -> Callable:
         return model.apply(variables, augment.normalize(images, mean, std), train=False, dense=dense)
 
     return predict_step
+
+
+def jit_train_step(step: Callable, mesh, replicated_args: int = 1, donate: int = 0) -> Callable:
+    """`step(*replicated, batch) -> (state, metrics)` with a finite flag in its metrics
+    (`divergence.with_finite_flag`), jitted with the batch sharded over `mesh`, every other argument and the
+    outputs replicated, and argument `donate` (the state it replaces) donated."""
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    return jax.jit(
+        divergence.with_finite_flag(step),
+        in_shardings=(rep,) * replicated_args + (dat,),
+        out_shardings=(rep, rep),
+        donate_argnums=(donate,),
+    )
