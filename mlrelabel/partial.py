@@ -134,6 +134,7 @@ def partial_asymmetric_loss(
     logits,
     targets,
     mode,
+    *,
     gamma_pos=0.0,
     gamma_neg=1.0,
     gamma_unann=2.0,

@@ -85,6 +85,7 @@ def draw_examples(
     images: np.ndarray,
     captions: Sequence[str],
     path: str,
+    *,
     boxes: Sequence[np.ndarray] | None = None,
     box_captions: Sequence[Sequence[str]] | None = None,
     columns: int = 8,

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from mlrelabel import evaluate, parallel, report
+from mlrelabel.checkpoint import assert_finite
 from mlrelabel.io_utils import atomic_write_json, atomic_write_text
 from mlrelabel.relabel import review, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
@@ -72,8 +73,10 @@ def _review_crops(ctx, k: int, images: list) -> dict:
     if not images:
         return {}
     config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
-    state, _ = inference.restore_latest(os.path.join(workdir, f'round_{k - 1}', 'checkpoints'))
+    directory = os.path.join(workdir, f'round_{k - 1}', 'checkpoints')
+    state, step = inference.restore_latest(directory)
     variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+    assert_finite(variables, f'{directory} (step {step})')
     head = evaluate.head_of(config.train.loss if k == 1 else config.relabel.loss)
     index = {p: i for i, p in enumerate(paths)}
     rows = np.asarray([index[p] for p in images], np.int64)

@@ -70,6 +70,7 @@ def _to_space(conf, space: str, eps: float, xp):
 
 def fit_class_gmms(
     conf,
+    *,
     max_samples: int = 20000,
     seed: int = 0,
     space: str = "logit",

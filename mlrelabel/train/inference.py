@@ -106,7 +106,7 @@ def _predict_fn(model, mean: tuple, std: tuple, dense: bool, mesh):
     return jax.jit(step, in_shardings=(rep, dat), out_shardings=dat)
 
 
-def batched_outputs(fn, variables, images, rows: range, batch_size: int, mesh, desc: str | None = None):
+def batched_outputs(fn, variables, images, rows: range, batch_size: int, mesh, *, desc: str | None = None):
     """Yields `fn(variables, images[rows] as uint8 [B, H, W, 3])` batch by batch, as numpy pytrees without the
     padding of the last batch: the one batched inference stream of evaluation, label hooks and label maps.
 
@@ -131,5 +131,5 @@ def predict(
     batch_size = cfg.eval.batch_size
     parallel.check_batch_size(batch_size, mesh, 'config.eval.batch_size')
     fn = _predict_fn(model, tuple(cfg.data.mean), tuple(cfg.data.std), bool(dense), mesh)
-    outputs = list(batched_outputs(fn, variables, images, range(num_examples), batch_size, mesh, desc))
+    outputs = list(batched_outputs(fn, variables, images, range(num_examples), batch_size, mesh, desc=desc))
     return np.concatenate(outputs, axis=0)
