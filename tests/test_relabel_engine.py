@@ -52,7 +52,8 @@ def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
     from mlrelabel.relabel import select
 
     real = select.heldout_stats
-    scores = iter([3.0, 2.0])  # round 2's labels look worse than round 1's
+    scores = iter([3.0, 2.0])  # round 2's labels look worse than round 1's, by either truth-free metric
+    f1s = iter([0.9, 0.6])
 
     def stats(assigned, given):
         out = real(assigned, given)
@@ -60,6 +61,7 @@ def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(select, 'heldout_stats', stats)
+    monkeypatch.setattr(select, 'heldout_mixture_f1', lambda *a: {'heldout_mixture_f1': next(f1s)})
     main.run(_config(rounds=2), str(tmp_path))
     summary = json.load(open(tmp_path / 'summary.json'))
     assert [r['round'] for r in summary['rounds']] == [0, 1, 2]

@@ -17,6 +17,32 @@ def test_heldout_stats_hand_case():
     assert s['heldout_pu_score'] == pytest.approx((0.5 + 2.0) / 2)
 
 
+def test_heldout_mixture_f1_hand_case():
+    given = np.array([0, 1, -1])
+    assigned = np.array([[0, 1, 0], [0, 1, 1], [0, 0, 1]], bool)  # image 0's given label is added
+    posterior = np.array([[0.2, 0.9, 0.0], [0.1, 0.3, 0.5], [0.0, 0.4, 1.0]])
+    valid = np.array([True, True, True])
+    # posterior with the given labels certain: [[1, .9, 0], [.1, 1, .5], [0, .4, 1]] (sum 4.9); assigned:
+    # [[1, 1, 0], [0, 1, 1], [0, 0, 1]] (5 entries); expected true positives 1 + .9 + 1 + .5 + 1 = 4.4.
+    f1 = select.heldout_mixture_f1(assigned, posterior, given, valid)['heldout_mixture_f1']
+    assert f1 == pytest.approx(2 * 4.4 / (5 + 4.9))
+    # A class without a usable mixture does not count; without any, there is no estimate.
+    only = select.heldout_mixture_f1(assigned, posterior, given, np.array([True, False, False]))
+    assert only['heldout_mixture_f1'] == pytest.approx(2 * 1.0 / (1 + 1.1))
+    assert select.heldout_mixture_f1(assigned, posterior, given, np.zeros(3, bool)) == {}
+    # Adding a label the mixtures believe in raises the estimate; adding one they doubt lowers it.
+    believed = posterior.copy()
+    believed[2, 1] = 0.95
+    before = select.heldout_mixture_f1(assigned, believed, given, valid)['heldout_mixture_f1']
+    sure, doubtful = assigned.copy(), assigned.copy()
+    sure[2, 1] = True
+    doubtful[1, 0] = True  # posterior 0.1
+    assert select.heldout_mixture_f1(sure, believed, given, valid)['heldout_mixture_f1'] > before
+    assert select.heldout_mixture_f1(doubtful, posterior, given, valid)['heldout_mixture_f1'] < f1
+    with pytest.raises(ValueError, match='heldout_mixture_f1'):
+        select.heldout_mixture_f1(assigned[:2], posterior, given, valid)
+
+
 def test_choose_round_prefers_the_best_unflagged_round_and_keeps_given_otherwise():
     rows = [
         {'round': 0, 'val_top1': 0.60},

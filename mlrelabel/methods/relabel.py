@@ -38,7 +38,9 @@ from mlrelabel.relabel import assign, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_log_odds, to_probability
 
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
-SUMMARY_KEYS = ('val_top1', 'val_given_map', 'heldout_pu_score', 'labels_f1', 'val_f1', 'labels_per_image')
+SUMMARY_KEYS = (
+    'val_top1', 'val_given_map', 'heldout_pu_score', 'heldout_mixture_f1', 'labels_f1', 'val_f1', 'labels_per_image',
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,8 +282,14 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
                 stream.add_record(evidence[split], rec, num_classes)
     val_given = evaluate.first_labels(val.labels)
     thresholds, details = _thresholds(evidence, len(train), val, config)
-    assigned_val = _assign(evidence['val'].dense(np.arange(len(val))), thresholds, rc)
+    evidence_val = evidence['val'].dense(np.arange(len(val)))
+    assigned_val = _assign(evidence_val, thresholds, rc)
     info = select.heldout_stats(assigned_val, val_given)
+    mixtures = details.pop('mixtures', None)
+    if mixtures is None:  # rules without mixtures: fitted for the estimate alone
+        mixtures = _mixtures(evidence, len(train), config)
+    posterior_val = assign.gmm_posterior(mixtures, evidence_val, monotone=True)
+    info.update(select.heldout_mixture_f1(assigned_val, posterior_val, val_given, mixtures.valid))
     lists, scores = [], []
     for start in range(0, len(train), relabel_review.CHUNK):
         rows = np.arange(start, min(start + relabel_review.CHUNK, len(train)))
@@ -316,6 +324,19 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
     return table, info
 
 
+def _mixtures(evidence, num_train: int, config):
+    """Per-class two-component mixtures fitted to (a seeded sample of) the training images' evidence."""
+    rc = config.relabel
+    sample = np.sort(np.random.default_rng([config.seed, 1]).permutation(num_train)[: rc.gmm_max_samples])
+    return assign.fit_class_gmms(
+        evidence['train'].dense(sample),
+        max_samples=rc.gmm_max_samples,
+        seed=config.seed,
+        space='log_odds',
+        min_separation=rc.gmm_min_separation,
+    )
+
+
 def _thresholds(evidence, num_train, val, config):
     """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from."""
     rc = config.relabel
@@ -335,15 +356,7 @@ def _thresholds(evidence, num_train, val, config):
         half.sort()
         t = assign.calibrate_thresholds(evidence['val'].dense(half), val.labels.dense(half))
         return t, {'rule': 'calibrated on half of the validation labels', 'calibration_rows': int(half.size)}
-    total = num_train
-    sample = np.sort(np.random.default_rng([config.seed, 1]).permutation(total)[: rc.gmm_max_samples])
-    mixtures = assign.fit_class_gmms(
-        evidence['train'].dense(sample),
-        max_samples=rc.gmm_max_samples,
-        seed=config.seed,
-        space='log_odds',
-        min_separation=rc.gmm_min_separation,
-    )
+    mixtures = _mixtures(evidence, num_train, config)
     mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
     floor = assign.positive_floor(
         evidence['val'].dense(np.arange(len(val))), evaluate.first_labels(val.labels), rc.positive_floor
@@ -360,6 +373,7 @@ def _thresholds(evidence, num_train, val, config):
         'variances': np.asarray(mixtures.variances).tolist(),
         'weights': np.asarray(mixtures.weights).tolist(),
         'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
+        'mixtures': mixtures,  # taken out again by the caller (not JSON)
     }
     return thresholds, details
 

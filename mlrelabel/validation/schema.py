@@ -166,7 +166,9 @@ IMAGENET_SETS = ('real', 'multilabel', 'v2')
 CONFIDENCES = ('naive', 'mc_dropout', 'mc_dropout_full', 'mc_perturbation')
 CROP_KINDS = ('random', 'fixed', 'grid', 'full', 'proposals')
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
-TRUTH_FREE_METRICS = ('val_top1', 'val_top5', 'val_given_map', 'heldout_pu_score', 'heldout_given_recall')
+TRUTH_FREE_METRICS = (
+    'val_top1', 'val_top5', 'val_given_map', 'heldout_pu_score', 'heldout_given_recall', 'heldout_mixture_f1',
+)  # fmt: skip
 UNCERTAINTIES = ('std', 'mutual_information', 'entropy')
 PARTIAL_MODES = ('negative', 'ignore', 'ignore_normalize_classes', 'selective')
 MILE_SCHEMAS = ('softmax', 'sigmoid', 'mile')
