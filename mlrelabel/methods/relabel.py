@@ -35,7 +35,8 @@ from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
 from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common, relabel_review
 from mlrelabel.relabel import assign, select, stream
-from mlrelabel.relabel.evidence import RoundEvidence, to_log_odds, to_probability
+from mlrelabel.relabel.evidence import RoundEvidence, to_probability
+from mlrelabel.relabel.rule import apply_rule, fit_mixtures, thresholds_doc, thresholds_from_config
 
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
 SUMMARY_KEYS = (
@@ -281,20 +282,20 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
                 )
                 stream.add_record(evidence[split], rec, num_classes)
     val_given = evaluate.first_labels(val.labels)
-    thresholds, details = _thresholds(evidence, len(train), val, config)
+    thresholds, details = thresholds_from_config(evidence, len(train), val, config)
     evidence_val = evidence['val'].dense(np.arange(len(val)))
-    assigned_val = _assign(evidence_val, thresholds, rc)
+    assigned_val = apply_rule(evidence_val, thresholds, rc)
     info = select.heldout_stats(assigned_val, val_given)
     mixtures = details.pop('mixtures', None)
     if mixtures is None:  # rules without mixtures: fitted for the estimate alone
-        mixtures = _mixtures(evidence, len(train), config)
+        mixtures = fit_mixtures(evidence, len(train), config)
     posterior_val = assign.gmm_posterior(mixtures, evidence_val, monotone=True)
     info.update(select.heldout_mixture_f1(assigned_val, posterior_val, val_given, mixtures.valid))
     lists, scores = [], []
     for start in range(0, len(train), relabel_review.CHUNK):
         rows = np.arange(start, min(start + relabel_review.CHUNK, len(train)))
         ev = evidence['train'].dense(rows)
-        assigned = _assign(ev, thresholds, rc)
+        assigned = apply_rule(ev, thresholds, rc)
         if train.groups and rc.exclusive_groups:  # one value per attribute group (the given one first)
             given_here = train.labels.dense(rows) > 0 if rc.keep_given else np.full(len(rows), -1)
             assigned = assign.enforce_groups(assigned, ev, train.group_bounds, given_here)
@@ -314,7 +315,7 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
     label_path = os.path.join(rdir, 'labels.json')
     if parallel.is_main_process():
         atomic_write_json(
-            os.path.join(rdir, 'thresholds.json'), _thresholds_doc(thresholds, details, train, rc)
+            os.path.join(rdir, 'thresholds.json'), thresholds_doc(thresholds, details, train, rc)
         )
         if not os.path.exists(label_path):
             write_label_file(label_path, ctx.paths, table, train.class_names)
@@ -322,84 +323,3 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
         if not os.path.exists(examples):
             relabel_review.draw_relabel_examples(ctx, k, table, first, examples)
     return table, info
-
-
-def _mixtures(evidence, num_train: int, config):
-    """Per-class two-component mixtures fitted to (a seeded sample of) the training images' evidence."""
-    rc = config.relabel
-    sample = np.sort(np.random.default_rng([config.seed, 1]).permutation(num_train)[: rc.gmm_max_samples])
-    return assign.fit_class_gmms(
-        evidence['train'].dense(sample),
-        max_samples=rc.gmm_max_samples,
-        seed=config.seed,
-        space='log_odds',
-        min_separation=rc.gmm_min_separation,
-    )
-
-
-def _thresholds(evidence, num_train, val, config):
-    """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from."""
-    rc = config.relabel
-    num_classes = val.num_classes
-    if rc.assign == 'threshold':
-        return np.full(num_classes, to_log_odds(rc.threshold), np.float32), {'rule': 'global threshold'}
-    if rc.assign == 'topk':
-        return None, {'rule': f'top-{rc.topk}'}
-    if rc.assign == 'calibrated':
-        # Multi-label validation labels given by the user: tune on one seeded half, report on the other.
-        if val.labels.num_labels().max() <= 1:
-            raise SystemExit(
-                "config.relabel.assign='calibrated' tunes thresholds on multi-label validation labels, but the "
-                "validation labels hold one label per image; use 'gmm' (the default)"
-            )
-        half = np.random.default_rng([config.seed, 17]).permutation(len(val))[: len(val) // 2]
-        half.sort()
-        t = assign.calibrate_thresholds(evidence['val'].dense(half), val.labels.dense(half))
-        return t, {'rule': 'calibrated on half of the validation labels', 'calibration_rows': int(half.size)}
-    mixtures = _mixtures(evidence, num_train, config)
-    mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
-    floor = assign.positive_floor(
-        evidence['val'].dense(np.arange(len(val))), evaluate.first_labels(val.labels), rc.positive_floor
-    )
-    thresholds = np.maximum(mixture, floor)
-    details = {
-        'rule': (
-            f'per-class Gaussian mixture on log-odds, posterior >= {rc.gmm_min_posterior:g}, and at least the '
-            f'{rc.positive_floor:g} quantile of the evidence of held-out images given the class'
-        ),
-        'mixture_log_odds': [float(t) if np.isfinite(t) else None for t in mixture],
-        'floor_log_odds': [float(t) if np.isfinite(t) else None for t in floor],
-        'means': np.asarray(mixtures.means).tolist(),
-        'variances': np.asarray(mixtures.variances).tolist(),
-        'weights': np.asarray(mixtures.weights).tolist(),
-        'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
-        'mixtures': mixtures,  # taken out again by the caller (not JSON)
-    }
-    return thresholds, details
-
-
-def _assign(ev: np.ndarray, thresholds, rc) -> np.ndarray:
-    if thresholds is None:  # top-k
-        return np.asarray(
-            assign.assign_topk(ev, rc.topk, float(to_log_odds(rc.min_conf)) if rc.min_conf else -np.inf)
-        )
-    return ev >= thresholds[None, :]
-
-
-def _thresholds_doc(thresholds, details, train, rc) -> dict:
-    """thresholds.json: the per-class thresholds behind a round's labels, on the crop evidence of `relabel`
-    (the max over an image's crops of each crop's log-odds, averaged over rounds). `log_odds` is exact (null:
-    the class adds no label); `thresholds` gives the same as probabilities (1.0: never)."""
-    names = getattr(train, 'class_names', None) or [str(c) for c in range(train.num_classes)]
-    doc = {
-        'rule': details.get('rule'),
-        'assign': rc.assign,
-        'space': 'probability',
-        'evidence': 'crops',
-        'classes': list(names),
-    }
-    if thresholds is not None:
-        doc['log_odds'] = [float(t) if np.isfinite(t) else None for t in thresholds]
-        doc['thresholds'] = [float(to_probability(t)) if np.isfinite(t) else 1.0 for t in thresholds]
-    doc['details'] = {key: v for key, v in details.items() if key != 'rule'}
-    return doc

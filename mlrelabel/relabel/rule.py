@@ -1,0 +1,95 @@
+"""The configured label rule of a relabel round: per-class thresholds on the crop evidence (log-odds) from
+`relabel.assign` ('gmm': per-class mixtures and the held-out positive floor; 'threshold'; 'topk'; 'calibrated'),
+applying them, and the `thresholds.json` that records them.
+
+`evidence` is `{'train', 'val'}` of `RoundEvidence`-like objects (`dense(rows) -> [len(rows), C]` log-odds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlrelabel import evaluate
+from mlrelabel.relabel import assign
+from mlrelabel.relabel.evidence import to_log_odds, to_probability
+
+
+def fit_mixtures(evidence, num_train: int, config):
+    """Per-class two-component mixtures fitted to (a seeded sample of) the training images' evidence."""
+    rc = config.relabel
+    sample = np.sort(np.random.default_rng([config.seed, 1]).permutation(num_train)[: rc.gmm_max_samples])
+    return assign.fit_class_gmms(
+        evidence['train'].dense(sample),
+        max_samples=rc.gmm_max_samples,
+        seed=config.seed,
+        space='log_odds',
+        min_separation=rc.gmm_min_separation,
+    )
+
+
+def thresholds_from_config(evidence, num_train: int, val, config):
+    """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from."""
+    rc = config.relabel
+    num_classes = val.num_classes
+    if rc.assign == 'threshold':
+        return np.full(num_classes, to_log_odds(rc.threshold), np.float32), {'rule': 'global threshold'}
+    if rc.assign == 'topk':
+        return None, {'rule': f'top-{rc.topk}'}
+    if rc.assign == 'calibrated':
+        # Multi-label validation labels given by the user: tune on one seeded half, report on the other.
+        if val.labels.num_labels().max() <= 1:
+            raise SystemExit(
+                "config.relabel.assign='calibrated' tunes thresholds on multi-label validation labels, but the "
+                "validation labels hold one label per image; use 'gmm' (the default)"
+            )
+        half = np.random.default_rng([config.seed, 17]).permutation(len(val))[: len(val) // 2]
+        half.sort()
+        t = assign.calibrate_thresholds(evidence['val'].dense(half), val.labels.dense(half))
+        return t, {'rule': 'calibrated on half of the validation labels', 'calibration_rows': int(half.size)}
+    mixtures = fit_mixtures(evidence, num_train, config)
+    mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
+    floor = assign.positive_floor(
+        evidence['val'].dense(np.arange(len(val))), evaluate.first_labels(val.labels), rc.positive_floor
+    )
+    thresholds = np.maximum(mixture, floor)
+    details = {
+        'rule': (
+            f'per-class Gaussian mixture on log-odds, posterior >= {rc.gmm_min_posterior:g}, and at least the '
+            f'{rc.positive_floor:g} quantile of the evidence of held-out images given the class'
+        ),
+        'mixture_log_odds': [float(t) if np.isfinite(t) else None for t in mixture],
+        'floor_log_odds': [float(t) if np.isfinite(t) else None for t in floor],
+        'means': np.asarray(mixtures.means).tolist(),
+        'variances': np.asarray(mixtures.variances).tolist(),
+        'weights': np.asarray(mixtures.weights).tolist(),
+        'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
+        'mixtures': mixtures,  # taken out again by the caller (not JSON)
+    }
+    return thresholds, details
+
+
+def apply_rule(ev: np.ndarray, thresholds, rc) -> np.ndarray:
+    if thresholds is None:  # top-k
+        return np.asarray(
+            assign.assign_topk(ev, rc.topk, float(to_log_odds(rc.min_conf)) if rc.min_conf else -np.inf)
+        )
+    return ev >= thresholds[None, :]
+
+
+def thresholds_doc(thresholds, details, train, rc) -> dict:
+    """thresholds.json: the per-class thresholds behind a round's labels, on the crop evidence of `relabel`
+    (the max over an image's crops of each crop's log-odds, averaged over rounds). `log_odds` is exact (null:
+    the class adds no label); `thresholds` gives the same as probabilities (1.0: never)."""
+    names = getattr(train, 'class_names', None) or [str(c) for c in range(train.num_classes)]
+    doc = {
+        'rule': details.get('rule'),
+        'assign': rc.assign,
+        'space': 'probability',
+        'evidence': 'crops',
+        'classes': list(names),
+    }
+    if thresholds is not None:
+        doc['log_odds'] = [float(t) if np.isfinite(t) else None for t in thresholds]
+        doc['thresholds'] = [float(to_probability(t)) if np.isfinite(t) else 1.0 for t in thresholds]
+    doc['details'] = {key: v for key, v in details.items() if key != 'rule'}
+    return doc
