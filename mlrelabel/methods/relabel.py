@@ -282,13 +282,11 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
                 )
                 stream.add_record(evidence[split], rec, num_classes)
     val_given = evaluate.first_labels(val.labels)
-    thresholds, details = thresholds_from_config(evidence, len(train), val, config)
+    mixtures = fit_mixtures(evidence, len(train), config)  # the 'gmm' rule and the held-out mixture F1
+    thresholds, details = thresholds_from_config(evidence, mixtures, val, config)
     evidence_val = evidence['val'].dense(np.arange(len(val)))
     assigned_val = apply_rule(evidence_val, thresholds, rc)
     info = select.heldout_stats(assigned_val, val_given)
-    mixtures = details.pop('mixtures', None)
-    if mixtures is None:  # rules without mixtures: fitted for the estimate alone
-        mixtures = fit_mixtures(evidence, len(train), config)
     posterior_val = assign.gmm_posterior(mixtures, evidence_val, monotone=True)
     info.update(select.heldout_mixture_f1(assigned_val, posterior_val, val_given, mixtures.valid))
     lists, scores = [], []

@@ -27,8 +27,9 @@ def fit_mixtures(evidence, num_train: int, config):
     )
 
 
-def thresholds_from_config(evidence, num_train: int, val, config):
-    """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from."""
+def thresholds_from_config(evidence, mixtures, val, config):
+    """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from; 'gmm' uses
+    `mixtures` (`fit_mixtures`, fitted once per round: the held-out mixture F1 reads them too)."""
     rc = config.relabel
     num_classes = val.num_classes
     if rc.assign == 'threshold':
@@ -46,7 +47,6 @@ def thresholds_from_config(evidence, num_train: int, val, config):
         half.sort()
         t = assign.calibrate_thresholds(evidence['val'].dense(half), val.labels.dense(half))
         return t, {'rule': 'calibrated on half of the validation labels', 'calibration_rows': int(half.size)}
-    mixtures = fit_mixtures(evidence, num_train, config)
     mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
     floor = assign.positive_floor(
         evidence['val'].dense(np.arange(len(val))), evaluate.first_labels(val.labels), rc.positive_floor
@@ -63,7 +63,6 @@ def thresholds_from_config(evidence, num_train: int, val, config):
         'variances': np.asarray(mixtures.variances).tolist(),
         'weights': np.asarray(mixtures.weights).tolist(),
         'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
-        'mixtures': mixtures,  # taken out again by the caller (not JSON)
     }
     return thresholds, details
 
