@@ -62,6 +62,7 @@ def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
 
     monkeypatch.setattr(select, 'heldout_stats', stats)
     monkeypatch.setattr(select, 'heldout_mixture_f1', lambda *a: {'heldout_mixture_f1': next(f1s)})
+    monkeypatch.setattr(select, 'addition_precision', lambda *a: {'heldout_additions_judged': 0})
     main.run(_config(rounds=2), str(tmp_path))
     summary = json.load(open(tmp_path / 'summary.json'))
     assert [r['round'] for r in summary['rounds']] == [0, 1, 2]
@@ -74,7 +75,8 @@ def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_flagged_round_never_becomes_the_output_and_the_run_says_so(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize('cause', ['recall', 'additions'])
+def test_a_flagged_round_never_becomes_the_output_and_the_run_says_so(tmp_path, monkeypatch, capsys, cause):
     from mlrelabel import main
     from mlrelabel.relabel import select
 
@@ -83,17 +85,46 @@ def test_a_flagged_round_never_becomes_the_output_and_the_run_says_so(tmp_path, 
     def stats(assigned, given):  # evidence that misses the given labels of held-out images
         return {**real(assigned, given), 'heldout_given_recall': 0.2, 'heldout_pu_score': 99.0}
 
-    monkeypatch.setattr(select, 'heldout_stats', stats)
+    def additions(*args):  # additions that stay below the known positives' evidence, as on one-object images
+        return {
+            'heldout_additions_judged': 50,
+            'heldout_additions_like_positives': 0.06,
+            'heldout_addition_precision': 0.08,
+        }
+
+    if cause == 'recall':
+        monkeypatch.setattr(select, 'heldout_stats', stats)
+    else:
+        monkeypatch.setattr(select, 'addition_precision', additions)
     main.run(_config(rounds=2), str(tmp_path))
     summary = json.load(open(tmp_path / 'summary.json'))
     assert len(summary['rounds']) == 2  # stopped at the flagged round
-    assert any('held-out' in f for f in summary['rounds'][1]['flags'])
+    expected = 'held-out images' if cause == 'recall' else 'look like errors'
+    assert any(expected in f for f in summary['rounds'][1]['flags'])
     assert summary['best_round'] == 0 and not summary['relabeling_helped']
     from mlrelabel.methods import common
 
     given = common.load_datasets(_config(), str(tmp_path))['train'].labels.to_lists()
     assert [labels for _, labels in _labels(tmp_path / 'labels.json')] == given
     assert 'relabeling did not help' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_relabel_rounds_train_with_a_single_positive_loss(tmp_path):
+    """`relabel.loss` may be a single-positive kind: the rounds' labels are its observed positives."""
+    from mlrelabel import main
+    from mlrelabel.validation import validate_config
+
+    c = _config(rounds=1)
+    c.relabel.loss = 'an_ls'
+    main.run(c, str(tmp_path))
+    summary = json.load(open(tmp_path / 'summary.json'))
+    assert [r['loss'] for r in summary['rounds']] == ['softmax_ce', 'an_ls']
+    assert summary['rounds'][1]['head'] == 'sigmoid'
+    assert np.isfinite(summary['rounds'][1]['history'][-1]['train_loss'])
+    c.relabel.loss = 'll_cp'  # rewrites its stored labels: not for the rounds' own labels
+    with pytest.raises(Exception, match='relabel.loss'):
+        validate_config(c)
 
 
 @pytest.mark.slow

@@ -98,6 +98,60 @@ def test_guard_flags_untrustworthy_rounds():
     assert any('labels per image' in f for f in select.guard(4.5, ok))
 
 
+def test_addition_precision_hand_case():
+    given = np.array([0, 0, 1, 1, -1])
+    evidence = np.array([[3.0, 0, 2], [1, 0, 0], [2, 5, 0], [0, 1, 0], [9, 9, 9]])
+    assigned = np.array([[1, 0, 1], [1, 0, 0], [1, 1, 0], [0, 1, 1], [1, 1, 1]], bool)
+    # Known positives: class 0 evidence (3, 1), median 2; class 1 (5, 1), median 3. Judged additions: image 2
+    # class 0 (2 >= 2), image 4 (no given label) classes 0 and 1 (9, 9); class 2 has no known positive.
+    out = select.addition_precision(assigned, evidence, given, quantile=0.5)
+    assert out == {
+        'heldout_additions_judged': 3,
+        'heldout_additions_like_positives': 1.0,
+        'heldout_addition_precision': 1.0,
+    }
+    low = evidence.copy()
+    low[2, 0] = 1.5  # below class 0's median: 2 of 3 reach it -> (2/3) / 0.5, capped at 1
+    assert select.addition_precision(assigned, low, given, quantile=0.5)[
+        'heldout_additions_like_positives'
+    ] == (pytest.approx(2 / 3))
+    # The default lower quartile: class 0's is 1.5 (numpy's linear interpolation), so 1.5 reaches it.
+    assert select.addition_precision(assigned, low, given)['heldout_additions_like_positives'] == 1.0
+    low[2, 0] = 1.4
+    quartile = select.addition_precision(assigned, low, given)
+    assert quartile['heldout_addition_precision'] == pytest.approx((2 / 3) / 0.75)
+    nothing = np.zeros_like(assigned)
+    assert select.addition_precision(nothing, evidence, given) == {'heldout_additions_judged': 0}
+    with pytest.raises(ValueError, match='must be'):
+        select.addition_precision(assigned, evidence[:, :2], given)
+    with pytest.raises(ValueError, match='quantile'):
+        select.addition_precision(assigned, evidence, given, quantile=1.0)
+
+
+def test_addition_precision_separates_added_objects_from_errors():
+    rng = np.random.default_rng(0)
+    n, c = 2000, 10
+    given = rng.integers(0, c, n)
+    evidence = rng.normal(-4.0, 1.0, (n, c))
+    evidence[np.arange(n), given] = rng.normal(3.0, 1.0, n)  # the given object, recognised
+    threshold = np.full(c, 0.5)
+    # Multi-object scenes: a second object on every image, recognised a little less well than the given one.
+    multi = evidence.copy()
+    second = (given + rng.integers(1, c, n)) % c
+    multi[np.arange(n), second] = rng.normal(2.5, 1.0, n)
+    stats = select.addition_precision(multi >= threshold, multi, given)
+    assert stats['heldout_addition_precision'] > 0.6
+    assert select.guard(2.0, {'heldout_given_recall': 0.99, 'heldout_labels_per_image': 2.0, **stats}) == []
+    # One-object images: an addition is a confusion with the given object, evidence near the threshold.
+    single = evidence.copy()
+    confused = rng.random(n) < 0.15
+    single[np.flatnonzero(confused), (given[confused] + 3) % c] = rng.normal(0.3, 0.6, confused.sum())
+    stats = select.addition_precision(single >= threshold, single, given)
+    assert stats['heldout_addition_precision'] < 0.1
+    flags = select.guard(1.1, {'heldout_given_recall': 0.99, 'heldout_labels_per_image': 1.1, **stats})
+    assert any('look like errors' in f for f in flags)
+
+
 def test_stop_reason():
     rows = [{'round': 0}, {'round': 1, 'heldout_pu_score': 3.0, 'images_changed': 900}]
     assert select.stop_reason(rows, 'heldout_pu_score', 2, 0.01, 1000) is None

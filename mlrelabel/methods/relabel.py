@@ -287,6 +287,7 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
     evidence_val = evidence['val'].dense(np.arange(len(val)))
     assigned_val = apply_rule(evidence_val, thresholds, rc)
     info = select.heldout_stats(assigned_val, val_given)
+    info.update(select.addition_precision(assigned_val, evidence_val, val_given))
     posterior_val = assign.gmm_posterior(mixtures, evidence_val, monotone=True)
     info.update(select.heldout_mixture_f1(assigned_val, posterior_val, val_given, mixtures.valid))
     lists, scores = [], []

@@ -17,8 +17,10 @@ of this module (`TRUTH_FREE_METRICS` lists what a round may be chosen on).
   chose round 1 (label F1 0.770) over round 3 (0.837), while this estimate rose with the labels' F1 in every
   round (BENCHMARKS.md).
 - `gate`: round 1's model against a control trained the same way on the given labels: do the labels help?
-- `guard`: flags a round whose labels cannot be trusted (evidence that misses the given labels held out, or
-  more labels on training images than held-out images get).
+- `addition_precision`: how many of an assignment's additions on held-out images look like objects, judged
+  against the evidence of the images given the same class.
+- `guard`: flags a round whose labels cannot be trusted (evidence that misses the given labels held out,
+  additions that look like errors, or more labels on training images than held-out images get).
 - `stop_reason` and `choose_round`: when to stop, and the round whose labels become the output; never a
   flagged round, and the given labels when no relabeled round passes.
 """
@@ -60,6 +62,56 @@ def heldout_stats(assigned: np.ndarray, given: np.ndarray) -> dict:
         'heldout_new_per_image': float((per_image - hit).mean()),
         'heldout_pu_score': float(np.mean(scores)),
     }
+
+
+def addition_precision(
+    assigned: np.ndarray, evidence: np.ndarray, given: np.ndarray, quantile: float = 0.25
+) -> dict:
+    """Do a rule's additions on held-out images look like objects, or like its errors? From given labels only.
+
+    `assigned [M, C]` bool, `evidence [M, C]` (what the rule thresholded) and the given labels `[M]` (-1: none)
+    of held-out images. The known positives of class c are the held-out images given c. An added label of c
+    that marks an object recognised as well as those reaches their lower `quantile` (of evidence) with
+    probability `1 - quantile`; a wrong one (a confusion with the object the image holds, clutter) sits just
+    above the threshold, below almost every known positive. Hence the estimate precision ≈ (share of additions
+    that reach their class's `quantile`) / (1 - quantile), capped at 1. The lower quartile rather than the
+    median because added objects are often smaller than the given one and score lower. Meaningful while the
+    rule's own floor (`relabel.positive_floor`, 0.05) lies below `quantile`. Measured (BENCHMARKS.md): on
+    one-object digit images, where every addition is wrong, 5-14 % of them reached the quartile (estimate
+    0.07-0.19); on multi-object scenes of two compositions 61-84 % (0.81-1.0).
+
+    Returns `heldout_additions_judged` (additions of classes with known positives held out; the others cannot
+    be judged) and, when there are any, `heldout_additions_like_positives` (the share that reach the quantile)
+    and `heldout_addition_precision`.
+    """
+    assigned = np.asarray(assigned, bool)
+    evidence = np.asarray(evidence, np.float32)
+    given = np.asarray(given)
+    if assigned.shape != evidence.shape or given.shape != (assigned.shape[0],):
+        raise ValueError(
+            f'addition_precision: assigned {assigned.shape}, evidence {evidence.shape} and given {given.shape} '
+            'must be [M, C], [M, C] and [M]'
+        )
+    if not 0 <= quantile < 1:
+        raise ValueError(f'addition_precision: quantile must lie in [0, 1), got {quantile!r}')
+    added = assigned.copy()
+    rows = np.flatnonzero(given >= 0)
+    added[rows, given[rows]] = False
+    reached, judged = 0, 0
+    for c in np.unique(given[rows]):
+        mask = added[:, c]
+        if mask.any():
+            reference = np.quantile(evidence[given == c, c], quantile)
+            reached += int((evidence[mask, c] >= reference).sum())
+            judged += int(mask.sum())
+    out = {'heldout_additions_judged': judged}
+    if judged:
+        share = reached / judged
+        out.update(
+            heldout_additions_like_positives=share,
+            heldout_addition_precision=min(1.0, share / (1.0 - quantile)),
+        )
+    return out
 
 
 def heldout_mixture_f1(assigned: np.ndarray, posterior: np.ndarray, given: np.ndarray, valid: np.ndarray) -> dict:
@@ -110,12 +162,20 @@ def gate(row: dict, metric: str, min_delta: float) -> str | None:
 
 
 def guard(
-    labels_per_image: float, stats: dict, min_recall: float = 0.5, max_excess: float = 0.5
+    labels_per_image: float,
+    stats: dict,
+    min_recall: float = 0.5,
+    max_excess: float = 0.5,
+    min_addition_precision: float = 0.5,
 ) -> list[str]:
     """Reasons a round's labels must not become the output, from statistics that need no truth.
 
     - the held-out assignment finds the given label on fewer than `min_recall` of the validation images: the
       evidence does not recognise the classes reliably, so its extra labels cannot be trusted either;
+    - the estimated precision of the held-out additions (`addition_precision`) is below
+      `min_addition_precision`: the additions look like the rule's errors, as on images that hold one object.
+      0.5 is where an added label stops paying in sample-F1: on an image whose given label is right, a correct
+      addition to a two-object image gains what a wrong one on a one-object image loses (1/3);
     - the training images get more than `max_excess` labels per image more than held-out images under the same
       rule (`heldout_labels_per_image`, a data-driven estimate of the positives per image): the surplus comes
       from the model remembering its training images, not from what is in them.
@@ -124,6 +184,13 @@ def guard(
     recall = stats['heldout_given_recall']
     if recall < min_recall:
         flags.append(f'the evidence finds the given label on only {recall:.0%} of held-out images')
+    precision = stats.get('heldout_addition_precision')
+    if precision is not None and precision < min_addition_precision:
+        flags.append(
+            f'its additions look like errors, not objects: only {stats["heldout_additions_like_positives"]:.0%} '
+            'of those on held-out images reach the lower quartile of the evidence of the images given the class '
+            f'(estimated precision {precision:.2f} < {min_addition_precision:g})'
+        )
     bound = stats['heldout_labels_per_image'] + max_excess
     if labels_per_image > bound:
         flags.append(

@@ -303,7 +303,9 @@ SCHEMA: dict[str, Check] = {
     'relabel.record_topk': integer(0),
     'relabel.batch_size': integer(1),
     'relabel.save_every_batches': integer(1),
-    'relabel.loss': one_of(*LOSSES),
+    # the rounds' targets are multi-hot; single-positive kinds treat the classes left out as unobserved (those that
+    # rewrite the stored labels, em_apl and ll_cp, would fight the rounds' own labels)
+    'relabel.loss': one_of(*LOSSES, *(k for k in SINGLE_POSITIVE_LOSSES if k not in ('em_apl', 'll_cp'))),
     'relabel.warm_start': boolean(),
     'relabel.epochs': integer(0),
     # Rounds are chosen and stopped on what users have: never on multi-label truth (relabel.select).
