@@ -131,7 +131,9 @@ def test_enumerations_equal_their_sources_of_truth():
     def choices(field):
         return set(S.SCHEMA[field].choices)
 
-    assert choices('relabel.loss') == set(losses.LOSSES)
+    rewriting = set(single_positive.LABEL_REWRITING_KINDS)
+    assert set(S.LABEL_REWRITING_LOSSES) == rewriting
+    assert choices('relabel.loss') == set(losses.LOSSES) | (set(single_positive.KINDS) - rewriting)
     assert choices('train.loss') == set(losses.LOSSES) | set(single_positive.KINDS)
     assert set(S.SCHEMA) >= {f'train.single_positive.{k}' for k in relabel_config().train.single_positive}
     assert choices('model.name') == set(MODEL_NAMES) | {'auto'}

@@ -162,6 +162,7 @@ FORMAT_SOURCES = ('annotation_folder', 'attribute_csv', 'partial_json')
 MODEL_NAMES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnet_tiny', 'resnet_small')
 LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
 SINGLE_POSITIVE_LOSSES = ('an', 'an_ls', 'wan', 'epr', 'em', 'em_apl', 'll_r', 'll_ct', 'll_cp')
+LABEL_REWRITING_LOSSES = ('em_apl', 'll_cp')  # single-positive kinds that rewrite their stored labels
 IMAGENET_SETS = ('real', 'multilabel', 'v2')
 CONFIDENCES = ('naive', 'mc_dropout', 'mc_dropout_full', 'mc_perturbation')
 CROP_KINDS = ('random', 'fixed', 'grid', 'full', 'proposals')
@@ -304,8 +305,8 @@ SCHEMA: dict[str, Check] = {
     'relabel.batch_size': integer(1),
     'relabel.save_every_batches': integer(1),
     # the rounds' targets are multi-hot; single-positive kinds treat the classes left out as unobserved (those that
-    # rewrite the stored labels, em_apl and ll_cp, would fight the rounds' own labels)
-    'relabel.loss': one_of(*LOSSES, *(k for k in SINGLE_POSITIVE_LOSSES if k not in ('em_apl', 'll_cp'))),
+    # rewrite their stored labels would fight the rounds' own labels)
+    'relabel.loss': one_of(*LOSSES, *(k for k in SINGLE_POSITIVE_LOSSES if k not in LABEL_REWRITING_LOSSES)),
     'relabel.warm_start': boolean(),
     'relabel.epochs': integer(0),
     # Rounds are chosen and stopped on what users have: never on multi-label truth (relabel.select).
