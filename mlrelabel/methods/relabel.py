@@ -283,8 +283,8 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
                 stream.add_record(evidence[split], rec, num_classes)
     val_given = evaluate.first_labels(val.labels)
     mixtures = fit_mixtures(evidence, len(train), config)  # the 'gmm' rule and the held-out mixture F1
-    thresholds, details = thresholds_from_config(evidence, mixtures, val, config)
     evidence_val = evidence['val'].dense(np.arange(len(val)))
+    thresholds, details = thresholds_from_config(evidence_val, mixtures, val, config)
     assigned_val = apply_rule(evidence_val, thresholds, rc)
     info = select.heldout_stats(assigned_val, val_given)
     info.update(select.addition_precision(assigned_val, evidence_val, val_given))

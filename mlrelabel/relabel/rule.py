@@ -27,9 +27,12 @@ def fit_mixtures(evidence, num_train: int, config):
     )
 
 
-def thresholds_from_config(evidence, mixtures, val, config):
-    """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from; 'gmm' uses
-    `mixtures` (`fit_mixtures`, fitted once per round: the held-out mixture F1 reads them too)."""
+def thresholds_from_config(evidence_val: np.ndarray, mixtures, val, config):
+    """Per-class thresholds `[C]` on the evidence (log-odds; +inf = never) and what they came from.
+
+    `evidence_val [len(val), C]`: the validation images' evidence (the positive floor and 'calibrated' read it;
+    the caller scores the held-out assignment on the same array). 'gmm' uses `mixtures` (`fit_mixtures`,
+    fitted once per round: the held-out mixture F1 reads them too)."""
     rc = config.relabel
     num_classes = val.num_classes
     if rc.assign == 'threshold':
@@ -45,12 +48,10 @@ def thresholds_from_config(evidence, mixtures, val, config):
             )
         half = np.random.default_rng([config.seed, 17]).permutation(len(val))[: len(val) // 2]
         half.sort()
-        t = assign.calibrate_thresholds(evidence['val'].dense(half), val.labels.dense(half))
+        t = assign.calibrate_thresholds(evidence_val[half], val.labels.dense(half))
         return t, {'rule': 'calibrated on half of the validation labels', 'calibration_rows': int(half.size)}
     mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
-    floor = assign.positive_floor(
-        evidence['val'].dense(np.arange(len(val))), evaluate.first_labels(val.labels), rc.positive_floor
-    )
+    floor = assign.positive_floor(evidence_val, evaluate.first_labels(val.labels), rc.positive_floor)
     thresholds = np.maximum(mixture, floor)
     details = {
         'rule': (
