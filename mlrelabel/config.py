@@ -294,6 +294,10 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     r.save_every_batches = 50  # relabel progress is checkpointed this often
     r.loss = 'sigmoid_bce'  # loss of the rounds after round 0 (multi-hot targets)
     r.warm_start = True  # start round k from round k-1's weights (else a fresh init)
+    # Rounds 1..fresh_rounds start from an init of their own and train as long as round 0 (train.epochs): a
+    # model that shares neither round 0's start nor its labels errs elsewhere, so the evidence averaged over
+    # rounds gains more from it than from a warm-started round (BENCHMARKS.md). 0 = every round warm-starts.
+    r.fresh_rounds = 0
     r.epochs = 6  # epochs of rounds >= 1 (0 = train.epochs); raised to relabel.min_steps steps
     r.min_steps = 300  # > 0: relabel rounds train at least this many steps (small datasets)
     # Which round's labels become the output, and when to stop, decided without multi-label truth

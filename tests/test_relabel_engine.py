@@ -128,6 +128,33 @@ def test_relabel_rounds_train_with_a_single_positive_loss(tmp_path):
 
 
 @pytest.mark.slow
+def test_fresh_rounds_start_from_their_own_init_and_train_as_long_as_round_0(tmp_path, monkeypatch):
+    """`relabel.fresh_rounds=1`: round 1 initialises from its own seed for `train.epochs`; round 2 warm-starts
+    from round 1 for `relabel.epochs`."""
+    from mlrelabel import main
+    from mlrelabel.methods import common, relabel
+    from mlrelabel.relabel import select
+
+    seeds = []
+    real = common.init_variables
+
+    def recording(model, config, seed, *args, **kwargs):
+        seeds.append(seed)
+        return real(model, config, seed, *args, **kwargs)
+
+    monkeypatch.setattr(common, 'init_variables', recording)
+    monkeypatch.setattr(select, 'guard', lambda *a, **k: [])  # the smoke model's rounds must not stop the run
+    c = _config(rounds=2)
+    c.relabel.fresh_rounds = 1
+    c.train.epochs, c.relabel.epochs = 2, 1
+    main.run(c, str(tmp_path))
+    rounds = json.load(open(tmp_path / 'summary.json'))['rounds']
+    assert [r['epochs'] for r in rounds] == [2, 2, 1]
+    assert c.seed + relabel.INIT_SEED_STRIDE in seeds
+    assert c.seed + 2 * relabel.INIT_SEED_STRIDE not in seeds  # round 2 drew no init of its own
+
+
+@pytest.mark.slow
 def test_the_default_recipe_decides_without_multi_label_truth(tmp_path, monkeypatch):
     """The same run with the hidden truth removed makes exactly the same decisions: truth only scores."""
     import dataclasses

@@ -38,6 +38,7 @@ from mlrelabel.relabel import assign, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
 from mlrelabel.relabel.rule import apply_rule, fit_mixtures, thresholds_doc, thresholds_from_config
 
+INIT_SEED_STRIDE = 10007  # round k > 0 without a warm start initialises from seed + k * this
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
 SUMMARY_KEYS = (
     'val_top1', 'val_given_map', 'heldout_pu_score', 'heldout_mixture_f1', 'labels_f1', 'val_f1', 'labels_per_image',
@@ -189,18 +190,23 @@ def _train_round(ctx: RelabelRun, k: int, prev_state, labels, loss: str, arm: st
     """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<arm>`); returns `(state,
     history)`.
 
-    A warm start begins from round k-1's final weights (`prev_state`), else from the seed's fresh init. The
-    control arm (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data
-    order and keys, so the two differ in their labels alone.
+    Rounds 1..`relabel.fresh_rounds` start from an init of their own and train `train.epochs`, as round 0 does;
+    later rounds warm-start from round k-1's final weights (`prev_state`) for `relabel.epochs` (without
+    `relabel.warm_start`: from an init of their own, for as long). The control arm
+    (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data order and keys,
+    so the two differ in their labels alone.
     """
     config, rc = ctx.config, ctx.config.relabel
     cfg = config.copy_and_resolve_references()
-    if k > 0 and rc.epochs:
+    fresh = k <= rc.get('fresh_rounds', 0)  # round 0 too
+    if not fresh and rc.epochs:
         cfg.train.epochs = rc.epochs
-    if k > 0 and rc.warm_start:
+    if not fresh and rc.warm_start:
         variables = prev_state.variables
     else:
-        variables = common.init_variables(ctx.model, config, config.seed)
+        # A round k > 0 that starts afresh draws its own init: a model that differs from round 0's in its start
+        # as well as its labels errs elsewhere, and the evidence averaged over rounds gains from that.
+        variables = common.init_variables(ctx.model, config, config.seed + INIT_SEED_STRIDE * k)
     state, history, _ = common.fit_validated(
         ctx.model,
         variables,

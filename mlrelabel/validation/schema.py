@@ -316,6 +316,7 @@ SCHEMA: dict[str, Check] = {
     'relabel.stable_fraction': FRACTION,
     'relabel.review': boolean(),
     'relabel.min_steps': integer(0),
+    'relabel.fresh_rounds': integer(0),
     'relabel.min_delta': NONNEGATIVE,
     'relabel.patience': integer(1),
     'relabel.tolerance': number(0, 1, hi_open=True),
