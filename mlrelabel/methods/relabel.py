@@ -38,7 +38,7 @@ from mlrelabel.relabel import assign, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
 from mlrelabel.relabel.rule import apply_rule, fit_mixtures, thresholds_doc, thresholds_from_config
 
-INIT_SEED_STRIDE = 10007  # round k > 0 without a warm start initialises from seed + k * this
+INIT_SEED_STRIDE = 10007  # a round k > 0 that starts afresh initialises from seed + k * this
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
 SUMMARY_KEYS = (
     'val_top1', 'val_given_map', 'heldout_pu_score', 'heldout_mixture_f1', 'labels_f1', 'val_f1', 'labels_per_image',
