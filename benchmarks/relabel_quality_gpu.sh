@@ -3,10 +3,13 @@
 # each variant below runs 3 seeds of the built-in digit scenes (and 'json' ones digit scenes of another
 # composition read from label files), every run at once (tiny models leave the GPU mostly idle; compiled
 # programs are shared through the compilation cache). Quality figures only: wall times are the GPU's, not the
-# 2-core CPU's of the targets. Writes $OUT/quality_<variant>.json, the logs, and runs.tgz (every run's JSON
-# files: labels per round, metrics, summaries) for scoring afterwards, also of runs cut off by the time limit.
+# 2-core CPU's of the targets. Writes $OUT/runs.tgz (each variant's quality_<variant>.json and log, and every
+# run's JSON files: labels per round, metrics, summaries, for scoring afterwards, also of runs cut off by the
+# time limit) and $OUT/summary.txt (the last lines of each variant's log).
 #
-#   bash benchmarks/relabel_quality_gpu.sh            # on the GPU machine, with .whl/ carried
+#   bash benchmarks/relabel_quality_gpu.sh                 # on the GPU machine, with .whl/ carried
+#   bash benchmarks/relabel_quality_gpu.sh VARIANTS_FILE   # other variants: one per line, 'name data flags...'
+#                                                          # (data: digits | json_digits | photos; '#' comments)
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -24,15 +27,23 @@ run() {  # name data flags...
   local name=$1 data=$2
   shift 2
   timeout -k 5 "$LIMIT" "$PY" benchmarks/relabel_quality.py --data="$data" --seeds=0,1,2 --parallel=3 \
-    --workdir="/tmp/quality/$name" --out="$OUT/quality_$name.json" -- "$@" >"$OUT/quality_$name.log" 2>&1 &
+    --workdir="/tmp/quality/$name" --out="/tmp/quality/quality_$name.json" -- "$@" >"/tmp/quality/quality_$name.log" 2>&1 &
 }
-run default digits
-run fast digits $FAST
-run fast6 digits $FAST --config.relabel.max_rounds=6
-run json_fast json_digits $FAST
+if [ $# -ge 1 ]; then
+  while read -r name data flags; do
+    case "$name" in '' | '#'*) continue ;; esac
+    # shellcheck disable=SC2086  # flags split into words on purpose
+    run "$name" "$data" $flags
+  done <"$1"
+else
+  run default digits
+  run fast digits $FAST
+  run fast6 digits $FAST --config.relabel.max_rounds=6
+  run json_fast json_digits $FAST
+fi
 wait
-nvidia-smi --query-gpu=name,memory.used --format=csv >"$OUT/gpu.txt" 2>&1
-(cd /tmp/quality && find . \( -name '*.json' -o -name '*.log' \) -not -path '*checkpoints*' -not -path '*/images/*' \
+nvidia-smi --query-gpu=name,memory.used --format=csv >/tmp/quality/gpu.txt 2>&1
+(cd /tmp/quality && find . \( -name '*.json' -o -name '*.log' -o -name '*.txt' \) -not -path '*checkpoints*' -not -path '*/images/*' \
   | tar -czf "$OUT/runs.tgz" -T -)
-tail -n 2 "$OUT"/quality_*.log
+tail -n 2 /tmp/quality/quality_*.log | tee "$OUT/summary.txt"
 ls -la "$OUT"
