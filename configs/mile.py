@@ -30,6 +30,17 @@ def mile_fields(schema: str = 'mile') -> ml_collections.ConfigDict:
             # 'persist' (from its own, so the given labels reach it only through pseudo-labels). 'teacher'
             # measured better at this budget on both layouts (README, MILe section).
             'student_init': 'teacher',
+            # Fraction of the run's updates that lengthen the first interactive phase: the first teacher
+            # learns the given labels before anyone imitates it (an untrained teacher puts every class near
+            # p = 0.5, above rho, and its students learn noise).
+            'burn_in': 0.3,
+            # The run returns the better of the final teacher and student on this single-label validation
+            # metric, so a run ending inside an interactive phase keeps the teacher's last steps when they pay.
+            'select_metric': 'val_given_map',
+            # 'run': teacher and student follow one learning-rate schedule over the run's global steps (a
+            # network's step k takes the rate of the run's step it falls on); 'own': each network's schedule
+            # spans only its own share of the steps (warm-up and decay twice as fast, restarted per network).
+            'lr_schedule': 'run',
         }
     )
 

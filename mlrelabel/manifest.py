@@ -7,7 +7,8 @@ run.json (format 1), written atomically:
   (int or null), rounds ([{round, checkpoint, head}], [] for single-model methods), labels (the final
   label file, relative, or null) and thresholds ('thresholds.json' or null: {"classes", "thresholds"
   [C] in the head's probability space, "space": "probability"}; relabel rounds add "evidence": "crops" and
-  "log_odds" [C], thresholds on the crop evidence, see `mlrelabel.label_sets`).
+  "log_odds" [C], thresholds on the crop evidence, see `mlrelabel.label_sets`) and network (MILe: which of
+  the checkpoint's 'teacher' and 'student' the run returned; null elsewhere).
 `mlrelabel.run.load_run` reads it (predict, the Python API); nothing reads a method's internals.
 """
 
@@ -27,9 +28,11 @@ HEADS = ('softmax', 'sigmoid', 'group_softmax')
 # run.json's fields in order; `REQUIRED` must be given, the rest default to null / [].
 FIELDS = (
     'method', 'num_classes', 'class_names', 'head', 'groups', 'image_size', 'mean', 'std', 'model',
-    'checkpoint', 'chosen_round', 'rounds', 'labels', 'thresholds',
+    'checkpoint', 'chosen_round', 'rounds', 'labels', 'thresholds', 'network',
 )  # fmt: skip
-REQUIRED = tuple(k for k in FIELDS if k not in ('groups', 'chosen_round', 'rounds', 'labels', 'thresholds'))
+REQUIRED = tuple(
+    k for k in FIELDS if k not in ('groups', 'chosen_round', 'rounds', 'labels', 'thresholds', 'network')
+)
 
 
 def write_manifest(workdir: str, manifest: dict) -> None:
@@ -72,6 +75,7 @@ def manifest_fields(config, *, num_classes: int, head: str, class_names=None, gr
         'rounds': [],
         'labels': None,
         'thresholds': None,
+        'network': None,
     }
     m.update(fields)
     return {'format': FORMAT, **{k: m[k] for k in FIELDS}, **{k: v for k, v in m.items() if k not in FIELDS}}

@@ -49,6 +49,12 @@ def derive_manifest(workdir: str, config) -> dict:
         from mlrelabel.methods.mile import SCHEMA_LOSSES
 
         head = evaluate.head_of(SCHEMA_LOSSES[config.mile.schema])
+        metrics_path = os.path.join(workdir, 'metrics.json')
+        if os.path.exists(metrics_path):  # the network the run returned (teacher or student)
+            with open(metrics_path) as f:
+                network = json.load(f).get('network')
+            if network:
+                info['network'] = network
     if 'partial' in config:
         head = config.partial.head
     fields = {}
@@ -96,6 +102,7 @@ def derive_manifest(workdir: str, config) -> dict:
         class_names=info.get('class_names'),
         groups=info.get('groups'),
         **fields,
+        **({'network': info['network']} if 'network' in info else {}),
     )
 
 
@@ -273,8 +280,8 @@ class Run:
 
         directory = os.path.join(self.workdir, checkpoint)
         state, step = inference.restore_latest(directory)
-        if 'student' in state:  # MILe: the student is the evaluated model
-            state = state['student']
+        if 'student' in state:  # MILe: the network the run returned (older runs: the student)
+            state = state[self.manifest.get('network') or 'student']
         variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
         if self.manifest['model'].get('freeze_backbone', False):
             from mlrelabel.models.frozen import FrozenBackbone

@@ -2,6 +2,7 @@
 and the two configs."""
 
 import importlib.util
+import json
 import os
 
 import flax.linen as nn
@@ -56,6 +57,66 @@ def test_phase_schedule():
         M.phase_of(0, 3, 0)
     with pytest.raises(ValueError, match='step'):
         M.phase_of(-1, 3, 2)
+
+
+def test_burn_in_lengthens_the_first_interactive_phase_only():
+    t, i = M.INTERACTIVE, M.IMITATION
+    got = [M.phase_of(s, 3, 2, burn_in=4) for s in range(14)]
+    assert got == [(t, k) for k in range(7)] + [(i, 0), (i, 1), (t, 0), (t, 1), (t, 2), (i, 0), (i, 1)]
+    assert [M.generation_of(s, 3, 2, burn_in=4) for s in range(14)] == [0] * 9 + [1] * 5
+    for total in range(16):
+        teacher = sum(M.phase_of(s, 3, 2, burn_in=4)[0] == t for s in range(total))
+        assert M.phase_counts(total, 3, 2, burn_in=4) == (teacher, total - teacher)
+    assert M.burn_in_steps(100, 0.3) == 30 and M.burn_in_steps(7, 0.0) == 0
+    with pytest.raises(ValueError, match='burn_in'):
+        M.burn_in_steps(100, 1.0)
+    with pytest.raises(ValueError, match='burn-in'):
+        M.phase_of(0, 3, 2, burn_in=-1)
+
+
+@pytest.mark.parametrize('burn_in', [0, 4])
+def test_global_step_of_inverts_the_schedule_for_each_network(burn_in):
+    """Both networks' k-th own steps map to the global steps where they ran, so one learning-rate schedule over
+    the run applies to both (jitted, as inside the optimizer)."""
+    steps = {M.INTERACTIVE: [], M.IMITATION: []}
+    for s in range(40):
+        steps[M.phase_of(s, 3, 2, burn_in)[0]].append(s)
+    for phase, where in steps.items():
+        mapped = jax.jit(lambda c, phase=phase: M.global_step_of(c, phase, 3, 2, burn_in))(
+            jnp.arange(len(where))
+        )
+        np.testing.assert_array_equal(mapped, where)
+    with pytest.raises(ValueError, match='phase'):
+        M.global_step_of(0, 'teaching', 3, 2)
+
+
+def test_run_schedule_gives_teacher_and_student_the_rate_of_the_global_step(tiny_config, tiny_data):
+    from mlrelabel.train.mile_task import MileTask
+
+    cfg = tiny_config
+    cfg.mile = _config('mile.py', 'smoke').mile
+    cfg.mile.burn_in = 0.3
+    task = MileTask(
+        TinyNet(), _tiny_variables(cfg), tiny_data['train'], cfg, mesh=parallel.make_mesh(1), ckpt_dir=''
+    )
+    total = task.steps_per_epoch * cfg.train.epochs
+    base = optim.make_schedule(cfg.optim.schedule, cfg.optim.learning_rate, cfg.optim.warmup_epochs,
+                               task.steps_per_epoch, cfg.train.epochs)  # fmt: skip
+    counts = {M.INTERACTIVE: 0, M.IMITATION: 0}
+    for s in range(total):
+        phase = M.phase_of(s, *task.schedule)[0]
+        sched = task.sched_t if phase == M.INTERACTIVE else task.sched_s
+        np.testing.assert_allclose(float(sched(counts[phase])), float(base(s)), rtol=1e-6)
+        counts[phase] += 1
+    assert counts[M.IMITATION] > 0
+
+
+def test_choose_network_takes_the_higher_single_label_metric_and_keeps_the_student_on_ties():
+    assert M.choose_network({'val_given_map': 0.6}, {'val_given_map': 0.5}, 'val_given_map') == 'teacher'
+    assert M.choose_network({'val_given_map': 0.5}, {'val_given_map': 0.5}, 'val_given_map') == 'student'
+    assert M.choose_network({'val_top1': 0.4}, {'val_top1': 0.7}, 'val_top1') == 'student'
+    with pytest.raises(ValueError, match='select_metric'):
+        M.choose_network({'val_top1': 0.4}, {'val_top1': 0.7}, 'val_given_map')
 
 
 def test_pseudo_labels_threshold_probabilities_or_given_and_sampling():
@@ -148,17 +209,21 @@ def test_resume_mid_phase_matches_uninterrupted(student_init, tiny_config, tiny_
     cfg = tiny_config
     cfg.mile = _config('mile.py', 'smoke').mile  # k_t=3, k_s=2: 8 steps = gens 0, 1 (+ 2 interactive)
     cfg.mile.student_init = student_init
+    cfg.mile.burn_in = 0.0
     cfg.train.checkpoint_every_steps = 0
     evals = []
 
     def eval_fn(s):
         evals.append(int(s.step))
-        return {'val_x': float(sum(np.asarray(x).sum() for x in jax.tree.leaves(s.params)))}
+        return {'val_given_map': float(sum(np.asarray(x).sum() for x in jax.tree.leaves(s.params)))}
 
     full, full_hist = _fit_mile(cfg, tiny_data, str(tmp_path / 'full'), eval_fn=eval_fn)
     assert [r['phase'] for r in full_hist] == [M.IMITATION, M.INTERACTIVE]  # after steps 3 and 7
     assert [r['generation'] for r in full_hist] == [0, 1]
-    assert evals == [1, 2]  # the student's own step count: imitation steps 3, and 4 (of 0..7)
+    # The student's own step count (imitation steps 3, and 4 of 0..7), then the final teacher (steps 0-2, 5-7)
+    # for the choice of the returned network.
+    assert evals == [1, 2, 6]
+    assert full_hist[-1]['network'] in ('teacher', 'student')
     assert 0 < full_hist[0]['pseudo_per_image'] <= 10
 
     cut = str(tmp_path / 'cut')
@@ -178,6 +243,44 @@ def test_resume_mid_phase_matches_uninterrupted(student_init, tiny_config, tiny_
     assert hist == full_hist
     assert leaves_close(student.params, full.params, atol=0, rtol=0)
     assert leaves_close(student.batch_stats, full.batch_stats, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize('teacher_wins', [True, False])
+def test_burn_in_validates_the_teacher_and_the_run_returns_the_better_network(
+    teacher_wins, tiny_config, tiny_data, tmp_path
+):
+    """8 steps, burn-in 0.3 (2 steps), k_t=3, k_s=2: the teacher runs steps 0-4 and 7, the student 5-6. Epoch
+    1 (steps 0-3) validates the teacher, the only trained network; the end returns the better of the two on
+    `mile.select_metric`, whatever the order of a killed and resumed run."""
+    cfg = tiny_config
+    cfg.mile = _config('mile.py', 'smoke').mile
+    cfg.mile.burn_in = 0.3
+    cfg.train.checkpoint_every_steps = 0
+    seen = []
+
+    def eval_fn(s):
+        seen.append(int(s.step))
+        # A stand-in metric that favours the network with more (or fewer) steps of its own.
+        return {'val_given_map': float(s.step if teacher_wins else -s.step), 'val_top1': 0.5}
+
+    net, hist = _fit_mile(cfg, tiny_data, str(tmp_path / 'full'), eval_fn=eval_fn)
+    assert seen == [
+        4,
+        2,
+        6,
+    ]  # epoch 1: the teacher (4 steps); epoch 2: the student (2); the final teacher (6)
+    assert [r['phase'] for r in hist] == [M.INTERACTIVE, M.INTERACTIVE]
+    last = hist[-1]
+    assert last['network'] == ('teacher' if teacher_wins else 'student')
+    assert int(net.step) == (6 if teacher_wins else 2)
+    assert last['teacher_val_given_map'] == (6.0 if teacher_wins else -6.0)
+    assert last['val_given_map'] == max(last['teacher_val_given_map'], last['student_val_given_map'])
+
+    cut = str(tmp_path / 'cut')
+    _fit_mile(cfg, tiny_data, cut, stop_at_step=3, eval_fn=eval_fn)  # killed inside the burn-in
+    net_again, hist_again = _fit_mile(cfg, tiny_data, cut, eval_fn=eval_fn)
+    assert hist_again == hist
+    assert leaves_close(net_again.params, net.params, atol=0, rtol=0)
 
 
 def _template(cfg):
@@ -210,8 +313,9 @@ def test_configs():
         _config('mile_imagenet.py', 'huge')
 
 
-def test_load_run_predicts_with_the_student_of_a_mile_run_and_its_schema_head(tmp_path):
-    """`mlrelabel.load_run` on a MILe run: the student's weights, the schema's link, with or without run.json."""
+def test_load_run_predicts_with_the_network_a_mile_run_returned_and_its_schema_head(tmp_path):
+    """`mlrelabel.load_run` on a MILe run: the returned network's weights (teacher or student, as metrics.json and
+    run.json say), the schema's link, with or without run.json."""
     from mlrelabel import main
     from mlrelabel.methods import common
     from mlrelabel.run import load_run
@@ -224,12 +328,22 @@ def test_load_run_predicts_with_the_student_of_a_mile_run_and_its_schema_head(tm
         0, 256, (3, cfg.data.image_size, cfg.data.image_size, 3), np.uint8
     )
     state, _ = inference.restore_latest(str(tmp_path / 'checkpoints'))
-    student = {'params': state['student']['params'], 'batch_stats': state['student']['batch_stats']}
+    with open(tmp_path / 'metrics.json') as f:
+        network = json.load(f)['network']  # the better of teacher and student on val_given_map
+    assert network in ('teacher', 'student')
+    returned = {'params': state[network]['params'], 'batch_stats': state[network]['batch_stats']}
     model = common.build_model(cfg, cfg.data.num_classes)
-    expected = jax.nn.sigmoid(model.apply(student, augment.normalize(images, cfg.data.mean, cfg.data.std)))
+    expected = jax.nn.sigmoid(model.apply(returned, augment.normalize(images, cfg.data.mean, cfg.data.std)))
+    other = 'student' if network == 'teacher' else 'teacher'
+    other_vars = {'params': state[other]['params'], 'batch_stats': state[other]['batch_stats']}
+    unexpected = jax.nn.sigmoid(
+        model.apply(other_vars, augment.normalize(images, cfg.data.mean, cfg.data.std))
+    )
+    assert not np.allclose(expected, unexpected, atol=1e-5)  # the two networks differ: the choice matters
     for manifest in ('written', 'derived'):
         if manifest == 'derived':
             os.remove(tmp_path / 'run.json')
         run = load_run(str(tmp_path))
         assert run.method == 'mile' and run.head == 'sigmoid' and run.num_classes == cfg.data.num_classes
+        assert run.manifest['network'] == network
         np.testing.assert_allclose(run.predict(images), expected, atol=1e-5, err_msg=manifest)

@@ -274,9 +274,10 @@ def final_metrics(model, state, history, data, config, mesh, head: str, workdir:
     return final
 
 
-def finish_single_model(workdir: str, config, result: dict, train, head: str, title: str) -> None:
+def finish_single_model(workdir: str, config, result: dict, train, head: str, title: str, **manifest) -> None:
     """The outputs of a run that trains one model (supervised, MILe): `metrics.json` (`result`), the history
-    plot `training.png`, the final table on stdout, then `record_run` with the training set's classes."""
+    plot `training.png`, the final table on stdout, then `record_run` with the training set's classes (and
+    the extra `manifest` fields)."""
     from mlrelabel import report  # matplotlib: only where pictures are drawn
     from mlrelabel.io_utils import atomic_write_json
 
@@ -294,6 +295,7 @@ def finish_single_model(workdir: str, config, result: dict, train, head: str, ti
         head=head,
         class_names=train.class_names,
         groups=train.groups,
+        **manifest,
     )
 
 

@@ -21,6 +21,7 @@ import os
 
 from mlrelabel.methods import common
 from mlrelabel.train import loop
+from mlrelabel.train import mile as mile_steps
 from mlrelabel.train.mile_task import MileTask, counters
 
 SCHEMA_LOSSES = {'softmax': 'softmax_ce', 'sigmoid': 'sigmoid_bce', 'mile': 'sigmoid_bce'}
@@ -48,14 +49,19 @@ def run(config, workdir: str) -> dict:
         )
     final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
     result = {'schema': schema, 'loss': loss, 'history': history, 'final': final}
+    extra = {}
+    if schema == 'mile':  # which network the checkpoint's model is (load_run, predict)
+        result['network'] = extra['network'] = history[-1].get('network', 'student')
     common.finish_single_model(
-        workdir, config, result, train, head, title=f'{schema} ({config.model.name}) on {train.name}'
+        workdir, config, result, train, head, title=f'{schema} ({config.model.name}) on {train.name}', **extra
     )
     return result
 
 
 def fit_mile(model, variables: dict, dataset, cfg, *, mesh, ckpt_dir: str, **loop_options):
-    """Iterated learning from `variables` for `train.epochs` epochs; returns `(student, history)`.
+    """Iterated learning from `variables` for `train.epochs` epochs; returns `(network, history)`: the better of
+    the final teacher and student on `mile.select_metric` when `eval_fn` validates (`choose_final`), else the
+    student.
 
     MILe's phases are a task (`mlrelabel.train.mile_task.MileTask`) of the one training loop
     (`loop.run_task`): checkpoints, resume, divergence checks and validation are those of every method.
@@ -67,7 +73,35 @@ def fit_mile(model, variables: dict, dataset, cfg, *, mesh, ckpt_dir: str, **loo
     task = MileTask(
         model, variables, dataset, cfg, mesh=mesh, ckpt_dir=ckpt_dir, augment_cfg=loop.augment_config(cfg)
     )
-    return loop.run_task(task, cfg, mesh=mesh, ckpt_dir=ckpt_dir, **loop_options)
+    state, history = loop.run_task(task, cfg, mesh=mesh, ckpt_dir=ckpt_dir, **loop_options)
+    eval_fn = loop_options.get('eval_fn')
+    total = task.steps_per_epoch * cfg.train.epochs
+    if eval_fn is None or not history or history[-1]['step'] != total:
+        return state, history  # killed before the end, or nothing to compare on
+    return choose_final(task, history, eval_fn, cfg.mile.get('select_metric', 'val_given_map'))
+
+
+def choose_final(task: MileTask, history: list, eval_fn, metric: str):
+    """The better of the final teacher and student on validation `metric` (single labels only): a run that
+    ends inside an interactive phase keeps its teacher's last steps when they paid. Returns `(state, history)`
+    with the last row's validation metrics those of the returned network, `network` naming it and
+    `teacher_<metric>` / `student_<metric>` the two scores."""
+    last = dict(history[-1])
+    evaluated = task.evaluated()
+    if evaluated is task.teacher:  # no imitation ran (burn-in of the whole run): nothing to choose
+        return evaluated, history[:-1] + [dict(last, network='teacher')]
+    student_row = {k: v for k, v in last.items() if k.startswith('val_')}
+    teacher_row = eval_fn(task.teacher)
+    network = mile_steps.choose_network(teacher_row, student_row, metric)
+    last.update(teacher_row if network == 'teacher' else student_row)
+    last.update(
+        {
+            'network': network,
+            f'teacher_{metric}': teacher_row[metric],
+            f'student_{metric}': student_row[metric],
+        }
+    )
+    return (task.teacher if network == 'teacher' else task.student), history[:-1] + [last]
 
 
 _counters = counters  # the checkpointed schedule position (kept importable from here)

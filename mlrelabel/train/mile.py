@@ -34,28 +34,76 @@ def check_schedule(k_t: int, k_s: int) -> None:
         raise ValueError(f'config.mile.k_t={k_t} and config.mile.k_s={k_s}: both phases need >= 1 step')
 
 
-def phase_of(step: int, k_t: int, k_s: int) -> tuple[str, int]:
-    """`(phase, step_in_phase)` of global step `step` (0-based): steps `g*(k_t+k_s) + [0, k_t)` are
-    interactive (teacher), the next `k_s` imitation (student)."""
+def check_burn_in(burn_in: int) -> None:
+    if int(burn_in) < 0:
+        raise ValueError(f'MILe burn-in must be >= 0 steps, got {burn_in}')
+
+
+def phase_of(step: int, k_t: int, k_s: int, burn_in: int = 0) -> tuple[str, int]:
+    """`(phase, step_in_phase)` of global step `step` (0-based). The first `burn_in` steps lengthen generation
+    0's interactive phase (the teacher learns the given labels before anyone imitates it); after them steps
+    `burn_in + g*(k_t+k_s) + [0, k_t)` are interactive (teacher), the next `k_s` imitation (student)."""
     check_schedule(k_t, k_s)
+    check_burn_in(burn_in)
     if step < 0:
         raise ValueError(f'step must be >= 0, got {step}')
-    r = int(step) % (k_t + k_s)
+    if step < burn_in + k_t:
+        return INTERACTIVE, int(step)
+    r = (int(step) - burn_in) % (k_t + k_s)
     return (INTERACTIVE, r) if r < k_t else (IMITATION, r - k_t)
 
 
-def generation_of(step: int, k_t: int, k_s: int) -> int:
+def generation_of(step: int, k_t: int, k_s: int, burn_in: int = 0) -> int:
     """0-based generation (teacher/student pair) that global step `step` belongs to."""
     check_schedule(k_t, k_s)
-    return int(step) // (k_t + k_s)
+    check_burn_in(burn_in)
+    return max(int(step) - burn_in, 0) // (k_t + k_s)
 
 
-def phase_counts(total_steps: int, k_t: int, k_s: int) -> tuple[int, int]:
+def phase_counts(total_steps: int, k_t: int, k_s: int, burn_in: int = 0) -> tuple[int, int]:
     """`(interactive, imitation)` numbers of steps among global steps `0 .. total_steps - 1`."""
     check_schedule(k_t, k_s)
-    full, rest = divmod(int(total_steps), k_t + k_s)
-    teacher = full * k_t + min(rest, k_t)
-    return teacher, int(total_steps) - teacher
+    check_burn_in(burn_in)
+    total = int(total_steps)
+    full, rest = divmod(max(total - burn_in, 0), k_t + k_s)
+    teacher = min(total, burn_in) + full * k_t + min(rest, k_t)
+    return teacher, total - teacher
+
+
+def global_step_of(count, phase: str, k_t: int, k_s: int, burn_in: int = 0):
+    """The global step (0-based) at which a network takes its `count`-th own step (0-based; jittable, also on
+    traced ints): the inverse of `phase_counts` for `phase`. Lets both networks follow one learning-rate
+    schedule over the whole run instead of two schedules over their own shares of it."""
+    check_schedule(k_t, k_s)
+    check_burn_in(burn_in)
+    count = jnp.asarray(count)
+    cycle = k_t + k_s
+    if phase == INTERACTIVE:
+        first = burn_in + k_t  # generation 0's interactive phase
+        m = jnp.maximum(count - first, 0)
+        later = burn_in + (m // k_t + 1) * cycle + m % k_t
+        return jnp.where(count < first, count, later)
+    if phase == IMITATION:
+        return burn_in + k_t + (count // k_s) * cycle + count % k_s
+    raise ValueError(f'phase must be one of {PHASES}, got {phase!r}')
+
+
+def burn_in_steps(total_steps: int, fraction: float) -> int:
+    """The burn-in of a run of `total_steps` updates: `fraction` of them, rounded down."""
+    if not 0.0 <= float(fraction) < 1.0:
+        raise ValueError(f'config.mile.burn_in must be in [0, 1), got {fraction}')
+    return int(float(fraction) * int(total_steps))
+
+
+def choose_network(teacher_row: dict, student_row: dict, metric: str) -> str:
+    """'teacher' or 'student': the network with the higher validation `metric` (a single-label metric such as
+    `val_given_map` or `val_top1`, so the choice needs no multi-label truth); a tie keeps the student."""
+    for name, row in (('teacher', teacher_row), ('student', student_row)):
+        if metric not in row:
+            raise ValueError(
+                f'config.mile.select_metric={metric!r}: the {name} has no such metric ({sorted(row)})'
+            )
+    return 'teacher' if float(teacher_row[metric]) > float(student_row[metric]) else 'student'
 
 
 def pseudo_labels(

@@ -5,7 +5,12 @@ sampler and runs the phase `mile.phase_of(s, k_t, k_s)`: interactive (the teache
 imitation (the student learns the teacher's binarized predictions). The hand-overs happen at the start of a
 phase's first step (the student becomes the teacher; the student optionally restarts from the teacher), so
 resuming from a checkpoint after any step replays the uninterrupted run exactly. Teacher and student have their
-own optimizers whose schedules span their own number of steps in the run; the student is the evaluated model.
+own optimizers; by default both follow one learning-rate schedule over the run's global steps
+(`mile.lr_schedule='run'`), else each a schedule over its own share of the steps ('own'). The first
+`mile.burn_in` fraction of the run's steps lengthens the first interactive phase, so the first teacher is
+imitated only once it has learned the given labels. The student is validated each epoch (the teacher while no
+imitation has run); at the end `methods.mile.fit_mile` returns the better of the two on a single-label
+validation metric.
 """
 
 from __future__ import annotations
@@ -28,13 +33,13 @@ def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def counters(step: int, k_t: int, k_s: int) -> dict:
+def counters(step: int, k_t: int, k_s: int, burn_in: int = 0) -> dict:
     """The schedule position stored in checkpoints (int32 scalars): the next global step to run, its
     generation, phase (index into `PHASES`) and step within the phase."""
-    phase, within = mile_steps.phase_of(step, k_t, k_s)
+    phase, within = mile_steps.phase_of(step, k_t, k_s, burn_in)
     values = {
         'step': step,
-        'generation': mile_steps.generation_of(step, k_t, k_s),
+        'generation': mile_steps.generation_of(step, k_t, k_s, burn_in),
         'phase': mile_steps.PHASES.index(phase),
         'step_in_phase': within,
     }
@@ -62,10 +67,27 @@ class MileTask(Task):
         self.dataset = dataset
         self.sampler = pipeline.IndexSampler(len(dataset), batch_size, cfg.seed)
         self.steps_per_epoch = self.sampler.steps_per_epoch
-        n_teacher, n_student = mile_steps.phase_counts(self.steps_per_epoch * tcfg.epochs, k_t, k_s)
+        total = self.steps_per_epoch * tcfg.epochs
+        self.burn_in = mile_steps.burn_in_steps(total, mc.get('burn_in', 0.0))
+        self.schedule = (k_t, k_s, self.burn_in)
+        n_teacher, n_student = mile_steps.phase_counts(total, *self.schedule)
         epochs = tcfg.epochs
-        tx_t, self.sched_t = optim.make_optimizer(cfg.optim, max(n_teacher, 1) / epochs, epochs, batch_size)
-        tx_s, self.sched_s = optim.make_optimizer(cfg.optim, max(n_student, 1) / epochs, epochs, batch_size)
+        if mc.get('lr_schedule', 'run') == 'run':  # one schedule over the run's steps, for both networks
+
+            def network_optimizer(phase):
+                to_run = lambda count: mile_steps.global_step_of(count, phase, *self.schedule)  # noqa: E731
+                return optim.make_optimizer(
+                    cfg.optim, self.steps_per_epoch, epochs, batch_size, step_map=to_run
+                )
+
+            (tx_t, self.sched_t), (tx_s, self.sched_s) = map(network_optimizer, mile_steps.PHASES)
+        else:  # 'own': each network's schedule spans its own share of the steps
+            tx_t, self.sched_t = optim.make_optimizer(
+                cfg.optim, max(n_teacher, 1) / epochs, epochs, batch_size
+            )
+            tx_s, self.sched_s = optim.make_optimizer(
+                cfg.optim, max(n_student, 1) / epochs, epochs, batch_size
+            )
         key = jax.random.PRNGKey(cfg.seed)
         state = {
             'teacher': TrainState.create(variables, tx_t, jax.random.fold_in(key, 0)),
@@ -88,21 +110,22 @@ class MileTask(Task):
         snapshot = {
             'teacher': self.teacher,
             'student': self.student,
-            'counters': counters(step, self.k_t, self.k_s),
+            'counters': counters(step, *self.schedule),
         }
         return parallel.replicate(snapshot, self.mesh)
 
     def meta(self, step):
-        return {'logs': self.logs, 'phase': mile_steps.phase_of(step, self.k_t, self.k_s)[0]}
+        return {'logs': self.logs, 'phase': mile_steps.phase_of(step, *self.schedule)[0]}
 
     def restore(self, state, meta):
         self.teacher, self.student, self.logs = state['teacher'], state['student'], meta['logs']
         step = int(state['counters']['step'])
-        expected = counters(step, self.k_t, self.k_s)
+        self._next_step = step
+        expected = counters(step, *self.schedule)
         if any(int(state['counters'][k]) != int(v) for k, v in expected.items()):
             raise SystemExit(
                 f'{self.ckpt_dir}: checkpoint counters {jax.device_get(state["counters"])} do not match '
-                f'config.mile.k_t={self.k_t}, k_s={self.k_s}'
+                f'config.mile.k_t={self.k_t}, k_s={self.k_s}, burn-in {self.burn_in} steps'
             )
         return step
 
@@ -110,7 +133,7 @@ class MileTask(Task):
         return pipeline.train_batches(self.dataset, self.sampler, first, stop)
 
     def step(self, step, batch):
-        phase, within = mile_steps.phase_of(step, self.k_t, self.k_s)
+        phase, within = mile_steps.phase_of(step, *self.schedule)
         if phase == mile_steps.INTERACTIVE:
             if within == 0 and step > 0:
                 self.teacher = _copy(mile_steps.start_generation(self.teacher, self.student))
@@ -127,10 +150,7 @@ class MileTask(Task):
     def record(self, fetched, first):
         """Per step: the stepping network's loss and learning rate (its own schedule and count)."""
         counts = np.array(
-            [
-                mile_steps.phase_counts(s, self.k_t, self.k_s)
-                for s in range(first - 1, first - 1 + len(fetched))
-            ]
+            [mile_steps.phase_counts(s, *self.schedule) for s in range(first - 1, first - 1 + len(fetched))]
         )
         rates = {
             mile_steps.INTERACTIVE: np.broadcast_to(
@@ -160,14 +180,14 @@ class MileTask(Task):
             return {}
         return {
             'phase': self._last_phase,
-            'gen': mile_steps.generation_of(self._next_step - 1, self.k_t, self.k_s),
+            'gen': mile_steps.generation_of(self._next_step - 1, *self.schedule),
             'loss': f'{self.logs[last][-1]:.4f}',
         }
 
     def end_epoch(self, epoch, step):
         phase, generation = (
-            mile_steps.phase_of(step - 1, self.k_t, self.k_s)[0],
-            mile_steps.generation_of(step - 1, self.k_t, self.k_s),
+            mile_steps.phase_of(step - 1, *self.schedule)[0],
+            mile_steps.generation_of(step - 1, *self.schedule),
         )
         row = {'generation': generation, 'phase': phase}
         logs = self.logs
@@ -184,6 +204,10 @@ class MileTask(Task):
         return row
 
     def evaluated(self):
+        """The student once it has imitated; during the burn-in (no imitation yet) the teacher, the only
+        network that has learned anything."""
+        if mile_steps.phase_counts(self._next_step, *self.schedule)[1] == 0:
+            return self.teacher
         return self.student
 
     def epoch_note(self, row):

@@ -30,14 +30,18 @@ def decay_mask(params):
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def make_optimizer(cfg, steps_per_epoch: int, num_epochs: float, batch_size: int):
+def make_optimizer(cfg, steps_per_epoch: int, num_epochs: float, batch_size: int, step_map=None):
     """Returns `(tx, schedule)` from `config.optim`: `name` in {'sgd', 'adamw'}.
 
     The peak rate is `learning_rate * batch_size / lr_base_batch` when `lr_base_batch` > 0 (the linear
-    scaling rule of Goyal et al., 2017), else `learning_rate`.
+    scaling rule of Goyal et al., 2017), else `learning_rate`. With `step_map(count) -> step`, the optimizer's
+    own update count is mapped to a step of the schedule first (MILe: a network's steps to the run's).
     """
     peak = cfg.learning_rate * (batch_size / cfg.lr_base_batch if cfg.get('lr_base_batch', 0) else 1.0)
     schedule = make_schedule(cfg.schedule, peak, cfg.warmup_epochs, steps_per_epoch, num_epochs)
+    if step_map is not None:
+        base = schedule
+        schedule = lambda count: base(step_map(count))  # noqa: E731
     mask = None if cfg.get('decay_norm_and_bias', False) else decay_mask
     if cfg.name == 'sgd':
         tx = optax.chain(

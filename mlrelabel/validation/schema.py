@@ -365,6 +365,9 @@ SCHEMA: dict[str, Check] = {
     'mile.or_given': boolean(),
     'mile.sample': boolean(),
     'mile.student_init': one_of('teacher', 'persist'),
+    'mile.burn_in': number(0, 1, hi_open=True),
+    'mile.select_metric': one_of('val_given_map', 'val_top1', 'val_top5'),
+    'mile.lr_schedule': one_of('run', 'own'),
     # parallel, report
     'parallel.num_devices': integer(0),
     'parallel.cpu_devices': integer(0),
