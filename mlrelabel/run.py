@@ -37,7 +37,8 @@ def _has_steps(directory: str) -> bool:
 
 def derive_manifest(workdir: str, config) -> dict:
     """The manifest of a run that wrote none: from config.json, partial_labels.json, summary.json and the
-    checkpoints on disk (relabel rounds: the last trained round unless summary.json names one)."""
+    checkpoints on disk (relabel rounds: the last trained round unless summary.json names one; MILe: the
+    network metrics.json names)."""
     from mlrelabel import evaluate
 
     info = {}
@@ -45,6 +46,7 @@ def derive_manifest(workdir: str, config) -> dict:
         with open(os.path.join(workdir, 'partial_labels.json')) as f:
             info = json.load(f)
     head = evaluate.head_of(config.train.loss)
+    network = None  # MILe: read from metrics.json below
     if 'mile' in config:
         from mlrelabel.methods.mile import SCHEMA_LOSSES
 
@@ -53,8 +55,6 @@ def derive_manifest(workdir: str, config) -> dict:
         if os.path.exists(metrics_path):  # the network the run returned (teacher or student)
             with open(metrics_path) as f:
                 network = json.load(f).get('network')
-            if network:
-                info['network'] = network
     if 'partial' in config:
         head = config.partial.head
     fields = {}
@@ -101,8 +101,8 @@ def derive_manifest(workdir: str, config) -> dict:
         head=head,
         class_names=info.get('class_names'),
         groups=info.get('groups'),
+        network=network,
         **fields,
-        **({'network': info['network']} if 'network' in info else {}),
     )
 
 
