@@ -187,6 +187,35 @@ def test_aggregate_crops_max_mean_mask():
         cf.aggregate_crops(per_crop, "max", jnp.ones((2, 2)))
 
 
+def test_aggregate_crops_top_k_is_the_mean_of_the_k_best_crops():
+    per_crop = jnp.array(
+        [
+            [[0.1, 0.9], [0.5, 0.2], [0.8, 0.0], [-1.0, 0.4]],
+            [[0.3, 0.3], [0.7, 0.1], [0.9, 0.9], [0.2, 0.8]],
+        ]
+    )  # [N=2, K=4, C=2]
+    np.testing.assert_allclose(cf.aggregate_crops(per_crop, "top2"), [[0.65, 0.65], [0.8, 0.85]], rtol=1e-6)
+    np.testing.assert_allclose(cf.aggregate_crops(per_crop, "top1"), cf.aggregate_crops(per_crop, "max"))
+    # k >= K: the mean of every crop.
+    np.testing.assert_allclose(
+        cf.aggregate_crops(per_crop, "top9"), cf.aggregate_crops(per_crop, "mean"), rtol=1e-6
+    )
+    # Masked crops never count; an image with fewer valid crops than k averages those it has; none gives 0.
+    mask = jnp.array([[True, False, False, True], [False, False, False, False]])
+    np.testing.assert_allclose(
+        cf.aggregate_crops(per_crop, "top3", mask), [[-0.45, 0.65], [0.0, 0.0]], rtol=1e-6
+    )
+    np.testing.assert_allclose(cf.aggregate_crops(per_crop[..., 1], "top2", mask), [0.65, 0.0], rtol=1e-6)
+    # It stays finite and exact under jit and for -inf-free large negative log-odds.
+    jitted = jax.jit(lambda x: cf.aggregate_crops(x, "top3"))
+    np.testing.assert_allclose(
+        jitted(per_crop - 50.0), cf.aggregate_crops(per_crop, "top3") - 50.0, rtol=1e-6
+    )
+    for bad in ("top0", "top", "topk", "top-1"):
+        with pytest.raises(ValueError, match="top<k>"):
+            cf.aggregate_crops(per_crop, bad)
+
+
 def test_confidence_fn_methods_and_errors(setup):
     model, variables, images = setup["model"], setup["variables"], setup["images"]
     key = jax.random.key(5)

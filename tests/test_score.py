@@ -36,7 +36,12 @@ def test_every_crop_kind_scores_and_aggregates(setup, kind):
     # num_crops=4 plus the whole image; the grid (scales 1.0, 0.6) holds the whole image already
     assert k == {'random': 5, 'fixed': 5, 'grid': 10, 'full': 1, 'proposals': 5}[kind]
     np.testing.assert_allclose(out['crop_conf'].sum(-1), 1.0, rtol=1e-5)  # softmax head: distributions
-    np.testing.assert_allclose(out['conf'], out['crop_conf'].max(1), rtol=1e-6)  # aggregate = max
+    # The default aggregate, 'top2': the mean of each class's two best crops (the one crop of 'full').
+    assert c.relabel.aggregate == 'top2'
+    best = -np.sort(-np.asarray(out['crop_log_odds']), axis=1)[:, :2]
+    np.testing.assert_allclose(out['log_odds'], best.mean(1), rtol=1e-5, atol=1e-6)
+    best = -np.sort(-np.asarray(out['crop_conf']), axis=1)[:, :2]
+    np.testing.assert_allclose(out['conf'], best.mean(1), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(out['boxes'][:, 0], [[0, 0, 1, 1]] * 4)  # include_full_image
     boxes = np.asarray(out['boxes'])
     assert (boxes >= 0).all() and (boxes <= 1).all() and (boxes[..., 2] > boxes[..., 0]).all()

@@ -43,7 +43,8 @@ def test_every_recipe_and_variant_is_valid(name):
 MISTAKES = [
     ('relabel.confidence', 'mc_dropot', "did you mean 'mc_dropout'"),
     ('relabel.crops.kind', 'gird', "did you mean 'grid'"),
-    ('relabel.aggregate', 'avg', "'max', 'mean'"),
+    ('relabel.aggregate', 'avg', "'max', 'mean' or 'top<k>'"),
+    ('relabel.aggregate', 'top0', "'top<k>'"),
     ('relabel.assign', 'calib', "'gmm', 'threshold'"),
     ('relabel.loss', 'bce', "'sigmoid_bce'"),
     ('relabel.uncertainty', 'variance', "'std'"),

@@ -155,6 +155,11 @@ def existing(kind: str = 'path') -> Check:
 
 
 # ------------------------------------------------------------------------------------------ schema
+AGGREGATE = matches(
+    r'max|mean|top[1-9][0-9]*',
+    "'max', 'mean' or 'top<k>' (the mean of the k best crops, e.g. 'top3')",
+    ('max', 'mean', 'top3'),
+)
 DATA_SOURCES = (
     'digit_scenes', 'json', 'folder', 'tfds', 'annotation_folder', 'attribute_csv', 'partial_json'
 )  # fmt: skip
@@ -289,7 +294,7 @@ SCHEMA: dict[str, Check] = {
     'relabel.evidence': one_of('mean', 'last'),
     'relabel.gmm_min_separation': NONNEGATIVE,
     'relabel.positive_floor': number(0, 1, hi_open=True),
-    'relabel.aggregate': one_of('max', 'mean'),
+    'relabel.aggregate': AGGREGATE,
     'relabel.assign': one_of(*ASSIGN_METHODS),
     'relabel.threshold': number(0, 1, lo_open=True, hi_open=True),
     'relabel.topk': integer(1),
