@@ -218,9 +218,6 @@ def summarize_samples(probs: jax.Array, head: str = "softmax") -> dict[str, jax.
     }
 
 
-AGGREGATES = ("max", "mean", "top<k>")  # 'top<k>': e.g. 'top3'
-
-
 def top_k_of(how: str) -> int | None:
     """k of an aggregate named 'top<k>' (k >= 1), else None."""
     if isinstance(how, str) and how.startswith("top") and how[3:].isdigit() and int(how[3:]) >= 1:
@@ -235,7 +232,7 @@ def aggregate_crops(per_crop: jax.Array, how: str = "max", mask: jax.Array | Non
     how='top<k>' (e.g. 'top3'): the mean of its k most confident crops (all of them when an image has fewer):
     an object that fits one window whole also lies mostly inside the overlapping windows around it, while a
     confusion tends to light up one window alone, so the mean of the best few separates the two better than
-    the maximum (digit scenes: +0.002 to +0.009 label F1 over 3 seeds, BENCHMARKS.md);
+    the maximum (top2 on the digit scenes: label F1 +0.004 to +0.008 in 3 seeds, BENCHMARKS.md);
     how='mean': the average over crops. `mask [N, K]` (bool or 0/1) excludes padded crops; an image
     whose crops are all masked gets 0.
     """
