@@ -26,6 +26,7 @@ def get_config(variant: str = ''):
     r.batch_size = 1024
     r.save_every_batches = 100
     r.epochs = 15  # fine-tuning epochs of rounds >= 1 (warm start)
+    r.fresh_rounds = 0  # a fresh round retrains as long as round 0 (90 ResNet-50 epochs): every round warm-starts
     r.max_rounds = 3
     if variant == 'smoke':
         apply_smoke(c)

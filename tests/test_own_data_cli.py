@@ -115,7 +115,12 @@ def test_predict_uses_the_rounds_crop_rule_quietly_with_names(csv_run, tmp_path)
     assert out.stdout.count('(round 1, step') == 2 and 'crop evidence' in out.stdout
     doc = json.load(open(tmp_path / 'p.json'))
     assert doc['evidence'] == 'crops' and doc['classes'] == NAMES and doc['round'] == 1
-    assert doc['threshold_source'].endswith(os.path.join('round_1', 'thresholds.json'))
+    # Round 1's thresholds: the run's own copy when round 1 is the chosen round, else round_1's file.
+    chosen = json.load(open(os.path.join(work, 'summary.json')))['best_round']
+    expected = 'thresholds.json' if chosen == 1 else os.path.join('round_1', 'thresholds.json')
+    assert doc['threshold_source'] == os.path.join(work, expected)
+    with open(doc['threshold_source']) as f, open(os.path.join(work, 'round_1', 'thresholds.json')) as g:
+        assert json.load(f) == json.load(g)
     header = open(tmp_path / 'p.csv').readline().strip().split(',')
     assert header == ['filename', 'labels', 'label_ids', 'colour', 'size'] + [f'p_{n}' for n in NAMES]
 
