@@ -5,10 +5,9 @@ for each class, its crops' log-odds aggregated over the image's crops (`relabel.
 the two best crops; `relabel.score.make_score_fn`), compared with `"log_odds"` (null: the class is never
 assigned). Predicting with those thresholds on whole-image probabilities would apply them to another quantity,
 so a run whose chosen (or requested) round has such a file predicts on the same crop evidence with that round's
-model. Every other run (supervised, MILe, ReLabel maps,
-partial labels, a relabel run whose output is round 0) predicts on whole-image probabilities:
-`p > threshold` per class (its per-class `thresholds` in probability space when saved, else
-`config.eval.threshold`), and a group-softmax head takes each group's argmax. When no class passes, the set is
+model. Every other run (supervised, MILe, ReLabel maps, partial labels, a relabel run whose output is round 0)
+predicts on whole-image probabilities: `p > threshold` per class (its per-class `thresholds` in probability
+space when saved, else `config.eval.threshold`), and a group-softmax head takes each group's argmax. When no class passes, the set is
 the argmax of the evidence: every image gets at least one label, without needing a given label.
 
 `rule(run, round, threshold)` reads the rule, `apply_rule(scores, rule)` is the pure decision,

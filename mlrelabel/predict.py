@@ -12,8 +12,8 @@ skipped with a warning.
 The label sets follow the rule the run's own labels were made with (`mlrelabel.label_sets`): a relabel round
 saved per-class thresholds on the crop evidence (each crop's log-odds aggregated over the crops by the run's
 `relabel.aggregate`), so its sets are the classes whose crop evidence reaches them, computed with that round's
-model (--round=K: round K's thresholds.json); other runs use whole-image probabilities p > threshold (the run's per-class thresholds.json,
-else config.eval.threshold); a group-softmax head predicts each group's argmax. --threshold=T replaces the
+model (--round=K: round K's thresholds.json); other runs use whole-image probabilities p > threshold (the run's
+per-class thresholds.json, else config.eval.threshold); a group-softmax head predicts each group's argmax. --threshold=T replaces the
 thresholds by one probability on the same evidence. An image where nothing passes gets the argmax. The p_<class>
 columns are that evidence as probabilities. Outputs are written atomically; the format follows the extension.
 Quiet unless --verbosity=0 or more. A checkpoint with NaN or infinite weights is refused.

@@ -211,7 +211,7 @@ def test_aggregate_crops_top_k_is_the_mean_of_the_k_best_crops():
     np.testing.assert_allclose(
         jitted(per_crop - 50.0), cf.aggregate_crops(per_crop, "top3") - 50.0, rtol=1e-6
     )
-    for bad in ("top0", "top", "topk", "top-1"):
+    for bad in ("top0", "top01", "top", "topk", "top-1"):
         with pytest.raises(ValueError, match="top<k>"):
             cf.aggregate_crops(per_crop, bad)
 

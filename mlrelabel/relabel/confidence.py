@@ -24,6 +24,7 @@ and mutual information between prediction and model parameters (BALD: Houlsby, H
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping
 
 import jax
@@ -219,10 +220,9 @@ def summarize_samples(probs: jax.Array, head: str = "softmax") -> dict[str, jax.
 
 
 def top_k_of(how: str) -> int | None:
-    """k of an aggregate named 'top<k>' (k >= 1), else None."""
-    if isinstance(how, str) and how.startswith("top") and how[3:].isdigit() and int(how[3:]) >= 1:
-        return int(how[3:])
-    return None
+    """k of an aggregate named 'top<k>' (k >= 1, as config validation accepts it), else None."""
+    match = re.fullmatch(r"top([1-9][0-9]*)", how) if isinstance(how, str) else None
+    return int(match.group(1)) if match else None
 
 
 def aggregate_crops(per_crop: jax.Array, how: str = "max", mask: jax.Array | None = None) -> jax.Array:

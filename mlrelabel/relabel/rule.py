@@ -79,7 +79,8 @@ def apply_rule(ev: np.ndarray, thresholds, rc) -> np.ndarray:
 def thresholds_doc(thresholds, details, train, rc) -> dict:
     """thresholds.json: the per-class thresholds behind a round's labels, on the crop evidence of `relabel`
     (each crop's log-odds aggregated over the image's crops by `relabel.aggregate`, averaged over rounds).
-    `log_odds` is exact (null: the class adds no label); `thresholds` gives the same as probabilities (1.0: never)."""
+    `log_odds` is exact (null: the class adds no label); `thresholds` gives the same as probabilities (1.0:
+    never)."""
     names = getattr(train, 'class_names', None) or [str(c) for c in range(train.num_classes)]
     doc = {
         'rule': details.get('rule'),
