@@ -28,6 +28,9 @@ def get_config(variant: str = ''):
     r.epochs = 15  # fine-tuning epochs of rounds >= 1 (warm start)
     r.fresh_rounds = 0  # a fresh round retrains as long as round 0 (90 ResNet-50 epochs): every round warm-starts
     r.max_rounds = 3
+    # 26 windows: the small-data default's 42 make every relabel pass over the 1.28M images 1.6x longer, for a
+    # gain measured on small images only
+    r.crops.overlap = 0.5
     if variant == 'smoke':
         apply_smoke(c)
         c.data.source = 'folder'

@@ -55,3 +55,42 @@ def test_supervised_and_relabel_on_label_files(tmp_path):
         i = int(e['img_path'].rsplit('im', 1)[1].split('.')[0])
         assert i % 3 in e['labels']  # the given label is kept (keep_given)
     assert result['rounds'][-1]['round'] == 1
+
+
+def test_data_driven_defaults_pick_size_statistics_and_network(tmp_path):
+    """A user's photo-like images (120-200 px) left at the 'auto' fields: the side is capped for a small set, the
+    statistics are measured, and the small network reads them at its own-data width; the built-in digit scenes
+    keep their preset network, and a field the user set is never replaced."""
+    from mlrelabel.config import relabel_config
+    from mlrelabel.data import inspect
+
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(12):
+        side = int(rng.integers(120, 200))
+        img = rng.integers(0, 60, (side, side + 17, 3), dtype=np.uint8)
+        img[side // 4 : side // 2, side // 4 : side // 2] = (220, 180, 40)  # a yellow object on dark ground
+        Image.fromarray(img).save(tmp_path / f'p{i}.jpg')
+        entries.append({'img_path': f'p{i}.jpg', 'labels': [i % 4]})
+    (tmp_path / 'train.json').write_text(json.dumps({'data': entries}))
+
+    c = relabel_config('')
+    c.data.source, c.data.train_json, c.data.root = 'json', str(tmp_path / 'train.json'), str(tmp_path)
+    notes = inspect.resolve_data_defaults(c)
+    assert c.data.num_classes == 4 and c.data.image_size == 64  # under 5,000 images: at most 64 px
+    assert c.model.name == 'resnet_tiny' and c.model.width == inspect.SMALL_NET_WIDTH == 24
+    assert c.model.small_stem and c.model.stem_stride == 2
+    # a yellow object on dark ground: more red than blue, in level and in spread
+    assert 0.05 < c.data.mean[2] < c.data.mean[0] < 0.4 and c.data.std[2] < c.data.std[0] < 0.5
+    assert any(n.startswith('model.name=resnet_tiny (width=24') for n in notes)
+
+    c = relabel_config('')
+    c.data.source, c.data.train_json, c.data.root = 'json', str(tmp_path / 'train.json'), str(tmp_path)
+    c.data.max_image_size, c.model.width = 160, 12  # larger images: ResNet-18; the user's width stays
+    inspect.resolve_data_defaults(c)
+    assert c.data.image_size >= 96 and c.model.name == 'resnet18' and c.model.width == 12
+    assert not c.model.small_stem
+
+    builtin = relabel_config('')
+    inspect.resolve_data_defaults(builtin)
+    assert builtin.model.name == 'resnet_tiny' and builtin.model.width == 0  # the preset: 16 channels
