@@ -54,7 +54,10 @@ def _auto_max_size(num_images: int) -> int:
     return 64 if num_images < 5000 else 112 if num_images < 50000 else 224
 
 
-def _auto_width(num_images: int) -> int:
+def _auto_width(num_images: int, small_net: bool) -> int:
+    """Stem channels for a user's images: `SMALL_NET_WIDTH` for the small network, else by the number of images."""
+    if small_net:
+        return SMALL_NET_WIDTH
     return 16 if num_images < 5000 else 32 if num_images < 50000 else 64
 
 
@@ -156,14 +159,13 @@ def resolve_data_defaults(config) -> list[str]:
     num_images = found.get('num_images') or (d.num_train if d.source == 'digit_scenes' else 0)
     notes += _raise_epochs(config, num_images)
     if m.name == 'auto' and d.image_size:
-        if d.image_size < SMALL_IMAGE:
+        small_net = d.image_size < SMALL_IMAGE
+        if small_net:
             m.name, m.small_stem, m.stem_stride = 'resnet_tiny', True, 2 if d.image_size >= 32 else 1
-            if not m.width and found.get('num_images'):  # a user's images (the built-in data: the preset)
-                m.width = SMALL_NET_WIDTH
         else:
             m.name, m.small_stem, m.stem_stride = 'resnet18', False, 0
-            if not m.width and found.get('num_images'):
-                m.width = _auto_width(found['num_images'])
+        if not m.width and found.get('num_images'):  # a user's images (the built-in data: the preset)
+            m.width = _auto_width(found['num_images'], small_net)
         notes.append(
             f'model.name={m.name} (width={m.width or "preset"}, small_stem={m.small_stem}, '
             f'stem_stride={m.stem_stride}; {d.image_size} px images)'
