@@ -3,6 +3,7 @@
   python benchmarks/relabel_quality.py --seeds=0,1,2 [--out=quality.json] [-- extra --config.x=y flags]
   python benchmarks/relabel_quality.py --data=json_digits ...   # the same, through label files on disk
   python benchmarks/relabel_quality.py --data=photos ...        # photo scenes (JPEG, 96-224 px)
+  python benchmarks/relabel_quality.py --data=photos --photo_train=3000 --photo_val=600 --photo_scale=0.3,0.55
 
 Each seed runs `python -m mlrelabel.main --config=configs/mc_dropout.py --config.seed=S` in its own work
 directory (the built-in digit scenes give only the visible label in val too), then scores the final
@@ -34,6 +35,12 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Training seeds.')
 _DATA = flags.DEFINE_enum('data', 'digits', ['digits', 'json_digits', 'photos'], 'Which data.')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/quality', 'Parent folder of the runs.')
 _OUT = flags.DEFINE_string('out', '', 'Write the figures as JSON here (after every finished run).')
+_PHOTO_TRAIN = flags.DEFINE_integer('photo_train', 1200, 'photos: training images.')
+_PHOTO_VAL = flags.DEFINE_integer('photo_val', 300, 'photos: validation images.')
+_PHOTO_OBJECTS = flags.DEFINE_list('photo_objects', ['1', '3'], 'photos: fewest, most objects per image.')
+_PHOTO_SCALE = flags.DEFINE_list(
+    'photo_scale', ['0.25', '0.5'], 'photos: smallest, largest object side (fraction of the image side).'
+)
 _PARALLEL = flags.DEFINE_integer(
     'parallel', 1, 'Runs at once (a GPU or many cores); logs go to <workdir>/*.log.'
 )
@@ -75,7 +82,14 @@ def _data_flags(kind: str, seed: int, parent: str) -> tuple[list[str], str]:
     else:
         from mlrelabel.data.photo_scenes import make_photo_scenes
 
-        made = make_photo_scenes(folder, num_train=1200, num_val=300, seed=seed)
+        made = make_photo_scenes(
+            folder,
+            num_train=_PHOTO_TRAIN.value,
+            num_val=_PHOTO_VAL.value,
+            objects=tuple(int(v) for v in _PHOTO_OBJECTS.value),
+            object_scale=tuple(float(v) for v in _PHOTO_SCALE.value),
+            seed=seed,
+        )
         files = {
             'train': made['train']['labels'],
             'val': made['val']['labels'],

@@ -9,7 +9,8 @@
 #
 #   bash benchmarks/relabel_quality_gpu.sh                 # on the GPU machine, with .whl/ carried
 #   bash benchmarks/relabel_quality_gpu.sh VARIANTS_FILE   # other variants: one per line, 'name data flags...'
-#                                                          # (data: digits | json_digits | photos; '#' comments)
+#                                                          # (data: digits | json_digits | photos; '#' comments;
+#                                                          # flags before a lone '--' go to relabel_quality.py)
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,11 +24,12 @@ OUT=${OUT:-/tmp/quality_out}
 mkdir -p "$OUT" /tmp/quality
 LIMIT=${QUALITY_TIMEOUT:-400}
 FAST="--config.train.eval_every_epochs=1000 --config.relabel.epochs=6 --config.train.min_steps=600"
-run() {  # name data flags...
+run() {  # name data [benchmark flags --] run flags...
   local name=$1 data=$2
   shift 2
+  case " $* " in *' -- '*) ;; *) set -- -- "$@" ;; esac
   timeout -k 5 "$LIMIT" "$PY" benchmarks/relabel_quality.py --data="$data" --seeds=0,1,2 --parallel=3 \
-    --workdir="/tmp/quality/$name" --out="/tmp/quality/quality_$name.json" -- "$@" >"/tmp/quality/quality_$name.log" 2>&1 &
+    --workdir="/tmp/quality/$name" --out="/tmp/quality/quality_$name.json" "$@" >"/tmp/quality/quality_$name.log" 2>&1 &
 }
 if [ $# -ge 1 ]; then
   while read -r name data flags; do

@@ -64,6 +64,9 @@ def score_run(workdir: str, truth_file: str = '') -> dict:
         table = given if r['round'] == 0 else read_label_file(path, num_classes)[1]
         per_round.append(float(metrics.label_quality(table, truth)['f1']))
     out['round_labels_f1'] = [round(v, 4) for v in per_round]
+    out['round_labels_per_image'] = [r.get('labels_per_image') for r in summary['rounds']]
+    out['round_val_top1'] = [r.get('val_top1') for r in summary['rounds']]  # the single-label validation
+    out['round_flags'] = [r.get('flags') for r in summary['rounds']]
     out['best_possible_round'] = int(np.argmax(per_round))
     out['truth_labels_per_image'] = float(truth.num_labels().mean())
     return out

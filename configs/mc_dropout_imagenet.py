@@ -31,6 +31,9 @@ def get_config(variant: str = ''):
     # 26 windows: the small-data default's 42 make every relabel pass over the 1.28M images 1.6x longer, for a
     # gain measured on small images only
     r.crops.overlap = 0.5
+    # An under-trained round 0 is named with the steps to retry with, not trained on: one more round 0 is hours
+    # of ResNet-50 here, which the user decides on
+    r.extend_underfit_round0 = False
     if variant == 'smoke':
         apply_smoke(c)
         c.data.source = 'folder'

@@ -46,6 +46,9 @@ class Entry:
     baseline: str | None = None
     setting: str = 'single positive label'
     note: str = ''
+    # An entry whose run at the same seed teaches this one (`relabel_maps.teacher_workdir`); it runs first when
+    # it has not, and its wall time is counted in this entry's.
+    teacher: str | None = None
 
 
 def _sp(kind: str, **hparams) -> Entry:
@@ -67,7 +70,21 @@ ENTRIES = (
     _sp('ll_ct'),
     _sp('ll_cp'),
     Entry('mile', 'mile', (), 'sigmoid_bce', note='teacher/student iterated learning'),
-    Entry('relabel_maps', 'relabel_maps', (), 'softmax', note='ReLabel label maps + CutMix'),
+    Entry(
+        'relabel_maps',
+        'relabel_maps',
+        (),
+        'softmax',
+        note='ReLabel label maps, teacher trained on the single labels',
+    ),
+    Entry(
+        'relabel_maps_from_relabel',
+        'relabel_maps',
+        (),
+        'softmax',
+        note="ReLabel label maps from the relabel job's model (its time included)",
+        teacher='relabel',
+    ),
     Entry('relabel', 'mc_dropout', (), 'softmax', note='crop → MC dropout → label, iterated (the main job)'),
     Entry(
         'partial_negative',
@@ -193,13 +210,18 @@ def compare(seeds, workdir: str, names=None, variant: str = '', extra: dict | No
     os.makedirs(workdir, exist_ok=True)
     runs: dict = {}
     total, k = len(entries) * len(seeds), 0
+    by_name = {e.name: e for e in ENTRIES}
     for e in entries:
         for s in seeds:
             k += 1
             print(f'mlrelabel compare: [{k}/{total}] {e.name} seed {s}', file=sys.stderr, flush=True)
-            runs.setdefault(e.name, {})[s] = run_entry(
-                e, s, os.path.join(workdir, e.name, f'seed_{s}'), variant, extra
-            )
+            overrides, teacher_s = dict(extra or {}), 0.0
+            if e.teacher:  # the teacher's run first (read back when done): its final model writes the maps
+                teacher_dir = os.path.join(workdir, e.teacher, f'seed_{s}')
+                teacher_s = run_entry(by_name[e.teacher], s, teacher_dir, variant, extra)['wall_s']
+                overrides['relabel_maps.teacher_workdir'] = teacher_dir
+            metrics = run_entry(e, s, os.path.join(workdir, e.name, f'seed_{s}'), variant, overrides)
+            runs.setdefault(e.name, {})[s] = dict(metrics, wall_s=round(metrics['wall_s'] + teacher_s, 1))
             summary = summarize(runs, entries)
             doc = {
                 'seeds': list(seeds),

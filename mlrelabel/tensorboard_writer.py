@@ -124,6 +124,9 @@ def open_phase(directory: str | None, ckpt_dir: str, total: int, start: int, end
     if key not in ledger['phases']:
         ledger['phases'][key] = [_timeline_end(ledger), int(total)]
         atomic_write_json(os.path.join(directory, LEDGER), ledger)
+    elif int(total) > ledger['phases'][key][1]:  # a phase trained on (relabel's round 0 extended): it grows
+        ledger['phases'][key][1] = int(total)
+        atomic_write_json(os.path.join(directory, LEDGER), ledger)
     offset = int(ledger['phases'][key][0])
     if start >= end:
         return _NullWriter(), offset

@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT
 
 from mlrelabel import compare
+from mlrelabel.methods import relabel_maps
 
 
 def test_mean_sd_and_the_two_sd_rule():
@@ -96,3 +97,24 @@ def test_compare_cli_refuses_an_unknown_entry():
     bad = [sys.executable, '-m', 'mlrelabel.compare', '--entries=softmax,nope']
     out = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and 'unknown nope' in out.stderr
+
+
+@pytest.mark.slow
+def test_label_maps_entry_is_taught_by_the_relabel_run_of_its_seed(tmp_path):
+    """`relabel_maps_from_relabel`: the relabel entry runs first at the same seed, its chosen round's model writes
+    the maps (the teacher is restored, not trained), and its wall time counts in the student's."""
+    work = tmp_path / 'cmp'
+    extra = {'data.num_train': 64, 'data.num_val': 32, 'train.epochs': 1}
+    doc = compare.compare([0], str(work), ['relabel_maps_from_relabel'], 'smoke', extra)
+    teacher_dir = work / 'relabel' / 'seed_0'
+    teacher = json.load(open(teacher_dir / 'compare_run.json'))['metrics']
+    student_dir = work / 'relabel_maps_from_relabel' / 'seed_0'
+    own = json.load(open(student_dir / 'compare_run.json'))['metrics']
+    assert doc['runs']['relabel_maps_from_relabel']['0']['wall_s'] == pytest.approx(
+        own['wall_s'] + teacher['wall_s'], abs=0.11
+    )
+    config = json.load(open(student_dir / 'config.json'))
+    assert config['relabel_maps']['teacher_workdir'] == str(teacher_dir)
+    assert not (student_dir / 'teacher').exists()  # restored from the relabel run, not trained here
+    chosen = json.load(open(teacher_dir / 'run.json'))['checkpoint']
+    assert relabel_maps._checkpoint_dir(str(teacher_dir)) == str(teacher_dir / chosen)

@@ -89,9 +89,10 @@ def _cli(workdir, *extra):
     ]
 
 
-def _run_until(workdir, ready, timeout=600):
+def _run_until(workdir, ready, *extra, timeout=600):
     """Starts the CLI and SIGKILLs it as soon as `ready()` holds; returns True if it was killed."""
-    proc = subprocess.Popen(_cli(workdir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = _cli(workdir, *extra)
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
     while proc.poll() is None and time.time() < deadline:
         if ready():
@@ -113,4 +114,29 @@ def test_relabel_cli_resumes_after_real_kills_with_identical_outputs(tmp_path):
     assert _run_until(cut, lambda: (cut / 'round_1' / 'evidence_train.npz').exists())
     subprocess.run(_cli(cut), cwd=ROOT, check=True, capture_output=True, timeout=900)
     for name in ('round_1/labels.json', 'round_0/metrics.json', 'round_1/metrics.json', 'summary.json'):
+        assert (ref / name).read_text() == (cut / name).read_text(), name
+
+
+@pytest.mark.slow
+def test_a_run_killed_as_round_0_starts_its_extension_resumes_to_the_same_labels(tmp_path):
+    """Round 0 under-trained (learning rate 1e-7) is extended; kills right after the decision is written and in the
+    middle of the extension resume to the same round-0 model (metrics) and the same round-1 labels as an
+    uninterrupted run."""
+    extra = (
+        '--config.optim.learning_rate=1e-7',
+        '--config.train.epochs=3',
+        '--config.relabel.extend_underfit_round0=True',
+    )
+    ref, cut = tmp_path / 'ref', tmp_path / 'cut'
+    subprocess.run(_cli(ref, *extra), cwd=ROOT, check=True, capture_output=True, timeout=900)
+    assert (ref / 'round_0' / 'extended.json').exists()
+    assert _run_until(cut, lambda: (cut / 'round_0' / 'extended.json').exists(), *extra)
+
+    def extending():  # a checkpoint past round 0's first 3 epochs (8 steps each), before the 6th ends
+        names = os.listdir(cut / 'round_0' / 'checkpoints')
+        return any(n.isdigit() and 24 < int(n) < 48 for n in names)
+
+    assert _run_until(cut, extending, *extra)
+    subprocess.run(_cli(cut, *extra), cwd=ROOT, check=True, capture_output=True, timeout=900)
+    for name in ('round_0/metrics.json', 'round_1/labels.json', 'summary.json'):
         assert (ref / name).read_text() == (cut / name).read_text(), name

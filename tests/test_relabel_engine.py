@@ -191,3 +191,31 @@ def test_small_datasets_get_enough_steps_in_round_0_and_in_every_relabel_round()
         per_epoch = c.data.num_train // c.train.batch_size  # 3,000 // 64 = 46 steps
         assert c.train.epochs == max(20, -(-train_steps // per_epoch))  # 1200 steps → 27 epochs
         assert c.relabel.epochs == max(6, -(-round_steps // per_epoch))  # 300 → 7, 500 → 11
+
+
+@pytest.mark.slow
+def test_an_under_trained_round_0_trains_on_once_then_names_the_steps_to_retry_with(tmp_path, capsys):
+    """A round 0 whose training loss hardly falls (here: a learning rate of 1e-7) trains `train.epochs` more from
+    where it stopped, in the same checkpoints (the decision in round_0/extended.json); still under-trained, the run
+    says so with a `train.min_steps` to retry with, printed and kept in summary.json. Off: the advice alone."""
+    from mlrelabel import main
+
+    c = _config(rounds=1)
+    c.train.epochs = 3
+    c.optim.learning_rate = 1e-7
+    c.relabel.extend_underfit_round0 = True
+    main.run(c, str(tmp_path / 'on'))
+    row = json.load(open(tmp_path / 'on' / 'summary.json'))['rounds'][0]
+    assert row['epochs'] == 6 and [h['epoch'] for h in row['history']] == [1, 2, 3, 4, 5, 6]
+    assert json.load(open(tmp_path / 'on' / 'round_0' / 'extended.json'))['epochs'] == 6
+    notes = row['notes']
+    assert len(notes) == 2 and 'after 3 epochs; it trained 3 more' in notes[0]
+    assert 'under-trained' in notes[1] and '--config.train.min_steps=' in notes[1]
+    err = capsys.readouterr().err
+    assert 'it trains 3 more epochs from where it stopped' in err
+    assert err.rstrip().endswith(f'note: {notes[1]}')  # the advice is the run's last word
+    c.relabel.extend_underfit_round0 = False
+    main.run(c, str(tmp_path / 'off'))
+    row = json.load(open(tmp_path / 'off' / 'summary.json'))['rounds'][0]
+    assert row['epochs'] == 3 and len(row['notes']) == 1 and '--config.train.min_steps=' in row['notes'][0]
+    assert not (tmp_path / 'off' / 'round_0' / 'extended.json').exists()

@@ -97,10 +97,14 @@ def run(config, workdir: str) -> dict:
         loss = config.train.loss if k == 0 else rc.loss
         prev_state = state
         state, history = _train_round(ctx, k, state, labels, loss)
+        if k == 0:
+            state, history, info = _extend_underfit_round0(ctx, state, history, labels, loss)
         if k == 1 and rc.control:
             control = _train_round(ctx, k, prev_state, train.labels, loss, 'control/checkpoints')[1]
             info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
         row = _round_metrics(ctx, k, state, labels, loss, info=info, history=history)
+        for note in row.get('notes', []):
+            print(f'mlrelabel: note: {note}', file=sys.stderr)
         timings[f'round_{k}'] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
         rows.append(row)
         if parallel.is_main_process():
@@ -120,7 +124,7 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
     says what happened."""
     config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     rc = config.relabel
-    chosen, reason = select.choose_round(rows, rc.metric, rc.tolerance)
+    chosen, reason = select.choose_round(rows, rc.metric, rc.get('choose_tolerance', rc.tolerance))
     final = (
         train.labels
         if chosen == 0
@@ -168,6 +172,8 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
             )
         else:
             print(f'final labels: round {chosen} → {workdir}/labels.json ({reason})', file=sys.stderr)
+        for note in (n for r in rows for n in r.get('notes', [])):
+            print(f'note: {note}', file=sys.stderr)
         return summary
     return {'rounds': rows, 'best_round': chosen}
 
@@ -186,7 +192,57 @@ def _write_summary(workdir, rows, config, chosen) -> dict:
     return summary
 
 
-def _train_round(ctx: RelabelRun, k: int, prev_state, labels, loss: str, arm: str = 'checkpoints'):
+def _extend_underfit_round0(ctx: RelabelRun, state, history, labels, loss: str):
+    """Round 0 once more for `train.epochs` epochs from where it stopped when it ended under-trained
+    (`relabel.extend_underfit_round0`; `select.underfit_note` on its own epochs). The same checkpoints continue
+    (round 0's model stays `round_0/checkpoints`) under a schedule twice as long, which restarts the learning rate
+    at half its peak; `round_0/extended.json` records the decision first, so a run killed at any point resumes to
+    the same model. Returns `(state, history, info)`, `info['notes']` saying what happened or what to do."""
+    config = ctx.config
+    epochs = int(config.train.epochs)
+    marker = os.path.join(ctx.round_dir(0), 'extended.json')
+    if os.path.exists(marker):
+        with open(marker) as f:
+            done = json.load(f)
+    else:
+        note = select.underfit_note(history[:epochs])
+        if not note or not config.relabel.get('extend_underfit_round0', False):
+            return state, history, {'notes': [_retry_advice(note, history)]} if note else {}
+        done = {'epochs': 2 * epochs, 'first_epochs': epochs, 'note': note}
+        if parallel.is_main_process():
+            atomic_write_json(marker, done)
+        print(
+            f'mlrelabel: round 0: {note}; it trains {epochs} more epochs from where it stopped',
+            file=sys.stderr,
+        )
+    state, history = _train_round(ctx, 0, None, labels, loss, epochs=done['epochs'])
+    notes = [
+        f'round 0: {done["note"]} after {done["first_epochs"]} epochs; it trained {done["first_epochs"]} more'
+    ]
+    still = select.underfit_note(history)
+    if still:
+        notes.append(_retry_advice(still, history))
+    return state, history, {'notes': notes}
+
+
+def _retry_advice(note: str, history: list) -> str:
+    steps = int(history[-1].get('step') or 0)
+    return (
+        f'round 0: {note}, and it scores the crops of round 1; train it longer, e.g. '
+        f'--config.train.min_steps={2 * steps} (BENCHMARKS.md: photo scenes whose round 0 learnt least gained '
+        'up to 0.09 label F1 with twice the steps)'
+    )
+
+
+def _train_round(
+    ctx: RelabelRun,
+    k: int,
+    prev_state,
+    labels,
+    loss: str,
+    arm: str = 'checkpoints',
+    epochs: int | None = None,
+):
     """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<arm>`); returns `(state,
     history)`.
 
@@ -201,6 +257,8 @@ def _train_round(ctx: RelabelRun, k: int, prev_state, labels, loss: str, arm: st
     fresh = k <= rc.get('fresh_rounds', 0)  # round 0 too
     if not fresh and rc.epochs:
         cfg.train.epochs = rc.epochs
+    if epochs:  # round 0 extended (`_extend_underfit_round0`)
+        cfg.train.epochs = epochs
     if not fresh and rc.warm_start:
         variables = prev_state.variables
     else:

@@ -158,13 +158,20 @@ def _teacher(config, workdir, train, val, mesh):
 
 
 def _checkpoint_dir(path: str) -> str:
-    """The Orbax directory of a run: `path` itself, `path/checkpoints`, or the last `path/round_<k>/checkpoints`."""
+    """The Orbax directory of a run: `path` itself, the model its run.json names (a relabel run: the chosen
+    round's), `path/checkpoints`, or the last `path/round_<k>/checkpoints`."""
 
     def has_steps(d):
         return os.path.isdir(d) and any(name.isdigit() for name in os.listdir(d))
 
     if has_steps(path):
         return path
+    manifest = os.path.join(path, 'run.json')
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            named = json.load(f).get('checkpoint')
+        if named and has_steps(os.path.join(path, named)):
+            return os.path.join(path, named)
     if has_steps(os.path.join(path, 'checkpoints')):
         return os.path.join(path, 'checkpoints')
     rounds = sorted(

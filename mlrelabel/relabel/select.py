@@ -23,11 +23,19 @@ of this module (`TRUTH_FREE_METRICS` lists what a round may be chosen on).
   additions that look like errors, or more labels on training images than held-out images get).
 - `stop_reason` and `choose_round`: when to stop, and the round whose labels become the output; never a
   flagged round, and the given labels when no relabeled round passes.
+- `underfit_note`: says when a round's model ended under-trained (its training loss hardly left its first
+  epoch's level); round 0's model scores round 1's crops, so the run tells the user to train it longer.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+# A round whose last epoch's mean training loss is above this fraction of its first epoch's is under-trained.
+# Round 0 on 3,000 photo scenes whose loss stayed at chance for half its epochs ended at 0.54 (validation top-1
+# 0.46); the same data and seed leaving chance in time ended at 0.24 (0.72); rounds 0 of the digit compositions
+# end at 0.12-0.21 (BENCHMARKS.md).
+UNDERFIT_RATIO = 0.4
 
 # Metrics that need nothing but the given labels (see mlrelabel.evaluate): a round may be chosen on these.
 TRUTH_FREE_METRICS = (
@@ -232,11 +240,11 @@ def choose_round(rows: list[dict], metric: str, tolerance: float = 0.0) -> tuple
 
     Round 0 holds the given labels. Flagged rounds (`row['flags']`: the guard, or round 1 failing the control
     comparison of `gate`) are never chosen. Among the other relabeled rounds, the latest whose `metric` is within
-    `tolerance` (relative) of the best wins: later rounds rest on evidence averaged over more models, and a
-    metric estimated on a few hundred held-out images moves by a few percent between label sets of similar
-    quality (digit scenes: a round 2 % below the best by the PU score held labels 0.007 F1 better, another 4 %
-    below held labels 0.019 F1 worse; over 12 runs of 4-6 rounds, the labels' F1 rose in every round).
-    Without any, the given labels stay, and the reason says so.
+    `tolerance` (relative) of the best wins; 0 (the default recipe's `relabel.choose_tolerance`) takes the best.
+    A tolerance suits a noisy metric whose later rounds are better (the PU score on digit scenes: a round 2 %
+    below the best held labels 0.007 F1 better); with the held-out mixture F1 it gave away the best round on photo
+    scenes whose later rounds add too many labels (BENCHMARKS.md). Without any, the given labels stay, and the
+    reason says so.
     """
     if metric not in TRUTH_FREE_METRICS:
         raise ValueError(
@@ -261,3 +269,19 @@ def choose_round(rows: list[dict], metric: str, tolerance: float = 0.0) -> tuple
         )
     flagged = [f'round {r["round"]}: {"; ".join(r["flags"])}' for r in rows[1:] if r.get('flags')]
     return 0, 'no relabeled round passed the checks' + (f' ({" | ".join(flagged)})' if flagged else '')
+
+
+def underfit_note(history: list[dict], max_ratio: float = UNDERFIT_RATIO) -> str | None:
+    """A note when a training phase ended under-trained, else None: the mean training loss of its last epoch is
+    still above `max_ratio` of its first epoch's (`history`: one row per epoch with `train_loss`; the first epoch
+    sits near chance whatever the loss). Reads only the training loss: no labels, no truth."""
+    losses = [float(h['train_loss']) for h in history if h.get('train_loss') is not None]
+    if len(losses) < 2 or losses[0] <= 0:
+        return None
+    ratio = losses[-1] / losses[0]
+    if ratio <= max_ratio:
+        return None
+    return (
+        f'the training loss fell only from {losses[0]:.2f} to {losses[-1]:.2f} in {len(losses)} epochs '
+        f'({ratio:.0%} of its first epoch): the model is under-trained'
+    )
