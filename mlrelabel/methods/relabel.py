@@ -103,7 +103,7 @@ def run(config, workdir: str) -> dict:
             control = _train_round(ctx, k, prev_state, train.labels, loss, 'control/checkpoints')[1]
             info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
         row = _round_metrics(ctx, k, state, labels, loss, info=info, history=history)
-        for note in row.get('notes', []):
+        for note in row.get('notes', []) if parallel.is_main_process() else ():
             print(f'mlrelabel: note: {note}', file=sys.stderr)
         timings[f'round_{k}'] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
         rows.append(row)
@@ -211,10 +211,10 @@ def _extend_underfit_round0(ctx: RelabelRun, state, history, labels, loss: str):
         done = {'epochs': 2 * epochs, 'first_epochs': epochs, 'note': note}
         if parallel.is_main_process():
             atomic_write_json(marker, done)
-        print(
-            f'mlrelabel: round 0: {note}; it trains {epochs} more epochs from where it stopped',
-            file=sys.stderr,
-        )
+            print(
+                f'mlrelabel: round 0: {note}; it trains {epochs} more epochs from where it stopped',
+                file=sys.stderr,
+            )
     state, history = _train_round(ctx, 0, None, labels, loss, epochs=done['epochs'])
     notes = [
         f'round 0: {done["note"]} after {done["first_epochs"]} epochs; it trained {done["first_epochs"]} more'
