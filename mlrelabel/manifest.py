@@ -35,6 +35,11 @@ REQUIRED = tuple(
 )
 
 
+def has_steps(directory: str) -> bool:
+    """True when `directory` holds at least one Orbax step (a folder named by its step number)."""
+    return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+
+
 def write_manifest(workdir: str, manifest: dict) -> None:
     """Checks `manifest` against the schema above and writes `<workdir>/run.json` atomically (process 0)."""
     from mlrelabel import parallel  # jax: imported only when a run is written

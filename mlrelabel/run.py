@@ -25,14 +25,11 @@ from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
     HEADS,
     MANIFEST,
     REQUIRED,
+    has_steps,
     manifest_fields,
     read_config,
     write_manifest,
 )
-
-
-def _has_steps(directory: str) -> bool:
-    return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
 
 
 def derive_manifest(workdir: str, config) -> dict:
@@ -63,9 +60,9 @@ def derive_manifest(workdir: str, config) -> dict:
         for n in os.listdir(workdir)
         if n.startswith('round_')
         and n.split('_')[1].isdigit()
-        and _has_steps(os.path.join(workdir, n, 'checkpoints'))
+        and has_steps(os.path.join(workdir, n, 'checkpoints'))
     )
-    if rounds and not _has_steps(os.path.join(workdir, 'checkpoints')):
+    if rounds and not has_steps(os.path.join(workdir, 'checkpoints')):
         summary = {}
         if os.path.exists(os.path.join(workdir, 'summary.json')):
             with open(os.path.join(workdir, 'summary.json')) as f:
@@ -90,7 +87,7 @@ def derive_manifest(workdir: str, config) -> dict:
             ],
             'labels': label_file,
         }
-    elif not _has_steps(os.path.join(workdir, 'checkpoints')):
+    elif not has_steps(os.path.join(workdir, 'checkpoints')):
         raise FileNotFoundError(f'{workdir}: no checkpoint in checkpoints/ or round_<k>/checkpoints/')
     if os.path.exists(os.path.join(workdir, 'thresholds.json')):
         fields['thresholds'] = 'thresholds.json'

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import pkgutil
 
+from mlrelabel.manifest import has_steps
 from mlrelabel.validation.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 
 __all__ = ['RULES', 'available_methods', 'model_stride']
@@ -171,10 +172,6 @@ def _relabel(config, devices) -> list[str]:
     return []
 
 
-def _has_steps(path: str) -> bool:
-    return os.path.isdir(path) and any(name.isdigit() for name in os.listdir(path))
-
-
 def _relabel_maps(config, devices) -> list[str]:
     if get(config, 'method', None) != 'relabel_maps':
         return []
@@ -195,7 +192,7 @@ def _relabel_maps(config, devices) -> list[str]:
             os.path.join(teacher, n, 'checkpoints') for n in os.listdir(teacher) if n.startswith('round_')
         ]
         dirs = [teacher, os.path.join(teacher, 'checkpoints')] + rounds
-        if not any(_has_steps(d) for d in dirs):
+        if not any(has_steps(d) for d in dirs):
             out.append(
                 f'config.relabel_maps.teacher_workdir={teacher!r}: no Orbax checkpoint in it, in '
                 f'{teacher}/checkpoints or in {teacher}/round_<k>/checkpoints (expected a finished run)'
