@@ -96,9 +96,10 @@ def run(config, workdir: str) -> dict:
         t1 = time.time()
         loss = config.train.loss if k == 0 else rc.loss
         prev_state = state
-        state, history = _train_round(ctx, k, state, labels, loss)
         if k == 0:
-            state, history, info = _extend_underfit_round0(ctx, state, history, labels, loss)
+            state, history, info = _train_round0(ctx, labels, loss)
+        else:
+            state, history = _train_round(ctx, k, state, labels, loss)
         if k == 1 and rc.control:
             control = _train_round(ctx, k, prev_state, train.labels, loss, 'control/checkpoints')[1]
             info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
@@ -192,11 +193,11 @@ def _write_summary(workdir, rows, config, chosen) -> dict:
     return summary
 
 
-def _extend_underfit_round0(ctx: RelabelRun, state, history, labels, loss: str):
-    """Round 0 once more for `train.epochs` epochs from where it stopped when it ended under-trained
-    (`relabel.extend_underfit_round0`; `select.underfit_note` on its own epochs). The same checkpoints continue
-    (round 0's model stays `round_0/checkpoints`) under a schedule twice as long, which restarts the learning rate
-    at half its peak; `round_0/extended.json` records the decision first, so a run killed at any point resumes to
+def _train_round0(ctx: RelabelRun, labels, loss: str):
+    """Round 0 (`_train_round`), and once more for `train.epochs` epochs from where it stopped when it ended
+    under-trained (`relabel.extend_underfit_round0`; `select.underfit_note`). The same checkpoints continue (round
+    0's model stays `round_0/checkpoints`) under a schedule twice as long, which restarts the learning rate at half
+    its peak; `round_0/extended.json` records the decision first, so a run killed at any point resumes straight to
     the same model. Returns `(state, history, info)`, `info['notes']` saying what happened or what to do."""
     config = ctx.config
     epochs = int(config.train.epochs)
@@ -205,9 +206,12 @@ def _extend_underfit_round0(ctx: RelabelRun, state, history, labels, loss: str):
         with open(marker) as f:
             done = json.load(f)
     else:
-        note = select.underfit_note(history[:epochs])
-        if not note or not config.relabel.get('extend_underfit_round0', False):
-            return state, history, {'notes': [_retry_advice(note, history)]} if note else {}
+        state, history = _train_round(ctx, 0, None, labels, loss)
+        note = select.underfit_note(history)
+        if not note:
+            return state, history, {}
+        if not config.relabel.get('extend_underfit_round0', False):
+            return state, history, {'notes': [_retry_advice(note, history)]}
         done = {'epochs': 2 * epochs, 'first_epochs': epochs, 'note': note}
         if parallel.is_main_process():
             atomic_write_json(marker, done)
@@ -257,7 +261,7 @@ def _train_round(
     fresh = k <= rc.get('fresh_rounds', 0)  # round 0 too
     if not fresh and rc.epochs:
         cfg.train.epochs = rc.epochs
-    if epochs:  # round 0 extended (`_extend_underfit_round0`)
+    if epochs:  # round 0 extended (`_train_round0`)
         cfg.train.epochs = epochs
     if not fresh and rc.warm_start:
         variables = prev_state.variables
