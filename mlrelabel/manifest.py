@@ -9,7 +9,8 @@ run.json (format 1), written atomically:
   [C] in the head's probability space, "space": "probability"}; relabel rounds add "evidence": "crops" and
   "log_odds" [C], thresholds on the crop evidence, see `mlrelabel.label_sets`) and network (MILe: which of
   the checkpoint's 'teacher' and 'student' the run returned; null elsewhere).
-`mlrelabel.run.load_run` reads it (predict, the Python API); nothing reads a method's internals.
+`mlrelabel.run.load_run` reads it (predict, the Python API; `read_manifest` below); nothing reads a method's
+internals.
 """
 
 from __future__ import annotations
@@ -84,6 +85,18 @@ def manifest_fields(config, *, num_classes: int, head: str, class_names=None, gr
     }
     m.update(fields)
     return {'format': FORMAT, **{k: m[k] for k in FIELDS}, **{k: v for k, v in m.items() if k not in FIELDS}}
+
+
+def read_manifest(workdir: str) -> dict | None:
+    """`<workdir>/run.json` as a dict (None when the run has none); a format this version cannot read raises."""
+    path = os.path.join(workdir, MANIFEST)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        manifest = json.load(f)
+    if manifest.get('format') != FORMAT:
+        raise ValueError(f'{path}: format {manifest.get("format")!r}, this mlrelabel reads format {FORMAT}')
+    return manifest
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

@@ -28,6 +28,7 @@ from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
     has_steps,
     manifest_fields,
     read_config,
+    read_manifest,
     write_manifest,
 )
 
@@ -106,16 +107,7 @@ def derive_manifest(workdir: str, config) -> dict:
 def load_run(workdir: str, batch_size: int | None = None) -> 'Run':
     """Opens the run in `workdir` (its run.json, else derived from config.json and the checkpoints)."""
     config = read_config(workdir)
-    path = os.path.join(workdir, MANIFEST)
-    if os.path.exists(path):
-        with open(path) as f:
-            manifest = json.load(f)
-        if manifest.get('format') != FORMAT:
-            raise ValueError(
-                f'{path}: format {manifest.get("format")!r}, this mlrelabel reads format {FORMAT}'
-            )
-    else:
-        manifest = derive_manifest(workdir, config)
+    manifest = read_manifest(workdir) or derive_manifest(workdir, config)
     return Run(workdir, manifest, config, batch_size)
 
 

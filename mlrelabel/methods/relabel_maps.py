@@ -33,10 +33,9 @@ from mlrelabel import parallel, report
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
 from mlrelabel.io_utils import atomic_write_json
-from mlrelabel.manifest import MANIFEST, has_steps
+from mlrelabel.manifest import has_steps, read_manifest
 from mlrelabel.methods import common
 from mlrelabel.relabel import crops, label_maps, label_pooling
-from mlrelabel.run import load_run
 from mlrelabel.train import inference, optim
 from mlrelabel.train.state import TrainState
 
@@ -160,14 +159,13 @@ def _teacher(config, workdir, train, val, mesh):
 
 
 def _checkpoint_dir(path: str) -> str:
-    """The Orbax directory of a run: `path` itself, the model its run.json names (`run.load_run`; a relabel
-    run: the chosen round's), `path/checkpoints`, or the last `path/round_<k>/checkpoints`."""
+    """The Orbax directory of a run: `path` itself, the model its run.json names (a relabel run: the chosen
+    round's), `path/checkpoints`, or the last `path/round_<k>/checkpoints`."""
     if has_steps(path):
         return path
-    if os.path.exists(os.path.join(path, MANIFEST)):
-        named = os.path.join(path, load_run(path).manifest['checkpoint'])
-        if has_steps(named):
-            return named
+    manifest = read_manifest(path) if os.path.isdir(path) else None
+    if manifest and has_steps(os.path.join(path, manifest['checkpoint'])):
+        return os.path.join(path, manifest['checkpoint'])
     if has_steps(os.path.join(path, 'checkpoints')):
         return os.path.join(path, 'checkpoints')
     rounds = sorted(
