@@ -43,20 +43,53 @@ def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:
     _save(fig, path)
 
 
-def plot_rounds(rows: Sequence[dict], keys: Sequence[str], path: str, title: str = '') -> None:
-    """One line per metric over relabel rounds."""
+def plot_rounds(
+    rows: Sequence[dict], keys: Sequence[str], path: str, title: str = '', chosen: int | None = None
+) -> None:
+    """`rounds_figure` as a PNG at `path`."""
+    _save(rounds_figure(rows, keys, title, chosen), path)
+
+
+def rounds_figure(
+    rows: Sequence[dict], keys: Sequence[str], title: str = '', chosen: int | None = None
+) -> Figure:
+    """One line per metric over relabel rounds: metrics in [0, 1] on the left axis, any other (a score such as
+    `heldout_pu_score`) on a right axis of its own; the `chosen` round (the output labels) is marked."""
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     rounds = [row['round'] for row in rows]
-    for k in keys:
-        ax.plot(rounds, [row.get(k, np.nan) for row in rows], 'o-', label=k)
+    series = {k: np.array([row.get(k, np.nan) for row in rows], dtype=float) for k in keys}
+
+    def unit(v):
+        finite = v[np.isfinite(v)]
+        return finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1)
+
+    other = [k for k in keys if not unit(series[k])]
+    right = ax.twinx() if other else None
+    lines = []
+    for i, k in enumerate(keys):
+        target, style = (right, 's--') if k in other else (ax, 'o-')
+        label = k + (' (right axis)' if k in other else '')
+        lines += target.plot(rounds, series[k], style, color=f'C{i}', label=label)
+    if chosen is not None:
+        ax.axvline(chosen, color='k', alpha=0.3, linewidth=6)
+        ax.annotate(
+            'output' if chosen else 'output: the given labels',
+            (chosen, 0.97),
+            xytext=(-7, 0) if chosen == max(rounds) else (7, 0),
+            textcoords='offset points',
+            ha='right' if chosen == max(rounds) else 'left',
+            va='top',
+            fontsize=8,
+        )
     ax.set_xlabel('round')
     ax.set_xticks(rounds)
+    ax.set_xlim(min(rounds) - 0.4, max(rounds) + 0.4)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc='lower right')
     ax.set_title(title)
-    _save(fig, path)
+    return fig
 
 
 def short_name(name: str, max_chars: int = 14) -> str:

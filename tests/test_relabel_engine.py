@@ -128,9 +128,9 @@ def test_relabel_rounds_train_with_a_single_positive_loss(tmp_path):
 
 
 @pytest.mark.slow
-def test_fresh_rounds_start_from_their_own_init_and_train_as_long_as_round_0(tmp_path, monkeypatch):
-    """`relabel.fresh_rounds=1`: round 1 initialises from its own seed for `train.epochs`; round 2 warm-starts
-    from round 1 for `relabel.epochs`."""
+def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_path, monkeypatch):
+    """`relabel.fresh_rounds=1`: round 1 initialises from its own seed for `relabel.fresh_epochs`; round 2
+    warm-starts from round 1 for `relabel.epochs`."""
     from mlrelabel import main
     from mlrelabel.methods import common, relabel
     from mlrelabel.relabel import select
@@ -146,10 +146,10 @@ def test_fresh_rounds_start_from_their_own_init_and_train_as_long_as_round_0(tmp
     monkeypatch.setattr(select, 'guard', lambda *a, **k: [])  # the smoke model's rounds must not stop the run
     c = _config(rounds=2)
     c.relabel.fresh_rounds = 1
-    c.train.epochs, c.relabel.epochs = 2, 1
+    c.train.epochs, c.relabel.fresh_epochs, c.relabel.epochs = 2, 3, 1
     main.run(c, str(tmp_path))
     rounds = json.load(open(tmp_path / 'summary.json'))['rounds']
-    assert [r['epochs'] for r in rounds] == [2, 2, 1]
+    assert [r['epochs'] for r in rounds] == [2, 3, 1]
     assert c.seed + relabel.INIT_SEED_STRIDE in seeds
     assert c.seed + 2 * relabel.INIT_SEED_STRIDE not in seeds  # round 2 drew no init of its own
 
@@ -184,13 +184,24 @@ def test_the_default_recipe_decides_without_multi_label_truth(tmp_path, monkeypa
 def test_small_datasets_get_enough_steps_in_round_0_and_in_every_relabel_round():
     from mlrelabel.data import inspect
 
-    for train_steps, round_steps in ((1200, 300), (600, 0), (0, 500)):
+    for train_steps, fresh_steps, round_steps in ((2400, 1200, 300), (600, 0, 0), (0, 100, 500)):
         c = relabel_config('', 'mc_dropout')
         c.train.min_steps, c.relabel.min_steps = train_steps, round_steps
+        c.relabel.fresh_min_steps = fresh_steps
         inspect.resolve_data_defaults(c)
         per_epoch = c.data.num_train // c.train.batch_size  # 3,000 // 64 = 46 steps
-        assert c.train.epochs == max(20, -(-train_steps // per_epoch))  # 1200 steps → 27 epochs
+        assert c.train.epochs == max(20, -(-train_steps // per_epoch))  # 2400 steps → 53 epochs
+        # 1200 steps → 27 epochs; 100 → 3, below train.epochs: 20; 0: 0 (as long as round 0)
+        assert c.relabel.fresh_epochs == (max(20, -(-fresh_steps // per_epoch)) if fresh_steps else 0)
         assert c.relabel.epochs == max(6, -(-round_steps // per_epoch))  # 300 → 7, 500 → 11
+    c = relabel_config('', 'mc_dropout')
+    c.relabel.fresh_epochs = 5  # set by the user: kept
+    inspect.resolve_data_defaults(c)
+    assert c.relabel.fresh_epochs == 5
+    c = relabel_config('', 'mc_dropout')
+    c.data.num_train = 640_000  # 10,000 steps per epoch: nothing is raised, fresh rounds as long as round 0
+    inspect.resolve_data_defaults(c)
+    assert c.train.epochs == c.relabel.fresh_epochs == 20
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
 
 - `train.epochs`, `relabel.epochs`: raised so that round 0 takes at least `train.min_steps` steps and each
   later round at least `relabel.min_steps` (small datasets need more epochs than large ones for the same
-  training).
+  training); `relabel.fresh_epochs` (0: as round 0) is set so that a fresh round takes at least
+  `relabel.fresh_min_steps` steps and `train.epochs` as given (large datasets: as round 0).
 
 The built-in digit scenes resolve to their generator's own size and statistics. Nothing here trains.
 """
@@ -174,10 +175,12 @@ def resolve_data_defaults(config) -> list[str]:
 
 
 def _raise_epochs(config, num_images: int) -> list[str]:
-    """Raises `train.epochs` to reach `train.min_steps` steps (round 0), and `relabel.epochs` to reach
-    `relabel.min_steps` steps per relabel round."""
+    """Raises `train.epochs` to reach `train.min_steps` steps (round 0) and `relabel.epochs` to reach
+    `relabel.min_steps` steps per relabel round; sets `relabel.fresh_epochs` (when 0) to at least
+    `relabel.fresh_min_steps` steps per fresh round, never fewer than `train.epochs` before round 0's raise."""
     steps_per_epoch = max(1, num_images // config.train.batch_size)
     notes = []
+    base_epochs = int(config.train.epochs)  # before round 0's raise: the floor of a fresh round too
     min_steps = config.train.get('min_steps', 0)
     need = -(-min_steps // steps_per_epoch)
     if min_steps and num_images and config.train.epochs < need:
@@ -189,5 +192,14 @@ def _raise_epochs(config, num_images: int) -> list[str]:
     need = -(-round_steps // steps_per_epoch)
     if round_steps and num_images and config.relabel.epochs and config.relabel.epochs < need:
         config.relabel.epochs = int(need)
-        notes.append(f'relabel.epochs={need} (at least relabel.min_steps={round_steps} steps per relabel round)')
+        notes.append(
+            f'relabel.epochs={need} (at least relabel.min_steps={round_steps} steps per relabel round)'
+        )
+    fresh_steps = config.relabel.get('fresh_min_steps', 0) if 'relabel' in config else 0
+    if fresh_steps and num_images and not config.relabel.get('fresh_epochs', 0):
+        config.relabel.fresh_epochs = max(base_epochs, int(-(-fresh_steps // steps_per_epoch)))
+        notes.append(
+            f'relabel.fresh_epochs={config.relabel.fresh_epochs} (relabel.fresh_min_steps={fresh_steps} steps '
+            'per fresh round)'
+        )
     return notes

@@ -188,7 +188,11 @@ def _write_summary(workdir, rows, config, chosen) -> dict:
     atomic_write_json(os.path.join(workdir, 'summary.json'), summary)
     keys = [key for key in SUMMARY_KEYS if key != 'labels_per_image' and any(key in r for r in rows)]
     report.plot_rounds(
-        rows, keys, os.path.join(workdir, 'rounds.png'), title=f'{config.relabel.confidence} relabel rounds'
+        rows,
+        keys,
+        os.path.join(workdir, 'rounds.png'),
+        title=f'{config.relabel.confidence} relabel rounds',
+        chosen=None if chosen is None else chosen['round'],
     )
     return summary
 
@@ -250,7 +254,8 @@ def _train_round(
     """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<arm>`); returns `(state,
     history)`.
 
-    Rounds 1..`relabel.fresh_rounds` start from an init of their own and train `train.epochs`, as round 0 does;
+    Rounds 1..`relabel.fresh_rounds` start from an init of their own and train `relabel.fresh_epochs` (0: as
+    long as round 0, `train.epochs`);
     later rounds warm-start from round k-1's final weights (`prev_state`) for `relabel.epochs` (without
     `relabel.warm_start`: from an init of their own, for as long). The control arm
     (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data order and keys,
@@ -261,6 +266,8 @@ def _train_round(
     fresh = k <= rc.get('fresh_rounds', 0)  # round 0 too
     if not fresh and rc.epochs:
         cfg.train.epochs = rc.epochs
+    if fresh and k > 0 and rc.get('fresh_epochs', 0):
+        cfg.train.epochs = rc.fresh_epochs
     if epochs:  # round 0 extended (`_train_round0`)
         cfg.train.epochs = epochs
     if not fresh and rc.warm_start:

@@ -322,6 +322,8 @@ SCHEMA: dict[str, Check] = {
     'relabel.review': boolean(),
     'relabel.min_steps': integer(0),
     'relabel.fresh_rounds': integer(0),
+    'relabel.fresh_epochs': integer(0),
+    'relabel.fresh_min_steps': integer(0),
     'relabel.min_delta': NONNEGATIVE,
     'relabel.patience': integer(1),
     'relabel.tolerance': number(0, 1, hi_open=True),
