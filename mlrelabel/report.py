@@ -87,7 +87,14 @@ def rounds_figure(
     ax.set_xlim(min(rounds) - 0.4, max(rounds) + 0.4)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc='lower right')
+    legend_x = 1.12 if right is not None else 1.02  # beside the plot (and its right axis): it covers no line
+    ax.legend(
+        lines,
+        [line.get_label() for line in lines],
+        fontsize=8,
+        loc='upper left',
+        bbox_to_anchor=(legend_x, 1),
+    )
     ax.set_title(title)
     return fig
 
