@@ -179,27 +179,31 @@ def _raise_epochs(config, num_images: int) -> list[str]:
     `relabel.min_steps` steps per relabel round; sets `relabel.fresh_epochs` (when 0) to at least
     `relabel.fresh_min_steps` steps per fresh round, never fewer than `train.epochs` before round 0's raise."""
     steps_per_epoch = max(1, num_images // config.train.batch_size)
+
+    def epochs_for(steps: int) -> int:
+        return int(-(-steps // steps_per_epoch))
+
     notes = []
     base_epochs = int(config.train.epochs)  # before round 0's raise: the floor of a fresh round too
     min_steps = config.train.get('min_steps', 0)
-    need = -(-min_steps // steps_per_epoch)
-    if min_steps and num_images and config.train.epochs < need:
-        config.train.epochs = int(need)
+    if min_steps and num_images and config.train.epochs < epochs_for(min_steps):
+        config.train.epochs = epochs_for(min_steps)
         notes.append(
-            f'train.epochs={need} (at least train.min_steps={min_steps} steps of {num_images} images)'
+            f'train.epochs={config.train.epochs} (at least train.min_steps={min_steps} steps of {num_images} images)'
         )
-    round_steps = config.relabel.get('min_steps', 0) if 'relabel' in config else 0
-    need = -(-round_steps // steps_per_epoch)
-    if round_steps and num_images and config.relabel.epochs and config.relabel.epochs < need:
-        config.relabel.epochs = int(need)
+    if 'relabel' not in config or not num_images:
+        return notes
+    r = config.relabel
+    round_steps = r.get('min_steps', 0)
+    if round_steps and r.epochs and r.epochs < epochs_for(round_steps):
+        r.epochs = epochs_for(round_steps)
         notes.append(
-            f'relabel.epochs={need} (at least relabel.min_steps={round_steps} steps per relabel round)'
+            f'relabel.epochs={r.epochs} (at least relabel.min_steps={round_steps} steps per relabel round)'
         )
-    fresh_steps = config.relabel.get('fresh_min_steps', 0) if 'relabel' in config else 0
-    if fresh_steps and num_images and not config.relabel.get('fresh_epochs', 0):
-        config.relabel.fresh_epochs = max(base_epochs, int(-(-fresh_steps // steps_per_epoch)))
+    fresh_steps = r.get('fresh_min_steps', 0)
+    if fresh_steps and not r.get('fresh_epochs', 0):
+        r.fresh_epochs = max(base_epochs, epochs_for(fresh_steps))
         notes.append(
-            f'relabel.fresh_epochs={config.relabel.fresh_epochs} (relabel.fresh_min_steps={fresh_steps} steps '
-            'per fresh round)'
+            f'relabel.fresh_epochs={r.fresh_epochs} (relabel.fresh_min_steps={fresh_steps} steps per fresh round)'
         )
     return notes
