@@ -1,6 +1,7 @@
 """Predictions of a finished run on a folder of images: label sets (names and ids) and their evidence.
 
   mlrelabel-predict --workdir=RUN --images=DIR --out=preds.csv [--out=preds.json] [--round=K] [--threshold=T]
+                    [--evidence=crops|image]
   python -m mlrelabel.predict ...   (the same)
 
 The run is opened with `mlrelabel.load_run` (its run.json manifest; runs without one are read from
@@ -14,7 +15,10 @@ saved per-class thresholds on the crop evidence (each crop's log-odds aggregated
 `relabel.aggregate`), so its sets are the classes whose crop evidence reaches them, computed with that round's
 model (--round=K: round K's thresholds.json); other runs use whole-image probabilities p > threshold (the run's
 per-class thresholds.json, else config.eval.threshold); a group-softmax head predicts each group's argmax. --threshold=T replaces the
-thresholds by one probability on the same evidence. An image where nothing passes gets the argmax. The p_<class>
+thresholds by one probability on the same evidence. --evidence=crops scores any run's model on the relabel
+grid of crops (a single-label model ranks small objects low on whole images; on crops each is some window's main
+object) with one threshold (--threshold, else config.eval.threshold); --evidence=image asks a relabel round
+for whole-image probabilities. An image where nothing passes gets the argmax. The p_<class>
 columns are that evidence as probabilities. Outputs are written atomically; the format follows the extension.
 Quiet unless --verbosity=0 or more. A checkpoint with NaN or infinite weights is refused.
 """
@@ -69,7 +73,11 @@ def list_images(images_dir: str) -> list[str]:
 
 
 def predict_folder(
-    workdir: str, images_dir: str, threshold: float | None = None, round: int | None = None
+    workdir: str,
+    images_dir: str,
+    threshold: float | None = None,
+    round: int | None = None,
+    evidence: str | None = None,
 ) -> dict:
     """`{'files', 'probs' [N, C] (the evidence the sets were decided on, as probabilities), 'labels' (class
     names per image), 'label_ids', 'groups' ({name: [N] argmax within the group}), 'class_names', 'evidence'
@@ -81,12 +89,13 @@ def predict_folder(
 
     run = load_run(workdir)
     info = run.round_info(round)
-    rule = run.label_rule(round, threshold)
+    rule = run.label_rule(round, threshold, evidence)
     files = list_images(images_dir)
     reader = ImageFiles([os.path.join(images_dir, f) for f in files], run.image_size)
     ids, probs = [], []
     for s in range(0, len(files), CHUNK):
-        sets, scores = run.predict_labels(reader[np.arange(s, min(s + CHUNK, len(files)))], round, threshold)
+        batch = reader[np.arange(s, min(s + CHUNK, len(files)))]
+        sets, scores = run.predict_labels(batch, round, threshold, evidence)
         ids += sets
         probs.append(scores)
     probs = np.concatenate(probs)
@@ -165,7 +174,8 @@ def main(argv):
     if f.threshold is not None and not 0.0 < f.threshold < 1.0:
         raise SystemExit(f'--threshold={f.threshold}: expected a probability in (0, 1)')
     try:
-        preds = predict_folder(f.workdir, f.images, f.threshold, f.round)
+        evidence = None if f.evidence == 'auto' else f.evidence
+        preds = predict_folder(f.workdir, f.images, f.threshold, f.round, evidence)
     except (FileNotFoundError, ValueError) as e:  # no run / no images / non-finite checkpoint / bad round
         print(f'mlrelabel-predict: {e}', file=sys.stderr)
         raise SystemExit(1) from None
@@ -188,6 +198,13 @@ def _define_flags():
         "round's per-class thresholds.json, else config.eval.threshold).",
     )
     flags.DEFINE_integer('round', None, "Round whose model predicts (default: the run's chosen round).")
+    flags.DEFINE_enum(
+        'evidence',
+        'auto',
+        ['auto', 'image', 'crops'],
+        "What the sets are decided on: 'auto' (the run's own rule), 'crops' (the relabel grid of crops, any "
+        "run), 'image' (whole-image probabilities).",
+    )
     flags.mark_flags_as_required(['workdir', 'images', 'out'])
 
 
@@ -196,7 +213,7 @@ def cli():
     from mlrelabel.console import run_app
 
     _define_flags()
-    run_app(main, __doc__, ['workdir', 'images', 'out', 'threshold', 'round', 'verbosity'])
+    run_app(main, __doc__, ['workdir', 'images', 'out', 'threshold', 'round', 'evidence', 'verbosity'])
 
 
 if __name__ == '__main__':

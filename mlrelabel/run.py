@@ -212,24 +212,28 @@ class Run:
         return evaluate.probabilities(logits, info['head']).astype(np.float32)
 
     def predict_labels(
-        self, images, round: int | None = None, threshold: float | None = None
+        self, images, round: int | None = None, threshold: float | None = None, evidence: str | None = None
     ) -> tuple[list[list[int]], np.ndarray]:
         """`(label sets, scores [N, C] float32)` of the chosen round's model (or `round`'s) for uint8 images.
 
         The rule is the one the run's labels were made with (`label_rule`, `mlrelabel.label_sets`): per-class
         thresholds on the crop evidence for relabel rounds (scores = that evidence as probabilities), else
         whole-image probabilities above the saved or configured threshold; `threshold` replaces the thresholds
-        by one global probability on the same evidence. Sets hold class ids (names: `class_names`).
+        by one global probability on the same evidence. `evidence='crops'` (or 'image') asks for that evidence
+        from any run: crops find the objects a single-label model ranks low on whole images. Sets hold class
+        ids (names: `class_names`).
         """
         from mlrelabel import label_sets
 
-        return label_sets.predict_labels(self, images, round, threshold)
+        return label_sets.predict_labels(self, images, round, threshold, evidence)
 
-    def label_rule(self, round: int | None = None, threshold: float | None = None) -> dict:
+    def label_rule(
+        self, round: int | None = None, threshold: float | None = None, evidence: str | None = None
+    ) -> dict:
         """How `predict_labels` decides (`mlrelabel.label_sets.rule`): evidence, thresholds and their source."""
         from mlrelabel import label_sets
 
-        return label_sets.rule(self, round, threshold)
+        return label_sets.rule(self, round, threshold, evidence)
 
     def _model(self, checkpoint: str):
         from mlrelabel.train import inference

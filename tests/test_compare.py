@@ -40,11 +40,31 @@ def test_summary_and_markdown_from_runs():
         summary['relabel']['labels_f1']['mean'] == pytest.approx(0.885) and 'labels_f1' not in summary['an']
     )
     md = compare.to_markdown(summary, [0, 1])
-    assert '| an | softmax | 0.605 ± 0.007 | — | — | — | 11 ± 0 | ✓ |' in md
-    assert '| relabel | softmax | 0.520 ± 0.014 | — | — | 0.885 ± 0.007 | 290 ± 14 | no |' in md
+    assert '| an | softmax | 0.605 ± 0.007 | — | — | — | — | 11 ± 0 | ✓ |' in md
+    assert '| relabel | softmax | 0.520 ± 0.014 | — | — | — | 0.885 ± 0.007 | 290 ± 14 | no |' in md
+    assert 'against full labels' not in md  # no `full` row: no share to give
     del runs['an'][1]  # a comparison still running: the row says how many seeds it has so far
     md = compare.to_markdown(compare.summarize(runs), [0, 1])
-    assert '| an | softmax | 0.600 ± 0.000 (n=1) | — | — | — | 11 ± 0 (n=1) | no |' in md
+    assert '| an | softmax | 0.600 ± 0.000 (n=1) | — | — | — | — | 11 ± 0 (n=1) | no |' in md
+
+
+def test_the_best_single_positive_loss_as_a_share_of_full_labels():
+    runs = {
+        'softmax': {0: {'val_map': 0.70, 'val_crop_map': 0.90}, 1: {'val_map': 0.72, 'val_crop_map': 0.90}},
+        'an': {0: {'val_map': 0.60, 'val_crop_map': 0.80}, 1: {'val_map': 0.62, 'val_crop_map': 0.82}},
+        'wan': {0: {'val_map': 0.64, 'val_crop_map': 0.78}, 1: {'val_map': 0.66, 'val_crop_map': 0.78}},
+        'full': {0: {'val_map': 0.80, 'val_crop_map': 0.84}, 1: {'val_map': 0.80, 'val_crop_map': 0.84}},
+    }
+    summary = compare.summarize(runs)
+    whole = compare.best_against_full(summary, 'val_map')
+    assert whole['entry'] == 'wan' and whole['share'] == pytest.approx(0.65 / 0.80)  # softmax is not a kind
+    crops = compare.best_against_full(summary, 'val_crop_map')
+    assert crops['entry'] == 'an' and crops['share'] == pytest.approx(0.81 / 0.84)
+    md = compare.to_markdown(summary, [0, 1])
+    assert '- val mAP: wan 0.650 against full labels\' 0.800: 81 % (target >= 95 %)' in md
+    assert '- val mAP (crops): an 0.810 against full labels\' 0.840: 96 % (target >= 95 %)' in md
+    del runs['full']
+    assert compare.best_against_full(compare.summarize(runs), 'val_map') is None
 
 
 def test_entry_metrics_reads_every_result_shape():
@@ -85,12 +105,22 @@ def test_compare_runs_seeds_writes_tables_and_resumes(tmp_path):
         assert doc['summary'][name]['val_map']['n'] == 2
         assert os.path.exists(work / name / 'seed_1' / 'run.json')
     assert doc['runs']['softmax']['0'] != doc['runs']['softmax']['1']  # the seeds differ
+    assert all(0.0 < r['val_crop_map'] <= 1.0 for e in doc['runs'].values() for r in e.values())
     md = (work / 'compare.md').read_text()
     assert '| softmax |' in md and '| an | softmax |' in md
     # A second call finds every run finished (compare_run.json) and reruns nothing: the same figures.
     os.remove(work / 'softmax' / 'seed_0' / 'run.json')  # proof: a rerun would have written it again
     again = compare.compare([0, 1], str(work), ['softmax', 'an'], 'smoke', extra)
     assert again['runs'] == doc['runs'] and not os.path.exists(work / 'softmax' / 'seed_0' / 'run.json')
+    # A run finished before the crop column existed gets it from its checkpoint, once, and keeps its figures.
+    done = work / 'an' / 'seed_1' / 'compare_run.json'
+    record = json.load(open(done))
+    crop = record['metrics'].pop('val_crop_map')
+    json.dump(record, open(done, 'w'))
+    third = compare.compare([0, 1], str(work), ['softmax', 'an'], 'smoke', extra)
+    assert third['runs']['an']['1']['val_crop_map'] == pytest.approx(crop, abs=1e-6)
+    assert third['runs']['an']['1']['val_map'] == doc['runs']['an']['1']['val_map']  # not run again
+    assert json.load(open(done))['metrics']['val_crop_map'] == pytest.approx(crop, abs=1e-6)
 
 
 def test_compare_cli_refuses_an_unknown_entry():

@@ -87,3 +87,36 @@ def test_apply_rule_by_hand():
     assert label_sets.apply_rule(np.array([[0.1, 0.7, 0.9, 0.2]]), heads, [('a', 0, 2), ('b', 2, 4)]) == [
         [1, 2]
     ]
+
+
+def test_asked_evidence_overrides_the_runs_own_rule(tmp_path):
+    run = _run(tmp_path)
+    _doc(tmp_path / 'thresholds.json', [0.0, None, 1.0, 2.0], thresholds=[0.5, 1.0, 0.73, 0.88])
+    # A relabel round asked for whole images: its thresholds are on crop evidence, so config.eval.threshold.
+    r = label_sets.rule(run, evidence='image')
+    assert r['evidence'] == 'image' and r['source'] == 'config.eval.threshold=0.4'
+    np.testing.assert_array_equal(r['thresholds'], [0.4] * 4)
+    own, asked = label_sets.rule(run), label_sets.rule(run, evidence='crops')  # its own crop thresholds
+    assert asked['source'] == own['source'] == str(tmp_path / 'thresholds.json')
+    np.testing.assert_array_equal(asked['thresholds'], own['thresholds'])
+    # An image run (no thresholds file) asked for crops: one threshold, the log-odds of the probability.
+    plain = _run(tmp_path / 'plain', chosen=None)
+    r = label_sets.rule(plain, round=0, evidence='crops')
+    assert r['evidence'] == 'crops' and r['space'] == 'log_odds' and 'crop evidence' in r['source']
+    np.testing.assert_allclose(r['thresholds'], [to_log_odds(0.4)] * 4)
+    r = label_sets.rule(plain, round=0, threshold=0.8, evidence='crops')
+    np.testing.assert_allclose(r['thresholds'], [to_log_odds(0.8)] * 4)
+    assert r['source'] == '--threshold=0.8 on crop evidence'
+    with pytest.raises(ValueError, match="evidence='pixels'"):
+        label_sets.rule(run, evidence='pixels')
+
+
+def test_crop_settings_are_the_runs_own_or_the_relabel_recipes_naive_grid():
+    from mlrelabel.config import base_config, relabel_config
+
+    own = relabel_config('smoke')
+    assert label_sets.crop_settings(own) is own.relabel
+    settings = label_sets.crop_settings(base_config())
+    assert settings.confidence == 'naive' and settings.num_samples == 1
+    assert settings.crops.to_dict() == relabel_config().relabel.crops.to_dict()
+    assert settings.aggregate == relabel_config().relabel.aggregate

@@ -192,6 +192,46 @@ def test_relabel_run_rounds_labels_thresholds_and_predict(relabel_run, tmp_path)
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4
 
 
+def test_any_run_predicts_on_crop_evidence_when_asked(supervised_run, relabel_run, tmp_path):
+    """`evidence='crops'`: a supervised model scored on the relabel recipe's grid of crops (one naive pass),
+    thresholded at config.eval.threshold; batching does not change the evidence; the CLI flag does the same."""
+    from mlrelabel import label_sets
+    from mlrelabel.relabel.evidence import to_probability
+
+    run = mlrelabel.load_run(supervised_run)
+    images = _images(5, 16, 16, seed=4)
+    rule = run.label_rule(evidence='crops')
+    assert rule['evidence'] == 'crops' and rule['source'] == 'config.eval.threshold=0.5 on crop evidence'
+    crop_sets, scores = run.predict_labels(images, evidence='crops')
+    log_odds = label_sets.crop_scores(run, images)
+    assert log_odds.shape == (5, 10) and log_odds.dtype == np.float32
+    np.testing.assert_allclose(scores, to_probability(log_odds), rtol=1e-6)
+    one_by_one = np.concatenate([label_sets.crop_scores(run, images[i : i + 1]) for i in range(5)])
+    np.testing.assert_allclose(one_by_one, log_odds, atol=1e-5)
+    for p, ids in zip(scores, crop_sets):
+        assert ids == ([int(c) for c in np.flatnonzero(p >= 0.5)] or [int(p.argmax())])
+    assert not np.allclose(scores, run.predict(images), atol=1e-3)  # not the whole-image probabilities
+    assert label_sets.crop_scores(run, images[:0]).shape == (0, 10)
+    # A relabel run asked for whole images: its chosen round's probabilities, at config.eval.threshold.
+    relabel = mlrelabel.load_run(relabel_run)
+    _, probs = relabel.predict_labels(images, evidence='image')
+    np.testing.assert_allclose(probs, relabel.predict(images), rtol=1e-6)
+    assert relabel.label_rule(evidence='image')['source'] == 'config.eval.threshold=0.5'
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(folder / f'{i}.png')
+    cli = [sys.executable, '-m', 'mlrelabel.predict', f'--workdir={supervised_run}', f'--images={folder}']
+    out = subprocess.run(
+        [*cli, '--evidence=crops', f'--out={tmp_path}/p.json'], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert 'crop evidence' in out.stdout
+    doc = json.load(open(tmp_path / 'p.json'))
+    assert doc['evidence'] == 'crops' and doc['threshold'] == 0.5
+    assert [r['label_ids'] for r in doc['predictions']] == crop_sets  # PNG is lossless: the same images
+
+
 def test_non_finite_checkpoint_is_refused(supervised_run, tmp_path):
     from mlrelabel.checkpoint import Checkpointer
     from mlrelabel.train import inference
