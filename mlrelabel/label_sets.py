@@ -32,6 +32,14 @@ import numpy as np
 
 EVIDENCE = ('crops', 'image', 'groups')
 REQUESTS = (None, 'image', 'crops')  # what a caller may ask for (None: the run's own rule)
+# Crop evidence ranks well (val mAP) but one probability threshold on it is not calibrated: the best windows of
+# a class's two are often high on images without it (3,000 photo scenes, threshold 0.5: 4.7-8.4 labels per image
+# against 1.85 true; whole images 1.0-1.7). A relabel round's per-class thresholds are fitted to its evidence.
+UNCALIBRATED_CROPS = (
+    'one threshold on crop evidence is not calibrated for this run (its rounds fitted none): the scores rank '
+    'images well, but the sets hold too many labels at 0.5 (photo scenes: 4.7-8.4 per image against 1.85 true); '
+    'raise --threshold, or relabel the data to get per-class crop thresholds'
+)
 
 
 def crop_settings(config):
@@ -70,7 +78,8 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
     'image' or 'crops' asks for that evidence whatever the run saved, thresholded at one probability
     (`threshold`, else `config.eval.threshold`) unless the round's own thresholds are on that evidence.
     Returns `{'evidence': 'crops' | 'image' | 'groups', 'space': 'log_odds' | 'probability', 'thresholds': [C]
-    float64 (+inf: never) or None, 'topk': k or None, 'source': where the thresholds come from}`. A global
+    float64 (+inf: never) or None, 'topk': k or None, 'source': where the thresholds come from[, 'note': a warning
+    for the user]}`. A global
     probability `threshold` replaces the per-class ones, on the same evidence (log-odds of it for crops).
     """
     from mlrelabel.relabel.evidence import to_log_odds
@@ -102,6 +111,9 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
             'thresholds': np.full(c, float(to_log_odds(t))),
             'topk': None,
             'source': f'{source} on crop evidence',
+            **(
+                {'note': UNCALIBRATED_CROPS} if threshold is None else {}
+            ),  # a threshold the user chose: theirs
         }
     if own_crops and evidence != 'image':
         if threshold is not None:

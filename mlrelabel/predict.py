@@ -82,7 +82,8 @@ def predict_folder(
     """`{'files', 'probs' [N, C] (the evidence the sets were decided on, as probabilities), 'labels' (class
     names per image), 'label_ids', 'groups' ({name: [N] argmax within the group}), 'class_names', 'evidence'
     ('crops' | 'image' | 'groups'), 'threshold' (a probability or a per-class list; 1.0 = never),
-    'threshold_source', 'head', 'round', 'step'}` for the images in `images_dir` (`Run.predict_labels`)."""
+    'threshold_source', 'head', 'round', 'step', 'note' (a warning about the rule, or None)}` for the images in
+    `images_dir` (`Run.predict_labels`)."""
     from mlrelabel.data.sources import ImageFiles
     from mlrelabel.relabel.evidence import to_probability
     from mlrelabel.run import load_run
@@ -120,6 +121,7 @@ def predict_folder(
         'head': info['head'],
         'round': info['round'],
         'step': run.step(round),
+        'note': rule.get('note'),
     }
 
 
@@ -139,6 +141,8 @@ def write_predictions(path: str, preds: dict) -> None:
                 row['groups'] = {g: int(preds['groups'][g][i]) for g in groups}
             rows.append(row)
         meta = {k: preds[k] for k in ('evidence', 'threshold', 'threshold_source', 'head', 'round', 'step')}
+        if preds.get('note'):
+            meta['note'] = preds['note']
         atomic_write_json(path, {**meta, 'classes': names, 'predictions': rows})
     elif path.endswith('.csv'):
         buffer = io.StringIO()
@@ -179,6 +183,8 @@ def main(argv):
     except (FileNotFoundError, ValueError) as e:  # no run / no images / non-finite checkpoint / bad round
         print(f'mlrelabel-predict: {e}', file=sys.stderr)
         raise SystemExit(1) from None
+    if preds['note']:
+        print(f'mlrelabel-predict: note: {preds["note"]}', file=sys.stderr)
     for out in f.out:
         write_predictions(out, preds)
         rule = f'{RULE_WORDS[preds["evidence"]]}, thresholds: {preds["threshold_source"]}'

@@ -104,9 +104,11 @@ def test_asked_evidence_overrides_the_runs_own_rule(tmp_path):
     r = label_sets.rule(plain, round=0, evidence='crops')
     assert r['evidence'] == 'crops' and r['space'] == 'log_odds' and 'crop evidence' in r['source']
     np.testing.assert_allclose(r['thresholds'], [to_log_odds(0.4)] * 4)
+    assert r['note'] == label_sets.UNCALIBRATED_CROPS  # the default threshold on crops over-predicts: said
     r = label_sets.rule(plain, round=0, threshold=0.8, evidence='crops')
     np.testing.assert_allclose(r['thresholds'], [to_log_odds(0.8)] * 4)
-    assert r['source'] == '--threshold=0.8 on crop evidence'
+    assert r['source'] == '--threshold=0.8 on crop evidence' and 'note' not in r
+    assert 'note' not in label_sets.rule(run)  # a relabel round's own crop thresholds are fitted
     with pytest.raises(ValueError, match="evidence='pixels'"):
         label_sets.rule(run, evidence='pixels')
 

@@ -226,9 +226,9 @@ def test_any_run_predicts_on_crop_evidence_when_asked(supervised_run, relabel_ru
         [*cli, '--evidence=crops', f'--out={tmp_path}/p.json'], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    assert 'crop evidence' in out.stdout
+    assert 'crop evidence' in out.stdout and 'not calibrated' in out.stderr  # one threshold: said plainly
     doc = json.load(open(tmp_path / 'p.json'))
-    assert doc['evidence'] == 'crops' and doc['threshold'] == 0.5
+    assert doc['evidence'] == 'crops' and doc['threshold'] == 0.5 and 'not calibrated' in doc['note']
     assert [r['label_ids'] for r in doc['predictions']] == crop_sets  # PNG is lossless: the same images
 
 
