@@ -6,8 +6,10 @@ Writes photo scenes (`mlrelabel.data.photo_scenes`: 96-224 px JPEG, 1-3 digits p
 photographs, one given label: the largest object) once, trains the supervised recipe on them through label files
 (`--config.data.source=json`, the data-driven defaults), then scores each run's model on the validation images'
 hidden sets twice: whole-image probabilities (`Run.predict`) and crop evidence (`mlrelabel.label_sets.
-crop_scores`: the relabel grid of 42 windows, one naive pass). `full` trains on the hidden training sets (the
-upper bound). Prints one JSON line per entry and appends it to <workdir>/results.jsonl.
+crop_scores`: the relabel grid of 42 windows, one naive pass). Label sets too: per-class crop thresholds fitted on
+the first half of the validation images from their given labels (`label_sets.fit_crop_thresholds`, what predict
+does), scored on the second half against the whole-image sets at p > 0.5. `full` trains on the hidden training
+sets (the upper bound). Prints one JSON line per entry and appends it to <workdir>/results.jsonl.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def main():
     parser.add_argument('--photo_val', type=int, default=600, help='validation images')
     parser.add_argument('--seed', type=int, default=0, help='data and training seed')
     args = parser.parse_args()
-    from mlrelabel import label_sets, metrics, parallel
+    from mlrelabel import evaluate, label_sets, metrics, parallel
     from mlrelabel import run as run_api
     from mlrelabel.config import base_config
     from mlrelabel.data.photo_scenes import make_photo_scenes
@@ -61,8 +63,29 @@ def main():
         wall = time.time() - t0
         run = run_api.load_run(workdir)
         val, _ = load_image_dataset(os.path.join(data, 'val_truth.json'), run.image_size, num_classes=10)
+        given, _ = load_image_dataset(os.path.join(data, 'val.json'), run.image_size, num_classes=10)
         rows = np.arange(len(val))
         truth, images = val.labels.dense(rows), val.images[rows]
+        crops = label_sets.crop_scores(run, images)
+        # Label sets: per-class crop thresholds fitted on the first half of val (its given labels only), scored on
+        # the second half; beside them the whole-image sets at p > 0.5 on the same half.
+        fit, test = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+        t, _ = label_sets.fit_crop_thresholds(
+            crops[fit], evaluate.first_labels(given.labels)[fit], label_sets.crop_settings(run.config)
+        )
+        crop_sets = label_sets.apply_rule(
+            crops[test], {'evidence': 'crops', 'thresholds': t, 'topk': None, 'groups': []}
+        )
+        image_sets = label_sets.apply_rule(
+            run.predict(images[test]), {'evidence': 'image', 'thresholds': np.full(10, 0.5), 'topk': None}
+        )
+        sets = {}
+        for kind, label_ids in (('crop', crop_sets), ('image', image_sets)):
+            pred = np.zeros((len(test), 10), bool)
+            for i, ids in enumerate(label_ids):
+                pred[i, ids] = True
+            sets[f'{kind}_sets_f1'] = metrics.sample_set_metrics(pred, truth[test].astype(bool))['f1']
+            sets[f'{kind}_labels_per_image'] = float(pred.sum(1).mean())
         row = {
             'entry': name,
             'epochs': args.epochs,
@@ -70,7 +93,9 @@ def main():
             'image_size': run.image_size,
             'model': run.config.model.name,
             'val_map': metrics.mean_average_precision(run.predict(images), truth),
-            'val_crop_map': metrics.mean_average_precision(label_sets.crop_scores(run, images), truth),
+            'val_crop_map': metrics.mean_average_precision(crops, truth),
+            **sets,
+            'truth_labels_per_image': float(truth[test].sum(1).mean()),
             'wall_s': round(wall, 1),
         }
         print(json.dumps(row), flush=True)

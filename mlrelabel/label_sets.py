@@ -15,8 +15,9 @@ learns each image's main object, and every window of the grid makes some object 
 the objects its whole-image probabilities rank low (built-in scenes, 3 seeds: softmax cross-entropy's val mAP
 0.59 on whole images, 0.77 on crops at 10 epochs, 0.69 and 0.91 at 30; the full-label model's 0.70 / 0.75 and
 0.93 / 0.94; README "Comparing the methods"). Runs
-without a `relabel` config use the relabel recipe's crops with one naive pass (`crop_settings`), thresholded at
-the log-odds of `config.eval.threshold` (or `threshold`).
+without a `relabel` config use the relabel recipe's crops with one naive pass (`crop_settings`). Their sets use
+`<workdir>/crop_thresholds.json` when the run has one (`fit_crop_thresholds`, which `mlrelabel-predict` fits and
+saves), else the log-odds of `threshold` or `config.eval.threshold`, with a note that it is not calibrated.
 
 `rule(run, round, threshold, evidence)` reads the rule, `apply_rule(scores, rule)` is the pure decision,
 `crop_evidence_fn` builds the compiled crop-evidence function (batched like `train.inference.Predictor`) and
@@ -32,14 +33,58 @@ import numpy as np
 
 EVIDENCE = ('crops', 'image', 'groups')
 REQUESTS = (None, 'image', 'crops')  # what a caller may ask for (None: the run's own rule)
-# Crop evidence ranks well (val mAP) but one probability threshold on it is not calibrated: the best windows of
-# a class's two are often high on images without it (3,000 photo scenes, threshold 0.5: 4.7-8.4 labels per image
-# against 1.85 true; whole images 1.0-1.7). A relabel round's per-class thresholds are fitted to its evidence.
+CROP_THRESHOLDS = 'crop_thresholds.json'  # per-class crop thresholds fitted for a run whose rounds made none
+# Crop evidence ranks well (val mAP) but one probability threshold on it is not calibrated: the two best windows
+# of a class are often high on images without it (3,000 photo scenes, threshold 0.5: 4.7-8.4 labels per image
+# against 1.85 true). Thresholds fitted as a relabel round fits them (`fit_crop_thresholds`: 1.7 labels per image,
+# sample-F1 0.85-0.89 on held-out photos) are what predict uses; without them, it says so.
 UNCALIBRATED_CROPS = (
-    'one threshold on crop evidence is not calibrated for this run (its rounds fitted none): the scores rank '
-    'images well, but the sets hold too many labels at 0.5 (photo scenes: 4.7-8.4 per image against 1.85 true); '
-    'raise --threshold, or relabel the data to get per-class crop thresholds'
+    'one threshold on crop evidence is not calibrated for this run: the scores rank images well, but the sets '
+    'hold too many labels at 0.5 (photo scenes: 4.7-8.4 per image against 1.85 true); fit per-class thresholds '
+    '(mlrelabel-predict does, on the run\'s validation images) or choose --threshold'
 )
+
+
+def fit_crop_thresholds(evidence, given, rc) -> tuple[np.ndarray, dict]:
+    """Per-class thresholds `[C]` on crop evidence (log-odds; +inf: never), fitted as a relabel round fits them
+    (`relabel.rule.thresholds_from_config`, 'gmm'): a two-component mixture per class on `evidence [N, C]`,
+    posterior >= `rc.gmm_min_posterior`, and at least the `rc.positive_floor` quantile of the evidence of the
+    images given that class (`given [N]` int, -1: none). Only single labels are read: no multi-label truth."""
+    from mlrelabel.relabel import assign
+
+    evidence = np.asarray(evidence, np.float32)
+    mixtures = assign.fit_class_gmms(
+        evidence,
+        max_samples=rc.gmm_max_samples,
+        seed=0,
+        space='log_odds',
+        min_separation=rc.gmm_min_separation,
+    )
+    mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
+    floor = assign.positive_floor(evidence, np.asarray(given), rc.positive_floor)
+    details = {
+        'rule': (
+            f'per-class Gaussian mixture on crop log-odds, posterior >= {rc.gmm_min_posterior:g}, and at least the '
+            f'{rc.positive_floor:g} quantile of the evidence of images given the class'
+        ),
+        'images': int(len(evidence)),
+        'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
+    }
+    return np.maximum(mixture, floor).astype(np.float64), details
+
+
+def read_crop_thresholds(run) -> tuple[np.ndarray | None, str]:
+    """`(log-odds [C] or None, path)` of `<workdir>/crop_thresholds.json` (`fit_crop_thresholds`, saved by
+    predict); None without the file or when it was fitted for another model than the run's chosen one."""
+    path = os.path.join(run.workdir, CROP_THRESHOLDS)
+    if not os.path.exists(path):
+        return None, path
+    doc = _read(path)
+    if (doc.get('checkpoint'), doc.get('step')) != (run.manifest.get('checkpoint'), run.step()):
+        return None, path  # stale: the run has trained on or chosen another round since
+    values = np.asarray([np.inf if t is None else float(t) for t in doc.get('log_odds') or []], np.float64)
+    _check_length(values, run.num_classes, path)
+    return values, path
 
 
 def crop_settings(config):
@@ -102,7 +147,16 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
         }
     doc, path = thresholds_doc(run, round)
     own_crops = doc is not None and doc.get('evidence') == 'crops'
-    if evidence == 'crops' and not own_crops:  # an image run asked for crops: one threshold on their log-odds
+    if evidence == 'crops' and not own_crops:  # an image run asked for crops
+        fitted, fitted_path = read_crop_thresholds(run) if round is None else (None, '')
+        if fitted is not None and threshold is None:
+            return {
+                'evidence': 'crops',
+                'space': 'log_odds',
+                'thresholds': fitted,
+                'topk': None,
+                'source': fitted_path,
+            }
         t = float(threshold if threshold is not None else run.config.eval.get('threshold', 0.5))
         source = f'--threshold={t:g}' if threshold is not None else f'config.eval.threshold={t:g}'
         return {

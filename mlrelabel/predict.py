@@ -84,6 +84,7 @@ def predict_folder(
     ('crops' | 'image' | 'groups'), 'threshold' (a probability or a per-class list; 1.0 = never),
     'threshold_source', 'head', 'round', 'step', 'note' (a warning about the rule, or None)}` for the images in
     `images_dir` (`Run.predict_labels`)."""
+    from mlrelabel import label_sets
     from mlrelabel.data.sources import ImageFiles
     from mlrelabel.relabel.evidence import to_probability
     from mlrelabel.run import load_run
@@ -91,6 +92,9 @@ def predict_folder(
     run = load_run(workdir)
     info = run.round_info(round)
     rule = run.label_rule(round, threshold, evidence)
+    if rule.get('note') == label_sets.UNCALIBRATED_CROPS and round is None:
+        fit_crop_thresholds(run)  # once per run: <workdir>/crop_thresholds.json, then the rule reads it
+        rule = run.label_rule(round, threshold, evidence)
     files = list_images(images_dir)
     reader = ImageFiles([os.path.join(images_dir, f) for f in files], run.image_size)
     ids, probs = [], []
@@ -123,6 +127,44 @@ def predict_folder(
         'step': run.step(round),
         'note': rule.get('note'),
     }
+
+
+def fit_crop_thresholds(run) -> str:
+    """Fits per-class thresholds on the crop evidence of `run`'s chosen model over its validation images and their
+    given labels (`label_sets.fit_crop_thresholds`, as a relabel round fits them) and saves them atomically as
+    `<workdir>/crop_thresholds.json` with the model they belong to (a file fitted for another model is replaced);
+    returns its path."""
+    from mlrelabel import evaluate, label_sets
+    from mlrelabel.methods import common
+
+    fitted, path = label_sets.read_crop_thresholds(run)
+    if fitted is not None:
+        return path
+    val = common.load_datasets(run.config.copy_and_resolve_references(), run.workdir)['val']
+    rows = np.arange(len(val))
+    evidence = np.concatenate(
+        [label_sets.crop_scores(run, val.images[rows[s : s + CHUNK]]) for s in range(0, len(rows), CHUNK)]
+    )
+    thresholds, details = label_sets.fit_crop_thresholds(
+        evidence, evaluate.first_labels(val.labels), label_sets.crop_settings(run.config)
+    )
+    atomic_write_json(
+        path,
+        {
+            'evidence': 'crops',
+            'checkpoint': run.manifest.get('checkpoint'),
+            'step': run.step(),
+            'classes': list(run.class_names),
+            'log_odds': [float(t) if np.isfinite(t) else None for t in thresholds],
+            **details,
+        },
+    )
+    print(
+        f'mlrelabel-predict: fitted per-class crop thresholds on {len(val)} validation images (their given labels) '
+        f'-> {path}',
+        file=sys.stderr,
+    )
+    return path
 
 
 def write_predictions(path: str, preds: dict) -> None:

@@ -17,7 +17,7 @@ def _run(tmp_path, chosen=2, exclusive=True, groups=()):
     config = ml_collections.ConfigDict(
         {'eval': {'threshold': 0.4}, 'relabel': {'exclusive_groups': exclusive, 'topk': 2}, 'seed': 0}
     )
-    heads = {0: 'softmax', 1: 'sigmoid', 2: 'sigmoid'}
+    heads = {None: 'softmax', 0: 'softmax', 1: 'sigmoid', 2: 'sigmoid'}  # None: a run without rounds
     manifest = {'thresholds': 'thresholds.json' if chosen else None}
 
     def round_info(r=None):
@@ -122,3 +122,49 @@ def test_crop_settings_are_the_runs_own_or_the_relabel_recipes_naive_grid():
     assert settings.confidence == 'naive' and settings.num_samples == 1
     assert settings.crops.to_dict() == relabel_config().relabel.crops.to_dict()
     assert settings.aggregate == relabel_config().relabel.aggregate
+
+
+def test_fit_crop_thresholds_separates_a_bimodal_class_and_respects_the_floor():
+    from mlrelabel.config import relabel_config
+
+    rng = np.random.default_rng(0)
+    n = 400
+    present = rng.random((n, 3)) < 0.3
+    evidence = np.where(present, rng.normal(4.0, 0.7, (n, 3)), rng.normal(-4.0, 0.7, (n, 3))).astype(
+        np.float32
+    )
+    evidence[:, 2] = rng.normal(0.0, 1.0, n)  # one mode only: the mixture adds nothing for class 2
+    given = np.where(present[:, 0], 0, np.where(present[:, 1], 1, -1))
+    rc = relabel_config().relabel
+    t, details = label_sets.fit_crop_thresholds(evidence, given, rc)
+    assert t.shape == (3,) and details['images'] == n and '0.9' in details['rule']
+    assert -2.0 < t[0] < 4.0 and -2.0 < t[1] < 4.0  # between the modes, below the positives' mode
+    assert t[0] >= np.quantile(evidence[given == 0, 0], rc.positive_floor) - 1e-5  # never below the floor
+    assert np.isinf(t[2]) and '2' in details['rejected']
+    sets = label_sets.apply_rule(evidence, {'evidence': 'crops', 'thresholds': t, 'topk': None})
+    found = np.array([[c in row for c in range(2)] for row in sets])
+    assert (found == present[:, :2]).mean() > 0.95
+
+
+def test_an_image_run_with_fitted_crop_thresholds_uses_them(tmp_path):
+    plain = _run(tmp_path, chosen=None)
+    plain.manifest['checkpoint'], plain.step = 'checkpoints', lambda: 40
+    model = {'checkpoint': 'checkpoints', 'step': 40}
+    (tmp_path / label_sets.CROP_THRESHOLDS).write_text(
+        json.dumps({'log_odds': [1.0, None, 2.0, 3.0], **model})
+    )
+    r = label_sets.rule(plain, evidence='crops')
+    assert r['source'] == str(tmp_path / label_sets.CROP_THRESHOLDS) and 'note' not in r
+    np.testing.assert_array_equal(r['thresholds'], [1.0, np.inf, 2.0, 3.0])
+    np.testing.assert_allclose(
+        label_sets.rule(plain, threshold=0.8, evidence='crops')['thresholds'], [to_log_odds(0.8)] * 4
+    )
+    assert label_sets.rule(plain)['evidence'] == 'image'  # asked for nothing: whole images, as before
+    plain.step = lambda: (
+        80
+    )  # trained on since: the file belongs to another model, so one threshold and a note
+    assert label_sets.rule(plain, evidence='crops')['note'] == label_sets.UNCALIBRATED_CROPS
+    plain.step = lambda: 40
+    (tmp_path / label_sets.CROP_THRESHOLDS).write_text(json.dumps({'log_odds': [1.0], **model}))
+    with pytest.raises(ValueError, match='1 thresholds for 4 classes'):
+        label_sets.rule(plain, evidence='crops')

@@ -217,19 +217,36 @@ def test_any_run_predicts_on_crop_evidence_when_asked(supervised_run, relabel_ru
     _, probs = relabel.predict_labels(images, evidence='image')
     np.testing.assert_allclose(probs, relabel.predict(images), rtol=1e-6)
     assert relabel.label_rule(evidence='image')['source'] == 'config.eval.threshold=0.5'
+    assert 'not calibrated' in rule['note']  # one threshold on crops: said plainly
+    # The CLI fits per-class crop thresholds once (the run's validation images and given labels), saves them
+    # beside the run and predicts with them; a second call reads them back.
+    work = tmp_path / 'copy'
+    shutil.copytree(supervised_run, work)
     folder = tmp_path / 'images'
     folder.mkdir()
     for i, im in enumerate(images):
         Image.fromarray(im).save(folder / f'{i}.png')
-    cli = [sys.executable, '-m', 'mlrelabel.predict', f'--workdir={supervised_run}', f'--images={folder}']
-    out = subprocess.run(
-        [*cli, '--evidence=crops', f'--out={tmp_path}/p.json'], cwd=ROOT, capture_output=True, text=True
-    )
+    cli = [sys.executable, '-m', 'mlrelabel.predict', f'--workdir={work}', f'--images={folder}', '--evidence=crops']
+    out = subprocess.run([*cli, f'--out={tmp_path}/p.json'], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert 'crop evidence' in out.stdout and 'not calibrated' in out.stderr  # one threshold: said plainly
+    saved = work / label_sets.CROP_THRESHOLDS
+    assert 'fitted per-class crop thresholds on 32 validation images' in out.stderr and saved.exists()
     doc = json.load(open(tmp_path / 'p.json'))
-    assert doc['evidence'] == 'crops' and doc['threshold'] == 0.5 and 'not calibrated' in doc['note']
-    assert [r['label_ids'] for r in doc['predictions']] == crop_sets  # PNG is lossless: the same images
+    assert doc['evidence'] == 'crops' and doc['threshold_source'] == str(saved) and 'note' not in doc
+    fitted = json.load(open(saved))
+    assert fitted['images'] == 32 and len(fitted['log_odds']) == 10 and fitted['classes'] == run.class_names
+    t = np.array([np.inf if v is None else v for v in fitted['log_odds']])
+    expected = label_sets.apply_rule(log_odds, {'evidence': 'crops', 'thresholds': t, 'topk': None})
+    assert [r['label_ids'] for r in doc['predictions']] == expected  # PNG is lossless: the same images
+    before = saved.stat().st_mtime_ns
+    again = subprocess.run([*cli, f'--out={tmp_path}/q.json'], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and 'fitted' not in again.stderr and saved.stat().st_mtime_ns == before
+    assert json.load(open(tmp_path / 'q.json'))['predictions'] == doc['predictions']
+    assert fitted['checkpoint'] == 'checkpoints' and fitted['step'] == run.step()
+    json.dump(dict(fitted, step=fitted['step'] - 1), open(saved, 'w'))  # fitted for another model: fitted again
+    third = subprocess.run([*cli, f'--out={tmp_path}/r.json'], cwd=ROOT, capture_output=True, text=True)
+    assert third.returncode == 0 and 'fitted per-class crop thresholds' in third.stderr
+    assert json.load(open(saved)) == fitted
 
 
 def test_non_finite_checkpoint_is_refused(supervised_run, tmp_path):
