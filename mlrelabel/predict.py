@@ -17,8 +17,9 @@ model (--round=K: round K's thresholds.json); other runs use whole-image probabi
 per-class thresholds.json, else config.eval.threshold); a group-softmax head predicts each group's argmax. --threshold=T replaces the
 thresholds by one probability on the same evidence. --evidence=crops scores any run's model on the relabel
 grid of crops (a single-label model ranks small objects low on whole images; on crops each is some window's main
-object) with one threshold (--threshold, else config.eval.threshold); --evidence=image asks a relabel round
-for whole-image probabilities. An image where nothing passes gets the argmax. The p_<class>
+object): for a run whose rounds fitted no crop thresholds, per-class ones are fitted once on its validation images
+and given labels and saved as <workdir>/crop_thresholds.json (--threshold=T: one threshold instead, with a note);
+--evidence=image asks a relabel round for whole-image probabilities. An image where nothing passes gets the argmax. The p_<class>
 columns are that evidence as probabilities. Outputs are written atomically; the format follows the extension.
 Quiet unless --verbosity=0 or more. A checkpoint with NaN or infinite weights is refused.
 """
