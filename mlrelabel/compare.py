@@ -156,18 +156,13 @@ def run_entry(entry: Entry, seed: int, workdir: str, variant: str = '', extra: d
 def crop_map(workdir: str) -> float:
     """Val mAP of a finished run's output model on crop evidence (`label_sets.crop_scores`: the run's own crop
     settings, or the relabel recipe's grid with one naive pass) against the validation images' hidden sets."""
-    from mlrelabel import label_sets, metrics
-    from mlrelabel.methods import common
+    from mlrelabel import metrics
+    from mlrelabel.predict import validation_crop_evidence
     from mlrelabel.run import load_run
 
-    run = load_run(workdir)
-    val = common.load_datasets(run.config, workdir)['val']
-    rows = np.arange(len(val))
-    scores = np.concatenate(
-        [label_sets.crop_scores(run, val.images[rows[s : s + 1024]]) for s in range(0, len(rows), 1024)]
-    )
+    val, scores = validation_crop_evidence(load_run(workdir))
     truth = val.truth if val.truth is not None else val.labels
-    return float(metrics.mean_average_precision(scores, truth.dense(rows)))
+    return float(metrics.mean_average_precision(scores, truth.dense(np.arange(len(val)))))
 
 
 def best_against_full(summary: dict, metric: str) -> dict | None:

@@ -51,6 +51,7 @@ def fit_crop_thresholds(evidence, given, rc) -> tuple[np.ndarray, dict]:
     posterior >= `rc.gmm_min_posterior`, and at least the `rc.positive_floor` quantile of the evidence of the
     images given that class (`given [N]` int, -1: none). Only single labels are read: no multi-label truth."""
     from mlrelabel.relabel import assign
+    from mlrelabel.relabel.rule import gmm_thresholds
 
     evidence = np.asarray(evidence, np.float32)
     mixtures = assign.fit_class_gmms(
@@ -60,8 +61,7 @@ def fit_crop_thresholds(evidence, given, rc) -> tuple[np.ndarray, dict]:
         space='log_odds',
         min_separation=rc.gmm_min_separation,
     )
-    mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
-    floor = assign.positive_floor(evidence, np.asarray(given), rc.positive_floor)
+    thresholds, _, _ = gmm_thresholds(mixtures, evidence, given, rc)
     details = {
         'rule': (
             f'per-class Gaussian mixture on crop log-odds, posterior >= {rc.gmm_min_posterior:g}, and at least the '
@@ -70,7 +70,7 @@ def fit_crop_thresholds(evidence, given, rc) -> tuple[np.ndarray, dict]:
         'images': int(len(evidence)),
         'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
     }
-    return np.maximum(mixture, floor).astype(np.float64), details
+    return thresholds.astype(np.float64), details
 
 
 def read_crop_thresholds(run) -> tuple[np.ndarray | None, str]:

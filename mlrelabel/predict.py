@@ -136,16 +136,11 @@ def fit_crop_thresholds(run) -> str:
     `<workdir>/crop_thresholds.json` with the model they belong to (a file fitted for another model is replaced);
     returns its path."""
     from mlrelabel import evaluate, label_sets
-    from mlrelabel.methods import common
 
     fitted, path = label_sets.read_crop_thresholds(run)
     if fitted is not None:
         return path
-    val = common.load_datasets(run.config.copy_and_resolve_references(), run.workdir)['val']
-    rows = np.arange(len(val))
-    evidence = np.concatenate(
-        [label_sets.crop_scores(run, val.images[rows[s : s + CHUNK]]) for s in range(0, len(rows), CHUNK)]
-    )
+    val, evidence = validation_crop_evidence(run)
     thresholds, details = label_sets.fit_crop_thresholds(
         evidence, evaluate.first_labels(val.labels), label_sets.crop_settings(run.config)
     )
@@ -166,6 +161,20 @@ def fit_crop_thresholds(run) -> str:
         file=sys.stderr,
     )
     return path
+
+
+def validation_crop_evidence(run) -> tuple:
+    """`(val Dataset, crop evidence [N, C] log-odds)` of `run`'s chosen model on its validation split, decoded
+    CHUNK images at a time (`label_sets.crop_scores`)."""
+    from mlrelabel import label_sets
+    from mlrelabel.methods import common
+
+    val = common.load_datasets(run.config.copy_and_resolve_references(), run.workdir)['val']
+    rows = np.arange(len(val))
+    evidence = np.concatenate(
+        [label_sets.crop_scores(run, val.images[rows[s : s + CHUNK]]) for s in range(0, len(rows), CHUNK)]
+    )
+    return val, evidence
 
 
 def write_predictions(path: str, preds: dict) -> None:

@@ -50,9 +50,7 @@ def thresholds_from_config(evidence_val: np.ndarray, mixtures, val, config):
         half.sort()
         t = assign.calibrate_thresholds(evidence_val[half], val.labels.dense(half))
         return t, {'rule': 'calibrated on half of the validation labels', 'calibration_rows': int(half.size)}
-    mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
-    floor = assign.positive_floor(evidence_val, evaluate.first_labels(val.labels), rc.positive_floor)
-    thresholds = np.maximum(mixture, floor)
+    thresholds, mixture, floor = gmm_thresholds(mixtures, evidence_val, evaluate.first_labels(val.labels), rc)
     details = {
         'rule': (
             f'per-class Gaussian mixture on log-odds, posterior >= {rc.gmm_min_posterior:g}, and at least the '
@@ -66,6 +64,15 @@ def thresholds_from_config(evidence_val: np.ndarray, mixtures, val, config):
         'rejected': {str(c): why for c, why in enumerate(mixtures.reasons) if why},
     }
     return thresholds, details
+
+
+def gmm_thresholds(mixtures, evidence_given, given, rc) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """'gmm' thresholds `[C]` (log-odds): each class's mixture threshold at posterior `rc.gmm_min_posterior`,
+    raised to the `rc.positive_floor` quantile of the evidence of the images given that class (`evidence_given
+    [N, C]`, `given [N]`, -1: none). Returns `(thresholds, mixture part, floor part)`."""
+    mixture = assign.mixture_thresholds(mixtures, rc.gmm_min_posterior)
+    floor = assign.positive_floor(evidence_given, np.asarray(given), rc.positive_floor)
+    return np.maximum(mixture, floor), mixture, floor
 
 
 def apply_rule(ev: np.ndarray, thresholds, rc) -> np.ndarray:
