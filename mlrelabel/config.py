@@ -103,9 +103,11 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
             'delta_rel': 0.002,  # ll_*: the rejection rate grows by this each epoch (ll_cp: corrected per batch)
         }
     )
-    # random-resized-crop + flip on device; digits are not mirror-symmetric, so no flips here.
+    # random-resized-crop + flip on device; digits are not mirror-symmetric, so no flips here. `mixup` > 0: blend
+    # each example with its neighbour, lam ~ Beta(mixup, mixup) (losses of soft targets only; BENCHMARKS.md:
+    # it lifted round 0 on small photo sets but not the final labels reliably, so it is off by default).
     t.augment = ml_collections.ConfigDict(
-        {'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False}
+        {'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False, 'mixup': 0.0}
     )
     t.checkpoint_every_steps = 50  # plus one at every epoch end ...
     # ... but no sooner than this many seconds after the last one (each save blocks for ~0.4 s: saving every

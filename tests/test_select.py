@@ -210,3 +210,11 @@ def test_underfit_note_names_a_round_0_that_left_chance_too_late():
     assert select.underfit_note(history(late[:1])) is None  # one epoch: nothing to compare
     assert select.underfit_note([{'epoch': 1}, {'epoch': 2}]) is None  # no training loss recorded
     assert select.underfit_note(history(in_time), max_ratio=0.2)  # the threshold is the caller's
+    # Blended (mixup) targets: the loss cannot fall below their entropy, so the excess over it is compared.
+    mixed = [
+        {**row, 'train_loss': row['train_loss'] + 0.8, 'train_loss_floor': 0.8} for row in history(in_time)
+    ]
+    assert select.underfit_note([{k: v for k, v in r.items() if k != 'train_loss_floor'} for r in mixed])
+    assert select.underfit_note(mixed) is None
+    stuck = [{**row, 'train_loss': row['train_loss'] + 0.8, 'train_loss_floor': 0.8} for row in history(late)]
+    assert 'the training loss above its floor fell only from 2.35 to 1.27' in select.underfit_note(stuck)

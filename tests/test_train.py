@@ -171,3 +171,73 @@ def test_eight_devices_match_one_device():
         timeout=600,
     )
     assert 'SHARDING_OK' in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
+def test_mixup_blends_each_example_with_its_neighbour_and_keeps_it_the_larger_part():
+    import jax
+    import jax.numpy as jnp
+
+    from mlrelabel.ops import augment
+
+    images = jax.random.normal(jax.random.key(0), (4, 3, 3, 3))
+    targets = jax.nn.one_hot(jnp.array([0, 1, 2, 3]), 5)
+    weights = []
+    for seed in range(8):
+        mixed, mixed_targets = augment.mixup(jax.random.key(seed), images, targets, 0.4)
+        lam = float(mixed_targets[1, 1])
+        weights.append(lam)
+        assert 0.5 <= lam <= 1.0
+        # Example i is blended with example i - 1 (cyclically), images and targets alike.
+        np.testing.assert_allclose(mixed[1], lam * images[1] + (1 - lam) * images[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mixed[0], lam * images[0] + (1 - lam) * images[3], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mixed_targets[1, 0], 1 - lam, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mixed_targets.sum(-1), 1.0, rtol=1e-6)
+    assert len(set(weights)) == 8  # a new weight per key
+    again, _ = augment.mixup(jax.random.key(7), images, targets, 0.4)
+    np.testing.assert_array_equal(again, mixed)
+
+
+def test_mixup_changes_training_reproducibly_and_leaves_losses_without_soft_targets_alone(
+    tiny_config, tiny_data, tmp_path
+):
+    _, plain = _fit(tiny_config, tiny_data, str(tmp_path / 'plain'))
+    tiny_config.train.augment.mixup = 0.4
+    state_a, mixed = _fit(tiny_config, tiny_data, str(tmp_path / 'a'))
+    state_b, mixed_again = _fit(tiny_config, tiny_data, str(tmp_path / 'b'))
+    assert mixed != plain
+    # The loss's floor on blended targets is recorded (the under-training check compares the excess over it).
+    assert all(row['train_loss_floor'] > 0 for row in mixed)
+    assert all('train_loss_floor' not in row for row in plain)
+    assert mixed == mixed_again and leaves_close(state_a.params, state_b.params, atol=0, rtol=0)
+    # A single-positive loss reads its targets as observed / unobserved: it trains without mixup.
+    tiny_config.train.loss = 'an'
+    assert loop.mixup_alpha(tiny_config, 'an') == 0.0 and loop.mixup_alpha(tiny_config, 'sigmoid_bce') == 0.4
+    state_an, with_mixup_asked = _fit(tiny_config, tiny_data, str(tmp_path / 'an'))
+    tiny_config.train.augment.mixup = 0.0
+    state_an_plain, without = _fit(tiny_config, tiny_data, str(tmp_path / 'an_plain'))
+    assert with_mixup_asked == without and leaves_close(
+        state_an.params, state_an_plain.params, atol=0, rtol=0
+    )
+    with pytest.raises(ValueError, match=r'train\.augment\.mixup.*an'):  # the step itself refuses the pair
+        from mlrelabel.train.step import make_train_step
+
+        make_train_step(None, None, loss='an', mean=0.0, std=1.0, mixup=0.4)
+
+
+def test_loss_floor_is_the_least_loss_on_soft_targets():
+    import jax
+    import jax.numpy as jnp
+
+    from mlrelabel import losses
+    from mlrelabel.train.step import loss_floor
+
+    target = jnp.array([[0.7, 0.3, 0.0], [0.0, 0.5, 0.5]])
+    for name, best in (('softmax_ce', jnp.log(jnp.clip(target, 1e-7))), ('sigmoid_bce', None)):
+        floor = float(loss_floor(name, target))
+        if best is None:
+            t = jnp.clip(target, 1e-7, 1 - 1e-7)
+            best = jnp.log(t) - jnp.log1p(-t)
+        np.testing.assert_allclose(float(losses.get_loss(name)(best, target).mean()), floor, rtol=1e-4)
+        other = best + jax.random.normal(jax.random.key(1), best.shape)
+        assert float(losses.get_loss(name)(other, target).mean()) > floor
+    assert float(loss_floor('softmax_ce', jnp.eye(3))) < 1e-5  # one-hot targets: no floor

@@ -46,3 +46,17 @@ def random_resized_crop_flip(
     flipped = jax.random.bernoulli(k_flip, 0.5, (batch,)) if flip else jnp.zeros((batch,), bool)
     out = jnp.where(flipped[:, None, None, None], out[:, :, ::-1], out)
     return out, boxes[:, 0], flipped
+
+
+def mixup(key: jax.Array, images: jax.Array, targets: jax.Array, alpha: float):
+    """mixup (Zhang, Cisse, Dauphin & Lopez-Paz, ICLR 2018): each example blended with its neighbour.
+
+    `images [B, H, W, 3]` float, `targets [B, C]`; example i is blended with example i - 1 (cyclically) with
+    one weight lam ~ Beta(alpha, alpha) per batch, kept >= 0.5 so that the example stays the larger part.
+    Returns the blended images and targets `lam t_i + (1 - lam) t_(i-1)`. A regulariser for training from
+    scratch on a few thousand images, where the network otherwise memorises backgrounds.
+    """
+    lam = jax.random.beta(key, alpha, alpha)
+    lam = jnp.maximum(lam, 1.0 - lam)
+    mixed = lam * images + (1.0 - lam) * jnp.roll(images, 1, axis=0)
+    return mixed.astype(images.dtype), lam * targets + (1.0 - lam) * jnp.roll(targets, 1, axis=0)

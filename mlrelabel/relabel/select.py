@@ -122,7 +122,9 @@ def addition_precision(
     return out
 
 
-def heldout_mixture_f1(assigned: np.ndarray, posterior: np.ndarray, given: np.ndarray, valid: np.ndarray) -> dict:
+def heldout_mixture_f1(
+    assigned: np.ndarray, posterior: np.ndarray, given: np.ndarray, valid: np.ndarray
+) -> dict:
     """`{'heldout_mixture_f1'}`: the expected F1 of an assignment `assigned [M, C]` bool of held-out images
     under the mixtures' posterior `posterior [M, C]` (the probability that class c is in image m), with the
     given labels `[M]` (-1: none) certain and assigned. Only classes whose mixture is usable (`valid [C]`)
@@ -274,14 +276,21 @@ def choose_round(rows: list[dict], metric: str, tolerance: float = 0.0) -> tuple
 def underfit_note(history: list[dict], max_ratio: float = UNDERFIT_RATIO) -> str | None:
     """A note when a training phase ended under-trained, else None: the mean training loss of its last epoch is
     still above `max_ratio` of its first epoch's (`history`: one row per epoch with `train_loss`; the first epoch
-    sits near chance whatever the loss). Reads only the training loss: no labels, no truth."""
-    losses = [float(h['train_loss']) for h in history if h.get('train_loss') is not None]
+    sits near chance whatever the loss). With blended targets (mixup) the loss cannot fall below the targets'
+    entropy, `train_loss_floor`: the excess over it is compared. Reads only the training loss: no labels, no
+    truth."""
+    losses = [
+        float(h['train_loss']) - float(h.get('train_loss_floor', 0.0))
+        for h in history
+        if h.get('train_loss') is not None
+    ]
     if len(losses) < 2 or losses[0] <= 0:
         return None
     ratio = losses[-1] / losses[0]
     if ratio <= max_ratio:
         return None
+    what = 'the training loss' + (' above its floor' if any('train_loss_floor' in h for h in history) else '')
     return (
-        f'the training loss fell only from {losses[0]:.2f} to {losses[-1]:.2f} in {len(losses)} epochs '
+        f'{what} fell only from {losses[0]:.2f} to {losses[-1]:.2f} in {len(losses)} epochs '
         f'({ratio:.0%} of its first epoch): the model is under-trained'
     )

@@ -29,6 +29,8 @@ from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import jit_train_step, make_train_step
 from mlrelabel.train.task import Task
 
+SOFT_TARGET_LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
+
 
 def augment_config(cfg) -> dict | None:
     """`config.train.augment` → the dict `make_train_step` takes (None when disabled or done on the host)."""
@@ -36,6 +38,16 @@ def augment_config(cfg) -> dict | None:
     if not a.enabled or cfg.data.get('host_augment', False):
         return None
     return {'scale': tuple(a.scale), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
+
+
+def mixup_alpha(cfg, loss: str, loss_fn=None) -> float:
+    """`config.train.augment.mixup` for losses that read blended targets ('softmax_ce', 'sigmoid_bce',
+    'soft_ce'), else 0: single-positive and partial-label targets mark entries observed or unknown, and a blend
+    of two such marks means neither (those losses train without mixup)."""
+    a = cfg.train.augment
+    if not a.enabled or loss not in SOFT_TARGET_LOSSES or loss_fn is not None:
+        return 0.0
+    return float(a.get('mixup', 0.0))
 
 
 def _host_augment(cfg) -> dict | None:
@@ -244,6 +256,7 @@ class SupervisedTask(Task):
         self.labels = labels if self.label_hook is None else self.label_hook.labels
         self.epoch_losses: list[float] = []
         self.epoch_accs: list[float] = []
+        self.epoch_floors: list[float] = []  # the loss's floor on blended targets (mixup), else empty
         train_step = make_train_step(
             model,
             tx,
@@ -252,6 +265,7 @@ class SupervisedTask(Task):
             std=cfg.data.std,
             label_smoothing=tcfg.label_smoothing,
             augment_cfg=augment_config(cfg),
+            mixup=mixup_alpha(cfg, loss, loss_fn),
             transform_fn=transform_fn,
             loss_fn=loss_fn,
             loss_hparams=sp_hparams,
@@ -264,7 +278,11 @@ class SupervisedTask(Task):
         return self.train_state
 
     def meta(self, step):
-        meta = {'epoch_losses': self.epoch_losses, 'epoch_accs': self.epoch_accs}
+        meta = {
+            'epoch_losses': self.epoch_losses,
+            'epoch_accs': self.epoch_accs,
+            'epoch_floors': self.epoch_floors,
+        }
         if self.label_hook is not None:
             meta['label_hook'] = self.label_hook.save(step)
         return meta
@@ -272,6 +290,7 @@ class SupervisedTask(Task):
     def restore(self, state, meta):
         self.train_state = state
         self.epoch_losses, self.epoch_accs = meta['epoch_losses'], meta['epoch_accs']
+        self.epoch_floors = meta.get('epoch_floors', [])
         if self.label_hook is not None:
             self.label_hook.restore(meta.get('label_hook'))
             self.labels = self.label_hook.labels
@@ -310,6 +329,7 @@ class SupervisedTask(Task):
     def record(self, fetched, first):
         self.epoch_losses += [float(m['loss']) for m in fetched]
         self.epoch_accs += [float(m['accuracy']) for m in fetched]
+        self.epoch_floors += [float(m['loss_floor']) for m in fetched if 'loss_floor' in m]
         self._rates = _rates(self.schedule, first - 1, first - 1 + len(fetched))
         return [
             {'train/loss': m['loss'], 'train/accuracy': m['accuracy'], 'train/learning_rate': self._rates[i]}
@@ -327,7 +347,9 @@ class SupervisedTask(Task):
             'train_accuracy': float(np.mean(self.epoch_accs)),
             'learning_rate': float(self.schedule(step - 1)),
         }
-        self.epoch_losses, self.epoch_accs = [], []
+        if self.epoch_floors:
+            row['train_loss_floor'] = float(np.mean(self.epoch_floors))
+        self.epoch_losses, self.epoch_accs, self.epoch_floors = [], [], []
         return row
 
     def evaluated(self):

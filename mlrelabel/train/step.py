@@ -25,6 +25,7 @@ def make_train_step(
     std,
     label_smoothing=0.0,
     augment_cfg=None,
+    mixup: float = 0.0,
     transform_fn: Callable | None = None,
     loss_fn: Callable | None = None,
     loss_hparams: dict | None = None,
@@ -35,7 +36,9 @@ def make_train_step(
 
     `batch`: `image [B, H, W, 3]` uint8, `target [B, C]` float (one-hot, multi-hot or soft). The per-step key
     is `fold_in(state.key, state.step)`; with `augment_cfg` (`scale`, `ratio`, `flip`) images get a
-    random-resized-crop and flip. Batch norm uses the statistics of the (global) batch.
+    random-resized-crop and flip; with `mixup` > 0 (Beta(mixup, mixup)) images and targets are then blended
+    with the batch's next example (`augment.mixup`), also when the crops are made on the host. Batch norm uses
+    the statistics of the (global) batch.
 
     Extension points for methods whose targets or losses are not a plain `[B, C]` table:
       `transform_fn(images, batch, boxes [B, 4], flipped [B], key, step) -> (images, target [B, C])` runs on
@@ -49,6 +52,11 @@ def make_train_step(
     (`config.train.single_positive`); the epoch `step // steps_per_epoch` drives their schedules, and
     `ll_cp` adds its label corrections `corrections [B, C]` to the metrics (popped by `loop.fit`).
     """
+    if mixup > 0 and (loss in single_positive.KINDS or loss_fn is not None):
+        raise ValueError(
+            f'config.train.augment.mixup={mixup} blends targets, which the loss {loss!r} cannot read (single '
+            'positive or partial labels mark entries as observed / unknown); set it to 0 for this loss'
+        )
     step_loss = None
     if loss in single_positive.KINDS and loss_fn is None:
         step_loss = single_positive.make_step_loss(
@@ -71,6 +79,8 @@ def make_train_step(
             target = batch['target']
         else:
             images, target = transform_fn(images, batch, boxes, flipped, k_target, state.step)
+        if mixup > 0:
+            images, target = augment.mixup(jax.random.fold_in(k_target, 1), images, target, mixup)
 
         def objective(params):
             logits, updates = model.apply(
@@ -106,12 +116,30 @@ def make_train_step(
             'grad_norm': optax.tree.norm(grads),
             **aux,
         }
+        if mixup > 0:
+            metrics['loss_floor'] = loss_floor(loss, target)
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
         )
         return new_state, metrics
 
     return train_step
+
+
+def loss_floor(loss: str, target: jax.Array) -> jax.Array:
+    """The least mean loss any logits reach on soft `target [B, C]`: its entropy under the loss's own model.
+
+    'softmax_ce': H(t) (logits log t); 'sigmoid_bce': the binary entropies summed over classes (logits logit t),
+    as the losses reduce; other losses 0.
+    Blended (mixup) targets keep the training loss above 0; its excess over this floor says how far training
+    has come (`relabel.select.underfit_note`). Label smoothing is left out (a lower bound then).
+    """
+    t = jnp.clip(target.astype(jnp.float32), 1e-7, 1.0 - 1e-7)
+    if loss == 'softmax_ce':
+        return -(target * jnp.log(t)).sum(-1).mean()
+    if loss == 'sigmoid_bce':
+        return -(t * jnp.log(t) + (1.0 - t) * jnp.log1p(-t)).sum(-1).mean()
+    return jnp.zeros((), jnp.float32)
 
 
 def make_predict_step(model, *, mean, std, dense: bool = False) -> Callable:

@@ -251,6 +251,7 @@ SCHEMA: dict[str, Check] = {
     'train.augment.scale': pair(0, 1, lo_open=True),
     'train.augment.ratio': pair(0, lo_open=True),
     'train.augment.flip': boolean(),
+    'train.augment.mixup': number(0),
     'train.checkpoint_every_steps': integer(0),
     'train.checkpoint_every_seconds': number(0),
     'train.log_every_steps': integer(1),
