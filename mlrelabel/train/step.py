@@ -37,8 +37,8 @@ def make_train_step(
     `batch`: `image [B, H, W, 3]` uint8, `target [B, C]` float (one-hot, multi-hot or soft). The per-step key
     is `fold_in(state.key, state.step)`; with `augment_cfg` (`scale`, `ratio`, `flip`) images get a
     random-resized-crop and flip; with `mixup` > 0 (Beta(mixup, mixup)) images and targets are then blended
-    with the batch's next example (`augment.mixup`), also when the crops are made on the host. Batch norm uses
-    the statistics of the (global) batch.
+    with the example before them in the batch (`augment.mixup`), also when the crops are made on the host.
+    Batch norm uses the statistics of the (global) batch.
 
     Extension points for methods whose targets or losses are not a plain `[B, C]` table:
       `transform_fn(images, batch, boxes [B, 4], flipped [B], key, step) -> (images, target [B, C])` runs on
