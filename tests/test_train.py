@@ -33,6 +33,15 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_config, tiny_data,
     assert hist == full_hist
 
 
+def test_resume_with_mixup_matches_uninterrupted_floor_included(tiny_config, tiny_data, tmp_path):
+    tiny_config.train.augment.mixup = 0.4
+    full_state, full_hist = _fit(tiny_config, tiny_data, str(tmp_path / 'full'))
+    _fit(tiny_config, tiny_data, str(tmp_path / 'cut'), stop_at_step=3)  # killed inside epoch 1
+    state, hist = _fit(tiny_config, tiny_data, str(tmp_path / 'cut'))
+    assert leaves_close(state.params, full_state.params, atol=0, rtol=0)
+    assert hist == full_hist and all('train_loss_floor' in row for row in hist)
+
+
 def test_checkpoint_every_seconds_spaces_saves_but_the_phase_end_always_saves(
     tiny_config, tiny_data, tmp_path, monkeypatch
 ):
