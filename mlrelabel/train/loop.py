@@ -26,10 +26,8 @@ from mlrelabel.data import pipeline
 from mlrelabel.train import divergence, label_hooks, optim
 from mlrelabel.train.inference import predict  # noqa: F401  (loop.predict, as before)
 from mlrelabel.train.state import TrainState
-from mlrelabel.train.step import jit_train_step, make_train_step
+from mlrelabel.train.step import SOFT_TARGET_LOSSES, jit_train_step, make_train_step
 from mlrelabel.train.task import Task
-
-SOFT_TARGET_LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
 
 
 def augment_config(cfg) -> dict | None:
@@ -41,8 +39,8 @@ def augment_config(cfg) -> dict | None:
 
 
 def mixup_alpha(cfg, loss: str, loss_fn=None) -> float:
-    """`config.train.augment.mixup` for losses that read blended targets ('softmax_ce', 'sigmoid_bce',
-    'soft_ce'), else 0: single-positive and partial-label targets mark entries observed or unknown, and a blend
+    """`config.train.augment.mixup` for losses that read blended targets (`step.SOFT_TARGET_LOSSES`), else 0:
+    single-positive and partial-label targets mark entries observed or unknown, and a blend
     of two such marks means neither (those losses train without mixup)."""
     a = cfg.train.augment
     if not a.enabled or loss not in SOFT_TARGET_LOSSES or loss_fn is not None:

@@ -16,6 +16,10 @@ from mlrelabel.train.state import TrainState
 FULL_BOX = (0.0, 0.0, 1.0, 1.0)
 
 
+# Named losses that read blended (mixup) targets; single-positive and partial-label losses do not.
+SOFT_TARGET_LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
+
+
 def make_train_step(
     model,
     tx: optax.GradientTransformation,
@@ -52,7 +56,7 @@ def make_train_step(
     (`config.train.single_positive`); the epoch `step // steps_per_epoch` drives their schedules, and
     `ll_cp` adds its label corrections `corrections [B, C]` to the metrics (popped by `loop.fit`).
     """
-    if mixup > 0 and (loss in single_positive.KINDS or loss_fn is not None):
+    if mixup > 0 and (loss not in SOFT_TARGET_LOSSES or loss_fn is not None):
         raise ValueError(
             f'config.train.augment.mixup={mixup} blends targets, which the loss {loss!r} cannot read (single '
             'positive or partial labels mark entries as observed / unknown); set it to 0 for this loss'
