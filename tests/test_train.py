@@ -250,3 +250,13 @@ def test_loss_floor_is_the_least_loss_on_soft_targets():
         other = best + jax.random.normal(jax.random.key(1), best.shape)
         assert float(losses.get_loss(name)(other, target).mean()) > floor
     assert float(loss_floor('softmax_ce', jnp.eye(3))) < 1e-5  # one-hot targets: no floor
+    # Softmax and soft-target CE normalise each row, so a blended multi-hot row's floor is that of the
+    # normalised row: [1, 1, 0.5] -> [0.4, 0.4, 0.2].
+    multi_hot = jnp.array([[1.0, 1.0, 0.5]])
+    for name in ('softmax_ce', 'soft_ce'):
+        p = multi_hot / multi_hot.sum()
+        np.testing.assert_allclose(
+            float(loss_floor(name, multi_hot)), float(-(p * jnp.log(p)).sum()), rtol=1e-5
+        )
+        best = losses.get_loss(name)(jnp.log(p), multi_hot).mean()
+        np.testing.assert_allclose(float(best), float(loss_floor(name, multi_hot)), rtol=1e-4)

@@ -133,14 +133,17 @@ def make_train_step(
 def loss_floor(loss: str, target: jax.Array) -> jax.Array:
     """The least mean loss any logits reach on soft `target [B, C]`: its entropy under the loss's own model.
 
-    'softmax_ce': H(t) (logits log t); 'sigmoid_bce': the binary entropies summed over classes (logits logit t),
-    as the losses reduce; other losses 0.
-    Blended (mixup) targets keep the training loss above 0; its excess over this floor says how far training
-    has come (`relabel.select.underfit_note`). Label smoothing is left out (a lower bound then).
+    'softmax_ce' and 'soft_ce': H(p) of each row normalised to sum 1, as those losses normalise it (logits
+    log p); 'sigmoid_bce': the binary entropies summed over classes (logits logit t), as the losses reduce;
+    other losses 0. Blended (mixup) targets keep the training loss above 0; its excess over this floor says
+    how far training has come (`relabel.select.underfit_note`). Label smoothing is left out (a lower bound).
     """
-    t = jnp.clip(target.astype(jnp.float32), 1e-7, 1.0 - 1e-7)
-    if loss == 'softmax_ce':
-        return -(target * jnp.log(t)).sum(-1).mean()
+    target = target.astype(jnp.float32)
+    if loss in ('softmax_ce', 'soft_ce'):
+        total = target.sum(-1, keepdims=True)
+        p = jnp.where(total > 0, target / jnp.where(total > 0, total, 1.0), 0.0)
+        return -(p * jnp.log(jnp.clip(p, 1e-7, 1.0))).sum(-1).mean()
+    t = jnp.clip(target, 1e-7, 1.0 - 1e-7)
     if loss == 'sigmoid_bce':
         return -(t * jnp.log(t) + (1.0 - t) * jnp.log1p(-t)).sum(-1).mean()
     return jnp.zeros((), jnp.float32)
