@@ -47,7 +47,8 @@ def _val_truth(run, val_truth: str):
 
 
 def round_crop_map(workdir: str, val_truth: str = '', confidence: str = 'naive') -> dict:
-    """`{'rounds': [{'round', 'head', 'crop_map', 'mean_crop_map'}...]}` for every round whose model was saved."""
+    """`{'rounds': [{'round', 'head', 'crop_map', 'mean_crop_map'}...]}` for every round whose model was saved (of a
+    run stopped during a round's training, that round's latest checkpoint)."""
     run = run_api.load_run(workdir)
     if confidence == 'naive' and 'relabel' in run.config:
         with run.config.unlocked():
