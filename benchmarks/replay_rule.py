@@ -18,7 +18,6 @@ a default. Attribute groups (`relabel.exclusive_groups`) are not replayed.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from score_labels import _truth_by_path  # noqa: E402
 
 from mlrelabel import evaluate, metrics  # noqa: E402
+from mlrelabel.compare import parse_set  # noqa: E402
 from mlrelabel.data.labels import LabelTable, read_label_file  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
 
     from mlrelabel.relabel import assign, select, stream
     from mlrelabel.relabel.evidence import RoundEvidence, to_probability
-    from mlrelabel.relabel.rule import apply_rule, fit_mixtures, thresholds_from_config
+    from mlrelabel.relabel.rule import apply_rule, fit_mixtures, heldout_checks, thresholds_from_config
 
     with open(os.path.join(workdir, 'config.json')) as f:
         config = json.load(f)
@@ -102,11 +102,7 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
             rc = cfg.relabel
             mixtures = fit_mixtures(evidence, n, cfg)
             thresholds, _ = thresholds_from_config(ev_val, mixtures, val, cfg)
-            assigned_val = apply_rule(ev_val, thresholds, rc)
-            info = select.heldout_stats(assigned_val, given_val)
-            info.update(select.addition_precision(assigned_val, ev_val, given_val))
-            posterior = assign.gmm_posterior(mixtures, ev_val, monotone=True)
-            info.update(select.heldout_mixture_f1(assigned_val, posterior, given_val, mixtures.valid))
+            info = heldout_checks(ev_val, thresholds, mixtures, given_val, rc)
             lists, _ = assign.finalize_labels(
                 apply_rule(ev_train, thresholds, rc),
                 given_train,
@@ -135,22 +131,11 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
     return result
 
 
-def _parse_set(items) -> dict:
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise SystemExit(f'--set={item}: expected field=value, e.g. --set=relabel.gmm_min_posterior=0.95')
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
 def main(argv):
     del argv
-    doc = replay(flags.FLAGS.workdir, flags.FLAGS.truth, _parse_set(flags.FLAGS.set))
+    doc = replay(
+        flags.FLAGS.workdir, flags.FLAGS.truth, parse_set(flags.FLAGS.set, 'relabel.gmm_min_posterior=0.95')
+    )
     for name in ('own', 'set'):
         part = doc[name]
         rounds = ' '.join(

@@ -304,12 +304,14 @@ def _json_ready(doc: dict) -> dict:
     return json.loads(json.dumps(doc, default=str))
 
 
-def _parse_set(items) -> dict:
+def parse_set(items, example: str = 'data.num_train=256') -> dict:
+    """`--set=field=value` flags -> `{field: value}`, each value a Python literal where it parses as one, else the
+    string (also read by benchmarks/replay_rule.py)."""
     out = {}
     for item in items or ():
         key, sep, value = item.partition('=')
         if not sep:
-            raise SystemExit(f'--set={item}: expected field=value, e.g. --set=data.num_train=256')
+            raise SystemExit(f'--set={item}: expected field=value, e.g. --set={example}')
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -335,7 +337,7 @@ def main(argv=None) -> None:
     parallel.split_cpu(base_config().parallel.cpu_devices)  # as mlrelabel.main does, before JAX starts
     seeds = [int(s) for s in args.seeds.split(',') if s.strip()]
     names = [n.strip() for n in args.entries.split(',') if n.strip()]
-    doc = compare(seeds, args.workdir, names, args.variant, _parse_set(args.set))
+    doc = compare(seeds, args.workdir, names, args.variant, parse_set(args.set))
     print(to_markdown(doc['summary'], seeds))
     print(f'mlrelabel compare: {args.workdir}/compare.json, {args.workdir}/compare.md', file=sys.stderr)
 

@@ -34,7 +34,7 @@ from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
 from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common, relabel_review
-from mlrelabel.relabel import assign, select, stream
+from mlrelabel.relabel import assign, rule, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
 from mlrelabel.relabel.rule import apply_rule, fit_mixtures, thresholds_doc, thresholds_from_config
 
@@ -360,11 +360,7 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
     mixtures = fit_mixtures(evidence, len(train), config)  # the 'gmm' rule and the held-out mixture F1
     evidence_val = evidence['val'].dense(np.arange(len(val)))
     thresholds, details = thresholds_from_config(evidence_val, mixtures, val, config)
-    assigned_val = apply_rule(evidence_val, thresholds, rc)
-    info = select.heldout_stats(assigned_val, val_given)
-    info.update(select.addition_precision(assigned_val, evidence_val, val_given))
-    posterior_val = assign.gmm_posterior(mixtures, evidence_val, monotone=True)
-    info.update(select.heldout_mixture_f1(assigned_val, posterior_val, val_given, mixtures.valid))
+    info = rule.heldout_checks(evidence_val, thresholds, mixtures, val_given, rc)
     lists, scores = [], []
     for start in range(0, len(train), relabel_review.CHUNK):
         rows = np.arange(start, min(start + relabel_review.CHUNK, len(train)))

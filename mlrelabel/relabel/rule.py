@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlrelabel import evaluate
-from mlrelabel.relabel import assign
+from mlrelabel.relabel import assign, select
 from mlrelabel.relabel.evidence import to_log_odds, to_probability
 
 
@@ -81,6 +81,19 @@ def apply_rule(ev: np.ndarray, thresholds, rc) -> np.ndarray:
             assign.assign_topk(ev, rc.topk, float(to_log_odds(rc.min_conf)) if rc.min_conf else -np.inf)
         )
     return ev >= thresholds[None, :]
+
+
+def heldout_checks(evidence_val: np.ndarray, thresholds, mixtures, given_val, rc) -> dict:
+    """The truth-free statistics of a round's rule on the held-out images (what `select.guard` and the round choice
+    read): `evidence_val [M, C]` log-odds, the rule's `thresholds` (`thresholds_from_config`), the round's
+    `mixtures` (`fit_mixtures`) and the given labels `given_val [M]` (-1: none). `select.heldout_stats`,
+    `select.addition_precision` and `select.heldout_mixture_f1` in one dict."""
+    assigned = apply_rule(evidence_val, thresholds, rc)
+    info = select.heldout_stats(assigned, given_val)
+    info.update(select.addition_precision(assigned, evidence_val, given_val))
+    posterior = assign.gmm_posterior(mixtures, evidence_val, monotone=True)
+    info.update(select.heldout_mixture_f1(assigned, posterior, given_val, mixtures.valid))
+    return info
 
 
 def thresholds_doc(thresholds, details, train, rc) -> dict:
