@@ -9,7 +9,8 @@ hidden sets twice: whole-image probabilities (`Run.predict`) and crop evidence (
 crop_scores`: the relabel grid of 42 windows, one naive pass). Label sets too: per-class crop thresholds fitted on
 the first half of the validation images from their given labels (`label_sets.fit_crop_thresholds`, what predict
 does), scored on the second half against the whole-image sets at p > 0.5. `full` trains on the hidden training
-sets (the upper bound). Prints one JSON line per entry and appends it to <workdir>/results.jsonl.
+sets (the upper bound). `--set=field=value` (repeatable) changes every entry's config (e.g.
+`train.augment.zoom_out=0.5`). Prints one JSON line per entry and appends it to <workdir>/results.jsonl.
 """
 
 from __future__ import annotations
@@ -31,9 +32,16 @@ def main():
     parser.add_argument('--photo_train', type=int, default=3000, help='training images')
     parser.add_argument('--photo_val', type=int, default=600, help='validation images')
     parser.add_argument('--seed', type=int, default=0, help='data and training seed')
+    parser.add_argument(
+        '--set',
+        action='append',
+        default=[],
+        help='field=value for every entry, e.g. train.augment.zoom_out=0.5',
+    )
     args = parser.parse_args()
     from mlrelabel import evaluate, label_sets, metrics, parallel
     from mlrelabel import run as run_api
+    from mlrelabel.compare import parse_set
     from mlrelabel.config import base_config
     from mlrelabel.data.photo_scenes import make_photo_scenes
     from mlrelabel.data.sources import load_image_dataset
@@ -48,8 +56,10 @@ def main():
         'wan': {'train.loss': 'wan'},
         'full': {'train.loss': 'sigmoid_bce', 'data.train_json': os.path.join(data, 'train_truth.json')},
     }
+    extra = parse_set(args.set, example='train.augment.zoom_out=0.5')
+    suffix = ''.join(f'_{k.split(".")[-1]}{v}' for k, v in sorted(extra.items()))
     for name in args.entries.split(','):
-        workdir = os.path.join(args.workdir, f'{name}_{args.epochs}_seed{args.seed}')
+        workdir = os.path.join(args.workdir, f'{name}_{args.epochs}_seed{args.seed}{suffix}')
         overrides = {
             'seed': args.seed,
             'data.source': 'json',
@@ -57,6 +67,7 @@ def main():
             'data.val_json': os.path.join(data, 'val.json'),
             'train.epochs': args.epochs,
             **losses[name],
+            **extra,
         }
         t0 = time.time()
         run_api.run_config('supervised', workdir, **{k.replace('.', '__'): v for k, v in overrides.items()})
@@ -90,6 +101,7 @@ def main():
             'entry': name,
             'epochs': args.epochs,
             'seed': args.seed,
+            'set': extra,
             'image_size': run.image_size,
             'model': run.config.model.name,
             'val_map': metrics.mean_average_precision(run.predict(images), truth),

@@ -106,8 +106,18 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     # random-resized-crop + flip on device; digits are not mirror-symmetric, so no flips here. `mixup` > 0: blend
     # each example with its neighbour, lam ~ Beta(mixup, mixup) (losses of soft targets only; BENCHMARKS.md:
     # it lifted round 0 on small photo sets but not the final labels reliably, so it is off by default).
+    # `zoom_out` > 0: with probability `zoom_out_prob`, shrink the crop by a side factor U(zoom_out, 1) onto a
+    # mean-coloured canvas (`augment.zoom_out`), so that single-label models also meet their classes small.
     t.augment = ml_collections.ConfigDict(
-        {'enabled': True, 'scale': (0.6, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': False, 'mixup': 0.0}
+        {
+            'enabled': True,
+            'scale': (0.6, 1.0),
+            'ratio': (3 / 4, 4 / 3),
+            'flip': False,
+            'mixup': 0.0,
+            'zoom_out': 0.0,
+            'zoom_out_prob': 0.5,
+        }
     )
     t.checkpoint_every_steps = 50  # plus one at every epoch end ...
     # ... but no sooner than this many seconds after the last one (each save blocks for ~0.4 s: saving every

@@ -55,6 +55,9 @@ _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new fo
 METHODS_PACKAGE = 'mlrelabel.methods'
 # Fields that may change between a run and its resumption without changing its results.
 RESUMABLE_DIFFERENCES = ('parallel', 'compile_cache')
+# Fields added after runs were made, with the value that behaves as the code before them did: a run whose
+# config.json lacks one resumes when the new config holds that value.
+ADDED_FIELDS = {'train.augment.mixup': 0.0, 'train.augment.zoom_out': 0.0, 'train.augment.zoom_out_prob': 0.5}
 EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
 
 
@@ -69,6 +72,8 @@ def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
         if not prefix and k in RESUMABLE_DIFFERENCES:
             continue
         a, b = old.get(k), new.get(k)
+        if k not in old and ADDED_FIELDS.get(prefix + k, object()) == b:
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f'{prefix}{k}.')
         elif a != b:

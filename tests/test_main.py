@@ -78,6 +78,23 @@ def test_workdir_with_another_config_is_refused(tmp_path):
         main.prepare_workdir(cfg, str(tmp_path))
 
 
+def test_a_run_made_before_a_field_existed_resumes_when_the_field_keeps_the_old_behaviour(tmp_path):
+    import json
+
+    from mlrelabel import main
+
+    cfg = _load('supervised.py')
+    main.prepare_workdir(cfg, str(tmp_path))
+    path = tmp_path / 'config.json'
+    saved = json.loads(path.read_text())
+    del saved['train']['augment']['zoom_out'], saved['train']['augment']['zoom_out_prob']
+    path.write_text(json.dumps(saved))  # as written by mlrelabel before zoom-out
+    main.prepare_workdir(cfg, str(tmp_path))  # off, as before it: resumable
+    cfg.train.augment.zoom_out = 0.5
+    with pytest.raises(SystemExit, match=r'train\.augment\.zoom_out: None → 0\.5'):
+        main.prepare_workdir(cfg, str(tmp_path))
+
+
 def _cli(workdir, *extra):
     return [
         sys.executable,

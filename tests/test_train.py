@@ -233,6 +233,56 @@ def test_mixup_changes_training_reproducibly_and_leaves_losses_without_soft_targ
         make_train_step(None, None, loss='an', mean=0.0, std=1.0, mixup=0.4)
 
 
+def test_zoom_out_shrinks_each_image_onto_a_mean_canvas_keeping_what_it_shows():
+    import jax
+    import jax.numpy as jnp
+
+    from mlrelabel.ops import augment
+
+    # Normalised images whose every pixel is 1 (mean colour = 0): a zoom by side z leaves about z^2 of the
+    # canvas at 1 and the rest at 0; the picture keeps its content (a bright square stays the brightest).
+    images = jnp.ones((64, 16, 16, 3), jnp.float32)
+    out = augment.zoom_out(jax.random.key(0), images, 0.5, prob=1.0)
+    area = np.asarray(out[..., 0].mean((1, 2)))
+    assert out.shape == images.shape and area.min() >= 0.2 and area.max() <= 1.0 + 1e-5
+    # A new side per image (whole pixels here: the canvas's edge pixels take the image's nearest value).
+    assert (area < 0.999).mean() > 0.8 and len(np.unique(np.round(area, 3))) >= 5
+    assert float(out.min()) >= -1e-6 and float(out.max()) <= 1.0 + 1e-5
+    # Untouched images (prob 0) and a side of 1 return the input.
+    np.testing.assert_allclose(augment.zoom_out(jax.random.key(1), images, 0.5, prob=0.0), images, atol=1e-6)
+    np.testing.assert_allclose(augment.zoom_out(jax.random.key(1), images, 1.0, prob=1.0), images, atol=1e-5)
+    # About half the images are zoomed at prob 0.5; the same key gives the same batch.
+    half = augment.zoom_out(jax.random.key(2), images, 0.5, prob=0.5)
+    zoomed = float((np.asarray(half[..., 0].mean((1, 2))) < 0.999).mean())
+    assert 0.25 <= zoomed <= 0.75
+    np.testing.assert_array_equal(half, augment.zoom_out(jax.random.key(2), images, 0.5, prob=0.5))
+    # A photo-sized image: a bright object stays whole and shrinks by z^2 in area, z in [0.4, 1).
+    photo = jnp.zeros((1, 224, 224, 3)).at[:, 100:124, 100:124].set(2.0)
+    mass = 24 * 24 * 2.0
+    for seed in range(4):
+        small = augment.zoom_out(jax.random.key(seed), photo, 0.4, prob=1.0)[0, ..., 0]
+        assert 0.16 * mass * 0.98 < float(small.sum()) < mass * 1.01
+    with pytest.raises(ValueError, match='min_side'):
+        augment.zoom_out(jax.random.key(0), images, 0.0)
+
+
+def test_zoom_out_trains_reproducibly_and_is_refused_where_it_cannot_apply(tiny_config, tiny_data, tmp_path):
+    from mlrelabel.validation import problems
+
+    _, plain = _fit(tiny_config, tiny_data, str(tmp_path / 'plain'))
+    tiny_config.train.augment.zoom_out = 0.5
+    assert loop.augment_config(tiny_config)['zoom_out'] == 0.5
+    state_a, zoomed = _fit(tiny_config, tiny_data, str(tmp_path / 'a'))
+    state_b, zoomed_again = _fit(tiny_config, tiny_data, str(tmp_path / 'b'))
+    assert zoomed != plain
+    assert zoomed == zoomed_again and leaves_close(state_a.params, state_b.params, atol=0, rtol=0)
+    tiny_config.data.host_augment = True
+    assert any('data.host_augment=True' in p for p in problems(tiny_config))
+    tiny_config.data.host_augment = False
+    tiny_config.method = 'relabel_maps'
+    assert any('LabelPooling' in p and 'zoom_out=0.5' in p for p in problems(tiny_config))
+
+
 def test_loss_floor_is_the_least_loss_on_soft_targets():
     import jax
     import jax.numpy as jnp

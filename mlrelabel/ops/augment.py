@@ -1,4 +1,4 @@
-"""Pure on-device preprocessing: normalisation, random-resized-crop and horizontal flip.
+"""Pure on-device preprocessing: normalisation, random-resized-crop, horizontal flip, zoom-out and mixup.
 
 Augmentation runs inside the jitted train step from a PRNG key, so it is reproducible, sharded with the
 batch and free of host work. The crop's box is returned (ReLabel's LabelPooling needs it).
@@ -46,6 +46,45 @@ def random_resized_crop_flip(
     flipped = jax.random.bernoulli(k_flip, 0.5, (batch,)) if flip else jnp.zeros((batch,), bool)
     out = jnp.where(flipped[:, None, None, None], out[:, :, ::-1], out)
     return out, boxes[:, 0], flipped
+
+
+def zoom_out(key: jax.Array, images: jax.Array, min_side: float, prob: float = 0.5) -> jax.Array:
+    """Zoom-out ("expand", Liu et al., SSD, ECCV 2016): shrink an image onto a canvas of its own size.
+
+    Each image, with probability `prob`, is scaled by a side factor `z ~ U(min_side, 1)` and placed at a
+    uniform position; the rest of the canvas is 0, the dataset's mean colour once `normalize` has run.
+    Every object stays in the picture, so the image's labels stay true; its objects are seen smaller. A
+    model trained on single labels (the largest object) otherwise meets its classes only at the sizes they
+    have when they are the main object, and ranks the same class low when it is small in a whole image.
+
+    Args:
+      images: `[B, H, W, C]` float, normalised.
+    Returns:
+      `[B, H, W, C]` float32: the zoomed-out images (the others unchanged).
+    """
+    if not 0.0 < min_side <= 1.0:
+        raise ValueError(f'zoom_out: min_side must be in (0, 1], got {min_side}')
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f'zoom_out: prob must be in [0, 1], got {prob}')
+    batch, height, width, channels = images.shape
+    k_side, k_apply, k_y, k_x = jax.random.split(key, 4)
+    side = jax.random.uniform(k_side, (batch,), jnp.float32, min_side, 1.0)
+    side = jnp.where(jax.random.bernoulli(k_apply, prob, (batch,)), side, 1.0)
+    shift_y = jax.random.uniform(k_y, (batch,)) * (1.0 - side) * height
+    shift_x = jax.random.uniform(k_x, (batch,)) * (1.0 - side) * width
+
+    def one(image, z, dy, dx):
+        return jax.image.scale_and_translate(
+            image.astype(jnp.float32),
+            (height, width, channels),
+            (0, 1),
+            jnp.stack([z, z]),
+            jnp.stack([dy, dx]),
+            'linear',
+            antialias=True,
+        )
+
+    return jax.vmap(one)(images, side, shift_y, shift_x)
 
 
 def mixup(key: jax.Array, images: jax.Array, targets: jax.Array, alpha: float):

@@ -35,7 +35,13 @@ def augment_config(cfg) -> dict | None:
     a = cfg.train.augment
     if not a.enabled or cfg.data.get('host_augment', False):
         return None
-    return {'scale': tuple(a.scale), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
+    return {
+        'scale': tuple(a.scale),
+        'ratio': tuple(a.ratio),
+        'flip': bool(a.flip),
+        'zoom_out': float(a.get('zoom_out', 0.0)),
+        'zoom_out_prob': float(a.get('zoom_out_prob', 0.5)),
+    }
 
 
 def mixup_alpha(cfg, loss: str, loss_fn=None) -> float:

@@ -39,9 +39,11 @@ def make_train_step(
     """Returns `train_step(state, batch) -> (state, metrics)`.
 
     `batch`: `image [B, H, W, 3]` uint8, `target [B, C]` float (one-hot, multi-hot or soft). The per-step key
-    is `fold_in(state.key, state.step)`; with `augment_cfg` (`scale`, `ratio`, `flip`) images get a
-    random-resized-crop and flip; with `mixup` > 0 (Beta(mixup, mixup)) images and targets are then blended
-    with the example before them in the batch (`augment.mixup`), also when the crops are made on the host.
+    is `fold_in(state.key, state.step)`; with `augment_cfg` (`scale`, `ratio`, `flip`, optional `zoom_out`,
+    `zoom_out_prob`) images get a random-resized-crop and flip, then a zoom-out (`augment.zoom_out`; the
+    `boxes` below still describe the crop before it); with `mixup` > 0 (Beta(mixup, mixup)) images and
+    targets are then blended with the example before them in the batch (`augment.mixup`), also when the crops
+    are made on the host.
     Batch norm uses the statistics of the (global) batch.
 
     Extension points for methods whose targets or losses are not a plain `[B, C]` table:
@@ -79,6 +81,13 @@ def make_train_step(
             images, boxes, flipped = augment.random_resized_crop_flip(
                 k_aug, images, augment_cfg['scale'], augment_cfg['ratio'], augment_cfg['flip']
             )
+            if augment_cfg.get('zoom_out', 0.0) > 0:
+                images = augment.zoom_out(
+                    jax.random.fold_in(k_aug, 1),
+                    images,
+                    augment_cfg['zoom_out'],
+                    augment_cfg['zoom_out_prob'],
+                )
         if transform_fn is None:
             target = batch['target']
         else:

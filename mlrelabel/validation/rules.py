@@ -263,6 +263,25 @@ def _imagenet_sets(config, devices) -> list[str]:
     return []
 
 
+def _zoom_out(config, devices) -> list[str]:
+    """Zoom-out runs on device after the crop, and moves the picture under the crop's box."""
+    zoom = get(config, 'train.augment.zoom_out', 0.0)
+    if not isinstance(zoom, (int, float)) or zoom <= 0 or not get(config, 'train.augment.enabled', True):
+        return []
+    out = []
+    if get(config, 'data.host_augment', False):
+        out.append(
+            f'config.train.augment.zoom_out={zoom} runs on device, and config.data.host_augment=True moves the '
+            'augmentation to the loader: set data.host_augment=False, or train.augment.zoom_out=0'
+        )
+    if get(config, 'method', None) == 'relabel_maps':
+        out.append(
+            f'config.train.augment.zoom_out={zoom}: LabelPooling pools the label map over each crop\'s box, '
+            'which a zoom-out no longer matches; expected 0 with method=relabel_maps'
+        )
+    return out
+
+
 def _parallel(config, devices) -> list[str]:
     out = []
     pid, n = _int(config, 'parallel.process_id'), _int(config, 'parallel.num_processes', 1)
@@ -296,5 +315,6 @@ RULES = [
     _partial,
     _pretrained,
     _imagenet_sets,
+    _zoom_out,
     _parallel,
 ]

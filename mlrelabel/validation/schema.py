@@ -252,6 +252,8 @@ SCHEMA: dict[str, Check] = {
     'train.augment.ratio': pair(0, lo_open=True),
     'train.augment.flip': boolean(),
     'train.augment.mixup': number(0),
+    'train.augment.zoom_out': number(0, 1, hi_open=True),
+    'train.augment.zoom_out_prob': FRACTION,
     'train.checkpoint_every_steps': integer(0),
     'train.checkpoint_every_seconds': number(0),
     'train.log_every_steps': integer(1),
@@ -310,8 +312,7 @@ SCHEMA: dict[str, Check] = {
     'relabel.record_topk': integer(0),
     'relabel.batch_size': integer(1),
     'relabel.save_every_batches': integer(1),
-    # the rounds' targets are multi-hot; single-positive kinds treat the classes left out as unobserved (those that
-    # rewrite their stored labels would fight the rounds' own labels)
+    # multi-hot targets; single-positive kinds see left-out classes as unobserved (rewriting kinds would fight them)
     'relabel.loss': one_of(*LOSSES, *(k for k in SINGLE_POSITIVE_LOSSES if k not in LABEL_REWRITING_LOSSES)),
     'relabel.warm_start': boolean(),
     'relabel.epochs': integer(0),
