@@ -143,8 +143,8 @@ def run_entry(entry: Entry, seed: int, workdir: str, variant: str = '', extra: d
             done['metrics']['val_crop_map'] = crop_map(workdir)
             atomic_write_json(done_path, done)
         return done['metrics']
-    overrides = {'seed': seed, **dict(entry.overrides), **(extra or {})}
     recipe = entry.recipe + (f':{variant}' if variant else '')
+    overrides = {'seed': seed, **dict(entry.overrides), **_applicable(extra, recipe)}
     t0 = time.time()
     result = run_api.run_config(recipe, workdir, **{k.replace('.', '__'): v for k, v in overrides.items()})
     metrics = dict(entry_metrics(result), wall_s=round(time.time() - t0, 1))
@@ -263,6 +263,7 @@ def compare(seeds, workdir: str, names=None, variant: str = '', extra: dict | No
     from mlrelabel.io_utils import atomic_write_json, atomic_write_text
 
     entries = _select(names)
+    _check_sections(extra, entries, variant)
     os.makedirs(workdir, exist_ok=True)
     runs: dict = {}
     total, k = len(entries) * len(seeds), 0
@@ -289,6 +290,28 @@ def compare(seeds, workdir: str, names=None, variant: str = '', extra: dict | No
             atomic_write_json(os.path.join(workdir, 'compare.json'), _json_ready(doc))
             atomic_write_text(os.path.join(workdir, 'compare.md'), to_markdown(summary, seeds))
     return _json_ready(doc)
+
+
+def _applicable(extra: dict | None, recipe: str) -> dict:
+    """The `--set` fields whose section the recipe's config has (`relabel.*` reaches the relabel recipes only)."""
+    from mlrelabel import recipes
+
+    cfg = recipes.load(recipe)
+    return {k: v for k, v in (extra or {}).items() if '.' not in k or k.split('.')[0] in cfg}
+
+
+def _check_sections(extra: dict | None, entries: list[Entry], variant: str) -> None:
+    """Refuses a `--set` field that no selected entry's recipe has a section for (a typo would do nothing)."""
+    from mlrelabel import recipes
+
+    recipes_used = {e.recipe + (f':{variant}' if variant else '') for e in entries}
+    recipes_used |= {
+        BY_NAME[e.teacher].recipe + (f':{variant}' if variant else '') for e in entries if e.teacher
+    }
+    sections = set().union(*(recipes.load(r).keys() for r in recipes_used))
+    for key in extra or {}:
+        if '.' in key and key.split('.')[0] not in sections:
+            raise SystemExit(f'--set={key}: no selected entry has a config.{key.split(".")[0]} section')
 
 
 def _select(names) -> list[Entry]:

@@ -57,7 +57,12 @@ METHODS_PACKAGE = 'mlrelabel.methods'
 RESUMABLE_DIFFERENCES = ('parallel', 'compile_cache')
 # Fields added after runs were made, with the value that behaves as the code before them did: a run whose
 # config.json lacks one resumes when the new config holds that value.
-ADDED_FIELDS = {'train.augment.mixup': 0.0, 'train.augment.zoom_out': 0.0, 'train.augment.zoom_out_prob': 0.5}
+ADDED_FIELDS = {
+    'train.augment.mixup': 0.0,
+    'train.augment.zoom_out': 0.0,
+    'train.augment.zoom_out_prob': 0.5,
+    'relabel.round0_models': 1,
+}
 EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
 
 

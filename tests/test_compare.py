@@ -148,3 +148,16 @@ def test_label_maps_entry_is_taught_by_the_relabel_run_of_its_seed(tmp_path):
     assert not (student_dir / 'teacher').exists()  # restored from the relabel run, not trained here
     chosen = json.load(open(teacher_dir / 'run.json'))['checkpoint']
     assert relabel_maps._checkpoint_dir(str(teacher_dir)) == str(teacher_dir / chosen)
+
+
+def test_set_fields_reach_the_entries_whose_recipe_has_the_section_and_unknown_sections_are_refused():
+    """`--set=relabel.round0_models=1` applies to the relabel job, not to the supervised entries (whose config has
+    no relabel section); a section no selected entry has is refused instead of doing nothing."""
+    extra = {'relabel.round0_models': 1, 'train.epochs': 3}
+    assert compare._applicable(extra, 'mc_dropout:smoke') == extra
+    assert compare._applicable(extra, 'supervised:smoke') == {'train.epochs': 3}
+    compare._check_sections(extra, [compare.BY_NAME['softmax'], compare.BY_NAME['relabel']], 'smoke')
+    with pytest.raises(SystemExit, match='config.relabel section'):
+        compare._check_sections(extra, [compare.BY_NAME['softmax']], 'smoke')
+    with pytest.raises(SystemExit, match='config.relabl section'):
+        compare._check_sections({'relabl.x': 1}, [compare.BY_NAME['relabel']], '')

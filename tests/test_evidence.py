@@ -56,3 +56,40 @@ def test_probability_round_trip_and_round_evidence():
     np.testing.assert_allclose(last.dense(np.arange(3)), b)
     with pytest.raises(ValueError, match='no round'):
         evidence.RoundEvidence().dense(np.arange(1))
+
+
+def test_merged_records_hold_the_mean_evidence_of_several_models_with_the_top_classes_of_the_mean():
+    """`stream.merge_records`: round 0's models score the same images; the merged record's dense evidence is the
+    mean of theirs (classes outside a record's top-k at its fill value), keeping the top-k of the mean."""
+    from mlrelabel.relabel import stream
+
+    rng = np.random.default_rng(0)
+    n, c, k = 7, 6, 3
+
+    def record(dense):
+        order = np.argsort(-dense, axis=1, kind='stable')[:, :k]
+        return {
+            'classes': order.astype(np.int16),
+            'log_odds': np.take_along_axis(dense, order, 1).astype(np.float32),
+            'std': rng.uniform(0, 1, (n, k)).astype(np.float32),
+            'mutual_information': rng.uniform(0, 1, n).astype(np.float32),
+            'entropy': rng.uniform(0, 1, n).astype(np.float32),
+        }
+
+    records = [record(rng.normal(0, 3, (n, c))) for _ in range(3)]
+    merged = stream.merge_records(records, c, chunk=3)  # chunks smaller than the rows
+    mean = np.mean([stream.dense_evidence(r, c) for r in records], axis=0)
+    top = np.sort(-mean, axis=1)[:, :k]
+    np.testing.assert_allclose(merged['log_odds'], -top, rtol=1e-6)
+    np.testing.assert_allclose(np.take_along_axis(mean, merged['classes'].astype(int), 1), -top, rtol=1e-6)
+    std_mean = np.mean([stream.dense_evidence(r, c, field='std') for r in records], axis=0)
+    np.testing.assert_allclose(
+        merged['std'], np.take_along_axis(std_mean, merged['classes'].astype(int), 1), rtol=1e-6
+    )
+    np.testing.assert_allclose(merged['entropy'], np.mean([r['entropy'] for r in records], axis=0), rtol=1e-6)
+    assert merged['classes'].dtype == np.int16 and merged['log_odds'].dtype == np.float32
+    one = stream.merge_records(records[:1], c)
+    for name in stream.RECORD_FIELDS:
+        np.testing.assert_array_equal(one[name], records[0][name])
+    with pytest.raises(ValueError, match='no records'):
+        stream.merge_records([], c)

@@ -127,8 +127,10 @@ def test_relabel_cli_resumes_after_real_kills_with_identical_outputs(tmp_path):
     subprocess.run(_cli(ref), cwd=ROOT, check=True, capture_output=True, timeout=900)
     # Kill 1: during round 0 training, right after its first checkpoint lands.
     assert _run_until(cut, lambda: glob.glob(str(cut / 'round_0' / 'checkpoints' / '[0-9]*')))
-    # Kill 2: in the middle of the round-1 relabel pass, once its partial record exists.
-    assert _run_until(cut, lambda: (cut / 'round_1' / 'evidence_train.npz').exists())
+    # Kill 2: while round 0's second model (relabel.round0_models) trains, after its first checkpoint.
+    assert _run_until(cut, lambda: glob.glob(str(cut / 'round_0' / 'model_1' / 'checkpoints' / '[0-9]*')))
+    # Kill 3: in the middle of the round-1 relabel pass, once the second model's partial record exists.
+    assert _run_until(cut, lambda: (cut / 'round_1' / 'models' / 'evidence_train_1.npz').exists())
     subprocess.run(_cli(cut), cwd=ROOT, check=True, capture_output=True, timeout=900)
     for name in ('round_1/labels.json', 'round_0/metrics.json', 'round_1/metrics.json', 'summary.json'):
         assert (ref / name).read_text() == (cut / name).read_text(), name

@@ -132,7 +132,7 @@ def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_p
     """`relabel.fresh_rounds=1`: round 1 initialises from its own seed for `relabel.fresh_epochs`; round 2
     warm-starts from round 1 for `relabel.epochs`."""
     from mlrelabel import main
-    from mlrelabel.methods import common, relabel
+    from mlrelabel.methods import common, relabel_models
     from mlrelabel.relabel import select
 
     seeds = []
@@ -150,8 +150,42 @@ def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_p
     main.run(c, str(tmp_path))
     rounds = json.load(open(tmp_path / 'summary.json'))['rounds']
     assert [r['epochs'] for r in rounds] == [2, 3, 1]
-    assert c.seed + relabel.INIT_SEED_STRIDE in seeds
-    assert c.seed + 2 * relabel.INIT_SEED_STRIDE not in seeds  # round 2 drew no init of its own
+    assert c.seed + relabel_models.INIT_SEED_STRIDE in seeds
+    assert c.seed + 2 * relabel_models.INIT_SEED_STRIDE not in seeds  # round 2 drew no init of its own
+
+
+@pytest.mark.slow
+def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(tmp_path, monkeypatch):
+    """`relabel.round0_models=2`: round 0 trains a second model from an init of its own; each scores round 1's
+    crops into a record of its own, and round 1's evidence (what its labels come from) is their mean."""
+    from mlrelabel import main
+    from mlrelabel.methods import common, relabel_models
+    from mlrelabel.relabel import stream
+
+    seeds = []
+    real = common.init_variables
+
+    def recording(model, config, seed, *args, **kwargs):
+        seeds.append(seed)
+        return real(model, config, seed, *args, **kwargs)
+
+    monkeypatch.setattr(common, 'init_variables', recording)
+    c = _config(rounds=1)
+    c.relabel.round0_models = 2
+    main.run(c, str(tmp_path))
+    assert seeds[:2] == [c.seed, c.seed + relabel_models.MODEL_SEED_STRIDE]
+    assert (tmp_path / 'round_0' / 'model_1' / 'checkpoints').is_dir()
+    models = [stream.load_record(stream.member_path(str(tmp_path), 1, 'train', i)) for i in range(2)]
+    assert not np.array_equal(models[0]['log_odds'], models[1]['log_odds'])  # two different models
+    merged = stream.load_record(stream.evidence_path(str(tmp_path), 1, 'train'))
+    np.testing.assert_allclose(
+        stream.dense_evidence(merged, 10),
+        np.mean([stream.dense_evidence(m, 10) for m in models], axis=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    row = json.load(open(tmp_path / 'round_0' / 'metrics.json'))
+    assert len(row['round0_models_val_top1']) == 2 and row['val_top1'] == row['round0_models_val_top1'][0]
 
 
 @pytest.mark.slow

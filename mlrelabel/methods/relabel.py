@@ -1,8 +1,9 @@
 """The relabel loop: Crop → Confidence → Label, iterated, and the best round's labels as the output.
 
 The method of the CS570 "multi-labeling ImageNet" project, with MC dropout (Gal & Ghahramani, 2016) and
-test-time perturbation as confidence estimates. Round 0 trains on the given single labels. Each later round k
-scores crops of every training image (and, held out, of every validation image) with round k-1's model, adds
+test-time perturbation as confidence estimates. Round 0 trains on the given single labels (`relabel.round0_models`
+models, `relabel_models`). Each later round k scores crops of every training image (and, held out, of every
+validation image) with round k-1's model (round 1: with each of round 0's), adds
 that evidence (float32 log-odds) to the mean over the rounds so far, assigns labels (per-class Gaussian
 mixtures by default), retrains on the multi-hot labels and validates.
 
@@ -20,6 +21,7 @@ once complete, training resumes from the round's Orbax checkpoint, and the relab
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -32,13 +34,12 @@ import numpy as np
 
 from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
-from mlrelabel.io_utils import atomic_write_json, record_timing
-from mlrelabel.methods import common, relabel_review
+from mlrelabel.io_utils import atomic_save_npz, atomic_write_json, record_timing
+from mlrelabel.methods import common, relabel_models, relabel_review
 from mlrelabel.relabel import assign, rule, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
 from mlrelabel.relabel.rule import apply_rule, fit_mixtures, thresholds_doc, thresholds_from_config
 
-INIT_SEED_STRIDE = 10007  # a round k > 0 that starts afresh initialises from seed + k * this
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
 SUMMARY_KEYS = (
     'val_top1', 'val_given_map', 'heldout_pu_score', 'heldout_mixture_f1', 'labels_f1', 'val_f1', 'labels_per_image',
@@ -84,11 +85,13 @@ def run(config, workdir: str) -> dict:
     window = 1 if rc.evidence == 'last' else 0
     evidence = {'train': RoundEvidence(window), 'val': RoundEvidence(window)}
     labels, rows, state, timings = train.labels, [], None, {}
+    round0 = []  # round 0's models (`relabel.round0_models`): they score round 1's crops
     for k in range(rc.max_rounds + 1):
         t0 = time.time()
         info = {}
         if k > 0:
-            new_labels, info = _relabel_round(ctx, k, state, evidence)
+            new_labels, info = _relabel_round(ctx, k, round0 if k == 1 else [state], evidence)
+            round0 = []
             info['images_changed'] = int(
                 sum(set(a) != set(b) for a, b in zip(labels.to_lists(), new_labels.to_lists()))
             )
@@ -97,11 +100,14 @@ def run(config, workdir: str) -> dict:
         loss = config.train.loss if k == 0 else rc.loss
         prev_state = state
         if k == 0:
-            state, history, info = _train_round0(ctx, labels, loss)
+            state, history, info = relabel_models.train_round0(ctx, labels, loss)
+            round0 = [state] + relabel_models.round0_models(ctx, labels, loss, info, history)
         else:
-            state, history = _train_round(ctx, k, state, labels, loss)
+            state, history = relabel_models.train_round(ctx, k, state, labels, loss)
         if k == 1 and rc.control:
-            control = _train_round(ctx, k, prev_state, train.labels, loss, 'control/checkpoints')[1]
+            control = relabel_models.train_round(
+                ctx, k, prev_state, train.labels, loss, 'control/checkpoints'
+            )[1]
             info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
         row = _round_metrics(ctx, k, state, labels, loss, info=info, history=history)
         for note in row.get('notes', []) if parallel.is_main_process() else ():
@@ -197,100 +203,6 @@ def _write_summary(workdir, rows, config, chosen) -> dict:
     return summary
 
 
-def _train_round0(ctx: RelabelRun, labels, loss: str):
-    """Round 0 (`_train_round`), and once more for `train.epochs` epochs from where it stopped when it ended
-    under-trained (`relabel.extend_underfit_round0`; `select.underfit_note`). The same checkpoints continue (round
-    0's model stays `round_0/checkpoints`) under a schedule twice as long, which restarts the learning rate at half
-    its peak; `round_0/extended.json` records the decision first, so a run killed at any point resumes straight to
-    the same model. Returns `(state, history, info)`, `info['notes']` saying what happened or what to do."""
-    config = ctx.config
-    epochs = int(config.train.epochs)
-    marker = os.path.join(ctx.round_dir(0), 'extended.json')
-    if os.path.exists(marker):
-        with open(marker) as f:
-            done = json.load(f)
-    else:
-        state, history = _train_round(ctx, 0, None, labels, loss)
-        note = select.underfit_note(history)
-        if not note:
-            return state, history, {}
-        if not config.relabel.get('extend_underfit_round0', False):
-            return state, history, {'notes': [_retry_advice(note, history)]}
-        done = {'epochs': 2 * epochs, 'first_epochs': epochs, 'note': note}
-        if parallel.is_main_process():
-            atomic_write_json(marker, done)
-            print(
-                f'mlrelabel: round 0: {note}; it trains {epochs} more epochs from where it stopped',
-                file=sys.stderr,
-            )
-    state, history = _train_round(ctx, 0, None, labels, loss, epochs=done['epochs'])
-    notes = [
-        f'round 0: {done["note"]} after {done["first_epochs"]} epochs; it trained {done["first_epochs"]} more'
-    ]
-    still = select.underfit_note(history)
-    if still:
-        notes.append(_retry_advice(still, history))
-    return state, history, {'notes': notes}
-
-
-def _retry_advice(note: str, history: list) -> str:
-    steps = int(history[-1].get('step') or 0)
-    return (
-        f'round 0: {note}, and it scores the crops of round 1; train it longer, e.g. '
-        f'--config.train.min_steps={2 * steps} (BENCHMARKS.md: photo scenes whose round 0 learnt least gained '
-        'up to 0.09 label F1 with twice the steps)'
-    )
-
-
-def _train_round(
-    ctx: RelabelRun,
-    k: int,
-    prev_state,
-    labels,
-    loss: str,
-    arm: str = 'checkpoints',
-    epochs: int | None = None,
-):
-    """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<arm>`); returns `(state,
-    history)`.
-
-    Rounds 1..`relabel.fresh_rounds` start from an init of their own and train `relabel.fresh_epochs` (0: as
-    long as round 0, `train.epochs`);
-    later rounds warm-start from round k-1's final weights (`prev_state`) for `relabel.epochs` (without
-    `relabel.warm_start`: from an init of their own, for as long). The control arm
-    (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data order and keys,
-    so the two differ in their labels alone.
-    """
-    config, rc = ctx.config, ctx.config.relabel
-    cfg = config.copy_and_resolve_references()
-    fresh = k <= rc.get('fresh_rounds', 0)  # round 0 too
-    if not fresh and rc.epochs:
-        cfg.train.epochs = rc.epochs
-    if fresh and k > 0 and rc.get('fresh_epochs', 0):
-        cfg.train.epochs = rc.fresh_epochs
-    if epochs:  # round 0 extended (`_train_round0`)
-        cfg.train.epochs = epochs
-    if not fresh and rc.warm_start:
-        variables = prev_state.variables
-    else:
-        # A round k > 0 that starts afresh draws its own init: a model that differs from round 0's in its start
-        # as well as its labels errs elsewhere, and the evidence averaged over rounds gains from that.
-        variables = common.init_variables(ctx.model, config, config.seed + INIT_SEED_STRIDE * k)
-    state, history, _ = common.fit_validated(
-        ctx.model,
-        variables,
-        {'train': ctx.train, 'val': ctx.val},
-        cfg,
-        ctx.mesh,
-        os.path.join(ctx.round_dir(k), arm),
-        loss=loss,
-        labels=labels,
-        desc=f'round {k} {"control" if arm != "checkpoints" else "train"}',
-        seed_offset=1000 * k,
-    )
-    return state, history
-
-
 def _round_metrics(ctx: RelabelRun, k: int, state, labels, loss: str, *, info: dict, history: list) -> dict:
     """Round k's row: its model's validation metrics, the held-out statistics of its labels and, when the data
     has multi-label truth, the quality of its training labels (scoring only)."""
@@ -323,9 +235,10 @@ def _round_metrics(ctx: RelabelRun, k: int, state, labels, loss: str, *, info: d
     return row
 
 
-def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
-    """Scores crops of the training and validation images with round k-1's model, carries the evidence over
-    rounds, assigns labels and checks them against the guard. Returns `(labels, info)`."""
+def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
+    """Scores crops of the training and validation images with round k-1's model (round 0's: each of its
+    `states`), carries the evidence over rounds, assigns labels and checks them against the guard. Returns
+    `(labels, info)`."""
     config, train, val, given, rdir = ctx.config, ctx.train, ctx.val, ctx.given, ctx.round_dir(k)
     rc = config.relabel
     os.makedirs(rdir, exist_ok=True)
@@ -334,18 +247,7 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * k)
     records, first = {}, None
     for split, ds, split_key in (('train', train, key), ('val', val, jax.random.fold_in(key, 1))):
-        records[split], f = stream.score_images(
-            ctx.model,
-            state.variables,
-            ds.images,
-            np.arange(len(ds)),
-            head,
-            config,
-            ctx.mesh,
-            key=split_key,
-            record_path=os.path.join(rdir, f'evidence_{split}.npz'),
-            desc=f'round {k} relabel {split}',
-        )
+        records[split], f = _score_split(ctx, k, states, split, ds, head, split_key)
         first = f if split == 'train' else first
     if len(evidence['train']) < k:  # a resumed run re-adds the earlier rounds' records from disk
         for j in range(len(evidence['train']) + 1, k + 1):
@@ -393,3 +295,46 @@ def _relabel_round(ctx: RelabelRun, k: int, state, evidence: dict):
         if not os.path.exists(examples):
             relabel_review.draw_relabel_examples(ctx, k, table, first, examples)
     return table, info
+
+
+def _score_split(ctx: RelabelRun, k: int, states: list, split: str, ds, head: str, key):
+    """Round k's evidence record of one split and its first batch's crops (`stream.score_images`). Several models
+    (round 0's, `relabel.round0_models`) each score the crops with the same key into a record of their own
+    (`round_<k>/models/`, each resumable); `round_<k>/evidence_<split>.npz` holds their mean, round 1's one record."""
+    path = stream.evidence_path(ctx.workdir, k, split)
+    score = functools.partial(
+        stream.score_images,
+        ctx.model,
+        images=ds.images,
+        rows=np.arange(len(ds)),
+        head=head,
+        config=ctx.config,
+        mesh=ctx.mesh,
+        key=key,
+    )
+    if len(states) == 1:
+        return score(states[0].variables, record_path=path, desc=f'round {k} relabel {split}')
+    if os.path.exists(path):
+        saved = stream.load_record(path)
+        return {name: saved[name] for name in stream.RECORD_FIELDS}, {
+            'boxes': saved['first_boxes'],
+            'crop_log_odds': saved['first_crop_log_odds'],
+        }
+    records, firsts = [], []
+    for i, state in enumerate(states):
+        record, f = score(
+            state.variables,
+            record_path=stream.member_path(ctx.workdir, k, split, i),
+            desc=f'round {k} relabel {split} (model {i + 1}/{len(states)})',
+        )
+        records.append(record)
+        firsts.append(f)
+    merged = stream.merge_records(records, ctx.train.num_classes)
+    first = {  # the same crops (one key); their evidence averaged like the images'
+        'boxes': firsts[0]['boxes'],
+        'crop_log_odds': np.mean([f['crop_log_odds'] for f in firsts], axis=0),
+    }
+    if parallel.is_main_process():
+        fields = dict(merged, done=np.asarray(len(ds)), first_boxes=first['boxes'])
+        atomic_save_npz(path, first_crop_log_odds=first['crop_log_odds'], **fields)
+    return merged, first

@@ -49,6 +49,45 @@ def evidence_path(workdir: str, k: int, split: str) -> str:
     return os.path.join(workdir, f'round_{k}', f'evidence_{split}.npz')
 
 
+def member_path(workdir: str, k: int, split: str, member: int) -> str:
+    """Where model `member` of round k-1 (`relabel.round0_models` > 1) stores its own record of `split`."""
+    return os.path.join(workdir, f'round_{k}', 'models', f'evidence_{split}_{member}.npz')
+
+
+def merge_records(records: list, num_classes: int, chunk: int = 65536) -> dict:
+    """One record whose evidence is the mean over `records` (several models scoring the same images).
+
+    Log-odds, Monte-Carlo std, mutual information and entropy are averaged; each image keeps the top-k classes of
+    the mean (k as in the inputs). Classes outside a model's top-k enter the mean at that model's fill value (see
+    `dense_evidence`), exactly as a round outside the top-k enters `RoundEvidence`. Rows go `chunk` at a time,
+    so nothing of size N × C is held.
+    """
+    if not records:
+        raise ValueError('merge_records: no records to merge')
+    n, topk = records[0]['classes'].shape
+    out = {name: np.empty_like(records[0][name]) for name in RECORD_FIELDS}
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(start + chunk, n))
+        mean = {
+            field: np.mean([dense_evidence(r, num_classes, rows, field) for r in records], axis=0)
+            for field in ('log_odds', 'std')
+        }
+        # Ties (a class at a record's fill value ties with that record's last class) go to the classes that more
+        # records hold: one record merges to itself.
+        held = np.zeros((len(rows), num_classes), np.int32)
+        for r in records:
+            mask = np.zeros_like(held)
+            np.put_along_axis(mask, r['classes'][rows].astype(np.int64), 1, axis=1)
+            held += mask
+        order = np.lexsort((-held, -mean['log_odds']), axis=1)[:, :topk]
+        out['classes'][rows] = order
+        for field in ('log_odds', 'std'):
+            out[field][rows] = np.take_along_axis(mean[field], order, 1)
+    for field in ('mutual_information', 'entropy'):
+        out[field] = np.mean([r[field] for r in records], axis=0).astype(records[0][field].dtype)
+    return out
+
+
 def add_record(evidence, record: dict, num_classes: int) -> None:
     """Appends one round's `record` to a `RoundEvidence`, densified lazily, rows at a time."""
     evidence.add(lambda rows: dense_evidence(record, num_classes, rows))

@@ -37,7 +37,7 @@ BATCH_FIELDS = ('train.batch_size', 'eval.batch_size', 'relabel.batch_size', 're
 IMAGE_SIDES = ('data.image_size', 'relabel.crops.crop_size', 'relabel_maps.teacher_image_size')
 
 
-HELPER_MODULES = ('common', 'relabel_review')  # modules of methods/ that are not methods
+HELPER_MODULES = ('common', 'relabel_models', 'relabel_review')  # modules of methods/ that are not methods
 
 
 def available_methods() -> list[str]:

@@ -270,7 +270,6 @@ SCHEMA: dict[str, Check] = {
     'optim.grad_clip': NONNEGATIVE,
     'optim.b1': number(0, 1, hi_open=True),
     'optim.b2': number(0, 1, hi_open=True),
-    # eval
     'eval.batch_size': integer(1),
     'eval.threshold': FRACTION,
     'eval.imagenet_sets': names_in(*IMAGENET_SETS),
@@ -323,6 +322,7 @@ SCHEMA: dict[str, Check] = {
     'relabel.stable_fraction': FRACTION,
     'relabel.review': boolean(),
     'relabel.min_steps': integer(0),
+    'relabel.round0_models': integer(1),
     'relabel.fresh_rounds': integer(0),
     'relabel.fresh_epochs': integer(0),
     'relabel.fresh_min_steps': integer(0),

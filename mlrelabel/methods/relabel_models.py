@@ -1,0 +1,145 @@
+"""Training the relabel rounds' models (`methods.relabel`): round 0 and its extra models, fresh and warm rounds.
+
+`ctx` below is the run's `mlrelabel.methods.relabel.RelabelRun` (config, workdir, mesh, model, train, val).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from mlrelabel import parallel
+from mlrelabel.io_utils import atomic_write_json
+from mlrelabel.methods import common
+from mlrelabel.relabel import select, stream
+
+INIT_SEED_STRIDE = 10007  # a round k > 0 that starts afresh initialises from seed + k * this
+MODEL_SEED_STRIDE = (
+    1000003  # round 0's model i > 0 (`relabel.round0_models`) initialises from seed + i * this
+)
+
+
+def train_round0(ctx, labels, loss: str, model: int = 0):
+    """Round 0 (`train_round`), and once more for `train.epochs` epochs from where it stopped when it ended
+    under-trained (`relabel.extend_underfit_round0`; `select.underfit_note`). The same checkpoints continue (round
+    0's model stays `round_0/checkpoints`) under a schedule twice as long, which restarts the learning rate at half
+    its peak; `round_0/extended.json` records the decision first, so a run killed at any point resumes straight to
+    the same model. Returns `(state, history, info)`, `info['notes']` saying what happened or what to do.
+    `model` > 0: round 0's extra model of that index (`round0_models`), in `round_0/model_<i>`."""
+    config = ctx.config
+    epochs = int(config.train.epochs)
+    marker = os.path.join(model_dir(ctx, 0, model), 'extended.json')
+    name = f'round 0 (model {model + 1})' if model else 'round 0'
+    if os.path.exists(marker):
+        with open(marker) as f:
+            done = json.load(f)
+    else:
+        state, history = train_round(ctx, 0, None, labels, loss, model=model)
+        note = select.underfit_note(history)
+        if not note:
+            return state, history, {}
+        if not config.relabel.get('extend_underfit_round0', False):
+            return state, history, {'notes': [retry_advice(note, history, name)]}
+        done = {'epochs': 2 * epochs, 'first_epochs': epochs, 'note': note}
+        if parallel.is_main_process():
+            atomic_write_json(marker, done)
+            print(
+                f'mlrelabel: {name}: {note}; it trains {epochs} more epochs from where it stopped',
+                file=sys.stderr,
+            )
+    state, history = train_round(ctx, 0, None, labels, loss, epochs=done['epochs'], model=model)
+    notes = [
+        f'{name}: {done["note"]} after {done["first_epochs"]} epochs; it trained {done["first_epochs"]} more'
+    ]
+    still = select.underfit_note(history)
+    if still:
+        notes.append(retry_advice(still, history, name))
+    return state, history, {'notes': notes}
+
+
+def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
+    """Round 0's extra models (`relabel.round0_models` - 1 of them): trained like round 0's, each from an init and
+    data order of its own, so they err elsewhere. Round 1's crops are scored by all of them and its evidence is
+    their mean (`methods.relabel._score_split`): on 3,000 photo scenes round 1's labels scored label F1 0.918 with
+    three models where one model's scored 0.909 (BENCHMARKS.md). Skipped once round 1's evidence exists (a resumed
+    run needs them no more) and when no round follows. Adds the models' validation top-1 and notes to `info`
+    (round 0's row); returns their states."""
+    rc = ctx.config.relabel
+    count = int(rc.get('round0_models', 1))
+    if count <= 1 or rc.max_rounds < 1 or os.path.exists(stream.evidence_path(ctx.workdir, 1, 'val')):
+        return []
+    states, top1 = [], [history[-1].get('val_top1')]
+    for model in range(1, count):
+        state, history, more = train_round0(ctx, labels, loss, model)
+        states.append(state)
+        top1.append(history[-1].get('val_top1'))
+        info.setdefault('notes', []).extend(more.get('notes', []))
+    info['round0_models_val_top1'] = top1
+    return states
+
+
+def model_dir(ctx, k: int, model: int) -> str:
+    """Round k's folder, or that of its extra model `model` > 0 (`round_<k>/model_<i>`)."""
+    return os.path.join(ctx.round_dir(k), f'model_{model}') if model else ctx.round_dir(k)
+
+
+def retry_advice(note: str, history: list, name: str = 'round 0') -> str:
+    steps = int(history[-1].get('step') or 0)
+    return (
+        f'{name}: {note}, and it scores the crops of round 1; train it longer, e.g. '
+        f'--config.train.min_steps={2 * steps} (BENCHMARKS.md: photo scenes whose round 0 learnt least gained '
+        'up to 0.09 label F1 with twice the steps)'
+    )
+
+
+def train_round(
+    ctx,
+    k: int,
+    prev_state,
+    labels,
+    loss: str,
+    arm: str = 'checkpoints',
+    epochs: int | None = None,
+    model: int = 0,
+):
+    """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<arm>`); returns `(state,
+    history)`.
+
+    Rounds 1..`relabel.fresh_rounds` start from an init of their own and train `relabel.fresh_epochs` (0: as
+    long as round 0, `train.epochs`);
+    later rounds warm-start from round k-1's final weights (`prev_state`) for `relabel.epochs` (without
+    `relabel.warm_start`: from an init of their own, for as long). The control arm
+    (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data order and keys,
+    so the two differ in their labels alone. `model` > 0: round 0's extra model of that index (`round0_models`).
+    """
+    config, rc = ctx.config, ctx.config.relabel
+    cfg = config.copy_and_resolve_references()
+    fresh = k <= rc.get('fresh_rounds', 0)  # round 0 too
+    if not fresh and rc.epochs:
+        cfg.train.epochs = rc.epochs
+    if fresh and k > 0 and rc.get('fresh_epochs', 0):
+        cfg.train.epochs = rc.fresh_epochs
+    if epochs:  # round 0 extended (`train_round0`)
+        cfg.train.epochs = epochs
+    if not fresh and rc.warm_start:
+        variables = prev_state.variables
+    else:
+        # A round k > 0 that starts afresh draws its own init: a model that differs from round 0's in its start
+        # as well as its labels errs elsewhere, and the evidence averaged over rounds gains from that.
+        seed = config.seed + INIT_SEED_STRIDE * k + MODEL_SEED_STRIDE * model
+        variables = common.init_variables(ctx.model, config, seed)
+    state, history, _ = common.fit_validated(
+        ctx.model,
+        variables,
+        {'train': ctx.train, 'val': ctx.val},
+        cfg,
+        ctx.mesh,
+        os.path.join(model_dir(ctx, k, model), arm),
+        loss=loss,
+        labels=labels,
+        desc=f'round {k} {"control" if arm != "checkpoints" else "train"}'
+        + (f' (model {model + 1})' if model else ''),
+        seed_offset=1000 * k + 100 * model,
+    )
+    return state, history
