@@ -246,6 +246,7 @@ def test_an_under_trained_round_0_trains_on_once_then_names_the_steps_to_retry_w
     from mlrelabel import main
 
     c = _config(rounds=1)
+    c.relabel.round0_models = 1  # one round-0 model: its notes alone
     c.train.epochs = 3
     c.optim.learning_rate = 1e-7
     c.relabel.extend_underfit_round0 = True

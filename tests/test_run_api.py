@@ -188,8 +188,9 @@ def test_relabel_run_rounds_labels_thresholds_and_predict(relabel_run, tmp_path)
         pc = p[int(r['image'].rsplit('/', 1)[1]), int(r['class'])]
         assert float(r['score']) == pytest.approx(pc if r['suggestion'] == 'add' else 1 - pc, abs=2e-6)
         assert r['suggestion'] == 'add' or float(r['label_quality']) < 0.5
-    # 4 steps per round; the review list trains nothing (it ranks by the rounds' own evidence)
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4
+    # 4 steps per model: round 0's two (the smoke recipe's relabel.round0_models) and round 1's; the review list
+    # trains nothing (it ranks by the rounds' own evidence)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 4 + 4 + 4
 
 
 def test_any_run_predicts_on_crop_evidence_when_asked(supervised_run, relabel_run, tmp_path):
