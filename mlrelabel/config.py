@@ -323,11 +323,11 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     # 'top2': label F1 +0.007 on the digit scenes and +0.010 to +0.022 on the denser composition in
     # each of 3 seeds, for about 40 s more of a 2-core CPU (BENCHMARKS.md). 0 = every round warm-starts.
     # Round 0 trains this many models on the given labels, each from an init and data order of its own; round 1's
-    # crops are scored by each and its evidence is their mean. Models that err in different places average to
-    # better first labels, and every later round builds on them: on 3,000 photo scenes (seed 0) every round's
-    # labels rose (round 1 0.909 -> 0.918, the best round 0.919 -> 0.925, the output 0.909 -> 0.918; given
-    # 0.751); on the digit scenes round 1 0.892 -> 0.899-0.903 (BENCHMARKS.md). Costs two more round 0s.
-    r.round0_models = 3
+    # crops are scored by each and its evidence is their mean. 3 lifted every round's labels on 3,000 photo scenes
+    # (output 0.909 -> 0.918, best round 0.919 -> 0.925; given 0.751) and json_digits (+0.006, +0.002), +0.002 on the
+    # digit scenes (5 seeds, noise), for two more round 0s: the main job ~6 min instead of 4 on 2 CPU cores, past
+    # its goal, so one by default (BENCHMARKS.md).
+    r.round0_models = 1
     r.fresh_rounds = 2
     r.fresh_epochs = 0  # epochs of a fresh round (0 = train.epochs, as round 0); set from fresh_min_steps
     # > 0: a fresh round trains at least this many steps, and at least train.epochs (its epochs set from the data's
