@@ -18,6 +18,22 @@ def _config(rounds=2):
     return c
 
 
+@pytest.fixture
+def init_seeds(monkeypatch):
+    """The seeds of every `common.init_variables` call of a run, in order (the calls still happen)."""
+    from mlrelabel.methods import common
+
+    seeds = []
+    real = common.init_variables
+
+    def recording(model, config, seed, *args, **kwargs):
+        seeds.append(seed)
+        return real(model, config, seed, *args, **kwargs)
+
+    monkeypatch.setattr(common, 'init_variables', recording)
+    return seeds
+
+
 def _labels(path):
     with open(path) as f:
         return [(e['img_path'], e['labels']) for e in json.load(f)['data']]
@@ -128,21 +144,13 @@ def test_relabel_rounds_train_with_a_single_positive_loss(tmp_path):
 
 
 @pytest.mark.slow
-def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_path, monkeypatch):
+def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_path, monkeypatch, init_seeds):
     """`relabel.fresh_rounds=1`: round 1 initialises from its own seed for `relabel.fresh_epochs`; round 2
     warm-starts from round 1 for `relabel.epochs`."""
     from mlrelabel import main
-    from mlrelabel.methods import common, relabel_models
+    from mlrelabel.methods import relabel_models
     from mlrelabel.relabel import select
 
-    seeds = []
-    real = common.init_variables
-
-    def recording(model, config, seed, *args, **kwargs):
-        seeds.append(seed)
-        return real(model, config, seed, *args, **kwargs)
-
-    monkeypatch.setattr(common, 'init_variables', recording)
     monkeypatch.setattr(select, 'guard', lambda *a, **k: [])  # the smoke model's rounds must not stop the run
     c = _config(rounds=2)
     c.relabel.fresh_rounds = 1
@@ -150,30 +158,22 @@ def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_p
     main.run(c, str(tmp_path))
     rounds = json.load(open(tmp_path / 'summary.json'))['rounds']
     assert [r['epochs'] for r in rounds] == [2, 3, 1]
-    assert c.seed + relabel_models.INIT_SEED_STRIDE in seeds
-    assert c.seed + 2 * relabel_models.INIT_SEED_STRIDE not in seeds  # round 2 drew no init of its own
+    assert c.seed + relabel_models.INIT_SEED_STRIDE in init_seeds
+    assert c.seed + 2 * relabel_models.INIT_SEED_STRIDE not in init_seeds  # round 2 drew no init of its own
 
 
 @pytest.mark.slow
-def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(tmp_path, monkeypatch):
+def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(tmp_path, init_seeds):
     """`relabel.round0_models=2`: round 0 trains a second model from an init of its own; each scores round 1's
     crops into a record of its own, and round 1's evidence (what its labels come from) is their mean."""
     from mlrelabel import main
-    from mlrelabel.methods import common, relabel_models
+    from mlrelabel.methods import relabel_models
     from mlrelabel.relabel import stream
 
-    seeds = []
-    real = common.init_variables
-
-    def recording(model, config, seed, *args, **kwargs):
-        seeds.append(seed)
-        return real(model, config, seed, *args, **kwargs)
-
-    monkeypatch.setattr(common, 'init_variables', recording)
     c = _config(rounds=1)
     c.relabel.round0_models = 2
     main.run(c, str(tmp_path))
-    assert seeds[:2] == [c.seed, c.seed + relabel_models.MODEL_SEED_STRIDE]
+    assert init_seeds[:2] == [c.seed, c.seed + relabel_models.MODEL_SEED_STRIDE]
     assert (tmp_path / 'round_0' / 'model_1' / 'checkpoints').is_dir()
     models = [stream.load_record(stream.member_path(str(tmp_path), 1, 'train', i)) for i in range(2)]
     assert not np.array_equal(models[0]['log_odds'], models[1]['log_odds'])  # two different models
