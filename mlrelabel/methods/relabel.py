@@ -34,7 +34,7 @@ import numpy as np
 
 from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
-from mlrelabel.io_utils import atomic_save_npz, atomic_write_json, record_timing
+from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common, relabel_models, relabel_review
 from mlrelabel.relabel import assign, rule, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
@@ -314,12 +314,9 @@ def _score_split(ctx: RelabelRun, k: int, states: list, split: str, ds, head: st
     )
     if len(states) == 1:
         return score(states[0].variables, record_path=path, desc=f'round {k} relabel {split}')
-    if os.path.exists(path):
-        saved = stream.load_record(path)
-        return {name: saved[name] for name in stream.RECORD_FIELDS}, {
-            'boxes': saved['first_boxes'],
-            'crop_log_odds': saved['first_crop_log_odds'],
-        }
+    finished = stream.finished_record(path, len(ds))
+    if finished:
+        return finished
     records, firsts = [], []
     for i, state in enumerate(states):
         record, f = score(
@@ -335,6 +332,5 @@ def _score_split(ctx: RelabelRun, k: int, states: list, split: str, ds, head: st
         'crop_log_odds': np.mean([f['crop_log_odds'] for f in firsts], axis=0),
     }
     if parallel.is_main_process():
-        fields = dict(merged, done=np.asarray(len(ds)), first_boxes=first['boxes'])
-        atomic_save_npz(path, first_crop_log_odds=first['crop_log_odds'], **fields)
+        stream.save_record(path, merged, first, len(ds))
     return merged, first

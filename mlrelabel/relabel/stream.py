@@ -44,6 +44,28 @@ def load_record(path: str) -> dict:
         return {name: saved[name] for name in saved.files}
 
 
+def finished_record(path: str, n: int):
+    """`(record, first)` saved at `path` once all `n` images were scored (see `score_images`), else None."""
+    if not os.path.exists(path):
+        return None
+    saved = load_record(path)
+    if int(saved['done']) != n:
+        return None
+    first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
+    return {name: saved[name] for name in RECORD_FIELDS}, first
+
+
+def save_record(path: str, record: dict, first: dict, done: int) -> None:
+    """Writes `record` (its first `done` images scored) and the first batch's crops to `path`, atomically."""
+    atomic_save_npz(
+        path,
+        done=np.asarray(done),
+        first_boxes=first['boxes'],
+        first_crop_log_odds=first['crop_log_odds'],
+        **record,
+    )
+
+
 def evidence_path(workdir: str, k: int, split: str) -> str:
     """Where round k's relabel pass stores its evidence record of `split` ('train' | 'val')."""
     return os.path.join(workdir, f'round_{k}', f'evidence_{split}.npz')
@@ -105,11 +127,9 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
     n = len(rows)
     bs = rc.batch_size
     parallel.check_batch_size(bs, mesh, 'config.relabel.batch_size')
-    if record_path and os.path.exists(record_path):
-        saved = load_record(record_path)
-        if int(saved['done']) == n:
-            first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
-            return {name: saved[name] for name in RECORD_FIELDS}, first
+    finished = finished_record(record_path, n) if record_path else None
+    if finished:
+        return finished
     rc_dict = rc.to_dict()
     settings = json.dumps({name: rc_dict.get(name) for name in SCORE_FIELDS}, sort_keys=True)
     fn = _jitted_score_fn(
@@ -158,13 +178,7 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
             bar.update(valid)
         last = b + 1 == num_batches
         if record_path and parallel.is_main_process() and ((b + 1) % rc.save_every_batches == 0 or last):
-            atomic_save_npz(
-                record_path,
-                done=np.asarray(done),
-                first_boxes=first['boxes'],
-                first_crop_log_odds=first['crop_log_odds'],
-                **record,
-            )
+            save_record(record_path, record, first, done)
 
     pending = None  # one batch in flight: the device scores batch b while the host stores batch b - 1
     for b, (batch, valid) in enumerate(pipeline.eval_batches(n, bs, fetch, start=start_batch * bs)):
