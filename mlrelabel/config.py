@@ -323,11 +323,15 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     # 'top2': label F1 +0.007 on the digit scenes and +0.010 to +0.022 on the denser composition in
     # each of 3 seeds, for about 40 s more of a 2-core CPU (BENCHMARKS.md). 0 = every round warm-starts.
     # Round 0 trains this many models on the given labels, each from an init and data order of its own; round 1's
-    # crops are scored by each and its evidence is their mean. 3 lifted every round's labels on 3,000 photo scenes
-    # (output 0.909 -> 0.918, best round 0.919 -> 0.925; given 0.751) and json_digits (+0.006, +0.002), +0.002 on the
-    # digit scenes (5 seeds, noise), for two more round 0s: the main job ~6 min instead of 4 on 2 CPU cores, past
-    # its goal, so one by default (BENCHMARKS.md).
-    r.round0_models = 1
+    # crops are scored by each and its evidence is their mean. 0 = by the data (`data.inspect`): three for photos
+    # (median side >= 96 px) up to 20,000 training images, else one. Three lifted every round's labels on 3,000
+    # photo scenes (BENCHMARKS.md); on small digit images +0.002 (digit scenes, 5 seeds: noise) and +0.004
+    # (json_digits) for two more round 0s each.
+    r.round0_models = 0
+    # ... but only when round 0's first model reached this validation top-1 on the given labels (else one model,
+    # with a note): on 1,200 photo scenes a network from scratch reached 0.10-0.34 and its crop evidence could not
+    # be trusted (the guard kept the given labels); on 3,000 it reached 0.69-0.74. 0 = always.
+    r.round0_models_min_top1 = 0.5
     r.fresh_rounds = 2
     r.fresh_epochs = 0  # epochs of a fresh round (0 = train.epochs, as round 0); set from fresh_min_steps
     # > 0: a fresh round trains at least this many steps, and at least train.epochs (its epochs set from the data's
@@ -379,6 +383,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
         r.min_steps = 0
         r.fresh_min_steps = 0
         r.round0_models = 2  # the path of several round-0 models, at less cost
+        r.round0_models_min_top1 = 0.0  # whatever 2 smoke epochs learn
         r.num_samples = min(r.num_samples, 4)
         r.crops.num_crops = 4
         r.crops.grid_scales = (1.0, 0.6)

@@ -62,6 +62,7 @@ ADDED_FIELDS = {
     'train.augment.zoom_out': 0.0,
     'train.augment.zoom_out_prob': 0.5,
     'relabel.round0_models': 1,
+    'relabel.round0_models_min_top1': 0.0,
 }
 EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
 

@@ -188,6 +188,26 @@ def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(
     assert len(row['round0_models_val_top1']) == 2 and row['val_top1'] == row['round0_models_val_top1'][0]
 
 
+def test_a_round_0_that_learnt_too_little_trains_no_more_models(tmp_path, init_seeds):
+    """Round 0's first model under `relabel.round0_models_min_top1` (validation top-1 on the given labels): no
+    sibling is trained, round 1's crops are scored by that model alone, and round 0's row says why."""
+    from mlrelabel import main
+    from mlrelabel.methods import relabel_models
+
+    c = _config(rounds=1)
+    c.relabel.round0_models, c.relabel.round0_models_min_top1 = 3, 1.0
+    main.run(c, str(tmp_path))
+    assert init_seeds[0] == c.seed and c.seed + relabel_models.MODEL_SEED_STRIDE not in init_seeds
+    assert not (tmp_path / 'round_0' / 'model_1').exists() and not (tmp_path / 'round_1' / 'models').exists()
+    row = json.load(open(tmp_path / 'round_0' / 'metrics.json'))
+    assert 'round0_models_val_top1' not in row
+    assert any(
+        n.startswith('round 0 trained one model, not 3: its validation top-1 (')
+        and 'relabel.round0_models_min_top1=1.0' in n
+        for n in row['notes']
+    )
+
+
 @pytest.mark.slow
 def test_the_default_recipe_decides_without_multi_label_truth(tmp_path, monkeypatch):
     """The same run with the hidden truth removed makes exactly the same decisions: truth only scores."""

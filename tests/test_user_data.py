@@ -94,3 +94,46 @@ def test_data_driven_defaults_pick_size_statistics_and_network(tmp_path):
     builtin = relabel_config('')
     inspect.resolve_data_defaults(builtin)
     assert builtin.model.name == 'resnet_tiny' and builtin.model.width == 0  # the preset: 16 channels
+
+
+def test_photos_get_three_round_0_models_small_images_and_large_sets_one(tmp_path, monkeypatch):
+    """`relabel.round0_models` left at 0: three models for photos (median side >= 96 px) up to
+    `ENSEMBLE_MAX_IMAGES` training images, one for small images, for larger sets and for the built-in data; the
+    note says why, and a count the user set is kept."""
+    from mlrelabel.config import relabel_config
+    from mlrelabel.data import inspect
+
+    def label_file(name, sides):
+        folder = tmp_path / name
+        folder.mkdir()
+        entries = []
+        for i, side in enumerate(sides):
+            Image.fromarray(np.full((side, side + 9, 3), 90, np.uint8)).save(folder / f'p{i}.jpg')
+            entries.append({'img_path': f'p{i}.jpg', 'labels': [i % 2]})
+        (folder / 'train.json').write_text(json.dumps({'data': entries}))
+        return folder
+
+    def resolved(folder, **relabel):
+        c = relabel_config('')
+        c.data.source, c.data.train_json, c.data.root = 'json', str(folder / 'train.json'), str(folder)
+        c.data.image_size, c.data.mean, c.data.std = 64, (0.4,) * 3, (0.2,) * 3  # set: sides still read
+        c.relabel.update(relabel)
+        note = [n for n in inspect.resolve_data_defaults(c) if n.startswith('relabel.round0_models')]
+        return c.relabel.round0_models, note
+
+    photos, small = label_file('photos', [96, 120, 150, 300, 500]), label_file('small', [40, 48, 90, 120, 32])
+    count, note = resolved(photos)
+    assert count == 3 and note == [
+        "relabel.round0_models=3 (5 training photos of median side 150 px: three models score round 1's crops; "
+        "--config.relabel.round0_models=1 for a third of round 0's time)"
+    ]
+    assert resolved(small) == (1, ['relabel.round0_models=1 (images of side 48 px, under 96: one model)'])
+    assert resolved(photos, round0_models=2) == (2, [])  # the user's count
+    monkeypatch.setattr(inspect, 'ENSEMBLE_MAX_IMAGES', 4)
+    assert resolved(photos) == (1, ['relabel.round0_models=1 (5 training images, over 4: one model)'])
+    builtin = relabel_config('')
+    notes = inspect.resolve_data_defaults(builtin)
+    assert (
+        builtin.relabel.round0_models == 1
+        and 'relabel.round0_models=1 (images of side 40 px, under 96: one model)' in notes
+    )

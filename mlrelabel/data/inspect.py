@@ -20,6 +20,11 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   later round at least `relabel.min_steps` (small datasets need more epochs than large ones for the same
   training); `relabel.fresh_epochs` (0: as round 0) is set so that a fresh round takes at least
   `relabel.fresh_min_steps` steps and `train.epochs` as given (large datasets: as round 0).
+- `relabel.round0_models` (0): three for photos (a median side of at least 96 px) up to `ENSEMBLE_MAX_IMAGES`
+  training images, else one. A network trained from scratch on a few thousand photos errs from run to run, and
+  the mean of three such models' crop evidence made better labels in every round (3,000 photo scenes, 2 seeds;
+  BENCHMARKS.md, "Three models in round 0"); on small digit images the gain was within the seed noise, and on
+  large sets each round 0 is hours.
 
 The built-in digit scenes resolve to their generator's own size and statistics. Nothing here trains.
 """
@@ -35,6 +40,7 @@ from mlrelabel.data.labels import read_label_file
 
 SAMPLE = 128  # images measured for size and statistics
 SMALL_IMAGE = 96  # below this side the small-stem network is chosen
+ENSEMBLE_MAX_IMAGES = 20000  # relabel.round0_models auto: photo sets this small train three round-0 models
 SMALL_NET_WIDTH = 24  # stem channels of that network on a user's images (the preset's 16: the built-in data)
 DIGIT_DEFAULTS = {'image_size': 40, 'num_classes': 10, 'mean': (0.1, 0.1, 0.1), 'std': (0.25, 0.25, 0.25)}
 IMAGENET_STATS = {'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225)}
@@ -122,6 +128,7 @@ def resolve_data_defaults(config) -> list[str]:
     """Fills the 'auto' fields of `config` in place (see the module docstring); returns one note per field set."""
     d, m = config.data, config.model
     notes = []
+    needs_models = 'relabel' in config and config.relabel.get('round0_models', 1) == 0
     needs = {
         'image_size': not d.image_size,
         'num_classes': not d.num_classes,
@@ -133,10 +140,10 @@ def resolve_data_defaults(config) -> list[str]:
     elif d.source == 'tfds':
         found = {'image_size': 224, 'num_classes': 1000, **IMAGENET_STATS}
         origin = 'ImageNet (TFDS)'
-    elif any(needs.values()) or m.name == 'auto':
+    elif any(needs.values()) or m.name == 'auto' or needs_models:
         paths, num_classes = _training_paths(config)
         found = {'num_classes': num_classes} if num_classes else {}
-        if paths and (needs['image_size'] or needs['stats'] or m.name == 'auto'):
+        if paths and (needs['image_size'] or needs['stats'] or m.name == 'auto' or needs_models):
             stats = image_statistics(
                 paths, config.seed, d.get('max_image_size', 0) or _auto_max_size(len(paths))
             )
@@ -151,6 +158,7 @@ def resolve_data_defaults(config) -> list[str]:
         d.image_size = int(found['image_size'])
         extra = f", median side {found['median_side']:.0f} px" if 'median_side' in found else ''
         notes.append(f'data.image_size={d.image_size} (from {origin}{extra})')
+    source = origin or 'the data source'
     if needs['stats'] and m.get('pretrained', ''):  # torchvision weights expect ImageNet's normalisation
         found.update(IMAGENET_STATS)
         origin = 'ImageNet, for the weights of model.pretrained'
@@ -171,7 +179,29 @@ def resolve_data_defaults(config) -> list[str]:
             f'model.name={m.name} (width={m.width or "preset"}, small_stem={m.small_stem}, '
             f'stem_stride={m.stem_stride}; {d.image_size} px images)'
         )
+    if needs_models:
+        side = found.get('median_side') or found.get('image_size') or d.image_size
+        notes.append(_round0_models(config.relabel, side, num_images, source))
     return notes
+
+
+def _round0_models(r, side: float, count: int, origin: str) -> str:
+    """Sets `relabel.round0_models` left at 0 (auto): 3 for photos (median side >= `SMALL_IMAGE`) up to
+    `ENSEMBLE_MAX_IMAGES` training images, else 1; returns the note that says why."""
+    photos = side >= SMALL_IMAGE and 0 < count <= ENSEMBLE_MAX_IMAGES
+    r.round0_models = 3 if photos else 1
+    if photos:
+        why = (
+            f"{count} training photos of median side {side:.0f} px: three models score round 1's crops; "
+            "--config.relabel.round0_models=1 for a third of round 0's time"
+        )
+    elif not count:
+        why = f'{origin}: one model'
+    elif side >= SMALL_IMAGE:
+        why = f'{count} training images, over {ENSEMBLE_MAX_IMAGES}: one model'
+    else:
+        why = f'images of side {side:.0f} px, under {SMALL_IMAGE}: one model'
+    return f'relabel.round0_models={r.round0_models} ({why})'
 
 
 def _raise_epochs(config, num_images: int) -> list[str]:

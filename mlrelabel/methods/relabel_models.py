@@ -63,13 +63,23 @@ def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     data order of its own, so they err elsewhere. Round 1's crops are scored by all of them and its evidence is
     their mean (`methods.relabel._score_split`): on 3,000 photo scenes round 1's labels scored label F1 0.918 with
     three models where one model's scored 0.909 (BENCHMARKS.md). Skipped once round 1's evidence exists (a resumed
-    run needs them no more) and when no round follows. Adds the models' validation top-1 and notes to `info`
+    run needs them no more), when no round follows, and when round 0's model reached a validation top-1 under
+    `relabel.round0_models_min_top1` (a note says so). Adds the models' validation top-1 and notes to `info`
     (round 0's row); returns their states."""
     rc = ctx.config.relabel
     count = int(rc.get('round0_models', 1))
     if count <= 1 or rc.max_rounds < 1 or os.path.exists(stream.evidence_path(ctx.workdir, 1, 'val')):
         return []
     states, top1 = [], [history[-1].get('val_top1')]
+    gate = float(rc.get('round0_models_min_top1', 0.0))
+    if gate and (top1[0] is None or top1[0] < gate):
+        # A model that has not learned the objects gains nothing from siblings like it (1,200 photo scenes:
+        # validation top-1 0.10-0.34, the guard keeps the given labels): the run keeps its time.
+        info.setdefault('notes', []).append(
+            f'round 0 trained one model, not {count}: its validation top-1 ({top1[0]}) is under '
+            f'relabel.round0_models_min_top1={gate}, too little learnt for more models like it to help'
+        )
+        return []
     for model in range(1, count):
         state, history, more = train_round0(ctx, labels, loss, model)
         states.append(state)

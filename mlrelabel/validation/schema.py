@@ -1,9 +1,8 @@
 """The declarative part of config validation: `Check`s and `SCHEMA`, dotted field → what is allowed.
 
-One line per field. A field absent from the config is skipped (methods have different sections); a field
-absent from the schema is accepted. Enumerations are literals here (no JAX import, so `main` validates before
-anything heavy); tests/test_validation.py keeps them equal to their sources of truth (losses.LOSSES,
-models.MODEL_NAMES, ...).
+One line per field. A field absent from the config is skipped (methods have different sections); a field absent
+from the schema is accepted. Enumerations are literals here (no JAX import: `main` validates before anything
+heavy); tests/test_validation.py keeps them equal to their sources (losses.LOSSES, models.MODEL_NAMES, ...).
 """
 
 from __future__ import annotations
@@ -322,7 +321,8 @@ SCHEMA: dict[str, Check] = {
     'relabel.stable_fraction': FRACTION,
     'relabel.review': boolean(),
     'relabel.min_steps': integer(0),
-    'relabel.round0_models': integer(1),
+    'relabel.round0_models': integer(0),
+    'relabel.round0_models_min_top1': FRACTION,
     'relabel.fresh_rounds': integer(0),
     'relabel.fresh_epochs': integer(0),
     'relabel.fresh_min_steps': integer(0),
