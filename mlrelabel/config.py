@@ -324,9 +324,9 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     # each of 3 seeds, for about 40 s more of a 2-core CPU (BENCHMARKS.md). 0 = every round warm-starts.
     # Round 0 trains this many models on the given labels, each from an init and data order of its own; round 1's
     # crops are scored by each and its evidence is their mean. 0 = by the data (`data.inspect`): three for photos
-    # (median side >= 96 px) up to 20,000 training images, else one. Three lifted every round's labels on 3,000
-    # photo scenes (BENCHMARKS.md); on small digit images +0.002 (digit scenes, 5 seeds: noise) and +0.004
-    # (json_digits) for two more round 0s each.
+    # (median side >= 96 px) up to 20,000 training images, else one. Three lifted round 1's labels by +0.009 on
+    # 3,000 photo scenes in both seeds measured, every round on seed 0 (BENCHMARKS.md); on small digit images +0.002
+    # (digit scenes, 5 seeds: noise) and +0.004 (json_digits) for two more round 0s each.
     r.round0_models = 0
     # ... but only when round 0's first model reached this validation top-1 on the given labels (else one model,
     # with a note): on 1,200 photo scenes a network from scratch reached 0.10-0.34 and its crop evidence could not

@@ -22,9 +22,9 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   `relabel.fresh_min_steps` steps and `train.epochs` as given (large datasets: as round 0).
 - `relabel.round0_models` (0): three for photos (a median side of at least 96 px) up to `ENSEMBLE_MAX_IMAGES`
   training images, else one. A network trained from scratch on a few thousand photos errs from run to run, and
-  the mean of three such models' crop evidence made better labels in every round (3,000 photo scenes, 2 seeds;
-  BENCHMARKS.md, "Three models in round 0"); on small digit images the gain was within the seed noise, and on
-  large sets each round 0 is hours.
+  the mean of three such models' crop evidence made better labels (3,000 photo scenes: round 1 +0.009 in both
+  seeds measured; BENCHMARKS.md, "Three models in round 0"); on small digit images the gain was within the seed
+  noise, and on large sets each round 0 is hours. `relabel.round0_models_min_top1` may still keep it to one.
 
 The built-in digit scenes resolve to their generator's own size and statistics. Nothing here trains.
 """
