@@ -188,6 +188,7 @@ def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(
     assert len(row['round0_models_val_top1']) == 2 and row['val_top1'] == row['round0_models_val_top1'][0]
 
 
+@pytest.mark.slow
 def test_a_round_0_that_learnt_too_little_trains_no_more_models(tmp_path, init_seeds):
     """Round 0's first model under `relabel.round0_models_min_top1` (validation top-1 on the given labels): no
     sibling is trained, round 1's crops are scored by that model alone, and round 0's row says why."""

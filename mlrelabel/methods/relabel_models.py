@@ -75,8 +75,9 @@ def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     if gate and (top1[0] is None or top1[0] < gate):
         # A model that has not learned the objects gains nothing from siblings like it (1,200 photo scenes:
         # validation top-1 0.10-0.34, the guard keeps the given labels): the run keeps its time.
+        reached = 'unknown' if top1[0] is None else f'{top1[0]:.3f}'
         info.setdefault('notes', []).append(
-            f'round 0 trained one model, not {count}: its validation top-1 ({top1[0]}) is under '
+            f'round 0 trained one model, not {count}: its validation top-1 ({reached}) is under '
             f'relabel.round0_models_min_top1={gate}, too little learnt for more models like it to help'
         )
         return []
