@@ -1,9 +1,11 @@
-"""ReLabel (Yun et al. 2021) on the built-in digit scenes: a teacher trained on the visible labels writes
-top-k label maps of every training image; a student trains on the maps pooled over each random crop.
+"""ReLabel (Yun et al. 2021) on the built-in digit scenes: a teacher (the relabel loop's chosen model, run first
+in <workdir>/teacher) writes top-k label maps of every training image; a student trains on the maps pooled
+over each random crop.
 
   python -m mlrelabel.main --config=configs/relabel_maps.py
   python -m mlrelabel.main --config=configs/relabel_maps.py --config.relabel_maps.cutmix=True
   python -m mlrelabel.main --config=configs/relabel_maps.py --config.relabel_maps.teacher_workdir=runs/mc_dropout-...
+  python -m mlrelabel.main --config=configs/relabel_maps.py --config.relabel_maps.teacher_recipe=''  # single-label teacher
   python -m mlrelabel.main --config=configs/relabel_maps.py:smoke
 """
 
@@ -15,9 +17,12 @@ from mlrelabel.config import base_config
 def relabel_maps_fields() -> ml_collections.ConfigDict:
     """The `relabel_maps` group (shared with configs/relabel_maps_imagenet.py)."""
     r = ml_collections.ConfigDict()
-    r.teacher_workdir = ''  # a previous run's work directory (its final checkpoint teaches); '' = train one
-    r.teacher_epochs = 0  # epochs of the teacher trained here (0 = train.epochs)
-    r.teacher_loss = 'softmax_ce'  # loss of the teacher trained here (on the visible single labels)
+    r.teacher_workdir = ''  # a previous run's work directory (its final model teaches); '' = make one here
+    # A relabel recipe whose run on this data and seed teaches (its chosen round's model, in <workdir>/teacher):
+    # 'mc_dropout', 'naive', ...; '' = a teacher trained here on the visible single labels (teacher_epochs/_loss)
+    r.teacher_recipe = ''
+    r.teacher_epochs = 0  # epochs of the teacher trained on the visible labels (0 = train.epochs)
+    r.teacher_loss = 'softmax_ce'  # loss of the teacher trained on the visible single labels
     r.teacher_image_size = 0  # whole images are resized to this for the teacher (0 = data.image_size);
     # keep the training scale: at 2x the digit-scenes teacher's maps fall to 20% top-1
     r.store = ''  # an existing label-map store (e.g. imported ReLabel maps); '' = generate
@@ -41,7 +46,11 @@ def get_config(variant: str = ''):
     config.method = 'relabel_maps'
     config.train.loss = 'soft_ce'
     config.relabel_maps = r = relabel_maps_fields()
+    # The teacher: the relabel loop's chosen model. A teacher trained on the single labels writes maps of one
+    # object per image and its student does not beat plain training (README, "ReLabel"); this one does.
+    r.teacher_recipe = 'mc_dropout'
     if variant == 'smoke':
+        r.teacher_recipe = ''  # seconds: a teacher trained on the visible labels (tests run the relabel one)
         r.map_size = 4
         r.batch_size = 32
         r.shard_size = 100  # several shards, the last one partial

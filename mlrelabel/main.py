@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import datetime
 import errno
-import importlib
-import json
 import logging
 import os
 import sys
@@ -35,7 +33,11 @@ from ml_collections import config_flags
 
 from mlrelabel import compile_cache, recipes, validation
 from mlrelabel.console import run_app
-from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
+from mlrelabel.workdir import (  # noqa: F401  (importable from here as before)
+    ADDED_FIELDS,
+    RESUMABLE_DIFFERENCES,
+    prepare_workdir,
+)
 
 # Nothing above imports JAX: a config mistake is reported before the heavy imports.
 
@@ -52,87 +54,12 @@ _parse_config_file = flags.FLAGS['config'].parser.parse
 flags.FLAGS['config'].parser.parse = lambda path: _parse_config_file(recipes.resolve(path))
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
 
-METHODS_PACKAGE = 'mlrelabel.methods'
-# Fields that may change between a run and its resumption without changing its results.
-RESUMABLE_DIFFERENCES = ('parallel', 'compile_cache')
-# Fields added after runs were made, with the value that behaves as the code before them did: a run whose
-# config.json lacks one resumes when the new config holds that value.
-ADDED_FIELDS = {
-    'train.augment.mixup': 0.0,
-    'train.augment.zoom_out': 0.0,
-    'train.augment.zoom_out_prob': 0.5,
-    'relabel.round0_models': 1,
-    'relabel.round0_models_min_top1': 0.0,
-}
 EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
 
 
 def default_workdir(config_path: str) -> str:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     return os.path.join('runs', f'{recipes.display_name(config_path)}-{stamp}')
-
-
-def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        if not prefix and k in RESUMABLE_DIFFERENCES:
-            continue
-        a, b = old.get(k), new.get(k)
-        if k not in old and ADDED_FIELDS.get(prefix + k, object()) == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f'{prefix}{k}.')
-        elif a != b:
-            out.append(f'{prefix}{k}: {a!r} → {b!r}')
-    return out
-
-
-def _run_leftovers(workdir: str) -> list[str]:
-    """Checkpoint folders of a run in `workdir`: `checkpoints/`, `round_*/`, `<phase>/checkpoints/`."""
-    if not os.path.isdir(workdir):
-        return []
-    found = []
-    for name in sorted(os.listdir(workdir)):
-        path = os.path.join(workdir, name)
-        if os.path.isdir(path) and (
-            name in ('checkpoints',)
-            or name.startswith('round_')
-            or os.path.isdir(os.path.join(path, 'checkpoints'))
-        ):
-            found.append(name + '/')
-    return found
-
-
-def prepare_workdir(config, workdir: str) -> None:
-    """Creates `workdir` and records the resolved config; refuses a workdir that holds another config, or
-    checkpoints without the config.json that made them. A resumed run's stale temporary files are removed."""
-    from mlrelabel import parallel
-
-    path = os.path.join(workdir, 'config.json')
-    text = config.to_json_best_effort(sort_keys=True, indent=2)
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        diff = _differences(old, json.loads(text))
-        if diff:
-            raise SystemExit(
-                f'{path} holds a run with another config ({"; ".join(diff[:5])}). Resume it with the '
-                f'same config, or choose a new --workdir.'
-            )
-    else:
-        leftovers = _run_leftovers(workdir)
-        if leftovers:
-            raise SystemExit(
-                f'{workdir} holds checkpoints ({", ".join(leftovers[:3])}) but no config.json, so the config '
-                'that made them is unknown: restore its config.json to resume, or choose a new --workdir.'
-            )
-    os.makedirs(workdir, exist_ok=True)
-    if parallel.is_main_process():
-        removed = remove_stale_temp_files(workdir)
-        if removed:
-            logging.info('removed %d stale temporary files (%s, ...)', len(removed), removed[0])
-        if not os.path.exists(path):
-            atomic_write_text(path, text)
 
 
 def available_methods() -> list[str]:
@@ -144,25 +71,9 @@ def run(config, workdir: str) -> dict:
     """Validates `config` (with the device count), fills its data-driven defaults, reads its label files,
     claims `workdir` and runs `config.method` there; returns the method's summary dict. Raises `ConfigError` /
     `DataError` before anything is written when the config or its data files are wrong."""
-    import jax
+    from mlrelabel.methods import launch
 
-    from mlrelabel import parallel
-    from mlrelabel.data import inspect, preflight
-
-    validation.validate_config(config, devices=jax.device_count())
-    notes = inspect.resolve_data_defaults(config)
-    if notes:
-        validation.validate_config(config, devices=jax.device_count())
-    preflight.preflight(config)
-    prepare_workdir(config, workdir)
-    if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
-        for note in notes:
-            print(f'mlrelabel: {note}', file=sys.stderr)
-    module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
-    from mlrelabel import tensorboard_writer
-
-    with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
-        return module.run(config, workdir)
+    return launch.run_method(config, workdir)
 
 
 def os_error_of(error: BaseException) -> OSError | None:

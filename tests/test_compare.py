@@ -131,16 +131,16 @@ def test_compare_cli_refuses_an_unknown_entry():
 
 @pytest.mark.slow
 def test_label_maps_entry_is_taught_by_the_relabel_run_of_its_seed(tmp_path):
-    """`relabel_maps_from_relabel`: the relabel entry runs first at the same seed, its chosen round's model writes
+    """`relabel_maps` (the recipe's teacher is the relabel loop): the relabel entry runs first at the same seed, its chosen round's model writes
     the maps (the teacher is restored, not trained), and its wall time counts in the student's."""
     work = tmp_path / 'cmp'
     extra = {'data.num_train': 64, 'data.num_val': 32, 'train.epochs': 1}
-    doc = compare.compare([0], str(work), ['relabel_maps_from_relabel'], 'smoke', extra)
+    doc = compare.compare([0], str(work), ['relabel_maps'], 'smoke', extra)
     teacher_dir = work / 'relabel' / 'seed_0'
     teacher = json.load(open(teacher_dir / 'compare_run.json'))['metrics']
-    student_dir = work / 'relabel_maps_from_relabel' / 'seed_0'
+    student_dir = work / 'relabel_maps' / 'seed_0'
     own = json.load(open(student_dir / 'compare_run.json'))['metrics']
-    assert doc['runs']['relabel_maps_from_relabel']['0']['wall_s'] == pytest.approx(
+    assert doc['runs']['relabel_maps']['0']['wall_s'] == pytest.approx(
         own['wall_s'] + teacher['wall_s'], abs=0.11
     )
     config = json.load(open(student_dir / 'config.json'))

@@ -27,6 +27,7 @@ LAYERS = (
         'recipes',
         'checkpoint',
         'manifest',
+        'workdir',
         'tensorboard_writer',
         'report',
     ),  # fmt: skip

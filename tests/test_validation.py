@@ -247,6 +247,14 @@ def test_method_rules(tmp_path):
     config.train.loss = 'sigmoid_bce'
     assert _one(config).startswith("config.train.loss='sigmoid_bce': label-map targets")
     config.train.loss = 'soft_ce'
+    config.relabel_maps.teacher_recipe = 'supervised'
+    assert _one(config).startswith(
+        "config.relabel_maps.teacher_recipe='supervised' is a 'supervised' recipe; expected a relabel recipe"
+    )
+    config.relabel_maps.teacher_recipe = 'mc_dropuot'
+    assert _one(config).startswith("config.relabel_maps.teacher_recipe='mc_dropuot': no such config file")
+    config.relabel_maps.teacher_recipe = 'naive:smoke'
+    assert problems(config) == []
     config.relabel_maps.teacher_workdir = str(tmp_path)
     assert 'no Orbax checkpoint' in _one(config)
     (tmp_path / 'checkpoints' / '12').mkdir(parents=True)

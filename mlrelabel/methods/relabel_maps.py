@@ -3,8 +3,10 @@
 Yun, Oh, Heo, Han, Choe & Chun, "Re-labeling ImageNet: from Single to Multi-Labels, from Global to
 Localized Labels", CVPR 2021. Three phases, each resumable:
 
-1. Teacher: a model trained on the visible labels (`<workdir>/teacher/`), or the checkpoint of a previous
-   run named by `config.relabel_maps.teacher_workdir` (e.g. the last round of the relabel loop).
+1. Teacher: the chosen model of a relabel run (`config.relabel_maps.teacher_recipe`, e.g. 'mc_dropout', run on
+   the same data and seed in `<workdir>/teacher/`: ReLabel needs a teacher that sees every object, and from
+   single labels the relabel loop makes the best one), a model trained there on the visible labels
+   (`teacher_recipe` ''), or the checkpoint of a previous run named by `config.relabel_maps.teacher_workdir`.
 2. Label maps: the teacher's dense class scores on every whole training image, top-k per location at
    `map_size × map_size`, written to the sharded store `<workdir>/label_maps/` (or an existing store,
    e.g. ReLabel's imported maps, via `config.relabel_maps.store`).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
 import jax
 import ml_collections
@@ -34,7 +37,7 @@ from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.manifest import has_steps, read_manifest
-from mlrelabel.methods import common
+from mlrelabel.methods import common, launch
 from mlrelabel.relabel import crops, label_maps, label_pooling
 from mlrelabel.train import inference, optim
 from mlrelabel.train.state import TrainState
@@ -132,10 +135,22 @@ def run(config, workdir: str) -> dict:
 
 
 def _teacher(config, workdir, train, val, mesh):
-    """`(model, teacher config, variables, final metrics)`: trained here or restored from `teacher_workdir`."""
+    """`(model, teacher config, variables, final metrics)`: restored from `teacher_workdir`, from the relabel run
+    of `teacher_recipe` made here, or trained here on the visible labels (`teacher_recipe` '')."""
     rm = config.relabel_maps
     if rm.teacher_workdir:
         return _load_teacher(rm.teacher_workdir, train.num_classes)
+    if rm.teacher_recipe:
+        tdir = os.path.join(workdir, 'teacher')
+        if read_manifest(tdir) is None:  # run.json is written last: a finished teacher is not run again
+            if parallel.is_main_process():
+                print(
+                    f'mlrelabel: the teacher first: {rm.teacher_recipe} in {tdir} (a relabel run of its own; '
+                    "relabel_maps.teacher_recipe='' for a teacher trained on the visible labels)",
+                    file=sys.stderr,
+                )
+            launch.run_method(teacher_config(config), tdir)
+        return _load_teacher(tdir, train.num_classes)
     cfg = config.copy_and_resolve_references()
     cfg.train.epochs = rm.teacher_epochs or config.train.epochs
     model = common.build_model(config, train.num_classes)
@@ -156,6 +171,24 @@ def _teacher(config, workdir, train, val, mesh):
     if parallel.is_main_process():
         atomic_write_json(os.path.join(tdir, 'metrics.json'), {'history': history, 'final': final})
     return model, cfg, jax.tree.map(np.asarray, state.variables), final
+
+
+def teacher_config(config) -> ml_collections.ConfigDict:
+    """The config of the relabel run that teaches (`relabel_maps.teacher_recipe`, e.g. 'mc_dropout'): that
+    recipe on this run's data, seed, devices and network; the recipe keeps its own dropout (its confidence needs
+    it), training budget and relabel rounds."""
+    from mlrelabel import recipes
+
+    cfg = recipes.load(config.relabel_maps.teacher_recipe)  # a relabel recipe: validation checked it
+    mine = config.copy_and_resolve_references()
+    for section in ('data', 'parallel', 'compile_cache'):
+        if section in mine:
+            cfg[section] = mine[section]
+    cfg.seed = mine.seed
+    dropout = cfg.model.dropout_rate
+    cfg.model = mine.model
+    cfg.model.dropout_rate = dropout
+    return cfg
 
 
 def _checkpoint_dir(path: str) -> str:
@@ -237,7 +270,10 @@ def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir
     )
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     fn = jax.jit(generate, in_shardings=(rep, dat), out_shardings=(dat, dat))
-    meta = {'teacher': rm.teacher_workdir or 'trained on the visible labels', 'image_size': image_size}
+    made = (
+        f'the {rm.teacher_recipe} run in teacher/' if rm.teacher_recipe else 'trained on the visible labels'
+    )
+    meta = {'teacher': rm.teacher_workdir or made, 'image_size': image_size}
     shape = dict(
         k=rm.topk,
         height=rm.map_size,

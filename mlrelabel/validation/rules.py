@@ -37,7 +37,8 @@ BATCH_FIELDS = ('train.batch_size', 'eval.batch_size', 'relabel.batch_size', 're
 IMAGE_SIDES = ('data.image_size', 'relabel.crops.crop_size', 'relabel_maps.teacher_image_size')
 
 
-HELPER_MODULES = ('common', 'relabel_models', 'relabel_review')  # modules of methods/ that are not methods
+# Modules of methods/ that are not methods.
+HELPER_MODULES = ('common', 'launch', 'relabel_models', 'relabel_review')
 
 
 def available_methods() -> list[str]:
@@ -187,6 +188,9 @@ def _relabel_maps(config, devices) -> list[str]:
             f'config.relabel_maps.teacher_workdir={teacher!r} is not used when config.relabel_maps.store={store!r} '
             'is given (the store already holds the maps): leave one of them empty'
         )
+    recipe = get(config, 'relabel_maps.teacher_recipe', '')
+    if recipe and not teacher and not store:
+        out += _teacher_recipe(recipe)
     if isinstance(teacher, str) and teacher and os.path.isdir(teacher):
         rounds = [
             os.path.join(teacher, n, 'checkpoints') for n in os.listdir(teacher) if n.startswith('round_')
@@ -204,6 +208,24 @@ def _relabel_maps(config, devices) -> list[str]:
                 f'config.relabel_maps.teacher_workdir={teacher!r}: no config.json (expected a run directory)'
             )
     return out
+
+
+def _teacher_recipe(recipe) -> list[str]:
+    """`relabel_maps.teacher_recipe` must name a relabel recipe (its run teaches the label maps)."""
+    from mlrelabel import recipes
+
+    try:
+        method = recipes.load(recipe).get('method')
+    except (ValueError, FileNotFoundError) as e:
+        why = str(e).removeprefix(f'--config={recipe}: ')
+        return [f'config.relabel_maps.teacher_recipe={recipe!r}: {why}']
+    if method != 'relabel':
+        return [
+            f'config.relabel_maps.teacher_recipe={recipe!r} is a {method!r} recipe; expected a relabel recipe '
+            "(mc_dropout, naive, mc_perturbation, with :smoke for the seconds-long one) or '' for a teacher "
+            'trained on the visible labels'
+        ]
+    return []
 
 
 def _partial(config, devices) -> list[str]:

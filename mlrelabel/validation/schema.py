@@ -159,10 +159,8 @@ AGGREGATE = matches(
     "'max', 'mean' or 'top<k>' (the mean of the k best crops, e.g. 'top3')",
     ('max', 'mean', 'top3'),
 )
-DATA_SOURCES = (
-    'digit_scenes', 'json', 'folder', 'tfds', 'annotation_folder', 'attribute_csv', 'partial_json'
-)  # fmt: skip
 FORMAT_SOURCES = ('annotation_folder', 'attribute_csv', 'partial_json')
+DATA_SOURCES = ('digit_scenes', 'json', 'folder', 'tfds') + FORMAT_SOURCES
 MODEL_NAMES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnet_tiny', 'resnet_small')
 LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
 SINGLE_POSITIVE_LOSSES = ('an', 'an_ls', 'wan', 'epr', 'em', 'em_apl', 'll_r', 'll_ct', 'll_cp')
@@ -332,6 +330,7 @@ SCHEMA: dict[str, Check] = {
     'relabel.max_rounds': integer(0),
     # relabel_maps (ReLabel)
     'relabel_maps.teacher_workdir': existing('dir'),
+    'relabel_maps.teacher_recipe': text(),
     'relabel_maps.teacher_epochs': integer(0),
     'relabel_maps.teacher_loss': one_of(*LOSSES),
     'relabel_maps.teacher_image_size': integer(0),

@@ -1,0 +1,33 @@
+"""Runs one recipe's method in a work directory: the path of `mlrelabel.main.run`, and of a run that starts
+another (the ReLabel recipe's default teacher is a relabel run in `<workdir>/teacher`)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from mlrelabel.validation.rules import METHODS_PACKAGE
+
+
+def run_method(config, workdir: str) -> dict:
+    """Validates `config` (with the device count), fills its data-driven defaults, reads its label files,
+    claims `workdir` and runs `config.method` there; returns the method's summary dict. Raises `ConfigError` /
+    `DataError` before anything is written when the config or its data files are wrong."""
+    import jax
+
+    from mlrelabel import parallel, tensorboard_writer, validation
+    from mlrelabel.data import inspect, preflight
+    from mlrelabel.workdir import prepare_workdir
+
+    validation.validate_config(config, devices=jax.device_count())
+    notes = inspect.resolve_data_defaults(config)
+    if notes:
+        validation.validate_config(config, devices=jax.device_count())
+    preflight.preflight(config)
+    prepare_workdir(config, workdir)
+    if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
+        for note in notes:
+            print(f'mlrelabel: {note}', file=sys.stderr)
+    module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
+    with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
+        return module.run(config, workdir)
