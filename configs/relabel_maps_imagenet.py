@@ -45,6 +45,7 @@ def get_config(variant: str = ''):
     r.shard_size = 4096
     r.cutmix = True
     r.cutmix_alpha = 1.0
+    r.cutmix_prob = 1.0
     r.cutmix_off_epochs = 0
     if variant == 'smoke':
         apply_smoke(c)  # resnet_tiny at 32 px, 2 epochs, batch 32
