@@ -68,9 +68,8 @@ def available_methods() -> list[str]:
 
 
 def run(config, workdir: str) -> dict:
-    """Validates `config` (with the device count), fills its data-driven defaults, reads its label files,
-    claims `workdir` and runs `config.method` there; returns the method's summary dict. Raises `ConfigError` /
-    `DataError` before anything is written when the config or its data files are wrong."""
+    """Runs `config.method` in `workdir` and returns its summary dict: `methods.launch.run_method`, kept here
+    under the name scripts and tests call."""
     from mlrelabel.methods import launch
 
     return launch.run_method(config, workdir)

@@ -58,6 +58,58 @@ def test_probability_round_trip_and_round_evidence():
         evidence.RoundEvidence().dense(np.arange(1))
 
 
+def test_round_evidence_gives_each_model_one_vote():
+    """A record that averages three models (round 1's, from `relabel.round0_models=3`) weighs three rounds of one
+    model each; the window keeps its weight."""
+    from mlrelabel.relabel import stream
+
+    a, b = np.arange(6.0).reshape(3, 2), np.ones((3, 2))
+    rounds = evidence.RoundEvidence()
+    rounds.add(lambda rows: a[rows], 3)
+    rounds.add(lambda rows: b[rows])
+    np.testing.assert_allclose(rounds.dense(np.arange(3)), (3 * a + b) / 4)
+    window = evidence.RoundEvidence(window=2)
+    for fn, weight in ((lambda rows: b[rows], 1), (lambda rows: a[rows], 3), (lambda rows: b[rows], 1)):
+        window.add(fn, weight)
+    np.testing.assert_allclose(window.dense(np.arange(3)), (3 * a + b) / 4)
+    with pytest.raises(ValueError, match='weight'):
+        rounds.add(lambda rows: a[rows], 0)
+    # Records carry their vote: a merged record of three models counts three, any other record one.
+    record = {
+        'classes': np.array([[0, 1]] * 3, np.int16),
+        'log_odds': a.astype(np.float32),
+        'std': np.zeros((3, 2), np.float32),
+        'mutual_information': np.zeros(3, np.float32),
+        'entropy': np.zeros(3, np.float32),
+    }
+    merged = stream.merge_records([record] * 3, 2)
+    assert stream.record_models(record) == 1 and stream.record_models(merged) == 3
+    assert stream.record_models(stream.merge_records([merged, record], 2)) == 4
+    carried = evidence.RoundEvidence()
+    stream.add_record(carried, merged, 2)
+    stream.add_record(carried, dict(record, log_odds=b.astype(np.float32)), 2)
+    np.testing.assert_allclose(carried.dense(np.arange(3)), (3 * a + b) / 4)
+
+
+def test_a_saved_merged_record_keeps_its_vote(tmp_path):
+    """A resumed run reads round 1's merged record back from disk with the same vote it was made with."""
+    from mlrelabel.relabel import stream
+
+    record = {
+        'classes': np.array([[1, 0]] * 2, np.int16),
+        'log_odds': np.array([[2.0, -1.0]] * 2, np.float32),
+        'std': np.zeros((2, 2), np.float32),
+        'mutual_information': np.zeros(2, np.float32),
+        'entropy': np.zeros(2, np.float32),
+    }
+    first = {'boxes': np.zeros((1, 4), np.float32), 'crop_log_odds': np.zeros((1, 2), np.float32)}
+    for saved, models in ((record, 1), (stream.merge_records([record] * 2, 2), 2)):
+        path = str(tmp_path / f'evidence_{models}.npz')
+        stream.save_record(path, saved, first, 2)
+        assert stream.record_models(stream.finished_record(path, 2)[0]) == models
+        assert stream.record_models(stream.load_record(path)) == models
+
+
 def test_merged_records_hold_the_mean_evidence_of_several_models_with_the_top_classes_of_the_mean():
     """`stream.merge_records`: round 0's models score the same images; the merged record's dense evidence is the
     mean of theirs (classes outside a record's top-k at its fill value), keeping the top-k of the mean."""
@@ -88,8 +140,10 @@ def test_merged_records_hold_the_mean_evidence_of_several_models_with_the_top_cl
     )
     np.testing.assert_allclose(merged['entropy'], np.mean([r['entropy'] for r in records], axis=0), rtol=1e-6)
     assert merged['classes'].dtype == np.int16 and merged['log_odds'].dtype == np.float32
+    assert int(merged['models']) == 3
     one = stream.merge_records(records[:1], c)
     for name in stream.RECORD_FIELDS:
         np.testing.assert_array_equal(one[name], records[0][name])
+    assert int(one['models']) == 1
     with pytest.raises(ValueError, match='no records'):
         stream.merge_records([], c)

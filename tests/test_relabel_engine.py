@@ -165,7 +165,8 @@ def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_p
 @pytest.mark.slow
 def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(tmp_path, init_seeds):
     """`relabel.round0_models=2`: round 0 trains a second model from an init of its own; each scores round 1's
-    crops into a record of its own, and round 1's evidence (what its labels come from) is their mean."""
+    crops into a record of its own, and round 1's evidence (what its labels come from) is their mean, with one vote
+    per model."""
     from mlrelabel import main
     from mlrelabel.methods import relabel_models
     from mlrelabel.relabel import stream
@@ -184,6 +185,7 @@ def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(
         rtol=1e-5,
         atol=1e-5,
     )
+    assert stream.record_models(merged) == 2  # two votes in the evidence of every later round
     row = json.load(open(tmp_path / 'round_0' / 'metrics.json'))
     assert len(row['round0_models_val_top1']) == 2 and row['val_top1'] == row['round0_models_val_top1'][0]
 

@@ -8,8 +8,9 @@ round to 0.
 
 - `sample_log_odds`: per-sample log-probabilities of a head from its logits, `[T, B, C]`.
 - `mean_log_odds`: log-odds of the mean over T Monte-Carlo samples, `[B, C]`, computed with logsumexp.
-- `RoundEvidence`: the running mean of each image's evidence over the relabel rounds (evidence carried across
-  rounds damps the confirmation bias of a model relabeling the images it was trained on).
+- `RoundEvidence`: the running mean of each image's evidence over the relabel rounds, one vote per model
+  (evidence carried across rounds damps the confirmation bias of a model relabeling the images it was trained
+  on).
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ def to_log_odds(probability, eps: float = 1e-12) -> np.ndarray:
 
 
 class RoundEvidence:
-    """Each image's evidence averaged over the relabel rounds so far: `mean_{j<=k} E_j [N, C]`.
+    """Each image's evidence averaged over the relabel rounds so far: `sum_j w_j E_j / sum_j w_j`, `[N, C]`.
 
     Rounds are given as dense-able records (`dense(rows) -> [R, C]` float32 callables), so the mean of any
-    chunk of rows is formed on demand and nothing of size N × C is ever held for large datasets.
-    `window` > 0 keeps only the last `window` rounds.
+    chunk of rows is formed on demand and nothing of size N × C is ever held for large datasets. A round's
+    weight `w_j` is the number of independently trained models its record averages (round 1's: round 0's
+    models, `relabel.round0_models`; every other round's: 1), so each model has one vote. `window` > 0 keeps
+    only the last `window` rounds.
     """
 
     def __init__(self, window: int = 0):
@@ -87,8 +90,10 @@ class RoundEvidence:
         self.window = int(window)
         self._rounds: list = []
 
-    def add(self, dense_fn) -> None:
-        self._rounds.append(dense_fn)
+    def add(self, dense_fn, weight: float = 1.0) -> None:
+        if not weight > 0:
+            raise ValueError(f'RoundEvidence.add: weight must be > 0, got {weight!r}')
+        self._rounds.append((dense_fn, float(weight)))
 
     def __len__(self) -> int:
         return len(self._used())
@@ -101,7 +106,5 @@ class RoundEvidence:
         used = self._used()
         if not used:
             raise ValueError('RoundEvidence.dense: no round added yet')
-        total = np.asarray(used[0](rows), np.float64)
-        for fn in used[1:]:
-            total += fn(rows)
-        return (total / len(used)).astype(np.float32)
+        total = sum(weight * np.asarray(fn(rows), np.float64) for fn, weight in used)
+        return (total / sum(weight for _, weight in used)).astype(np.float32)

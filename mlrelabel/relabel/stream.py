@@ -22,6 +22,12 @@ from mlrelabel.io_utils import atomic_save_npz
 from mlrelabel.relabel import score
 
 RECORD_FIELDS = ('classes', 'log_odds', 'std', 'mutual_information', 'entropy')
+# A merged record (`merge_records`) also holds 'models': how many models' evidence it averages (absent: one).
+
+
+def record_models(record: dict) -> int:
+    """How many independently trained models a record's evidence averages: its vote in `RoundEvidence`."""
+    return int(record.get('models', 1))
 
 
 def dense_evidence(record: dict, num_classes: int, rows=None, field: str = 'log_odds') -> np.ndarray:
@@ -52,7 +58,7 @@ def finished_record(path: str, n: int):
     if int(saved['done']) != n:
         return None
     first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
-    return {name: saved[name] for name in RECORD_FIELDS}, first
+    return {name: saved[name] for name in RECORD_FIELDS + ('models',) if name in saved}, first
 
 
 def save_record(path: str, record: dict, first: dict, done: int) -> None:
@@ -77,7 +83,8 @@ def member_path(workdir: str, k: int, split: str, member: int) -> str:
 
 
 def merge_records(records: list, num_classes: int, chunk: int = 65536) -> dict:
-    """One record whose evidence is the mean over `records` (several models scoring the same images).
+    """One record whose evidence is the mean over `records` (several models scoring the same images), and whose
+    'models' says how many models that mean holds (each input counts `record_models`).
 
     Log-odds, Monte-Carlo std, mutual information and entropy are averaged; each image keeps the top-k classes of
     the mean (k as in the inputs). Classes outside a model's top-k enter the mean at that model's fill value (see
@@ -107,12 +114,14 @@ def merge_records(records: list, num_classes: int, chunk: int = 65536) -> dict:
             out[field][rows] = np.take_along_axis(mean[field], order, 1)
     for field in ('mutual_information', 'entropy'):
         out[field] = np.mean([r[field] for r in records], axis=0).astype(records[0][field].dtype)
+    out['models'] = np.asarray(sum(record_models(r) for r in records), np.int32)
     return out
 
 
 def add_record(evidence, record: dict, num_classes: int) -> None:
-    """Appends one round's `record` to a `RoundEvidence`, densified lazily, rows at a time."""
-    evidence.add(lambda rows: dense_evidence(record, num_classes, rows))
+    """Appends one round's `record` to a `RoundEvidence`, densified lazily, rows at a time, with one vote per
+    model it averages (`record_models`)."""
+    evidence.add(lambda rows: dense_evidence(record, num_classes, rows), record_models(record))
 
 
 def score_images(model, variables, images, rows, head, config, mesh, *, key, record_path=None, desc=None):
