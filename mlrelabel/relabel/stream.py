@@ -83,8 +83,8 @@ def member_path(workdir: str, k: int, split: str, member: int) -> str:
 
 
 def merge_records(records: list, num_classes: int, chunk: int = 65536) -> dict:
-    """One record whose evidence is the mean over `records` (several models scoring the same images), and whose
-    'models' says how many models that mean holds (each input counts `record_models`).
+    """One record whose evidence is the mean over `records` (several models scoring the same images, one record
+    each), and whose 'models' says how many models that mean holds.
 
     Log-odds, Monte-Carlo std, mutual information and entropy are averaged; each image keeps the top-k classes of
     the mean (k as in the inputs). Classes outside a model's top-k enter the mean at that model's fill value (see
@@ -93,6 +93,8 @@ def merge_records(records: list, num_classes: int, chunk: int = 65536) -> dict:
     """
     if not records:
         raise ValueError('merge_records: no records to merge')
+    if any(record_models(r) != 1 for r in records):
+        raise ValueError('merge_records: expected one record per model, got a record that is already a merge')
     n, topk = records[0]['classes'].shape
     out = {name: np.empty_like(records[0][name]) for name in RECORD_FIELDS}
     for start in range(0, n, chunk):
@@ -114,7 +116,7 @@ def merge_records(records: list, num_classes: int, chunk: int = 65536) -> dict:
             out[field][rows] = np.take_along_axis(mean[field], order, 1)
     for field in ('mutual_information', 'entropy'):
         out[field] = np.mean([r[field] for r in records], axis=0).astype(records[0][field].dtype)
-    out['models'] = np.asarray(sum(record_models(r) for r in records), np.int32)
+    out['models'] = np.asarray(len(records), np.int32)
     return out
 
 
