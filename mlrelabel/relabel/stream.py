@@ -58,7 +58,10 @@ def finished_record(path: str, n: int):
     if int(saved['done']) != n:
         return None
     first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
-    return {name: saved[name] for name in RECORD_FIELDS + ('models',) if name in saved}, first
+    record = {name: saved[name] for name in RECORD_FIELDS}
+    if 'models' in saved:  # only merged records hold it (`merge_records`)
+        record['models'] = saved['models']
+    return record, first
 
 
 def save_record(path: str, record: dict, first: dict, done: int) -> None:
