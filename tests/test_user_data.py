@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -96,32 +97,80 @@ def test_data_driven_defaults_pick_size_statistics_and_network(tmp_path):
     assert builtin.model.name == 'resnet_tiny' and builtin.model.width == 0  # the preset: 16 channels
 
 
+def _label_file(root, name, sides):
+    """A JSON label file of `len(sides)` flat JPEGs whose shorter sides are `sides`."""
+    folder = root / name
+    folder.mkdir()
+    entries = []
+    for i, side in enumerate(sides):
+        Image.fromarray(np.full((side, side + 9, 3), 90, np.uint8)).save(folder / f'p{i}.jpg')
+        entries.append({'img_path': f'p{i}.jpg', 'labels': [i % 2]})
+    (folder / 'train.json').write_text(json.dumps({'data': entries}))
+    return folder
+
+
+def _relabel_on(folder, **relabel):
+    from mlrelabel.config import relabel_config
+
+    c = relabel_config('')
+    c.data.source, c.data.train_json, c.data.root = 'json', str(folder / 'train.json'), str(folder)
+    c.data.image_size, c.data.mean, c.data.std = 64, (0.4,) * 3, (0.2,) * 3  # set: sides still read
+    c.relabel.update(relabel)
+    return c
+
+
+def test_photos_train_on_crops_as_small_as_the_scored_windows(tmp_path):
+    """`train.augment.scale` left empty (the relabel recipe): photos (median side >= 96 px) train on crops from
+    the area of the smallest window the rounds score, small images and the built-in data on 0.6-1; the note
+    says why, and a scale the user set is kept."""
+    from mlrelabel.config import relabel_config
+    from mlrelabel.data import inspect
+    from mlrelabel.train.loop import augment_config
+
+    def resolved(c):
+        note = [n for n in inspect.resolve_data_defaults(c) if n.startswith('train.augment.scale')]
+        return tuple(c.train.augment.scale), note
+
+    photos = _label_file(tmp_path, 'photos', [96, 120, 150, 300, 500])
+    small = _label_file(tmp_path, 'small', [40, 48, 90, 120, 32])
+    assert resolved(_relabel_on(photos)) == (
+        (0.2, 1.0),
+        ['train.augment.scale=(0.2, 1.0) (photos of median side 150 px: as small as the smallest window the '
+         'rounds score)'],
+    )  # fmt: skip
+    assert resolved(_relabel_on(small)) == (
+        (0.6, 1.0),
+        ['train.augment.scale=(0.6, 1.0) (images of side 48 px, under 96)'],
+    )
+    c = _relabel_on(photos)
+    c.relabel.crops.kind, c.relabel.crops.scale = 'random', (0.3, 0.5)
+    assert resolved(c)[0] == (0.3, 1.0)
+    c = _relabel_on(photos)
+    c.train.augment.scale = (0.5, 1.0)
+    assert resolved(c) == ((0.5, 1.0), [])  # the user's
+    builtin = relabel_config('')
+    assert resolved(builtin) == (
+        (0.6, 1.0),
+        ['train.augment.scale=(0.6, 1.0) (images of side 40 px, under 96)'],
+    )
+    with pytest.raises(ValueError, match='resolve_data_defaults'):
+        augment_config(relabel_config(''))
+
+
 def test_photos_get_three_round_0_models_small_images_and_large_sets_one(tmp_path, monkeypatch):
-    """`relabel.round0_models` left at 0: three models for photos (median side >= 96 px) up to
-    `ENSEMBLE_MAX_IMAGES` training images, one for small images, for larger sets and for the built-in data; the
-    note says why, and a count the user set is kept."""
+    """`relabel.round0_models` set to 0 (by the data; the default is one): three models for photos (median side
+    >= 96 px) up to `ENSEMBLE_MAX_IMAGES` training images, one for small images, for larger sets and for the
+    built-in data; the note says why, and a count the user set is kept."""
     from mlrelabel.config import relabel_config
     from mlrelabel.data import inspect
 
-    def label_file(name, sides):
-        folder = tmp_path / name
-        folder.mkdir()
-        entries = []
-        for i, side in enumerate(sides):
-            Image.fromarray(np.full((side, side + 9, 3), 90, np.uint8)).save(folder / f'p{i}.jpg')
-            entries.append({'img_path': f'p{i}.jpg', 'labels': [i % 2]})
-        (folder / 'train.json').write_text(json.dumps({'data': entries}))
-        return folder
-
-    def resolved(folder, **relabel):
-        c = relabel_config('')
-        c.data.source, c.data.train_json, c.data.root = 'json', str(folder / 'train.json'), str(folder)
-        c.data.image_size, c.data.mean, c.data.std = 64, (0.4,) * 3, (0.2,) * 3  # set: sides still read
-        c.relabel.update(relabel)
+    def resolved(folder, round0_models=0):
+        c = _relabel_on(folder, round0_models=round0_models)
         note = [n for n in inspect.resolve_data_defaults(c) if n.startswith('relabel.round0_models')]
         return c.relabel.round0_models, note
 
-    photos, small = label_file('photos', [96, 120, 150, 300, 500]), label_file('small', [40, 48, 90, 120, 32])
+    photos = _label_file(tmp_path, 'photos', [96, 120, 150, 300, 500])
+    small = _label_file(tmp_path, 'small', [40, 48, 90, 120, 32])
     count, note = resolved(photos)
     assert count == 3 and note == [
         "relabel.round0_models=3 (5 training photos of median side 150 px: three models score round 1's crops; "
@@ -132,8 +181,10 @@ def test_photos_get_three_round_0_models_small_images_and_large_sets_one(tmp_pat
     monkeypatch.setattr(inspect, 'ENSEMBLE_MAX_IMAGES', 4)
     assert resolved(photos) == (1, ['relabel.round0_models=1 (5 training images, over 4: one model)'])
     builtin = relabel_config('')
+    builtin.relabel.round0_models = 0
     notes = inspect.resolve_data_defaults(builtin)
     assert (
         builtin.relabel.round0_models == 1
         and 'relabel.round0_models=1 (images of side 40 px, under 96: one model)' in notes
     )
+    assert resolved(photos, round0_models=1) == (1, [])  # the default now: one model, no note

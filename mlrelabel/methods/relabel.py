@@ -131,7 +131,9 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
     says what happened."""
     config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     rc = config.relabel
-    chosen, reason = select.choose_round(rows, rc.metric, rc.get('choose_tolerance', rc.tolerance))
+    chosen, reason = select.choose_round(
+        rows, rc.metric, rc.get('choose_tolerance', rc.tolerance), rc.get('round1_margin', 0.0)
+    )
     final = (
         train.labels
         if chosen == 0

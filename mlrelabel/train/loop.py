@@ -30,13 +30,23 @@ from mlrelabel.train.step import SOFT_TARGET_LOSSES, jit_train_step, make_train_
 from mlrelabel.train.task import Task
 
 
+def _crop_scale(a) -> tuple:
+    """`train.augment.scale`, which must be resolved by now (empty = by the data)."""
+    if not tuple(a.scale):
+        raise ValueError(
+            'train.augment.scale is empty ("by the data"): call mlrelabel.data.inspect.resolve_data_defaults(config) '
+            'first, or set it, e.g. --config.train.augment.scale="(0.6, 1.0)"'
+        )
+    return tuple(a.scale)
+
+
 def augment_config(cfg) -> dict | None:
     """`config.train.augment` → the dict `make_train_step` takes (None when disabled or done on the host)."""
     a = cfg.train.augment
     if not a.enabled or cfg.data.get('host_augment', False):
         return None
     return {
-        'scale': tuple(a.scale),
+        'scale': _crop_scale(a),
         'ratio': tuple(a.ratio),
         'flip': bool(a.flip),
         'zoom_out': float(a.get('zoom_out', 0.0)),
@@ -59,7 +69,7 @@ def _host_augment(cfg) -> dict | None:
     a = cfg.train.augment
     if not (a.enabled and cfg.data.get('host_augment', False)):
         return None
-    return {'scale': tuple(a.scale), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
+    return {'scale': _crop_scale(a), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
 
 
 def fit(

@@ -245,7 +245,7 @@ SCHEMA: dict[str, Check] = {
     'train.single_positive.delta_rel': number(0, 1, hi_open=True),
     'train.label_smoothing': FRACTION,
     'train.augment.enabled': boolean(),
-    'train.augment.scale': pair(0, 1, lo_open=True),
+    'train.augment.scale': empty_or(pair(0, 1, lo_open=True)),
     'train.augment.ratio': pair(0, lo_open=True),
     'train.augment.flip': boolean(),
     'train.augment.mixup': number(0),
