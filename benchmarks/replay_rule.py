@@ -126,9 +126,7 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
     result = {'workdir': workdir, 'overrides': overrides or {}, 'paths': len(paths)}
     for name, rows in out.items():
         rc = (own if name == 'own' else variant).relabel
-        chosen, _ = select.choose_round(
-            rows, rc.metric, rc.get('choose_tolerance', rc.tolerance), rc.get('round1_margin', 0.0)
-        )
+        chosen, _ = select.choose_configured_round(rows, rc)
         result[name] = {'rounds': rows, 'chosen': chosen, 'chosen_f1': rows[chosen]['f1']}
     return result
 

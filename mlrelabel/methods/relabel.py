@@ -131,9 +131,7 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
     says what happened."""
     config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     rc = config.relabel
-    chosen, reason = select.choose_round(
-        rows, rc.metric, rc.get('choose_tolerance', rc.tolerance), rc.get('round1_margin', 0.0)
-    )
+    chosen, reason = select.choose_configured_round(rows, rc)
     final = (
         train.labels
         if chosen == 0

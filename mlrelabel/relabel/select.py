@@ -294,6 +294,14 @@ def choose_round(
     return 0, 'no relabeled round passed the checks' + (f' ({" | ".join(flagged)})' if flagged else '')
 
 
+def choose_configured_round(rows: list[dict], rc) -> tuple[int, str]:
+    """`choose_round` with the settings of `rc` (`config.relabel`); runs made before `choose_tolerance` and
+    `round1_margin` existed choose as they did (the stop tolerance, no margin)."""
+    return choose_round(
+        rows, rc.metric, rc.get('choose_tolerance', rc.tolerance), rc.get('round1_margin', 0.0)
+    )
+
+
 def underfit_note(history: list[dict], max_ratio: float = UNDERFIT_RATIO) -> str | None:
     """A note when a training phase ended under-trained, else None: the mean training loss of its last epoch is
     still above `max_ratio` of its first epoch's (`history`: one row per epoch with `train_loss`; the first epoch
