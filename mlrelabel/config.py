@@ -326,9 +326,9 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     # each of 3 seeds, for about 40 s more of a 2-core CPU (BENCHMARKS.md). 0 = every round warm-starts.
     # Round 0 trains this many models on the given labels, each from an init and data order of its own; round 1's
     # evidence is their mean. 0 = by the data (`data.inspect`): three for photos up to 20,000 training images,
-    # else one. One since photos train on small crops: on 3,000 photo scenes label F1 0.933 and 0.928 (seeds 0,
-    # 1) against 0.918 and 0.929 for three models on 0.6-1 crops, at a third of round 0's time (BENCHMARKS.md).
-    r.round0_models = 1
+    # else one. On 3,000 photo scenes with small training crops (seed 1) three lifted round 1's labels from 0.913
+    # to 0.929 and round 2's from 0.930 to 0.934, for twice round 0's time more (BENCHMARKS.md).
+    r.round0_models = 0
     # ... but only when round 0's first model reached this validation top-1 on the given labels (else one model,
     # with a note): on 1,200 photo scenes a network from scratch reached 0.10-0.34 and its crop evidence could not
     # be trusted (the guard kept the given labels); on 3,000 it reached 0.69-0.74. 0 = always.

@@ -158,7 +158,7 @@ def test_photos_train_on_crops_as_small_as_the_scored_windows(tmp_path):
 
 
 def test_photos_get_three_round_0_models_small_images_and_large_sets_one(tmp_path, monkeypatch):
-    """`relabel.round0_models` set to 0 (by the data; the default is one): three models for photos (median side
+    """`relabel.round0_models` at 0 (by the data; the relabel recipe's default): three models for photos (median side
     >= 96 px) up to `ENSEMBLE_MAX_IMAGES` training images, one for small images, for larger sets and for the
     built-in data; the note says why, and a count the user set is kept."""
     from mlrelabel.config import relabel_config
@@ -181,10 +181,10 @@ def test_photos_get_three_round_0_models_small_images_and_large_sets_one(tmp_pat
     monkeypatch.setattr(inspect, 'ENSEMBLE_MAX_IMAGES', 4)
     assert resolved(photos) == (1, ['relabel.round0_models=1 (5 training images, over 4: one model)'])
     builtin = relabel_config('')
-    builtin.relabel.round0_models = 0
+    assert builtin.relabel.round0_models == 0  # the default: by the data
     notes = inspect.resolve_data_defaults(builtin)
     assert (
         builtin.relabel.round0_models == 1
         and 'relabel.round0_models=1 (images of side 40 px, under 96: one model)' in notes
     )
-    assert resolved(photos, round0_models=1) == (1, [])  # the default now: one model, no note
+    assert resolved(photos, round0_models=1) == (1, [])  # a count the user set: kept, no note
