@@ -24,7 +24,8 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   training images, else one. A network trained from scratch on a few thousand photos errs from run to run, and
   the mean of three such models' crop evidence made better labels (3,000 photo scenes: round 1 +0.009 in both
   seeds measured on 0.6-1 training crops, +0.016 on small ones; BENCHMARKS.md, "Three models in round 0"); on
-  small digit images the gain was within the seed noise, and on large sets each round 0 is hours. `relabel.round0_models_min_top1` may still keep it to one.
+  small digit images the gain was within the seed noise, and on large sets each round 0 is hours.
+  `relabel.round0_models_min_top1` may still keep it to one.
 - `train.augment.scale` (empty; the relabel recipe's): for photos, random-resized crops from the area of the
   smallest window the rounds score (`smallest_window_area`: 0.45² of the image with the default grid) up to the
   whole image; else 0.6-1 (`LARGE_CROPS`). The rounds' models score windows enlarged to their input; trained on
