@@ -24,8 +24,9 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   training images, else one. A network trained from scratch on a few thousand photos errs from run to run, and
   the mean of three such models' crop evidence made better labels (3,000 photo scenes: round 1 +0.009 in both
   seeds measured on 0.6-1 training crops; on small ones +0.016 and +0.005-0.008, seeds 1 and 0, and the whole
-  runs' outputs +0.008 on each seed; BENCHMARKS.md, "Three models in round 0"); on small digit images the gain
-  was within the seed noise, and on large sets each round 0 is hours.
+  runs' outputs +0.008 on each seed; BENCHMARKS.md, "Three models in round 0 for photos" and "Three round-0
+  models with the small training crops"); on small digit images the gain was within the seed noise, and on large
+  sets each round 0 is hours.
   `relabel.round0_models_min_top1` may still keep it to one.
 - `train.augment.scale` (empty; the relabel recipe's): for photos, random-resized crops from the area of the
   smallest window the rounds score (`smallest_window_area`: 0.45² of the image with the default grid) up to the
