@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import types
 
 import numpy as np
 from absl import app, flags
@@ -64,9 +63,8 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
     """
     import ml_collections
 
-    from mlrelabel.relabel import assign, select, stream
-    from mlrelabel.relabel.evidence import RoundEvidence, to_probability
-    from mlrelabel.relabel.rule import apply_rule, fit_mixtures, heldout_checks, thresholds_from_config
+    from mlrelabel.relabel import rule, select, stream
+    from mlrelabel.relabel.evidence import RoundEvidence
 
     with open(os.path.join(workdir, 'config.json')) as f:
         config = json.load(f)
@@ -85,7 +83,6 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
     rounds = [r['round'] for r in summary['rounds'] if r['round'] > 0]
     window = 1 if own.relabel.evidence == 'last' else 0
     evidence = {'train': RoundEvidence(window), 'val': RoundEvidence(window)}
-    val = types.SimpleNamespace(num_classes=num_classes, labels=val_labels)
     given_train, given_val = evaluate.first_labels(given), evaluate.first_labels(val_labels)
     n = len(given_train)
     out = {
@@ -100,16 +97,17 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
         ev_val = evidence['val'].dense(np.arange(len(given_val)))
         for name, cfg in (('own', own), ('set', variant)):
             rc = cfg.relabel
-            mixtures = fit_mixtures(evidence, n, cfg)
-            thresholds, _ = thresholds_from_config(ev_val, mixtures, val, cfg)
-            info = heldout_checks(ev_val, thresholds, mixtures, given_val, rc)
-            lists, _ = assign.finalize_labels(
-                apply_rule(ev_train, thresholds, rc),
-                given_train,
-                keep_given=rc.keep_given,
-                conf=to_probability(ev_train).astype(np.float32),
-                max_labels=rc.max_labels or None,
+            decided = rule.assign_round(
+                rule.RoundEvidenceArrays(
+                    train_dense=lambda rows: ev_train[rows],
+                    num_train=n,
+                    evidence_val=ev_val,
+                    train_given=given_train,
+                    val_given=given_val,
+                ),
+                rule.AssignOptions.from_config(cfg),
             )
+            lists, info = decided.labels, decided.info
             table = LabelTable.from_lists(lists, num_classes)
             quality = metrics.label_quality(table, truth)
             row = {
@@ -117,7 +115,7 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
                 'f1': float(quality['f1']),
                 'labels_per_image': float(table.num_labels().mean()),
                 rc.metric: info.get(rc.metric),
-                'flags': select.guard(float(table.num_labels().mean()), info),
+                'flags': info['flags'],
             }
             if name == 'own':
                 saved = read_label_file(os.path.join(workdir, f'round_{k}', 'labels.json'), num_classes)[1]

@@ -7,11 +7,25 @@ The Python API (see README "Python API"):
     run = mlrelabel.load_run('runs/demo')                   # a finished run: config, rounds, labels, ...
     probs = run.predict(images)                             # uint8 [N, H, W, 3] -> float32 [N, C]
 
+Your own model (any callable from crops to probabilities), one relabel round by hand (`mlrelabel.api`):
+
+    evidence = mlrelabel.crop_evidence(score_fn, train_images)     # [N, C] float32 log-odds
+    result = mlrelabel.assign_labels(evidence, train_given, mlrelabel.crop_evidence(score_fn, val_images), val_given)
+
 `import mlrelabel` stays light: JAX and the rest load on first use of these names (`mlrelabel.run`).
 """
 
 __version__ = '0.1.0'
-__all__ = ['Run', 'load_run', 'run_config', '__version__']
+_API = (
+    'AssignOptions',
+    'Assignment',
+    'CropOptions',
+    'assign_labels',
+    'average_evidence',
+    'crop_evidence',
+    'window_boxes',
+)
+__all__ = ['Run', 'load_run', 'run_config', *_API, '__version__']
 
 
 def __getattr__(name: str):
@@ -19,4 +33,8 @@ def __getattr__(name: str):
         from mlrelabel import run
 
         return getattr(run, name)
+    if name in _API:
+        from mlrelabel import api
+
+        return getattr(api, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -333,6 +333,10 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     # with a note): on 1,200 photo scenes a network from scratch reached 0.10-0.34 and its crop evidence could not
     # be trusted (the guard kept the given labels); on 3,000 it reached 0.69-0.74. 0 = always.
     r.round0_models_min_top1 = 0.5
+    # A model you already have as round 0 instead of training one: a finished run's work directory, one of its
+    # round folders (W/round_0), an Orbax checkpoint folder, or torchvision weights (.pth/.npz or
+    # 'torchvision:<name>'). It scores round 1's crops and the fresh rounds fine-tune from it. '' = train round 0.
+    r.round0_checkpoint = ''
     r.fresh_rounds = 2
     r.fresh_epochs = 0  # epochs of a fresh round (0 = train.epochs, as round 0); set from fresh_min_steps
     # > 0: a fresh round trains at least this many steps, and at least train.epochs (its epochs set from the data's

@@ -23,6 +23,7 @@ ADDED_FIELDS = {
     'train.augment.zoom_out_prob': 0.5,
     'relabel.round0_models': 1,
     'relabel.round0_models_min_top1': 0.0,
+    'relabel.round0_checkpoint': '',
     'relabel.round1_margin': 0.0,
     'relabel_maps.teacher_recipe': '',
 }

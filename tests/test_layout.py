@@ -45,7 +45,7 @@ LAYERS = (
     ('train',),  # state, step, the fit loop, the inference stream
     ('relabel', 'label_sets'),  # crop → confidence → label, label maps
     ('methods',),  # orchestration of one recipe each
-    ('__init__', 'main', 'run', 'predict', 'compare', 'benchmark', 'tools'),  # entry points
+    ('__init__', 'api', 'main', 'run', 'predict', 'compare', 'benchmark', 'tools'),  # entry points
 )
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 CORE = LAYER['methods']  # layers below it are the core

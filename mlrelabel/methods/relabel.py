@@ -36,9 +36,8 @@ from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
 from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common, relabel_models, relabel_review
-from mlrelabel.relabel import assign, rule, select, stream
-from mlrelabel.relabel.evidence import RoundEvidence, to_probability
-from mlrelabel.relabel.rule import apply_rule, fit_mixtures, thresholds_doc, thresholds_from_config
+from mlrelabel.relabel import rule, select, stream
+from mlrelabel.relabel.evidence import RoundEvidence
 
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
 SUMMARY_KEYS = (
@@ -60,6 +59,7 @@ class RelabelRun:
     val: Any
     given: np.ndarray
     paths: list
+    round0_init: dict | None = None  # round 0's variables when taken from `relabel.round0_checkpoint`
 
     def round_dir(self, k: int) -> str:
         return os.path.join(self.workdir, f'round_{k}')
@@ -99,7 +99,11 @@ def run(config, workdir: str) -> dict:
         t1 = time.time()
         loss = config.train.loss if k == 0 else rc.loss
         prev_state = state
-        if k == 0:
+        if k == 0 and rc.round0_checkpoint:
+            state, history, info = relabel_models.take_round0(ctx, loss)
+            ctx = dataclasses.replace(ctx, round0_init=state.variables)
+            round0 = [state]
+        elif k == 0:
             state, history, info = relabel_models.train_round0(ctx, labels, loss)
             round0 = [state] + relabel_models.round0_models(ctx, labels, loss, info, history)
         else:
@@ -259,35 +263,32 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
                 )
                 stream.add_record(evidence[split], rec, num_classes)
     val_given = evaluate.first_labels(val.labels)
-    mixtures = fit_mixtures(evidence, len(train), config)  # the 'gmm' rule and the held-out mixture F1
     evidence_val = evidence['val'].dense(np.arange(len(val)))
-    thresholds, details = thresholds_from_config(evidence_val, mixtures, val, config)
-    info = rule.heldout_checks(evidence_val, thresholds, mixtures, val_given, rc)
-    lists, scores = [], []
-    for start in range(0, len(train), relabel_review.CHUNK):
-        rows = np.arange(start, min(start + relabel_review.CHUNK, len(train)))
-        ev = evidence['train'].dense(rows)
-        assigned = apply_rule(ev, thresholds, rc)
-        if train.groups and rc.exclusive_groups:  # one value per attribute group (the given one first)
-            given_here = train.labels.dense(rows) > 0 if rc.keep_given else np.full(len(rows), -1)
-            assigned = assign.enforce_groups(assigned, ev, train.group_bounds, given_here)
-        chunk_lists, chunk_scores = assign.finalize_labels(
-            assigned,
-            given[rows],
-            keep_given=rc.keep_given,
-            conf=to_probability(ev).astype(np.float32),
-            max_labels=rc.max_labels or None,
-        )
-        lists += chunk_lists
-        scores += chunk_scores
-    table = LabelTable.from_lists(lists, num_classes, scores=scores)
-    info['flags'] = select.guard(float(table.num_labels().mean()), info)
+    fixed = None
+    if rc.assign == 'calibrated':  # multi-label validation labels given by the user
+        fixed = rule.calibrated_thresholds(evidence_val, val.labels, config.seed)
+    grouped = bool(train.groups and rc.exclusive_groups)
+    decided = rule.assign_round(
+        rule.RoundEvidenceArrays(
+            train_dense=evidence['train'].dense,
+            num_train=len(train),
+            evidence_val=evidence_val,
+            train_given=given,
+            val_given=val_given,
+            fixed_thresholds=fixed,
+            group_bounds=tuple(train.group_bounds) if grouped else (),
+            given_dense=train.labels.dense if grouped else None,
+        ),
+        rule.AssignOptions.from_config(config),
+    )
+    thresholds, details, info = decided.thresholds, decided.details, decided.info
+    table = LabelTable.from_lists(decided.labels, num_classes, scores=decided.scores)
     for flag in info['flags']:
         logging.warning('round %d flagged: %s (it will not become the final labels)', k, flag)
     label_path = os.path.join(rdir, 'labels.json')
     if parallel.is_main_process():
         atomic_write_json(
-            os.path.join(rdir, 'thresholds.json'), thresholds_doc(thresholds, details, train, rc)
+            os.path.join(rdir, 'thresholds.json'), rule.thresholds_doc(thresholds, details, _class_names(train), rc.assign)
         )
         if not os.path.exists(label_path):
             write_label_file(label_path, ctx.paths, table, train.class_names)
@@ -334,3 +335,7 @@ def _score_split(ctx: RelabelRun, k: int, states: list, split: str, ds, head: st
     if parallel.is_main_process():
         stream.save_record(path, merged, first, len(ds))
     return merged, first
+
+
+def _class_names(ds) -> list:
+    return getattr(ds, 'class_names', None) or [str(c) for c in range(ds.num_classes)]

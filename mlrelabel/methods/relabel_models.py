@@ -5,14 +5,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 
-from mlrelabel import parallel
+import jax
+import numpy as np
+
+from mlrelabel import evaluate, parallel
 from mlrelabel.io_utils import atomic_write_json
+from mlrelabel.manifest import has_steps, read_config, read_manifest
 from mlrelabel.methods import common
 from mlrelabel.relabel import select, stream
+from mlrelabel.validation import ConfigError
+
+WEIGHT_FILES = ('.pth', '.pt', '.npz')  # torchvision state_dicts (`models.torchvision`)
 
 INIT_SEED_STRIDE = 10007  # a round k > 0 that starts afresh initialises from seed + k * this
 MODEL_SEED_STRIDE = (
@@ -58,6 +66,119 @@ def train_round0(ctx, labels, loss: str, model: int = 0):
     return state, history, {'notes': notes}
 
 
+@dataclasses.dataclass(frozen=True)
+class TakenModel:
+    """Round 0's model when it is taken from `relabel.round0_checkpoint`, not trained: its variables."""
+
+    variables: dict
+
+
+def take_round0(ctx, loss: str):
+    """Round 0 from `relabel.round0_checkpoint` (`round0_source`), not trained: the model is copied into
+    `round_0/checkpoints` (a resumed run reads that copy) and validated on the given labels. Returns `(state,
+    history, info)` like `train_round0`; `info['round0_checkpoint']` names where it came from."""
+    config = ctx.config
+    source = config.relabel.round0_checkpoint
+    directory = os.path.join(ctx.round_dir(0), 'checkpoints')
+    if has_steps(directory):
+        from mlrelabel.train import inference
+
+        tree, _ = inference.restore_latest(directory)
+        variables = {'params': tree['params'], 'batch_stats': tree['batch_stats']}
+    else:
+        template = common.init_variables(ctx.model, config, config.seed, pretrained=False)
+        variables = round0_variables(source, template, config)
+    state = TakenModel(jax.tree.map(np.asarray, variables))
+    eval_fn = common.make_eval_fn(ctx.model, ctx.val, config, ctx.mesh, evaluate.head_of(loss))
+    history = [{'epoch': 0, 'step': 0, **eval_fn(state)}]
+    if not has_steps(directory):
+        from mlrelabel.checkpoint import Checkpointer
+
+        saver = Checkpointer(directory)
+        saver.save(0, state.variables, {'history': history, 'round0_checkpoint': source})
+        saver.close()
+    if parallel.is_main_process():
+        print(f'mlrelabel: round 0: the model of {source} (not trained)', file=sys.stderr)
+    return state, history, {'round0_checkpoint': source}
+
+
+def round0_variables(source: str, template: dict, config) -> dict:
+    """`{'params', 'batch_stats'}` of `relabel.round0_checkpoint`: a finished run's work directory (its chosen
+    model), one of its round folders (that round's model), an Orbax checkpoint folder, or torchvision ResNet
+    weights (`.pth`/`.pt`/`.npz` or `torchvision:<name>`, imported like `model.pretrained`). Raises ConfigError
+    naming both sides when its network or classes differ from the run's (`template`)."""
+    field = f'config.relabel.round0_checkpoint={source!r}'
+    if source.startswith('torchvision:') or source.endswith(WEIGHT_FILES):
+        cfg = config.copy_and_resolve_references()
+        cfg.model.pretrained = source
+        return common.pretrained_variables(template, cfg)
+    directory, run_dir = checkpoint_folder(source)
+    if run_dir is not None:
+        check_source_run(run_dir, config, field)
+    from mlrelabel.train import inference
+
+    try:
+        tree, _ = inference.restore_latest(directory)
+    except FileNotFoundError:
+        raise ConfigError(f'{field}: {directory} holds no Orbax checkpoint') from None
+    variables = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
+    have, want = jax.tree.map(np.shape, variables), jax.tree.map(np.shape, template)
+    if have != want:
+        classes = np.shape(variables['params'].get('fc', {}).get('kernel', ()))[-1:]
+        raise ConfigError(
+            f'{field}: its network differs from the run\'s (config.model.name={config.model.name!r}, '
+            f'{want_classes(template)} classes); the checkpoint has {classes[0] if classes else "unknown"} '
+            'classes or other layers: give a checkpoint of the same network and classes'
+        )
+    return variables
+
+
+def want_classes(template: dict) -> int:
+    return int(np.shape(template['params']['fc']['kernel'])[-1])
+
+
+def checkpoint_folder(source: str) -> tuple[str, str | None]:
+    """`(Orbax folder, run directory or None)` of a round-0 source folder (see `round0_variables`)."""
+    if os.path.isfile(os.path.join(source, 'config.json')):  # a run's work directory: its chosen model
+        manifest = read_manifest(source)
+        checkpoint = manifest['checkpoint'] if manifest else None
+        if not checkpoint:
+            raise ConfigError(
+                f'config.relabel.round0_checkpoint={source!r}: a run directory without a finished run.json; '
+                'name one of its round folders instead (e.g. round_0)'
+            )
+        return os.path.join(source, checkpoint), source
+    if has_steps(os.path.join(source, 'checkpoints')):  # a round folder: W/round_k
+        parent = os.path.dirname(os.path.abspath(source))
+        return os.path.join(source, 'checkpoints'), parent if os.path.isfile(
+            os.path.join(parent, 'config.json')
+        ) else None
+    if has_steps(source):
+        return source, None
+    raise ConfigError(
+        f'config.relabel.round0_checkpoint={source!r}: expected a run directory, one of its round folders '
+        '(W/round_0), an Orbax checkpoint folder or torchvision weights (.pth, .npz, torchvision:<name>)'
+    )
+
+
+def check_source_run(run_dir: str, config, field: str) -> None:
+    """Refuses a source run whose network or number of classes differs from this run's, naming both."""
+    theirs = read_config(run_dir)
+    manifest = read_manifest(run_dir) or {}
+    their_classes = manifest.get('num_classes') or theirs.data.get('num_classes')
+    ours = int(config.data.num_classes or 0)
+    if theirs.model.name != config.model.name and config.model.name != 'auto':
+        raise ConfigError(
+            f'{field}: that run trained config.model.name={theirs.model.name!r}, this run builds '
+            f'{config.model.name!r}: set --config.model.name={theirs.model.name} (and its width) or use '
+            'another checkpoint'
+        )
+    if ours and their_classes and int(their_classes) != ours:
+        raise ConfigError(
+            f'{field}: that run has {their_classes} classes, this run has {ours}: the classifier cannot be reused'
+        )
+
+
 def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     """Round 0's extra models (`relabel.round0_models` - 1 of them): trained like round 0's, each from an init and
     data order of its own, so they err elsewhere. Round 1's crops are scored by all of them and its evidence is
@@ -68,7 +189,7 @@ def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     (round 0's row); returns their states."""
     rc = ctx.config.relabel
     count = int(rc.get('round0_models', 1))
-    if count <= 1 or rc.max_rounds < 1 or os.path.exists(stream.evidence_path(ctx.workdir, 1, 'val')):
+    if count <= 1 or rc.max_rounds < 1 or rc.round0_checkpoint or os.path.exists(stream.evidence_path(ctx.workdir, 1, 'val')):
         return []
     states, top1 = [], [history[-1].get('val_top1')]
     gate = float(rc.get('round0_models_min_top1', 0.0))
@@ -135,6 +256,8 @@ def train_round(
         cfg.train.epochs = epochs
     if not fresh and rc.warm_start:
         variables = prev_state.variables
+    elif k > 0 and ctx.round0_init is not None:  # round 0 was taken: the fresh rounds fine-tune from it
+        variables = ctx.round0_init
     else:
         # A round k > 0 that starts afresh draws its own init: a model that differs from round 0's in its start
         # as well as its labels errs elsewhere, and the evidence averaged over rounds gains from that.

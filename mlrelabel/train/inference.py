@@ -77,7 +77,8 @@ def restore_latest(directory: str) -> tuple[dict, int]:
 
 
 def prepare_images(images, size: int) -> np.ndarray:
-    """`[N, size, size, 3]` uint8 from uint8 `[N, H, W, 3]` (or a list of `[H, W, 3]`), resized and centre-
+    """`[N, size, size, 3]` uint8 from uint8 `[N, H, W, 3]` (or a list of `[H, W, 3]`; float images in [0, 1] are
+    scaled to uint8 first), resized and centre-
     cropped like training images read from files (`mlrelabel.data.sources.resize_and_crop`)."""
     from mlrelabel.data.sources import resize_and_crop
 
@@ -87,6 +88,13 @@ def prepare_images(images, size: int) -> np.ndarray:
         items = np.asarray(images)
         if items.ndim != 4:
             raise ValueError(f'images: expected uint8 [N, H, W, 3], got shape {items.shape}')
+    if isinstance(items, np.ndarray) and np.issubdtype(items.dtype, np.floating):
+        items = _float_to_uint8(items, 'images')
+    else:
+        items = [
+            _float_to_uint8(im, f'images[{i}]') if np.issubdtype(im.dtype, np.floating) else im
+            for i, im in enumerate(items)
+        ]
     for i, image in enumerate(items):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f'images[{i}]: expected uint8 [H, W, 3], got {image.dtype} {image.shape}')
@@ -95,6 +103,13 @@ def prepare_images(images, size: int) -> np.ndarray:
     if not len(items):
         return np.zeros((0, size, size, 3), np.uint8)
     return np.stack([resize_and_crop(im, size) for im in items])
+
+
+def _float_to_uint8(images: np.ndarray, name: str) -> np.ndarray:
+    """Float images with values in [0, 1] (e.g. `mlrelabel.crop_evidence`'s crops) as uint8."""
+    if images.size and (not np.isfinite(images).all() or images.min() < 0 or images.max() > 1):
+        raise ValueError(f'{name}: float images must hold values in [0, 1]; got a value outside')
+    return np.round(images * 255.0).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=8)

@@ -320,6 +320,11 @@ SCHEMA: dict[str, Check] = {
     'relabel.review': boolean(),
     'relabel.min_steps': integer(0),
     'relabel.round0_models': integer(0),
+    'relabel.round0_checkpoint': Check(
+        lambda v: isinstance(v, str) and (not v or v.startswith('torchvision:') or os.path.exists(v)),
+        "'' or an existing run directory, round folder, Orbax checkpoint folder or weights file, or "
+        "'torchvision:<name>'",
+    ),
     'relabel.round0_models_min_top1': FRACTION,
     'relabel.fresh_rounds': integer(0),
     'relabel.fresh_epochs': integer(0),
