@@ -211,3 +211,45 @@ def test_the_published_table_and_the_cache_folder(monkeypatch):
     assert weights.default_cache_dir() == os.path.expanduser('~/.cache/mlrelabel/weights')
     monkeypatch.setenv(weights.CACHE_ENV, '/y')
     assert weights.default_cache_dir() == '/y/weights'
+
+
+def test_a_failed_download_stops_the_run_before_its_workdir_is_claimed(
+    tiny_weights, server, cache, monkeypatch, tmp_path
+):
+    """`launch.run_method` fetches the weights right after the preflight: offline, nothing is written, and the
+    `mlrelabel` command would end with its operating-system exit code naming the URL."""
+    from mlrelabel import main
+
+    body, _, sha = tiny_weights
+    entry = _publish(monkeypatch, server, body, sha, short=True)
+    c = _tiny_config()
+    c.model.pretrained = NAME
+    with pytest.raises(weights.WeightsDownloadError) as e:
+        main.run(c, str(tmp_path / 'run'))
+    assert not (tmp_path / 'run').exists() and os.listdir(cache) == []
+    code, message = main.describe_failure(e.value)
+    assert code == main.EXIT_OS_ERROR and entry.url in message and str(cache / entry.filename) in message
+
+
+@pytest.mark.slow
+def test_a_run_starts_from_the_named_weights(tiny_weights, server, cache, monkeypatch, tmp_path):
+    """`mlrelabel.main.run` with a name: one download, and (a vanishing learning rate) the trained parameters
+    are the published ones."""
+    from mlrelabel import main
+    from mlrelabel.models.torchvision import from_torchvision
+    from mlrelabel.run import load_run
+
+    body, local, sha = tiny_weights
+    _publish(monkeypatch, server, body, sha[:8])
+    c = _tiny_config()
+    c.train.batch_size, c.train.epochs, c.eval.batch_size = 16, 1, 16
+    c.model.pretrained = NAME
+    c.optim.learning_rate, c.optim.weight_decay = 1e-30, 0.0
+    main.run(c, str(tmp_path / 'run'))
+    assert len(server.requests) == 1
+    published = from_torchvision(local, 'resnet_tiny')['params']
+    trained = load_run(str(tmp_path / 'run')).variables()['params']
+    backbone = [k for k in published if k != 'fc']  # 1000 classes published, 10 here: a new classifier
+    for key in backbone:
+        for a, b in zip(jax.tree.leaves(trained[key]), jax.tree.leaves(published[key])):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-20)
