@@ -161,17 +161,21 @@ def init_variables(model, config, seed: int, pretrained: bool = True) -> dict:
 
 
 def pretrained_variables(fresh: dict, config) -> dict:
-    """The torchvision ResNet weights of `config.model.pretrained` (a state_dict: .pth/.pt with torch, or .npz)
-    imported with `models.torchvision.from_torchvision` in place of `fresh` (the seeded init of the same model).
+    """The torchvision ResNet weights of `config.model.pretrained` (a state_dict: .pth/.pt with torch, or .npz;
+    or a published name such as 'torchvision:resnet50': its cached file, `models.weights.fetch_weights`) imported
+    with `models.torchvision.from_torchvision` in place of `fresh` (the seeded init of the same model).
 
     The classifier is kept when it has the model's number of outputs, else `fresh`'s is used (a new task). Every
     other variable must match the configured model's structure and shapes; a mismatch (another depth, width or
     stem) names the file and the config fields to change.
     """
+    from mlrelabel.models import weights
     from mlrelabel.models.torchvision import from_torchvision, load_state_dict
 
     m = config.model
     path = m.pretrained
+    if weights.is_weights_name(path):  # the cached file (launch.run_method fetched it before the run)
+        path = weights.fetch_weights(path)
     sd = load_state_dict(path) if isinstance(path, str) else dict(path)
     sd = {k[len('module.') :] if k.startswith('module.') else k: v for k, v in sd.items()}
     stem, want_stem = (

@@ -12,11 +12,13 @@ from mlrelabel.validation.rules import METHODS_PACKAGE
 def run_method(config, workdir: str) -> dict:
     """Validates `config` (with the device count), fills its data-driven defaults, reads its label files,
     claims `workdir` and runs `config.method` there; returns the method's summary dict. Raises `ConfigError` /
-    `DataError` before anything is written when the config or its data files are wrong."""
+    `DataError` before anything is written when the config or its data files are wrong, and
+    `models.weights.WeightsDownloadError` when `model.pretrained` names weights that cannot be downloaded."""
     import jax
 
     from mlrelabel import parallel, tensorboard_writer, validation
     from mlrelabel.data import inspect, preflight
+    from mlrelabel.models import weights
     from mlrelabel.workdir import prepare_workdir
 
     validation.validate_config(config, devices=jax.device_count())
@@ -24,6 +26,8 @@ def run_method(config, workdir: str) -> dict:
     if notes:
         validation.validate_config(config, devices=jax.device_count())
     preflight.preflight(config)
+    if weights.is_weights_name(config.model.get('pretrained', '')):  # downloaded once, before any work
+        weights.fetch_weights(config.model.pretrained)
     prepare_workdir(config, workdir)
     if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
         for note in notes:

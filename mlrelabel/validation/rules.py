@@ -12,6 +12,7 @@ import os
 import pkgutil
 
 from mlrelabel.manifest import has_steps
+from mlrelabel.models import weights  # the published-weights registry (no JAX import)
 from mlrelabel.validation.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 
 __all__ = ['RULES', 'available_methods', 'model_stride']
@@ -258,6 +259,8 @@ def _pretrained(config, devices) -> list[str]:
     path, name = get(config, 'model.pretrained', ''), get(config, 'model.name', None)
     if not isinstance(path, str) or not path:
         return []
+    if weights.is_weights_name(path):
+        return _published_weights(path, name)
     out = []
     if name not in MODEL_NAMES:
         out.append(
@@ -270,6 +273,27 @@ def _pretrained(config, devices) -> list[str]:
             f'config.model.pretrained={path!r}: reading a PyTorch file needs torch (pip install '
             '"mlrelabel[torch]"), or convert it once to .npz: '
             'np.savez(out, **{k: v.numpy() for k, v in state_dict.items()})'
+        )
+    return out
+
+
+def _published_weights(name: str, network) -> list[str]:
+    """`model.pretrained` given by name ('torchvision:resnet50'): a known name, of the network `model.name` builds."""
+    if name not in weights.REGISTRY:
+        return [
+            f'config.model.pretrained={name!r}: unknown published weights; expected one of '
+            f'{", ".join(sorted(weights.REGISTRY))}, or a local state_dict file'
+        ]
+    entry, out = weights.REGISTRY[name], []
+    if network != entry.network:
+        out.append(
+            f'config.model.pretrained={name!r} holds {entry.network} weights, but config.model.name={network!r}: '
+            f'set --config.model.name={entry.network}'
+        )
+    if not entry.filename.endswith('.npz') and importlib.util.find_spec('torch') is None:
+        out.append(
+            f'config.model.pretrained={name!r}: reading its PyTorch file ({entry.filename}) needs torch (pip install '
+            '"mlrelabel[torch]")'
         )
     return out
 

@@ -144,12 +144,13 @@ def _is_url(v: str) -> bool:
     return '://' in v
 
 
-def existing(kind: str = 'path') -> Check:
-    """'' or an existing `file`, `dir` or `path` (URLs such as gs://... are not checked)."""
+def existing(kind: str = 'path', pre: str = '') -> Check:
+    """'' or an existing `file`, `dir` or `path` (URLs such as gs://... are not checked), or a name `<pre>...`."""
     exists = {'file': os.path.isfile, 'dir': os.path.isdir, 'path': os.path.exists}[kind]
     noun = {'file': 'file', 'dir': 'folder', 'path': 'file or folder'}[kind]
     return Check(
-        lambda v: isinstance(v, str) and (not v or _is_url(v) or exists(v)), f"an existing {noun} (or '')"
+        lambda v: isinstance(v, str) and (not v or _is_url(v) or exists(v) or (pre and v.startswith(pre))),
+        f"an existing {noun}{pre and f', {pre}<name>'} (or '')",
     )
 
 
@@ -225,7 +226,7 @@ SCHEMA: dict[str, Check] = {
     'model.stem_stride': integer(0),
     'model.dropout_rate': number(0, 1, hi_open=True),
     'model.dtype': one_of('float32', 'bfloat16'),
-    'model.pretrained': existing('file'),
+    'model.pretrained': existing('file', 'torchvision:'),  # or published weights (rules.py checks the name)
     'model.freeze_backbone': boolean(),
     'model.backbone_lr_scale': NONNEGATIVE,
     # train
