@@ -292,16 +292,22 @@ def test_round0_checkpoint_takes_a_rounds_model_without_training(one_model_run, 
 
 @pytest.mark.slow
 def test_round0_checkpoint_of_another_network_or_classes_is_refused_naming_both(one_model_run, tmp_path):
-    from mlrelabel.methods import relabel_models
+    from mlrelabel import validation
 
     config = relabel_config('smoke')
+    config.relabel.round0_checkpoint = os.path.join(one_model_run, 'round_0')
     config.model.name = 'resnet18'
-    with pytest.raises(ConfigError, match=r"trained config.model.name='resnet_tiny'.*this run builds 'resnet18'"):
-        relabel_models.check_source_run(one_model_run, config, 'config.relabel.round0_checkpoint')
-    config = relabel_config('smoke')
     config.data.num_classes = 7
-    with pytest.raises(ConfigError, match=r'that run has 10 classes, this run has 7'):
-        relabel_models.check_source_run(one_model_run, config, 'config.relabel.round0_checkpoint')
+    problems = validation.problems(config)
+    assert any("that run trained config.model.name='resnet_tiny', this run builds 'resnet18'" in p for p in problems)
+    assert any('that run has 10 classes, this run has 7' in p for p in problems)
+    config = relabel_config('smoke')
+    config.relabel.round0_checkpoint = 'torchvision:resnet50'
+    assert any("holds resnet50 weights, but config.model.name='resnet_tiny'" in p for p in validation.problems(config))
+    work = tmp_path / 'refused'
+    with pytest.raises(ConfigError, match='round0_checkpoint'):
+        mlrelabel.run_config('mc_dropout:smoke', str(work), relabel={'round0_checkpoint': str(tmp_path)}, data={'num_classes': 7})
+    assert not work.exists()
 
 
 def test_the_worked_example_loop_runs_with_a_numpy_scorer():
@@ -318,3 +324,49 @@ def test_the_worked_example_loop_runs_with_a_numpy_scorer():
         result = mlrelabel.assign_labels(mlrelabel.average_evidence(rounds), train_given, held_out, np.arange(12) % 3)
     assert len(result.labels) == 24 and all(train_given[i] in x for i, x in enumerate(result.labels))
     assert dataclasses.is_dataclass(result)
+
+
+def test_docs_example_relabels_a_folder_of_jpeg_photos(tmp_path):
+    """docs/examples/relabel_folder.py with a numpy scorer in place of torchvision's ResNet-50."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location('relabel_folder', os.path.join(ROOT, 'docs/examples/relabel_folder.py'))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    names = ['blue', 'green', 'red']  # sorted folder names; the scorer's columns are red, green, blue
+    for c, name in enumerate(names):
+        os.makedirs(tmp_path / name)
+        colour = {'red': 0, 'green': 1, 'blue': 2}[name]
+        for i in range(10):
+            others = [colour] + ([(colour + 1 + i % 2) % 3] if i % 2 else [])
+            Image.fromarray(scene(others, (120, 160), seed=10 * c + i)).save(tmp_path / name / f'{i}.jpg', quality=95)
+
+    def scorer(batch):
+        return colour_scorer()(batch)[:, [2, 1, 0]]  # the folder's class order
+
+    result, classes, paths = example.relabel_folder(scorer, str(tmp_path), crop_size=32, rounds=2)
+    assert classes == names and len(paths) == len(result.labels) == 24
+    by_path = dict(zip(paths, result.labels))
+    assert sorted(by_path[str(tmp_path / 'red' / '1.jpg')]) == [0, 2]  # red given, blue added
+    assert by_path[str(tmp_path / 'red' / '0.jpg')] == [2]
+
+
+@pytest.mark.slow
+def test_readme_your_model_block_runs(one_model_run, tmp_path):
+    """The README's "Your model, our crops and label rule" code block, on a finished smoke run as runs/demo."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    text = open(os.path.join(ROOT, 'README.md')).read()
+    section = text[text.index('### Your model, our crops and label rule') :]
+    block = re.search(r'```python\n(.*?)```', section, re.S).group(1)
+    os.makedirs(tmp_path / 'runs')
+    os.symlink(one_model_run, tmp_path / 'runs' / 'demo')
+    out = subprocess.run([sys.executable, '-c', block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().split()[0] in ('True', 'False')

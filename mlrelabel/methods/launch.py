@@ -26,8 +26,9 @@ def run_method(config, workdir: str) -> dict:
     if notes:
         validation.validate_config(config, devices=jax.device_count())
     preflight.preflight(config)
-    if weights.is_weights_name(config.model.get('pretrained', '')):  # downloaded once, before any work
-        weights.fetch_weights(config.model.pretrained)
+    for name in (config.model.get('pretrained', ''), config.get('relabel', {}).get('round0_checkpoint', '')):
+        if weights.is_weights_name(name):  # downloaded once, before any work
+            weights.fetch_weights(name)
     prepare_workdir(config, workdir)
     if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
         for note in notes:

@@ -117,6 +117,8 @@ def run(config, workdir: str) -> dict:
         for note in row.get('notes', []) if parallel.is_main_process() else ():
             print(f'mlrelabel: note: {note}', file=sys.stderr)
         timings[f'round_{k}'] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
+        if k == 0 and rc.round0_checkpoint:  # round 0 was taken, not trained: train_s is its validation
+            timings['round_0']['taken_from'] = rc.round0_checkpoint
         rows.append(row)
         if parallel.is_main_process():
             _write_summary(workdir, rows, config, chosen=None)

@@ -15,7 +15,7 @@ import numpy as np
 
 from mlrelabel import evaluate, parallel
 from mlrelabel.io_utils import atomic_write_json
-from mlrelabel.manifest import has_steps, read_config, read_manifest
+from mlrelabel.manifest import has_steps, read_manifest
 from mlrelabel.methods import common
 from mlrelabel.relabel import select, stream
 from mlrelabel.validation import ConfigError
@@ -112,71 +112,55 @@ def round0_variables(source: str, template: dict, config) -> dict:
         cfg = config.copy_and_resolve_references()
         cfg.model.pretrained = source
         return common.pretrained_variables(template, cfg)
-    directory, run_dir = checkpoint_folder(source)
-    if run_dir is not None:
-        check_source_run(run_dir, config, field)
+    directory = checkpoint_folder(source)  # a source run's network and classes: `validation.rules`
     from mlrelabel.train import inference
 
     try:
         tree, _ = inference.restore_latest(directory)
     except FileNotFoundError:
-        raise ConfigError(f'{field}: {directory} holds no Orbax checkpoint') from None
+        raise ConfigError([f'{field}: {directory} holds no Orbax checkpoint']) from None
     variables = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
-    have, want = jax.tree.map(np.shape, variables), jax.tree.map(np.shape, template)
-    if have != want:
-        classes = np.shape(variables['params'].get('fc', {}).get('kernel', ()))[-1:]
+    theirs, ours = _classes(variables), _classes(template)
+    if theirs != ours:
+        raise ConfigError([f'{field}: that checkpoint has {theirs} classes, this run has {ours}'])
+    if jax.tree.map(np.shape, variables) != jax.tree.map(np.shape, template):
         raise ConfigError(
-            f'{field}: its network differs from the run\'s (config.model.name={config.model.name!r}, '
-            f'{want_classes(template)} classes); the checkpoint has {classes[0] if classes else "unknown"} '
-            'classes or other layers: give a checkpoint of the same network and classes'
+            [
+                f'{field}: its network differs from the one this run builds (config.model.name={config.model.name!r} '
+                'and config.model.*): give a checkpoint of the same network'
+            ]
         )
     return variables
 
 
-def want_classes(template: dict) -> int:
-    return int(np.shape(template['params']['fc']['kernel'])[-1])
+def _classes(variables: dict):
+    kernel = variables['params'].get('fc', {}).get('kernel')
+    return None if kernel is None else int(np.shape(kernel)[-1])
 
 
-def checkpoint_folder(source: str) -> tuple[str, str | None]:
-    """`(Orbax folder, run directory or None)` of a round-0 source folder (see `round0_variables`)."""
+def checkpoint_folder(source: str) -> str:
+    """The Orbax folder of a round-0 source folder (see `round0_variables`)."""
     if os.path.isfile(os.path.join(source, 'config.json')):  # a run's work directory: its chosen model
         manifest = read_manifest(source)
         checkpoint = manifest['checkpoint'] if manifest else None
         if not checkpoint:
             raise ConfigError(
-                f'config.relabel.round0_checkpoint={source!r}: a run directory without a finished run.json; '
-                'name one of its round folders instead (e.g. round_0)'
+                [
+                    f'config.relabel.round0_checkpoint={source!r}: a run directory without a finished run.json; '
+                    'name one of its round folders instead (e.g. round_0)'
+                ]
             )
-        return os.path.join(source, checkpoint), source
+        return os.path.join(source, checkpoint)
     if has_steps(os.path.join(source, 'checkpoints')):  # a round folder: W/round_k
-        parent = os.path.dirname(os.path.abspath(source))
-        return os.path.join(source, 'checkpoints'), parent if os.path.isfile(
-            os.path.join(parent, 'config.json')
-        ) else None
+        return os.path.join(source, 'checkpoints')
     if has_steps(source):
-        return source, None
+        return source
     raise ConfigError(
-        f'config.relabel.round0_checkpoint={source!r}: expected a run directory, one of its round folders '
-        '(W/round_0), an Orbax checkpoint folder or torchvision weights (.pth, .npz, torchvision:<name>)'
+        [
+            f'config.relabel.round0_checkpoint={source!r}: expected a run directory, one of its round folders '
+            '(W/round_0), an Orbax checkpoint folder or torchvision weights (.pth, .npz, torchvision:<name>)'
+        ]
     )
-
-
-def check_source_run(run_dir: str, config, field: str) -> None:
-    """Refuses a source run whose network or number of classes differs from this run's, naming both."""
-    theirs = read_config(run_dir)
-    manifest = read_manifest(run_dir) or {}
-    their_classes = manifest.get('num_classes') or theirs.data.get('num_classes')
-    ours = int(config.data.num_classes or 0)
-    if theirs.model.name != config.model.name and config.model.name != 'auto':
-        raise ConfigError(
-            f'{field}: that run trained config.model.name={theirs.model.name!r}, this run builds '
-            f'{config.model.name!r}: set --config.model.name={theirs.model.name} (and its width) or use '
-            'another checkpoint'
-        )
-    if ours and their_classes and int(their_classes) != ours:
-        raise ConfigError(
-            f'{field}: that run has {their_classes} classes, this run has {ours}: the classifier cannot be reused'
-        )
 
 
 def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
@@ -189,7 +173,12 @@ def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     (round 0's row); returns their states."""
     rc = ctx.config.relabel
     count = int(rc.get('round0_models', 1))
-    if count <= 1 or rc.max_rounds < 1 or rc.round0_checkpoint or os.path.exists(stream.evidence_path(ctx.workdir, 1, 'val')):
+    if (
+        count <= 1
+        or rc.max_rounds < 1
+        or rc.round0_checkpoint
+        or os.path.exists(stream.evidence_path(ctx.workdir, 1, 'val'))
+    ):
         return []
     states, top1 = [], [history[-1].get('val_top1')]
     gate = float(rc.get('round0_models_min_top1', 0.0))

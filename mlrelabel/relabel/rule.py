@@ -155,8 +155,10 @@ def calibrated_thresholds(evidence_val, val_labels, seed: int):
     LabelTable); raises ConfigError when they hold one label per image."""
     if val_labels.num_labels().max() <= 1:
         raise ConfigError(
-            "config.relabel.assign='calibrated' tunes thresholds on multi-label validation labels, but the "
-            "validation labels hold one label per image; use 'gmm' (the default)"
+            [
+                "config.relabel.assign='calibrated' tunes thresholds on multi-label validation labels, but the "
+                "validation labels hold one label per image; use 'gmm' (the default)"
+            ]
         )
     half = np.sort(np.random.default_rng([seed, 17]).permutation(len(evidence_val))[: len(evidence_val) // 2])
     t = assign.calibrate_thresholds(evidence_val[half], val_labels.dense(half))

@@ -8,6 +8,7 @@ JAX is imported (then the device rules are skipped). Add a rule by appending a f
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pkgutil
 
@@ -277,25 +278,72 @@ def _pretrained(config, devices) -> list[str]:
     return out
 
 
-def _published_weights(name: str, network) -> list[str]:
-    """`model.pretrained` given by name ('torchvision:resnet50'): a known name, of the network `model.name` builds."""
+def _published_weights(name: str, network, field: str = 'model.pretrained') -> list[str]:
+    """Weights given by name ('torchvision:resnet50') in `field`: a known name, of the network `model.name`
+    builds."""
     if name not in weights.REGISTRY:
         return [
-            f'config.model.pretrained={name!r}: unknown published weights; expected one of '
+            f'config.{field}={name!r}: unknown published weights; expected one of '
             f'{", ".join(sorted(weights.REGISTRY))}, or a local state_dict file'
         ]
     entry, out = weights.REGISTRY[name], []
     if network != entry.network:
         out.append(
-            f'config.model.pretrained={name!r} holds {entry.network} weights, but config.model.name={network!r}: '
+            f'config.{field}={name!r} holds {entry.network} weights, but config.model.name={network!r}: '
             f'set --config.model.name={entry.network}'
         )
     if not entry.filename.endswith('.npz') and importlib.util.find_spec('torch') is None:
         out.append(
-            f'config.model.pretrained={name!r}: reading its PyTorch file ({entry.filename}) needs torch (pip install '
+            f'config.{field}={name!r}: reading its PyTorch file ({entry.filename}) needs torch (pip install '
             '"mlrelabel[torch]")'
         )
     return out
+
+
+def _round0_checkpoint(config, devices) -> list[str]:
+    """`relabel.round0_checkpoint`: published weights of the configured network, or a run (or one of its round
+    folders) that trained the same network on as many classes as this run has."""
+    path = get(config, 'relabel.round0_checkpoint', '')
+    if not isinstance(path, str) or not path:
+        return []
+    network, field = get(config, 'model.name', None), 'relabel.round0_checkpoint'
+    if weights.is_weights_name(path):
+        return _published_weights(path, network, field)
+    is_run = os.path.isfile(os.path.join(path, 'config.json'))
+    if os.path.isdir(path) and not (is_run or has_steps(os.path.join(path, 'checkpoints')) or has_steps(path)):
+        return [
+            f'config.{field}={path!r}: expected a run directory, one of its round folders (W/round_0), an Orbax '
+            'checkpoint folder or torchvision weights (.pth, .npz, torchvision:<name>); this folder is none of them'
+        ]
+    if os.path.isfile(path) and not path.endswith(('.pth', '.pt', '.npz')):
+        return [f'config.{field}={path!r}: a weights file must be a torchvision state_dict (.pth, .pt or .npz)']
+    run_dir = path if os.path.isfile(os.path.join(path, 'config.json')) else os.path.dirname(os.path.abspath(path))
+    if not os.path.isfile(os.path.join(run_dir, 'config.json')):
+        return []  # an Orbax folder or a weights file: checked against the network when it is loaded
+    with open(os.path.join(run_dir, 'config.json')) as f:
+        theirs = json.load(f)
+    out = []
+    their_network = theirs.get('model', {}).get('name')
+    if network not in (None, 'auto') and their_network != network:
+        out.append(
+            f'config.{field}={path!r}: that run trained config.model.name={their_network!r}, this run builds '
+            f'{network!r}: set --config.model.name={their_network} (and its width) or use another checkpoint'
+        )
+    ours, their_classes = _int(config, 'data.num_classes'), _run_classes(run_dir, theirs)
+    if ours and their_classes and their_classes != ours:
+        out.append(
+            f'config.{field}={path!r}: that run has {their_classes} classes, this run has {ours}: its classifier '
+            'cannot score this run\'s classes'
+        )
+    return out
+
+
+def _run_classes(run_dir: str, config: dict) -> int:
+    manifest = os.path.join(run_dir, 'run.json')
+    if os.path.isfile(manifest):
+        with open(manifest) as f:
+            return int(json.load(f).get('num_classes') or 0)
+    return int(config.get('data', {}).get('num_classes') or 0)
 
 
 def _imagenet_sets(config, devices) -> list[str]:
@@ -352,6 +400,7 @@ def _parallel(config, devices) -> list[str]:
 
 RULES = [
     _method,
+    _round0_checkpoint,
     _source_fields,
     _source_needs,
     _digit_scenes,
