@@ -245,3 +245,14 @@ def test_underfit_note_names_a_round_0_that_left_chance_too_late():
     assert select.underfit_note(mixed) is None
     stuck = [{**row, 'train_loss': row['train_loss'] + 0.8, 'train_loss_floor': 0.8} for row in history(late)]
     assert 'the training loss above its floor fell only from 2.35 to 1.27' in select.underfit_note(stuck)
+
+
+def test_chance_note_says_when_round_0_learnt_nothing():
+    given = np.arange(200) % 6  # chance 1/6
+    note = select.chance_note(0.167, given, 6)
+    assert 'learnt nothing usable' in note and 'round0_checkpoint' in note and 'min_steps' in note
+    assert select.chance_note(0.5, given, 6) is None
+    assert select.chance_note(0.2, given, 6) is not None  # within two binomial sd of 1/6 on 200 images
+    skewed = np.array([0] * 180 + [1] * 20)
+    assert select.chance_note(0.85, skewed, 2) is not None  # always guessing class 0 scores 0.9
+    assert select.chance_note(None, given, 6) is None

@@ -223,6 +223,10 @@ def _round_metrics(ctx: RelabelRun, k: int, state, labels, loss: str, *, info: d
     row.update(info)
     row.setdefault('images_changed', 0)
     row['flags'] = list(row.get('flags', []))
+    if k == 0:
+        note = select.chance_note(row.get('val_top1'), evaluate.first_labels(ctx.val.labels), train.num_classes)
+        if note:
+            row['notes'] = list(row.get('notes', [])) + [note]
     if k == 1:
         failed = select.gate(row, config.relabel.gate_metric, config.relabel.min_delta)
         if failed:

@@ -323,3 +323,25 @@ def underfit_note(history: list[dict], max_ratio: float = UNDERFIT_RATIO) -> str
         f'{what} fell only from {losses[0]:.2f} to {losses[-1]:.2f} in {len(losses)} epochs '
         f'({ratio:.0%} of its first epoch): the model is under-trained'
     )
+
+
+def chance_note(top1: float | None, given: np.ndarray, num_classes: int) -> str | None:
+    """A note when a model's validation top-1 on the given labels `given [M]` (-1: none) is within noise of
+    chance, else None. Chance is the share of the most frequent given class (always guessing it); noise is two
+    binomial standard deviations of an accuracy at that rate on M images. Reads only the given labels."""
+    given = np.asarray(given)
+    given = given[given >= 0]
+    if top1 is None or not given.size:
+        return None
+    chance = float(np.bincount(given, minlength=num_classes).max() / given.size)
+    noise = 2.0 * float(np.sqrt(chance * (1.0 - chance) / given.size))
+    if top1 > chance + noise:
+        return None
+    return (
+        f'round 0\'s model learnt nothing usable: its validation top-1 ({top1:.3f}) is within noise of chance '
+        f'({chance:.3f} ± {noise:.3f} on {given.size} images), so its crop evidence cannot find missing labels. '
+        'Remedies: more images per class; a model you already have as round 0 '
+        '(--config.relabel.round0_checkpoint=PATH, e.g. torchvision:resnet50 with --config.model.name=resnet50) '
+        'or pretrained weights (--config.model.pretrained=torchvision:resnet50); or more training steps '
+        '(--config.train.min_steps)'
+    )
