@@ -224,7 +224,9 @@ def _round_metrics(ctx: RelabelRun, k: int, state, labels, loss: str, *, info: d
     row.setdefault('images_changed', 0)
     row['flags'] = list(row.get('flags', []))
     if k == 0:
-        note = select.chance_note(row.get('val_top1'), evaluate.first_labels(ctx.val.labels), train.num_classes)
+        note = select.chance_note(
+            row.get('val_top1'), evaluate.first_labels(ctx.val.labels), train.num_classes
+        )
         if note:
             row['notes'] = list(row.get('notes', [])) + [note]
     if k == 1:
@@ -294,7 +296,8 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
     label_path = os.path.join(rdir, 'labels.json')
     if parallel.is_main_process():
         atomic_write_json(
-            os.path.join(rdir, 'thresholds.json'), rule.thresholds_doc(thresholds, details, _class_names(train), rc.assign)
+            os.path.join(rdir, 'thresholds.json'),
+            rule.thresholds_json(thresholds, details, _class_names(train), rc.assign),
         )
         if not os.path.exists(label_path):
             write_label_file(label_path, ctx.paths, table, train.class_names)

@@ -234,7 +234,7 @@ def assign_round(evidence: RoundEvidenceArrays, options: AssignOptions) -> Round
     return RoundLabels(lists, scores, thresholds, details, info)
 
 
-def thresholds_doc(thresholds, details, class_names, assign_name: str) -> dict:
+def thresholds_json(thresholds, details, class_names, assign_name: str) -> dict:
     """thresholds.json: the per-class thresholds behind a round's labels, on the crop evidence of `relabel`
     (each crop's log-odds aggregated over the image's crops by `relabel.aggregate`, averaged over rounds).
     `log_odds` is exact (null: the class adds no label); `thresholds` gives the same as probabilities (1.0:
