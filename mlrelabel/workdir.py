@@ -1,4 +1,11 @@
-"""A run's work directory: claimed with its resolved config (`config.json`), refused when it holds another run.
+"""A run's work directory: claimed with its resolved config (`config.json`), refused when it holds another run
+or while another process runs in it.
+
+`WorkdirLock` is an OS file lock (`fcntl.flock`) on `<workdir>/.lock`, taken before a run writes anything there
+and held until it ends: the kernel drops it when its process exits or is killed, so a stopped run never leaves
+a stale lock and the same command resumes. The holder writes its process id and command line into the file
+for the message a second run shows. Readers (`load_run`, `mlrelabel-predict`) take no lock: every file a run
+writes is replaced atomically (`mlrelabel.io_utils`).
 
 A run resumes in the directory that holds its config.json; fields that do not change results
 (`RESUMABLE_DIFFERENCES`) or that were added after a run was made, at the value that behaves as the code before
@@ -7,12 +14,19 @@ them did (`ADDED_FIELDS`), do not stop a resumption.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import shlex
+import sys
+import time
 
 from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
 
+LOCK_NAME = '.lock'
+# How long a second run waits for a just-started holder to finish writing its id into the lock file.
+_HOLDER_WAIT_S = 2.0
 # Fields that may change between a run and its resumption without changing its results.
 RESUMABLE_DIFFERENCES = ('parallel', 'compile_cache')
 # Fields added after runs were made, with the value that behaves as the code before them did: a run whose
@@ -90,3 +104,78 @@ def prepare_workdir(config, workdir: str) -> None:
             logging.info('removed %d stale temporary files (%s, ...)', len(removed), removed[0])
         if not os.path.exists(path):
             atomic_write_text(path, text)
+
+
+class WorkdirLock:
+    """An exclusive lock on `<workdir>/.lock` for one process (see the module docstring).
+
+    `acquire()` returns None once the lock is held, or `{'pid', 'command'}` of the process that holds it (then
+    nothing is held). `release()` (or leaving a `with` block) lets it go; process exit does too.
+    """
+
+    def __init__(self, workdir: str):
+        self.workdir = os.fspath(workdir)
+        self.path = os.path.join(self.workdir, LOCK_NAME)
+        self._fd: int | None = None
+
+    def acquire(self) -> dict | None:
+        if self._fd is not None:
+            raise RuntimeError(f'{self.path}: already held by this WorkdirLock')
+        os.makedirs(self.workdir, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return self.holder()
+        except BaseException:
+            os.close(fd)
+            raise
+        # Rewritten in place (a rename would swap the locked file for another): a reader retries while partial.
+        record = json.dumps({'pid': os.getpid(), 'command': _command_line()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record, 0)
+        self._fd = fd
+        return None
+
+    def holder(self) -> dict:
+        """`{'pid', 'command'}` recorded by the lock's holder (None values when it has not written them yet)."""
+        deadline = time.monotonic() + _HOLDER_WAIT_S
+        while True:
+            try:
+                with open(self.path, encoding='utf-8') as f:
+                    record = json.load(f)
+                return {'pid': record.get('pid'), 'command': record.get('command')}
+            except (OSError, ValueError, AttributeError):
+                if time.monotonic() > deadline:
+                    return {'pid': None, 'command': None}
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)  # the next holder's record is never mixed with this one's
+        finally:
+            os.close(fd)  # closing the last descriptor drops the flock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> 'WorkdirLock':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _command_line() -> str:
+    """This process's command line as typed (`python -m mlrelabel.main --config=...`)."""
+    try:
+        with open(f'/proc/{os.getpid()}/cmdline', 'rb') as f:
+            parts = [p.decode(errors='replace') for p in f.read().split(b'\0') if p]
+    except OSError:
+        parts = [sys.executable, *sys.argv]
+    return shlex.join(parts)

@@ -3,16 +3,42 @@ another (the ReLabel recipe's default teacher is a relabel run in `<workdir>/tea
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
+from mlrelabel.data.checks import DataError
 from mlrelabel.validation.rules import METHODS_PACKAGE
+
+
+class WorkdirBusy(DataError):
+    """Another process runs in the work directory (it holds `<workdir>/.lock`); nothing was written."""
+
+
+def claim(workdir: str) -> contextlib.AbstractContextManager:
+    """The work directory's lock (`workdir.WorkdirLock`), held by the main process until the `with` block ends;
+    raises `WorkdirBusy` naming the folder and the other process's id and command when it holds the lock."""
+    from mlrelabel import parallel
+    from mlrelabel.workdir import WorkdirLock
+
+    if not parallel.is_main_process():  # one lock per run: the processes of a multi-host run share it
+        return contextlib.nullcontext()
+    lock = WorkdirLock(workdir)
+    holder = lock.acquire()
+    if holder is not None:
+        pid = holder['pid'] if holder['pid'] is not None else 'unknown'
+        raise WorkdirBusy(
+            f'{workdir} is in use by another run: process {pid} ({holder["command"] or "command unknown"}) '
+            f'holds {lock.path}. Wait for it to end (or stop it), then rerun this command: it resumes the run.'
+        )
+    return lock
 
 
 def run_method(config, workdir: str) -> dict:
     """Validates `config` (with the device count), fills its data-driven defaults, reads its label files,
-    claims `workdir` and runs `config.method` there; returns the method's summary dict. Raises `ConfigError` /
-    `DataError` before anything is written when the config or its data files are wrong, and
+    claims `workdir` (its lock, then `config.json`) and runs `config.method` there; returns the method's summary
+    dict. Raises `ConfigError` / `DataError` before anything is written when the config or its data files are
+    wrong, `WorkdirBusy` (a `DataError`) when another process runs in `workdir`, and
     `models.weights.WeightsDownloadError` when `model.pretrained` names weights that cannot be downloaded."""
     import jax
 
@@ -29,10 +55,11 @@ def run_method(config, workdir: str) -> dict:
     for name in (config.model.get('pretrained', ''), config.get('relabel', {}).get('round0_checkpoint', '')):
         if weights.is_weights_name(name):  # downloaded once, before any work
             weights.fetch_weights(name)
-    prepare_workdir(config, workdir)
-    if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
-        for note in notes:
-            print(f'mlrelabel: {note}', file=sys.stderr)
-    module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
-    with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
-        return module.run(config, workdir)
+    with claim(workdir):
+        prepare_workdir(config, workdir)
+        if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
+            for note in notes:
+                print(f'mlrelabel: {note}', file=sys.stderr)
+        module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
+        with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
+            return module.run(config, workdir)
