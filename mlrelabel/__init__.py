@@ -6,6 +6,7 @@ The Python API (see README "Python API"):
     mlrelabel.run_config('mc_dropout:smoke', 'runs/demo')   # runs a recipe (name, file or ConfigDict)
     run = mlrelabel.load_run('runs/demo')                   # a finished run: config, rounds, labels, ...
     probs = run.predict(images)                             # uint8 [N, H, W, 3] -> float32 [N, C]
+    image = mlrelabel.read_image('photo.jpg')               # uint8 [H, W, 3], as the tool decodes it
 
 Your own model (any callable from crops to probabilities), one relabel round by hand (`mlrelabel.api`):
 
@@ -25,7 +26,7 @@ _API = (
     'crop_evidence',
     'window_boxes',
 )
-__all__ = ['Run', 'load_run', 'run_config', *_API, '__version__']
+__all__ = ['Run', 'load_run', 'read_image', 'run_config', *_API, '__version__']
 
 
 def __getattr__(name: str):
@@ -37,4 +38,8 @@ def __getattr__(name: str):
         from mlrelabel import api
 
         return getattr(api, name)
+    if name == 'read_image':  # the decoder every source, predict and the review page use
+        from mlrelabel.data.images import read_image
+
+        return read_image
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

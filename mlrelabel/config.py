@@ -64,8 +64,8 @@ def base_config(variant: str = '') -> ml_collections.ConfigDict:
     d.attribute_groups = ''  # attribute CSV: 'neck:7,sleeve_length:4' ('' = every column, counts from data)
     d.unlisted = 'negative'  # annotation folder: an image absent from <class>.txt is 'negative' | 'unknown'
     d.check_images = True  # open every image once; unreadable ones are skipped and counted
-    d.mean = ()  # per-channel normalisation of [0, 1] pixels; () = measured on a sample of training images
-    d.std = ()
+    d.allow_overlap = False  # True: images in both train and val (same path or bytes) warn, not stop
+    d.mean, d.std = (), ()  # per-channel normalisation of [0, 1] pixels; () = measured on a training sample
 
     c.model = m = ml_collections.ConfigDict()
     # resnet18/34/50/101/152 | resnet_tiny | resnet_small | 'auto': resnet_tiny (small stem, stride 2) below

@@ -33,7 +33,6 @@ import sys
 import warnings
 
 import numpy as np
-from PIL import Image
 
 from mlrelabel.io_utils import atomic_write_json, atomic_write_text
 
@@ -47,9 +46,10 @@ RULE_WORDS = {
 
 
 def _readable(path: str) -> bool:
+    from mlrelabel.data.images import open_image
+
     try:
-        with Image.open(path) as img:
-            img.convert('RGB')
+        open_image(path)  # decoded as training decodes it (mlrelabel.read_image)
         return True
     except Exception:  # noqa: BLE001 - any decoder failure means the file is unusable
         return False

@@ -40,6 +40,7 @@ ADDED_FIELDS = {
     'relabel.round0_checkpoint': '',
     'relabel.round1_margin': 0.0,
     'relabel_maps.teacher_recipe': '',
+    'data.allow_overlap': False,
 }
 
 

@@ -37,10 +37,10 @@ def _json_config(tmp_path, train, val, batch=2):
     return c
 
 
-def _images(tmp_path, n):
-    for i in range(n):
+def _images(tmp_path, n, start=0):
+    for i in range(start, start + n):
         _image(str(tmp_path / f'im{i}.png'), 20 * i)
-    return [(f'im{i}.png', [i % 3]) for i in range(n)]
+    return [(f'im{i}.png', [i % 3]) for i in range(start, start + n)]
 
 
 # ------------------------------------------------------------------------------------------ label files
@@ -68,7 +68,7 @@ def test_preflight_refuses_empty_small_and_out_of_range_files_before_the_workdir
     with pytest.raises(DataError, match=r'val\.json'):
         main.run(config, str(tmp_path / 'run'))
     assert not (tmp_path / 'run').exists()  # nothing claimed: the corrected command can use this workdir
-    val = _label_file(tmp_path / 'val2.json', entries)
+    val = _label_file(tmp_path / 'val2.json', _images(tmp_path, 4, start=4))
     small = _json_config(tmp_path, train, val, batch=8)
     with pytest.raises(
         DataError, match=r'train\.json \(config\.data\.train_json\): 4 training images, fewer than one batch'
@@ -95,8 +95,8 @@ def test_folder_val_label_file_with_a_duplicate_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------ attribute CSV
 def _csv(tmp_path, rows, header='filename,neck,sleeve'):
-    for row in rows:
-        _image(str(tmp_path / 'images' / row.split(',')[0]))
+    for i, row in enumerate(rows):  # distinct pixels: identical files in train and val would be refused
+        _image(str(tmp_path / 'images' / row.split(',')[0]), 13 * i % 256)
     path = tmp_path / 'attributes.csv'
     path.write_text('\n'.join([header] + rows) + '\n')
     return path

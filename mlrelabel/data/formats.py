@@ -25,6 +25,7 @@ whose largest value leaves most of its inferred classes unused (e.g. one typo `6
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import re
 import warnings
@@ -56,7 +57,10 @@ class FormatError(DataError):
     """A malformed data-set file; the message starts with `<file>:<line>:`."""
 
 
-def _dataset(paths: list[str], labels: PartialLabels, image_size: int, name: str, groups=None) -> Dataset:
+def _dataset(
+    paths: list[str], labels: PartialLabels, image_size: int, name: str, groups=None, root=None
+) -> Dataset:
+    """`root`: the folder relative file names were joined to (`Dataset.label_paths` writes them back relative)."""
     return Dataset(
         images=ImageFiles(paths, image_size),
         labels=labels.positives(),
@@ -64,6 +68,7 @@ def _dataset(paths: list[str], labels: PartialLabels, image_size: int, name: str
         name=name,
         class_names=labels.class_names,
         groups=groups or None,
+        root=root,
     )
 
 
@@ -273,7 +278,7 @@ def read_attribute_csv(
     names = [f'{c}={j}' for c, k in groups for j in range(k)]
     labels = PartialLabels(targets, names)
     name = os.path.splitext(os.path.basename(path))[0]
-    return _dataset(files, labels, image_size, name, groups), labels, groups
+    return _dataset(files, labels, image_size, name, groups, root=images_dir), labels, groups
 
 
 # ---------------------------------------------------------------------- partial JSON
@@ -286,7 +291,8 @@ def read_partial_json(path, image_size: int, num_classes: int | None = None) -> 
     for i, p in enumerate(paths):
         if not os.path.isfile(p):
             raise FormatError(f'{os.fspath(path)}: entry {i}: missing image {p}')
-    return _dataset(paths, labels, image_size, os.path.splitext(os.path.basename(path))[0]), labels
+    name, root = os.path.splitext(os.path.basename(path))[0], os.path.dirname(os.path.abspath(path))
+    return _dataset(paths, labels, image_size, name, root=root), labels
 
 
 # ---------------------------------------------------------------------- from the config
@@ -310,7 +316,10 @@ def _read_checked(config, path: str, groups, verify_images: bool):
     if verify_images and config.data.get('check_images', True):
         keep, report = drop_unreadable(ds.paths, path)
         if report['skipped']:
-            ds, labels = ds.subset(keep), labels.subset(keep)
+            ds, labels = (
+                dataclasses.replace(ds.subset(keep), skipped=report['skipped_files']),
+                labels.subset(keep),
+            )
     return ds, labels, groups
 
 
@@ -346,6 +355,7 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
         if n_val >= n:
             raise SystemExit(f'config.data.val_fraction={d.val_fraction} leaves no training images of {n}')
         val, val_labels = train.subset(order[:n_val]), train_labels.subset(order[:n_val])
+        val = dataclasses.replace(val, skipped=None)  # the file's skipped images count once, with train
         train, train_labels = train.subset(order[n_val:]), train_labels.subset(order[n_val:])
     return {
         'train': train,

@@ -171,5 +171,6 @@ def load_folder(config, workdir: str) -> dict:
             paths=paths,
             name=f'imagenet_folder_{split}',
             class_names=wnids,  # the sorted folder names are the class ids' order
+            skipped=report['skipped_files'] if d.check_images else None,
         )
     return out

@@ -7,7 +7,6 @@ the reader returns a black image for that row, records it in `reader.failures` a
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import os
 import threading
 import warnings
@@ -16,6 +15,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from mlrelabel.data.images import open_image
+
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png', '.bmp', '.webp')
 
 
@@ -23,11 +24,9 @@ IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png', '.bmp', '.webp')
 
 
 def _open_rgb(data: bytes | str, draft_size: int | None) -> Image.Image:
-    """Decodes a path or encoded bytes to RGB; JPEGs decode at a reduced DCT scale still >= draft_size."""
-    img = Image.open(data if isinstance(data, str) else io.BytesIO(data))
-    if draft_size is not None:
-        img.draft('RGB', (draft_size, draft_size))
-    return img.convert('RGB')  # loads the pixels: truncated or corrupt data raises here
+    """Decodes a path or encoded bytes to RGB as every source does (`mlrelabel.data.images`); JPEGs decode at a
+    reduced DCT scale still >= draft_size."""
+    return open_image(data, draft=draft_size)
 
 
 def decode_center_crop(data: bytes | str, size: int) -> np.ndarray:

@@ -46,6 +46,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from mlrelabel.data.errors import ImageDecodeError
+from mlrelabel.data.images import open_image
 from mlrelabel.data.labels import read_label_file
 
 SAMPLE = 128  # images measured for size and statistics
@@ -123,10 +125,11 @@ def image_statistics(paths: list[str], seed: int, max_size: int) -> dict:
     size = max(32, size)
     pixels = []
     for path in readable[:64]:
-        with Image.open(path) as img:
-            pixels.append(
-                np.asarray(img.convert('RGB').resize((size, size)), np.float64).reshape(-1, 3) / 255.0
-            )
+        try:
+            img = open_image(path)
+        except ImageDecodeError:
+            continue  # as above: the data checks count it
+        pixels.append(np.asarray(img.resize((size, size)), np.float64).reshape(-1, 3) / 255.0)
     allpix = np.concatenate(pixels)
     return {
         'median_side': float(np.median(sides)),

@@ -10,6 +10,10 @@ Label files use the CS570 relabeler format::
 with scores is needed. Class names are optional too: a top-level `"classes"` list (index = class id),
 else a `classes.txt` beside the file (one name per line); entries may repeat their labels' `"names"`,
 which must then match the list. Indices stay the labels; names travel beside them.
+
+Relative `img_path`s are joined to the file's folder, or to a top-level `"root"` folder when the file has one
+(relative to the file's folder). The label files a run writes keep the paths as the user wrote them, with the
+folder they are relative to as `"root"` (`write_label_file(root=...)`), so they stay readable from anywhere.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ __all__ = [
     "LabelFileError",
     "CLASSES_TXT",
     "class_names_of",
+    "label_root",
     "read_classes_txt",
     "read_labels",
+    "read_labels_and_root",
     "read_label_file",
     "write_label_file",
 ]
@@ -109,17 +115,16 @@ def read_labels(
       LabelFileError naming the file, the entry index and the field for any malformed content (names that do
       not match the class list included), and naming both entries of an image listed twice.
     """
+    return read_labels_and_root(path, num_classes, root)[:3]
+
+
+def read_labels_and_root(
+    path: str | os.PathLike, num_classes: int | None = None, root: str | os.PathLike | None = None
+) -> tuple[list[str], LabelTable, list[str] | None, str]:
+    """`read_labels` and the folder relative `img_path`s were joined to (`label_root`)."""
     path = os.fspath(path)
-    base = os.fspath(root) if root is not None else os.path.dirname(os.path.abspath(path))
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise LabelFileError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
-    except UnicodeDecodeError as e:
-        raise LabelFileError(f"{path}: not UTF-8 text ({e})") from e
-    if not isinstance(doc, dict) or "data" not in doc:
-        raise LabelFileError(f'{path}: expected a JSON object with a "data" list at the top level')
+    doc = _load(path)
+    base = label_root(path, root, doc)
     data = doc["data"]
     if not isinstance(data, list):
         raise LabelFileError(f'{path}: "data" must be a list of entries, got {type(data).__name__}')
@@ -187,7 +192,35 @@ def read_labels(
         table = LabelTable.from_lists(lists, num_classes, scores=scores_arg)
     except LabelFileError as e:  # already validated above; keep the file name if it ever happens
         raise LabelFileError(f"{path}: {e}") from e
-    return paths, table, names
+    return paths, table, names, base
+
+
+def _load(path: str) -> dict:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise LabelFileError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    except UnicodeDecodeError as e:
+        raise LabelFileError(f"{path}: not UTF-8 text ({e})") from e
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise LabelFileError(f'{path}: expected a JSON object with a "data" list at the top level')
+    return doc
+
+
+def label_root(
+    path: str | os.PathLike, root: str | os.PathLike | None = None, doc: dict | None = None
+) -> str:
+    """The folder relative `img_path`s of the label file `path` are joined to: `root` when given, else the file's
+    top-level `"root"` (relative to its folder), else its folder. `doc`: the parsed file (read when None)."""
+    if root is not None:
+        return os.fspath(root)
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    doc = _load(os.fspath(path)) if doc is None else doc
+    written = doc.get("root")
+    if written is not None and (not isinstance(written, str) or not written):
+        raise LabelFileError(f'{path}: "root" must be a folder name (a non-empty string), got {written!r}')
+    return os.path.join(folder, written) if written else folder
 
 
 def _check_entry_names(entry_names: Any, labels: list, names: list[str] | None, where: str) -> None:
@@ -220,12 +253,16 @@ def write_label_file(
     paths: Sequence[str],
     table: LabelTable,
     class_names: Sequence[str] | None = None,
+    root: str | None = None,
+    left_out: int | None = None,
 ) -> None:
     """Writes `paths` and `table` as a CS570 label file, atomically, one entry per line.
 
     The file starts with the `"classes"` list (`class_names`, default `str(i)`) and each entry names its
     labels (`"names"`) beside their indices. Scores are written (rounded to 6 digits) when the table has them.
-    Paths are written as given.
+    Paths are written as given; `root` (the folder relative ones are relative to, e.g. `Dataset.root`) is
+    written as `"root"`, absolute, so the file reads back from anywhere. `left_out`: how many images of the
+    source were left out as unreadable (`"left_out"`, listed in the run's skipped.json).
     """
     if len(paths) != len(table):
         raise ValueError(f"write_label_file: {len(paths)} paths but the table has {len(table)} rows")
@@ -245,5 +282,7 @@ def write_label_file(
         if score_lists is not None:
             entry["scores"] = [round(s, 6) for s in score_lists[i]]
         lines.append(json.dumps(entry))
-    text = '{"classes": ' + json.dumps(names) + ',\n"data": [\n' + ",\n".join(lines) + "\n]}\n"
+    head = "" if root is None else '"root": ' + json.dumps(os.path.abspath(root)) + ",\n"
+    head += "" if left_out is None else f'"left_out": {int(left_out)},\n'
+    text = "{" + head + '"classes": ' + json.dumps(names) + ',\n"data": [\n' + ",\n".join(lines) + "\n]}\n"
     atomic_write_text(path, text)

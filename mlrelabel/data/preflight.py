@@ -4,24 +4,28 @@ stop the run before its work directory is claimed; `main` calls `preflight` righ
 
 from __future__ import annotations
 
-from mlrelabel.data.checks import DataError, check_splits
+from mlrelabel.data.checks import DataError, check_overlap, check_splits
 
 __all__ = ['preflight']
 
 
 def preflight(config) -> None:
     """Reads the label files `config.data` names (nothing is decoded or written) and raises `DataError` on
-    duplicates, class indices out of range, empty files or a training file smaller than one batch, so the
+    duplicates, class indices out of range, empty files, a training file smaller than one batch or images in
+    both train and val (`checks.check_overlap`; with `data.allow_overlap` the load warns), so the
     mistake stops the run before its work directory is claimed. Sources without user label files (digit
     scenes, folder, tfds) are checked when they load."""
     d = config.data
     if d.source == 'json':
         from mlrelabel.data.labels import read_label_file
 
+        paths_of = {}
         for split, field in (('train', 'train_json'), ('val', 'val_json')):
             path = d[field]
-            paths, _ = read_label_file(path, num_classes=d.num_classes, root=d.root or None)
-            _check_count(len(paths), split, f'{path} (config.data.{field})', config)
+            paths_of[split], _ = read_label_file(path, num_classes=d.num_classes, root=d.root or None)
+            _check_count(len(paths_of[split]), split, f'{path} (config.data.{field})', config)
+        if not d.get('allow_overlap', False):
+            check_overlap(paths_of['train'], paths_of['val'], (d.train_json, d.val_json))
     elif d.source in ('annotation_folder', 'attribute_csv', 'partial_json'):
         from mlrelabel.data import formats
 

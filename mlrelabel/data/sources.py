@@ -17,7 +17,8 @@ from PIL import Image
 from mlrelabel.data.checks import drop_unreadable
 from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
 from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
-from mlrelabel.data.labels import LabelTable, read_labels
+from mlrelabel.data.images import open_image
+from mlrelabel.data.labels import LabelTable, read_labels_and_root
 
 __all__ = [
     "Dataset",
@@ -30,12 +31,9 @@ __all__ = [
 
 
 def _decode(path: str, image_size: int | None) -> Image.Image:
-    """Opens and fully decodes `path` as RGB; with `image_size`, JPEGs decode at a reduced scale
-    that is still >= image_size on both sides (PIL draft), which is much faster for large photos."""
-    with Image.open(path) as img:
-        if image_size is not None:
-            img.draft("RGB", (image_size, image_size))
-        return img.convert("RGB")  # convert() loads the pixels: truncated/corrupt data raises here
+    """Decodes `path` as a person sees it (`mlrelabel.data.images`); with `image_size`, JPEGs decode at a
+    reduced scale that is still >= image_size on both sides (PIL draft), much faster for large photos."""
+    return open_image(path, draft=image_size)
 
 
 def _resize_crop(img: Image.Image, size: int) -> np.ndarray:
@@ -115,6 +113,10 @@ class Dataset:
       class_names: [C] the name of each class id (None: `str(i)`); ids stay the labels, names go beside them.
       groups: mutually exclusive attribute groups `[(name, size)]` covering the classes in order (attribute
         CSVs: group g owns the ids `[start_g, start_g + size_g)`), or None.
+      skipped: `[{'path', 'reason'}]` every image of the source left out as unreadable (the run lists them in
+        skipped.json: `checks.write_skipped`), or None.
+      root: the folder relative `img_path`s of the label file were joined to (`label_paths` writes them back
+        relative to it), or None.
     """
 
     images: Any
@@ -125,6 +127,8 @@ class Dataset:
     name: str = ""
     class_names: list[str] | None = None
     groups: list[tuple[str, int]] | None = None
+    skipped: list[dict] | None = None
+    root: str | None = None
 
     def __post_init__(self):
         n = len(self.labels)
@@ -166,6 +170,14 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def label_paths(self) -> list[str] | None:
+        """`paths` as the label file wrote them: those joined to `root` relative to it again, the rest as they are
+        (what labels.json and the review list show; `write_label_file(root=...)` keeps them readable)."""
+        if self.paths is None or not self.root:
+            return self.paths
+        prefix = os.path.join(self.root, "")
+        return [p[len(prefix) :] if p.startswith(prefix) else p for p in self.paths]
+
     def with_labels(self, table: LabelTable) -> "Dataset":
         """A copy of this dataset with training labels `table` (same rows, same class count)."""
         if len(table) != len(self):
@@ -191,6 +203,8 @@ class Dataset:
             name=self.name,
             class_names=self.class_names,
             groups=self.groups,
+            skipped=self.skipped,
+            root=self.root,
         )
 
 
@@ -211,10 +225,11 @@ def load_image_dataset(
 
     Returns:
       (dataset, report) with report = {'total': entries in the file, 'kept': rows in the dataset,
-      'skipped': dropped rows, 'skipped_files': [{'path', 'reason'}, ...] for the first 20}.
+      'skipped': dropped rows, 'skipped_files': [{'path', 'reason'}, ...] for every dropped row} (also the
+      dataset's `skipped`).
     """
     label_file = os.fspath(label_file)
-    paths, table, class_names = read_labels(label_file, num_classes=num_classes, root=root)
+    paths, table, class_names, base = read_labels_and_root(label_file, num_classes=num_classes, root=root)
     total = len(paths)
     report = {"total": total, "kept": total, "skipped": 0, "skipped_files": []}
     if check and total:
@@ -224,7 +239,13 @@ def load_image_dataset(
             table = table.subset(keep)
     name = os.path.splitext(os.path.basename(label_file))[0]
     dataset = Dataset(
-        images=ImageFiles(paths, image_size), labels=table, paths=paths, name=name, class_names=class_names
+        images=ImageFiles(paths, image_size),
+        labels=table,
+        paths=paths,
+        name=name,
+        class_names=class_names,
+        skipped=report["skipped_files"],
+        root=base,
     )
     return dataset, report
 

@@ -90,6 +90,7 @@ def load_datasets(config, workdir: str) -> dict:
             f"config.data.source={d.source!r}: expected one of digit_scenes, json, {', '.join(EXTERNAL_SOURCES)}"
         )
     checks.check_splits(data, config, where)
+    checks.write_skipped(data, workdir)  # <workdir>/skipped.json: every image left out as unreadable
     announce_classes(data['train'], config)
     return data
 

@@ -67,6 +67,7 @@ def load_data(config, workdir: str) -> dict:
         checks.check_splits(
             {'train': splits['train'], 'val': splits['val']}, config, formats.split_files(config)
         )
+        checks.write_skipped({'train': splits['train'], 'val': splits['val']}, workdir)
         common.announce_classes(splits['train'], config)
         return splits
     data = common.load_datasets(config, workdir)

@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
+from mlrelabel.data.checks import skipped_count
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
 from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common, relabel_models, relabel_review
@@ -71,7 +72,8 @@ def run(config, workdir: str) -> dict:
     train, val = data['train'], data['val']
     model = common.build_model(config, train.num_classes)
     rc = config.relabel
-    paths = train.paths or [f'{train.name}/{i:07d}' for i in range(len(train))]
+    # label files and the review list show the paths as the user wrote them (relative ones stay relative)
+    paths = train.label_paths() or [f'{train.name}/{i:07d}' for i in range(len(train))]
     ctx = RelabelRun(
         config=config,
         workdir=workdir,
@@ -148,7 +150,10 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
         relabel_review.write_review(ctx, final, chosen)
         timings['review'] = {'review_s': round(time.time() - t0, 1)}
     if parallel.is_main_process():
-        write_label_file(os.path.join(workdir, 'labels.json'), paths, final, train.class_names)
+        left_out = skipped_count(workdir)  # images skipped as unreadable (skipped.json)
+        write_label_file(
+            os.path.join(workdir, 'labels.json'), paths, final, train.class_names, train.root, left_out
+        )
         thresholds_src = os.path.join(workdir, f'round_{chosen}', 'thresholds.json')
         if chosen > 0 and os.path.exists(thresholds_src):
             with open(thresholds_src) as f:
@@ -192,7 +197,7 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
 
 
 def _write_summary(workdir, rows, config, chosen) -> dict:
-    summary = {'rounds': rows, 'metric': config.relabel.metric}
+    summary = {'rounds': rows, 'metric': config.relabel.metric, 'skipped_images': skipped_count(workdir)}
     if chosen is not None:
         summary['best_round'] = chosen['round']
         summary['best_round_reason'] = chosen['reason']
@@ -300,7 +305,9 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
             rule.thresholds_json(thresholds, details, _class_names(train), rc.assign),
         )
         if not os.path.exists(label_path):
-            write_label_file(label_path, ctx.paths, table, train.class_names)
+            write_label_file(
+                label_path, ctx.paths, table, train.class_names, train.root, skipped_count(ctx.workdir)
+            )
         examples = os.path.join(rdir, 'examples.png')
         if not os.path.exists(examples):
             relabel_review.draw_relabel_examples(ctx, k, table, first, examples)

@@ -217,6 +217,7 @@ SCHEMA: dict[str, Check] = {
     'data.attribute_groups': text(),
     'data.unlisted': one_of('negative', 'unknown'),
     'data.check_images': boolean(),
+    'data.allow_overlap': boolean(),
     'data.mean': empty_or(numbers(3)),
     'data.std': empty_or(numbers(3, 0, lo_open=True)),
     # model
