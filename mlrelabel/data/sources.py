@@ -172,7 +172,8 @@ class Dataset:
 
     def label_paths(self) -> list[str] | None:
         """`paths` as the label file wrote them: those joined to `root` relative to it again, the rest as they are
-        (what labels.json and the review list show; `write_label_file(root=...)` keeps them readable)."""
+        (what labels.json and the review list show; `write_label_file(root=...)` keeps them readable). An
+        absolute `img_path` inside `root` comes back relative to it: the same file."""
         if self.paths is None or not self.root:
             return self.paths
         prefix = os.path.join(self.root, "")
