@@ -56,6 +56,14 @@ def test_supervised_and_relabel_on_label_files(tmp_path):
         i = int(e['img_path'].rsplit('im', 1)[1].split('.')[0])
         assert i % 3 in e['labels']  # the given label is kept (keep_given)
     assert result['rounds'][-1]['round'] == 1
+    # labels.json keeps the label file's relative paths (with its folder as "root") and says what was left out
+    final = json.load(open(tmp_path / 'rel' / 'labels.json'))
+    assert final['root'] == str(tmp_path / 'data2') and final['left_out'] == 1
+    assert all(e['img_path'].startswith('train/im') for e in final['data'])
+    skipped = json.load(open(tmp_path / 'rel' / 'skipped.json'))
+    assert skipped['count'] == 1 and skipped['by_split'] == {'train': 1, 'val': 0}
+    assert skipped['files'][0]['path'].endswith('train/im5.jpg') and skipped['files'][0]['split'] == 'train'
+    assert json.load(open(tmp_path / 'rel' / 'summary.json'))['skipped_images'] == 1
 
 
 def test_data_driven_defaults_pick_size_statistics_and_network(tmp_path):
