@@ -1,4 +1,5 @@
-"""The package's layout rules (ARCHITECTURE.md): imports point one way, no cycles, no module over 400 lines.
+"""The package's layout rules (ARCHITECTURE.md): imports point one way, no cycles. Modules are split by concept,
+not by size: there is no line cap.
 
 Every `import` counts, the ones inside functions too. A unit is a folder of `mlrelabel/` (`data`, `train`,
 ...) or a top-level module (`losses`, `run`, ...); each unit sits in one layer, and a module may import only
@@ -14,7 +15,6 @@ import os
 import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'mlrelabel')
-MAX_LINES = 400
 
 # Bottom to top. A new folder or top-level module must be placed here (the test says so).
 LAYERS = (
@@ -129,11 +129,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_every_unit_has_a_layer():
     missing = sorted({_unit(m) for m in MODULES} - set(LAYER))
     assert not missing, f'place {missing} in a layer of tests/test_layout.py LAYERS (and ARCHITECTURE.md)'
-
-
-def test_no_module_over_the_line_limit():
-    long = {m: n for m, p in MODULES.items() if (n := sum(1 for _ in open(p))) > MAX_LINES}
-    assert not long, f'modules over {MAX_LINES} lines: {long}'
 
 
 def test_no_import_cycle_between_modules():
