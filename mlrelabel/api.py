@@ -108,7 +108,7 @@ def crop_evidence(
         `options.batch_size`, S = `options.crop_size`) to class probabilities `[B, C]` (softmax or
         sigmoid outputs). Normalising for the model is the callable's business.
       images: a sequence of N uint8 `[H, W, 3]` arrays of any sizes, a uint8 `[N, H, W, 3]` array, or image
-        paths (decoded like the tool's own sources: EXIF orientation applied, RGB).
+        paths (decoded by `mlrelabel.read_image`, as the tool's own sources are).
       options: the windows and their aggregation (`CropOptions`; None: the defaults).
       progress: show a progress bar with rate and ETA.
 
@@ -231,10 +231,9 @@ def _check_images(images) -> None:
 def _image_at(images, i: int) -> np.ndarray:
     item = images[i]
     if isinstance(item, (str, os.PathLike)):
-        from PIL import Image, ImageOps
+        from mlrelabel.data.images import read_image
 
-        with Image.open(os.fspath(item)) as img:
-            return np.asarray(ImageOps.exif_transpose(img).convert('RGB'))
+        return read_image(os.fspath(item))
     return np.asarray(item)
 
 
