@@ -370,3 +370,37 @@ def test_readme_your_model_block_runs(one_model_run, tmp_path):
     out = subprocess.run([sys.executable, '-c', block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().split()[0] in ('True', 'False')
+
+
+@pytest.mark.slow
+def test_cs570_recipe_relabels_from_torchvision_weights_without_training_round_0(tmp_path):
+    """configs/cs570_imagenet.py:smoke on a generated ImageNet-layout folder, round 0 from a torchvision-layout
+    .npz of the recipe's network: round 0 is taken, its weights score round 1, round 1 fine-tunes from them."""
+    from conftest import ROOT
+
+    from mlrelabel import main, recipes
+    from mlrelabel.data import imagenet
+    from mlrelabel.methods import common
+    from mlrelabel.models.torchvision import to_torchvision
+
+    root = str(tmp_path / 'imagenet')
+    imagenet.make_synthetic_folder(root, num_classes=4, per_class=6, num_val=2)
+    config = recipes.load(os.path.join(ROOT, 'configs', 'cs570_imagenet.py') + ':smoke')
+    config.data.synthetic, config.data.root, config.data.num_classes = False, root, 4
+    variables = common.init_variables(common.build_model(config, 4), config, seed=5)
+    np.savez(tmp_path / 'weights.npz', **to_torchvision(variables))
+    config.relabel.round0_checkpoint = str(tmp_path / 'weights.npz')
+    work = str(tmp_path / 'run')
+    main.run(config, work)
+    summary = json.load(open(os.path.join(work, 'summary.json')))
+    assert summary['rounds'][0]['round0_checkpoint'] == str(tmp_path / 'weights.npz')
+    assert json.load(open(os.path.join(work, 'timing.json')))['round_0']['taken_from'].endswith('weights.npz')
+    taken = mlrelabel.load_run(work).variables(round=0)
+    assert all(np.array_equal(a, b) for a, b in zip(jax_leaves(taken), jax_leaves(variables)))
+    assert os.path.exists(os.path.join(work, 'round_1', 'labels.json'))
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
