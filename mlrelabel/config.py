@@ -337,6 +337,7 @@ def relabel_config(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     # round folders (W/round_0), an Orbax checkpoint folder, or torchvision weights (.pth/.npz or
     # 'torchvision:<name>'). It scores round 1's crops and the fresh rounds fine-tune from it. '' = train round 0.
     r.round0_checkpoint = ''
+    r.decisions = ''  # review decisions (mlrelabel-review): accepted labels kept, rejected never added in a round
     r.fresh_rounds = 2
     r.fresh_epochs = 0  # epochs of a fresh round (0 = train.epochs, as round 0); set from fresh_min_steps
     # > 0: a fresh round trains at least this many steps, and at least train.epochs (its epochs set from the data's

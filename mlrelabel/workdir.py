@@ -38,6 +38,7 @@ ADDED_FIELDS = {
     'relabel.round0_models': 1,
     'relabel.round0_models_min_top1': 0.0,
     'relabel.round0_checkpoint': '',
+    'relabel.decisions': '',
     'relabel.round1_margin': 0.0,
     'relabel_maps.teacher_recipe': '',
     'data.allow_overlap': False,

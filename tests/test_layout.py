@@ -43,9 +43,9 @@ LAYERS = (
     ),  # pure
     ('data', 'validation', 'imagenet_eval'),  # sources, label files, config checks
     ('train',),  # state, step, the fit loop, the inference stream
-    ('relabel', 'label_sets'),  # crop → confidence → label, label maps
+    ('relabel', 'label_sets', 'decisions'),  # crop → confidence → label, label maps
     ('methods',),  # orchestration of one recipe each
-    ('__init__', 'api', 'main', 'run', 'predict', 'compare', 'benchmark', 'tools'),  # entry points
+    ('__init__', 'api', 'main', 'run', 'predict', 'compare', 'benchmark', 'tools', 'review'),  # entry points
 )
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 CORE = LAYER['methods']  # layers below it are the core

@@ -56,7 +56,11 @@ def test_pyproject_lists_every_package():
     assert set(setuptools['packages']) == found | {'mlrelabel.configs'}
     assert setuptools['package-dir'] == {'mlrelabel.configs': 'configs'}
     scripts = _pyproject()['project']['scripts']
-    assert scripts == {'mlrelabel': 'mlrelabel.main:cli', 'mlrelabel-predict': 'mlrelabel.predict:cli'}
+    assert scripts == {
+        'mlrelabel': 'mlrelabel.main:cli',
+        'mlrelabel-predict': 'mlrelabel.predict:cli',
+        'mlrelabel-review': 'mlrelabel.review.cli:cli',
+    }
 
 
 def test_recipes_resolve_by_name_and_by_path(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mlrelabel import evaluate, metrics, parallel, report, tensorboard_writer
+from mlrelabel import decisions, evaluate, metrics, parallel, report, tensorboard_writer
 from mlrelabel.data.checks import skipped_count
 from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
 from mlrelabel.io_utils import atomic_write_json, record_timing
@@ -295,7 +295,11 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
         rule.AssignOptions.from_config(config),
     )
     thresholds, details, info = decided.thresholds, decided.details, decided.info
-    table = LabelTable.from_lists(decided.labels, num_classes, scores=decided.scores)
+    lists, scores = decided.labels, decided.scores
+    if rc.get('decisions', ''):  # a person's review: accepted labels kept, rejected ones never added
+        found = decisions.load_for_run(rc.decisions, ctx.paths, num_classes)
+        lists, scores = decisions.apply_to_lists(lists, found, scores)
+    table = LabelTable.from_lists(lists, num_classes, scores=scores)
     for flag in info['flags']:
         logging.warning('round %d flagged: %s (it will not become the final labels)', k, flag)
     label_path = os.path.join(rdir, 'labels.json')

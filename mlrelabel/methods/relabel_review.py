@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -47,6 +48,7 @@ def write_review(ctx, final, chosen: int) -> None:
         stream.add_record(evidence, stream.load_record(path), train.num_classes)
     names = getattr(train, 'class_names', None) or [str(c) for c in range(train.num_classes)]
     given, final_lists = evaluate.first_labels(train.labels), final.to_lists()
+    thresholds = _round_thresholds(workdir, chosen)
     rows = []
     for start in range(0, len(train), CHUNK):
         chunk = np.arange(start, min(start + CHUNK, len(train)))
@@ -56,6 +58,7 @@ def write_review(ctx, final, chosen: int) -> None:
             evidence.dense(chunk),
             names,
             [paths[i] for i in chunk],
+            thresholds,
         )
     rows = review.rank_rows(rows, chosen)
     top = review.pictured_rows(rows, config.report.num_examples)
@@ -65,6 +68,17 @@ def write_review(ctx, final, chosen: int) -> None:
     atomic_write_text(os.path.join(workdir, 'review.csv'), review.to_csv(rows))
     atomic_write_json(os.path.join(workdir, 'review.json'), {'fields': list(review.FIELDS), 'rows': rows})
     _draw_review(train, top, paths, crops_of, chosen, workdir)
+
+
+def _round_thresholds(workdir: str, chosen: int):
+    """`[C]` log-odds thresholds that made round `chosen`'s labels (None: round 0, top-k or no file); the
+    review's scores are the additions' margins over them."""
+    path = os.path.join(workdir, f'round_{chosen}', 'thresholds.json')
+    if chosen < 1 or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        values = json.load(f).get('log_odds')
+    return None if values is None else np.asarray([np.inf if v is None else v for v in values], np.float64)
 
 
 def _review_crops(ctx, k: int, images: list) -> dict:

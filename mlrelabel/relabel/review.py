@@ -9,7 +9,10 @@ JAIR 2021), a given label is suspect when that evidence puts its class below one
 averaging and MC crops played the part of its cross-validation better than models fitted on halves of the data
 (measured in `methods.relabel._review`).
 
-`score` ranks the rows: p(class) for an addition, 1 - p(given) for a suspect given label, most certain first.
+`score` ranks the rows, most certain first: for an addition the probability of its log-odds margin over the
+class's threshold (the round's thresholds.json; p(class) without thresholds), so that additions the rule took
+with room to spare rank above those just past it instead of all reading 1.0; 1 - p(given) for a suspect given
+label (its margin below even odds). `margin` is that log-odds margin.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ FIELDS = (
     'replacement',
     'replacement_name',
     'score',
+    'margin',
     'label_quality',
     'given',
     'final',
@@ -41,13 +45,19 @@ def review_rows(
     class_names: list[str],
     paths: list[str],
     chosen_round: int,
+    thresholds: np.ndarray | None = None,
 ) -> list[dict]:
     """Ranked review rows (dicts with FIELDS) of a run's final labels: `rank_rows(candidate_rows(...))`."""
-    return rank_rows(candidate_rows(final, given, evidence, class_names, paths), chosen_round)
+    return rank_rows(candidate_rows(final, given, evidence, class_names, paths, thresholds), chosen_round)
 
 
 def candidate_rows(
-    final: list[list[int]], given: np.ndarray, evidence: np.ndarray, class_names: list[str], paths: list[str]
+    final: list[list[int]],
+    given: np.ndarray,
+    evidence: np.ndarray,
+    class_names: list[str],
+    paths: list[str],
+    thresholds: np.ndarray | None = None,
 ) -> list[dict]:
     """Unranked review rows of some images (a chunk of a large dataset can be done at a time).
 
@@ -56,8 +66,11 @@ def candidate_rows(
       given: `[N]` the given label of each image (-1: none).
       evidence: `[N, C]` log-odds per image and class.
       class_names: `[C]` names; paths: `[N]` image paths.
+      thresholds: `[C]` the labels' per-class log-odds thresholds (None or not finite: 0, even odds).
     """
     p = to_probability(evidence)
+    t = np.zeros(p.shape[1], np.float64) if thresholds is None else np.asarray(thresholds, np.float64)
+    t = np.where(np.isfinite(t), t, 0.0)
     rows = []
     for i, labels in enumerate(final):
         g = int(given[i])
@@ -65,7 +78,8 @@ def candidate_rows(
         for c in labels:
             if c == g:
                 continue
-            rows.append(_row(paths[i], c, class_names, 'add', None, float(p[i, c]), float(p[i, c]), g, names))
+            margin = float(evidence[i, c]) - t[c]
+            rows.append(_row(paths[i], c, class_names, 'add', None, margin, float(p[i, c]), g, names))
         if g < 0:
             continue
         quality = float(p[i, g])
@@ -75,7 +89,8 @@ def candidate_rows(
         best = int(np.argmax(others))
         replacement = best if p[i, best] >= 0.5 and best not in labels else None
         suggestion = 'replace' if replacement is not None else 'remove'
-        rows.append(_row(paths[i], g, class_names, suggestion, replacement, 1.0 - quality, quality, g, names))
+        margin = -float(evidence[i, g])
+        rows.append(_row(paths[i], g, class_names, suggestion, replacement, margin, quality, g, names))
     return rows
 
 
@@ -98,7 +113,7 @@ def pictured_rows(rows: list[dict], count: int) -> list[dict]:
     return [r for r in rows if id(r) in chosen]
 
 
-def _row(path, c, names, suggestion, replacement, score, quality, given, final_names) -> dict:
+def _row(path, c, names, suggestion, replacement, margin, quality, given, final_names) -> dict:
     return {
         'rank': 0,
         'image': path,
@@ -107,7 +122,8 @@ def _row(path, c, names, suggestion, replacement, score, quality, given, final_n
         'suggestion': suggestion,
         'replacement': '' if replacement is None else int(replacement),
         'replacement_name': '' if replacement is None else names[replacement],
-        'score': round(score, 6),
+        'score': round(float(to_probability(np.float64(margin))), 6),
+        'margin': round(margin, 4),
         'label_quality': round(quality, 6),
         'given': '' if given < 0 else names[given],
         'final': ' '.join(final_names),

@@ -328,6 +328,7 @@ SCHEMA: dict[str, Check] = {
         "'torchvision:<name>'",
     ),
     'relabel.round0_models_min_top1': FRACTION,
+    'relabel.decisions': existing('file'),
     'relabel.fresh_rounds': integer(0),
     'relabel.fresh_epochs': integer(0),
     'relabel.fresh_min_steps': integer(0),
