@@ -20,6 +20,8 @@ NEEDS_DATA = {
     'mile_imagenet.py': {'data.root'},
     'relabel_maps_imagenet.py': {'data.train_json', 'data.val_json'},
 }
+if importlib.util.find_spec('torch') is None:  # torchvision's published weights are PyTorch files
+    NEEDS_DATA['cs570_imagenet.py'] = {'relabel.round0_checkpoint'}
 
 
 def _recipe(name, variant):
