@@ -404,3 +404,26 @@ def jax_leaves(tree):
     import jax
 
     return jax.tree.leaves(tree)
+
+
+@pytest.mark.slow
+def test_relabel_decisions_keep_accepted_labels_and_never_add_rejected_ones(one_model_run, tmp_path):
+    """`relabel.decisions`: a second run with the same seed makes the same round-1 evidence; its labels are the
+    first run's with the person's accepted additions kept and rejected ones removed."""
+    first = json.load(open(os.path.join(one_model_run, 'round_1', 'labels.json')))['data']
+    additions = [(e['img_path'], c) for e in first for c in e['labels'][1:]][:6]
+    assert additions, 'the smoke run added no label to decide on'
+    records = [
+        {'image': p, 'class': c, 'action': 'reject' if i % 2 else 'accept', 'kind': 'add', 'time': 't'}
+        for i, (p, c) in enumerate(additions)
+    ]
+    records.append({'image': first[0]['img_path'], 'class': 9, 'action': 'accept', 'kind': 'add', 'time': 't'})
+    path = tmp_path / 'decisions.jsonl'
+    path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+    work = str(tmp_path / 'decided')
+    mlrelabel.run_config('mc_dropout:smoke', work, relabel={'round0_models': 1, 'decisions': str(path)})
+    second = {e['img_path']: set(e['labels']) for e in json.load(open(os.path.join(work, 'round_1', 'labels.json')))['data']}
+    expected = {e['img_path']: set(e['labels']) for e in first}
+    for r in records:
+        (expected[r['image']].add if r['action'] == 'accept' else expected[r['image']].discard)(r['class'])
+    assert second == expected
