@@ -346,7 +346,9 @@ def assign_labels(
     keys = ('heldout_given_recall', 'heldout_mixture_f1', 'heldout_addition_precision', 'flags')
     checks = {key: decided.info[key] for key in keys if key in decided.info}
     checks['keep_given'] = bool(decided.info['flags'])
-    rows = review_rows.candidate_rows(decided.labels, train_given, train_evidence, names, paths)
+    rows = review_rows.candidate_rows(
+        decided.labels, train_given, train_evidence, names, paths, decided.thresholds
+    )
     return Assignment(decided.labels, decided.thresholds, checks, review_rows.rank_rows(rows, ''))
 
 
