@@ -29,10 +29,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mlrelabel.data.errors import DataError
+from mlrelabel.errors import DataError
 
 __all__ = [
-    'DataError',
     'MAX_REPORTED',
     'check_overlap',
     'check_splits',
