@@ -138,6 +138,15 @@ def _verbose(argv: Sequence[str]) -> bool:
     return bool(found) and found[-1] >= 1
 
 
+def _clear_progress_bars() -> None:
+    """Removes the open tqdm bars from the terminal, so that the message is the last line and no bar is
+    redrawn after it when the interpreter exits."""
+    tqdm_module = sys.modules.get('tqdm.std')
+    for bar in list(getattr(getattr(tqdm_module, 'tqdm', None), '_instances', ())):
+        bar.leave = False
+        bar.close()
+
+
 def report(error: BaseException, argv: Sequence[str], prog: str = '') -> int | None:
     """Prints the one-paragraph message of an expected failure (and, with `--verbosity=1`, its traceback),
     starting with `prog` (default: the command's name), and returns its exit code; None for anything else
@@ -146,6 +155,7 @@ def report(error: BaseException, argv: Sequence[str], prog: str = '') -> int | N
     if failure is None:
         return None
     code, message = failure
+    _clear_progress_bars()
     if _verbose(argv):
         traceback.print_exception(error)
     elif code not in (EXIT_MISTAKE, EXIT_INTERRUPTED):

@@ -74,21 +74,22 @@ def run(config, workdir: str) -> dict:
     return launch.run_method(config, workdir)
 
 
-def resume_command(workdir: str, argv: Sequence[str] | None = None) -> str:
-    """The command that resumes this run: the same arguments, with `--workdir=<workdir>` when it was defaulted."""
-    argv = list(sys.argv if argv is None else argv)
+def resume_command(workdir: str, argv: Sequence[str], workdir_given: bool) -> str:
+    """The command that resumes a run started by `argv`: the same arguments, plus `--workdir=<workdir>` when
+    it was defaulted (`workdir_given` False)."""
     spec = getattr(sys.modules.get('__main__'), '__spec__', None)
-    prog = 'python -m mlrelabel.main' if spec is not None and spec.name == __name__ else os.path.basename(argv[0])
-    args = argv[1:]
-    if not _WORKDIR.value:
+    prog = 'python -m mlrelabel.main' if spec is not None and spec.name == 'mlrelabel.main' else os.path.basename(argv[0])
+    args = list(argv[1:])
+    if not workdir_given:
         args = [a for a in args if not a.lstrip('-').startswith('workdir=')] + [f'--workdir={workdir}']
     return ' '.join([prog, *map(shlex.quote, args)])
 
 
 def _interrupted(workdir: str) -> Interrupted:
+    command = resume_command(workdir, sys.argv, workdir_given=bool(_WORKDIR.value))
     return Interrupted(
         f'interrupted; the work so far is saved in {workdir} (the last checkpoint and finished stages). '
-        f'Resume with: {resume_command(workdir)}'
+        f'Resume with: {command}'
     )
 
 
@@ -113,6 +114,9 @@ def main(argv):
         if parallel.is_main_process():
             print(f'mlrelabel: {compile_cache.summary(cache_dir)}', file=sys.stderr)
     except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept and how to go on
+        # A checkpoint save cut short logs errors from its background threads at exit; its temporary files
+        # are removed when the run resumes, so those logs would only hide the resume line.
+        logging.disable(logging.CRITICAL)
         raise _interrupted(workdir) from None
 
 

@@ -92,6 +92,7 @@ def test_failures_become_one_line_and_an_exit_code():
     assert errors.describe_failure(TrainingDiverged('round 1 train', 9, 'no checkpoint'))[0] == 3
     assert errors.describe_failure(ResourceError('pip install torch'))[0] == 4
     assert errors.describe_failure(KeyboardInterrupt()) == (130, 'mlrelabel: interrupted (Ctrl-C)')
+    assert errors.describe_failure(errors.Interrupted('interrupted; resume with: x'), 'p') == (130, 'p: interrupted; resume with: x')
     assert errors.describe_failure(KeyError('bug')) is None  # anything else keeps its traceback
 
 
