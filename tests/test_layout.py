@@ -172,7 +172,7 @@ def test_cycle_finder(graph, cycles):
     assert _cycles(graph) == cycles
 
 
-ENTRY_MODULES = ('mlrelabel.main', 'mlrelabel.predict', 'mlrelabel.compare', 'mlrelabel.benchmark')
+ENTRY_MODULES = ('mlrelabel.main', 'mlrelabel.predict', 'mlrelabel.compare', 'mlrelabel.benchmark', 'mlrelabel.review.cli')
 EXITING_FUNCTIONS = ('main', 'cli')
 
 

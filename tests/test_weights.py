@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from mlrelabel.config import base_config
+from mlrelabel.errors import ConfigError
 from mlrelabel.methods import common
 from mlrelabel.models import MODEL_NAMES, to_torchvision, weights
-from mlrelabel.validation import ConfigError, problems, validate_config
+from mlrelabel.validation import problems, validate_config
 
 NAME = weights.PREFIX + 'test_tiny'
 
