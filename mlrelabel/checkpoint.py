@@ -15,9 +15,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mlrelabel.errors import DataError
 
-class NonFiniteCheckpoint(ValueError):
-    """A checkpoint holds NaN or inf values."""
+
+class NonFiniteCheckpoint(DataError):
+    """A checkpoint holds NaN or inf values (a ValueError, exit code 2 at the command line)."""
 
 
 def assert_finite(tree: Any, where: str) -> None:

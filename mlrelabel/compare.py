@@ -30,6 +30,9 @@ import time
 
 import numpy as np
 
+from mlrelabel.console import report
+from mlrelabel.errors import ConfigError
+
 METRICS = ('val_map', 'val_crop_map', 'val_f1', 'val_real_accuracy', 'labels_f1', 'wall_s')
 HEADERS = {
     'val_map': 'val mAP',
@@ -311,7 +314,7 @@ def _check_sections(extra: dict | None, entries: list[Entry], variant: str) -> N
     sections = set().union(*(recipes.load(r).keys() for r in recipes_used))
     for key in extra or {}:
         if '.' in key and key.split('.')[0] not in sections:
-            raise SystemExit(f'--set={key}: no selected entry has a config.{key.split(".")[0]} section')
+            raise ConfigError(f'--set={key}: no selected entry has a config.{key.split(".")[0]} section')
 
 
 def _select(names) -> list[Entry]:
@@ -319,7 +322,7 @@ def _select(names) -> list[Entry]:
         return list(ENTRIES)
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
-        raise SystemExit(f'--entries: unknown {", ".join(unknown)}; entries: {", ".join(BY_NAME)}')
+        raise ConfigError(f'--entries: unknown {", ".join(unknown)}; entries: {", ".join(BY_NAME)}')
     return [BY_NAME[n] for n in names]
 
 
@@ -334,7 +337,7 @@ def parse_set(items, example: str = 'data.num_train=256') -> dict:
     for item in items or ():
         key, sep, value = item.partition('=')
         if not sep:
-            raise SystemExit(f'--set={item}: expected field=value, e.g. --set={example}')
+            raise ConfigError(f'--set={item}: expected field=value, e.g. --set={example}')
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -360,7 +363,13 @@ def main(argv=None) -> None:
     parallel.split_cpu(base_config().parallel.cpu_devices)  # as mlrelabel.main does, before JAX starts
     seeds = [int(s) for s in args.seeds.split(',') if s.strip()]
     names = [n.strip() for n in args.entries.split(',') if n.strip()]
-    doc = compare(seeds, args.workdir, names, args.variant, parse_set(args.set))
+    try:
+        doc = compare(seeds, args.workdir, names, args.variant, parse_set(args.set))
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - expected failures become one paragraph
+        code = report(error, sys.argv, 'mlrelabel compare')
+        if code is None:
+            raise
+        sys.exit(code)
     print(to_markdown(doc['summary'], seeds))
     print(f'mlrelabel compare: {args.workdir}/compare.json, {args.workdir}/compare.md', file=sys.stderr)
 

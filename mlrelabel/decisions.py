@@ -20,7 +20,7 @@ import json
 import os
 import threading
 
-from mlrelabel.data.checks import DataError
+from mlrelabel.errors import DataError
 
 ACTIONS = ('accept', 'reject', 'undo')
 KINDS = ('add', 'remove', 'replace')

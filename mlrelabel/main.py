@@ -15,24 +15,26 @@ filled in (mlrelabel.data.inspect) and the label files it names are read (mlrela
 mistake stops the run before the work directory is claimed, so the corrected command can use the same
 --workdir. Expected failures end in one paragraph on stderr and an exit code (the traceback with
 --verbosity=1): 2 a config or data mistake, 3 training diverged (NaN or inf; the step is named and the
-last finite checkpoint kept), 4 an operating-system error (disk full, permission, ...) naming the path.
+last finite checkpoint kept), 4 an operating-system error (disk full, permission, ...) naming the path,
+130 interrupted by Ctrl-C (one line naming the work directory and the command that resumes the run).
 """
 
 from __future__ import annotations
 
 import datetime
-import errno
 import logging
 import os
+import shlex
 import sys
-import traceback
+from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from mlrelabel import compile_cache, recipes, validation
 from mlrelabel.console import run_app
+from mlrelabel.errors import ConfigError, Interrupted
 from mlrelabel.workdir import (  # noqa: F401  (importable from here as before)
     ADDED_FIELDS,
     RESUMABLE_DIFFERENCES,
@@ -54,9 +56,6 @@ _parse_config_file = flags.FLAGS['config'].parser.parse
 flags.FLAGS['config'].parser.parse = lambda path: _parse_config_file(recipes.resolve(path))
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
 
-EXIT_MISTAKE, EXIT_DIVERGED, EXIT_OS_ERROR = 2, 3, 4
-
-
 def default_workdir(config_path: str) -> str:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     return os.path.join('runs', f'{recipes.display_name(config_path)}-{stamp}')
@@ -75,60 +74,32 @@ def run(config, workdir: str) -> dict:
     return launch.run_method(config, workdir)
 
 
-def os_error_of(error: BaseException) -> OSError | None:
-    """`error` or the OSError it was raised from (libraries wrap disk-full errors in their own types)."""
-    seen = 0
-    while error is not None and seen < 10:
-        if isinstance(error, OSError):
-            return error
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return None
+def resume_command(workdir: str, argv: Sequence[str], workdir_given: bool) -> str:
+    """The command that resumes a run started by `argv`: the same arguments, plus `--workdir=<workdir>` when
+    it was defaulted (`workdir_given` False)."""
+    spec = getattr(sys.modules.get('__main__'), '__spec__', None)
+    prog = 'python -m mlrelabel.main' if spec is not None and spec.name == 'mlrelabel.main' else os.path.basename(argv[0])
+    args = list(argv[1:])
+    if not workdir_given:
+        args = [a for a in args if not a.lstrip('-').startswith('workdir=')] + [f'--workdir={workdir}']
+    return ' '.join([prog, *map(shlex.quote, args)])
 
 
-def describe_failure(error: BaseException) -> tuple[int, str] | None:
-    """`(exit code, one-paragraph message)` for the expected failures, None for anything else."""
-    from mlrelabel.data.checks import DataError
-    from mlrelabel.train.divergence import TrainingDiverged
-
-    if isinstance(error, (validation.ConfigError, DataError)):
-        return EXIT_MISTAKE, f'mlrelabel: {error}'
-    if isinstance(error, TrainingDiverged):
-        return EXIT_DIVERGED, f'mlrelabel: {error}'
-    os_error = os_error_of(error)
-    if os_error is not None:
-        name = errno.errorcode.get(os_error.errno or 0, '')
-        where = os_error.filename if os_error.filename is not None else ''
-        if os_error.filename2 is not None:
-            where = f'{where} -> {os_error.filename2}'
-        reason = os_error.strerror or str(os_error)
-        text = f'{reason}{f" ({name})" if name else ""}: {where}' if where else str(os_error)
-        return EXIT_OS_ERROR, f'mlrelabel: {text}'
-    return None
-
-
-def _exit_with(error: BaseException) -> None:
-    failure = describe_failure(error)
-    if failure is None:
-        raise error
-    code, message = failure
-    if flags.FLAGS.verbosity >= 1:
-        traceback.print_exception(error)
-    else:
-        message += ' (rerun with --verbosity=1 for the traceback)' if code != EXIT_MISTAKE else ''
-    print(message, file=sys.stderr)
-    sys.exit(code)
+def _interrupted(workdir: str) -> Interrupted:
+    command = resume_command(workdir, sys.argv, workdir_given=bool(_WORKDIR.value))
+    return Interrupted(
+        f'interrupted; the work so far is saved in {workdir} (the last checkpoint and finished stages). '
+        f'Resume with: {command}'
+    )
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+        raise ConfigError(f'unexpected arguments {argv[1:]}: every option is a --flag=value (mlrelabel --help)')
     if not flags.FLAGS['verbosity'].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax and JAX log every save at INFO
     config = _CONFIG.value
-    try:
-        validation.validate_config(config)  # before JAX is imported: mistakes stop in about a second
-    except validation.ConfigError as e:
-        _exit_with(e)
+    validation.validate_config(config)  # before JAX is imported: mistakes stop in about a second
     workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS['config']))
     try:
         from mlrelabel import parallel
@@ -142,14 +113,18 @@ def main(argv):
         run(config, workdir)
         if parallel.is_main_process():
             print(f'mlrelabel: {compile_cache.summary(cache_dir)}', file=sys.stderr)
-    except Exception as e:  # noqa: BLE001 - the expected failures become one paragraph; the rest re-raise
-        _exit_with(e)
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what was kept and how to go on
+        # A checkpoint save cut short logs errors from its background threads at exit; its temporary files
+        # are removed when the run resumes, so those logs would only hide the resume line.
+        logging.disable(logging.CRITICAL)
+        raise _interrupted(workdir) from None
 
 
 def cli():
-    """The `mlrelabel` console script (the same as `python -m mlrelabel.main`)."""
+    """The `mlrelabel` console script (the same as `python -m mlrelabel.main`): expected failures end in one
+    paragraph and an exit code (mlrelabel.errors), the traceback only with --verbosity=1."""
     flags.mark_flags_as_required(['config'])
-    run_app(main, __doc__, ['config', 'workdir', 'verbosity'])
+    sys.exit(run_app(main, __doc__, ['config', 'workdir', 'verbosity']))
 
 
 if __name__ == '__main__':

@@ -21,7 +21,8 @@ object): for a run whose rounds fitted no crop thresholds, per-class ones are fi
 and given labels and saved as <workdir>/crop_thresholds.json (--threshold=T: one threshold instead, with a note);
 --evidence=image asks a relabel round for whole-image probabilities. An image where nothing passes gets the argmax. The p_<class>
 columns are that evidence as probabilities. Outputs are written atomically; the format follows the extension.
-Quiet unless --verbosity=0 or more. A checkpoint with NaN or infinite weights is refused.
+Quiet unless --verbosity=0 or more. A checkpoint with NaN or infinite weights is refused. A mistake (no run in
+--workdir, no images, an unknown --round, a misspelt flag) ends in one paragraph and exit status 2.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import warnings
 
 import numpy as np
 
+from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.io_utils import atomic_write_json, atomic_write_text
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -221,20 +223,21 @@ def main(argv):
 
     f = flags.FLAGS
     if len(argv) > 1:
-        raise SystemExit(f'unexpected arguments: {argv[1:]}')
+        raise ConfigError(f'unexpected arguments {argv[1:]}: every option is a --flag=value')
     if not f['verbosity'].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every restore at INFO
     bad = [out for out in f.out if not out.endswith(('.csv', '.json'))]
     if bad:
-        raise SystemExit(f'--out={bad[0]}: expected a .csv or .json file name')
+        raise ConfigError(f'--out={bad[0]}: expected a .csv or .json file name')
     if f.threshold is not None and not 0.0 < f.threshold < 1.0:
-        raise SystemExit(f'--threshold={f.threshold}: expected a probability in (0, 1)')
+        raise ConfigError(f'--threshold={f.threshold}: expected a probability in (0, 1)')
     try:
         evidence = None if f.evidence == 'auto' else f.evidence
         preds = predict_folder(f.workdir, f.images, f.threshold, f.round, evidence)
-    except (FileNotFoundError, ValueError) as e:  # no run / no images / non-finite checkpoint / bad round
-        print(f'mlrelabel-predict: {e}', file=sys.stderr)
-        raise SystemExit(1) from None
+    except DataError:  # e.g. a checkpoint with NaN weights
+        raise
+    except (FileNotFoundError, ValueError) as e:  # no run / no images / bad round: the user's arguments
+        raise DataError(str(e)) from e
     if preds['note']:
         print(f'mlrelabel-predict: note: {preds["note"]}', file=sys.stderr)
     for out in f.out:
@@ -271,7 +274,7 @@ def cli():
     from mlrelabel.console import run_app
 
     _define_flags()
-    run_app(main, __doc__, ['workdir', 'images', 'out', 'threshold', 'round', 'evidence', 'verbosity'])
+    sys.exit(run_app(main, __doc__, ['workdir', 'images', 'out', 'threshold', 'round', 'evidence', 'verbosity']))
 
 
 if __name__ == '__main__':

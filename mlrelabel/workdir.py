@@ -22,6 +22,7 @@ import shlex
 import sys
 import time
 
+from mlrelabel.errors import ConfigError
 from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
 
 LOCK_NAME = '.lock'
@@ -88,14 +89,14 @@ def prepare_workdir(config, workdir: str) -> None:
             old = json.load(f)
         diff = _differences(old, json.loads(text))
         if diff:
-            raise SystemExit(
+            raise ConfigError(
                 f'{path} holds a run with another config ({"; ".join(diff[:5])}). Resume it with the '
                 f'same config, or choose a new --workdir.'
             )
     else:
         leftovers = _run_leftovers(workdir)
         if leftovers:
-            raise SystemExit(
+            raise ConfigError(
                 f'{workdir} holds checkpoints ({", ".join(leftovers[:3])}) but no config.json, so the config '
                 'that made them is unknown: restore its config.json to resume, or choose a new --workdir.'
             )

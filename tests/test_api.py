@@ -13,9 +13,9 @@ from PIL import Image
 import mlrelabel
 from mlrelabel import api
 from mlrelabel.config import relabel_config
+from mlrelabel.errors import ConfigError
 from mlrelabel.relabel import stream
 from mlrelabel.relabel.evidence import RoundEvidence
-from mlrelabel.validation import ConfigError
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.float32) / 255.0
 

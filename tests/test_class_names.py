@@ -11,9 +11,9 @@ from PIL import Image
 
 from mlrelabel import report
 from mlrelabel.data import formats
-from mlrelabel.data.checks import DataError
 from mlrelabel.data.labels import LabelTable
 from mlrelabel.data.sources import Dataset
+from mlrelabel.errors import DataError
 
 
 def _image(path, value=0, size=8):

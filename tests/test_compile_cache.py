@@ -46,7 +46,7 @@ def test_resuming_with_another_cache_folder_is_allowed(tmp_path):
     cfg = base_config('smoke')
     main.prepare_workdir(cfg, str(tmp_path))
     cfg.compile_cache = ''
-    main.prepare_workdir(cfg, str(tmp_path))  # no SystemExit: the cache does not change results
+    main.prepare_workdir(cfg, str(tmp_path))  # no ConfigError: the cache does not change results
 
 
 @pytest.mark.slow

@@ -11,9 +11,9 @@ from PIL import Image
 
 from mlrelabel.config import base_config
 from mlrelabel.data import checks, formats
-from mlrelabel.data.checks import DataError
 from mlrelabel.data.labels import LabelFileError, read_label_file
 from mlrelabel.data.preflight import preflight
+from mlrelabel.errors import DataError
 
 SKIPPED = r'{where}: skipped 1 of {n} images that could not be read: .*{bad} \('
 

@@ -12,10 +12,10 @@ from PIL import Image
 from mlrelabel import validation
 from mlrelabel.config import base_config
 from mlrelabel.data import checks
-from mlrelabel.data.checks import DataError
 from mlrelabel.data.labels import read_label_file, read_labels, write_label_file
 from mlrelabel.data.preflight import preflight
 from mlrelabel.data.sources import load_image_dataset
+from mlrelabel.errors import DataError
 
 
 def _photo(path, seed):

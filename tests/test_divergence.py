@@ -13,9 +13,10 @@ from conftest import ROOT
 
 from mlrelabel import parallel
 from mlrelabel.checkpoint import Checkpointer, NonFiniteCheckpoint, assert_finite
+from mlrelabel.errors import TrainingDiverged
 from mlrelabel.methods import common
 from mlrelabel.train import divergence, loop
-from mlrelabel.train.divergence import FiniteWatch, TrainingDiverged
+from mlrelabel.train.divergence import FiniteWatch
 
 
 def test_all_finite_checks_every_floating_leaf():

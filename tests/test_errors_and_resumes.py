@@ -10,8 +10,9 @@ import sys
 import pytest
 from conftest import ROOT
 
-from mlrelabel import io_utils, main
+from mlrelabel import errors, io_utils, main
 from mlrelabel.config import base_config
+from mlrelabel.errors import ConfigError, DataError, ResourceError, TrainingDiverged
 
 
 def test_atomic_writes_use_a_recognisable_temp_name_and_stale_ones_are_removed(tmp_path, monkeypatch):
@@ -62,7 +63,7 @@ def test_record_timing_keeps_every_segment(tmp_path):
 @pytest.mark.parametrize('leftover', ['checkpoints/8', 'round_0/checkpoints/4', 'teacher/checkpoints/2'])
 def test_checkpoints_without_config_json_are_refused(leftover, tmp_path):
     (tmp_path / leftover).mkdir(parents=True)
-    with pytest.raises(SystemExit, match=r'holds checkpoints .* but no config\.json'):
+    with pytest.raises(ConfigError, match=r'holds checkpoints .* but no config\.json'):
         main.prepare_workdir(base_config('smoke'), str(tmp_path))
     assert not (tmp_path / 'config.json').exists()
 
@@ -74,10 +75,6 @@ def test_a_workdir_with_only_data_is_adopted(tmp_path):
 
 
 def test_failures_become_one_line_and_an_exit_code():
-    from mlrelabel.data.checks import DataError
-    from mlrelabel.train.divergence import TrainingDiverged
-    from mlrelabel.validation import ConfigError
-
     disk_full = OSError(errno.ENOSPC, 'No space left on device', '/runs/x/round_1/labels.json')
     try:
         try:
@@ -85,15 +82,18 @@ def test_failures_become_one_line_and_an_exit_code():
         except OSError as e:
             raise RuntimeError('orbax: save failed') from e
     except RuntimeError as wrapped:
-        code, message = main.describe_failure(wrapped)
-    assert code == main.EXIT_OS_ERROR
+        code, message = errors.describe_failure(wrapped)
+    assert code == errors.EXIT_OS_ERROR
     assert message == 'mlrelabel: No space left on device (ENOSPC): /runs/x/round_1/labels.json'
-    code, message = main.describe_failure(PermissionError(errno.EACCES, 'Permission denied', '/runs/x'))
-    assert code == main.EXIT_OS_ERROR and message.endswith('Permission denied (EACCES): /runs/x')
-    assert main.describe_failure(ConfigError(['config.train.epochs=0: expected an integer >= 1']))[0] == 2
-    assert main.describe_failure(DataError('val.json: lists no images'))[0] == 2
-    assert main.describe_failure(TrainingDiverged('round 1 train', 9, 'no checkpoint'))[0] == 3
-    assert main.describe_failure(KeyError('bug')) is None  # anything else keeps its traceback
+    code, message = errors.describe_failure(PermissionError(errno.EACCES, 'Permission denied', '/runs/x'))
+    assert code == errors.EXIT_OS_ERROR and message.endswith('Permission denied (EACCES): /runs/x')
+    assert errors.describe_failure(ConfigError(['config.train.epochs=0: expected an integer >= 1']))[0] == 2
+    assert errors.describe_failure(DataError('val.json: lists no images'))[0] == 2
+    assert errors.describe_failure(TrainingDiverged('round 1 train', 9, 'no checkpoint'))[0] == 3
+    assert errors.describe_failure(ResourceError('pip install torch'))[0] == 4
+    assert errors.describe_failure(KeyboardInterrupt()) == (130, 'mlrelabel: interrupted (Ctrl-C)')
+    assert errors.describe_failure(errors.Interrupted('interrupted; resume with: x'), 'p') == (130, 'p: interrupted; resume with: x')
+    assert errors.describe_failure(KeyError('bug')) is None  # anything else keeps its traceback
 
 
 @pytest.mark.slow
@@ -108,7 +108,7 @@ def test_cli_reports_an_os_error_in_one_line_naming_the_path(tmp_path):
         f'--workdir={blocker}/run',
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == main.EXIT_OS_ERROR
-    errors = [line for line in done.stderr.splitlines() if line.startswith('mlrelabel: Not a directory')]
-    assert len(errors) == 1 and f'{blocker}/run' in errors[0]
+    assert done.returncode == errors.EXIT_OS_ERROR
+    lines = [line for line in done.stderr.splitlines() if line.startswith('mlrelabel: Not a directory')]
+    assert len(lines) == 1 and f'{blocker}/run' in lines[0]
     assert 'Traceback' not in done.stderr and len(done.stderr.splitlines()) <= 3

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT
 
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
+from mlrelabel.errors import ResourceError
 from mlrelabel.ops import augment
 from mlrelabel.relabel import crops, label_maps, label_pooling
 from mlrelabel.tools import import_relabel_maps as imp
@@ -367,7 +368,7 @@ def test_import_command_round_trips_torch_files(tmp_path):
 
 def test_import_without_torch_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'torch', None)
-    with pytest.raises(SystemExit, match='pip install torch'):
+    with pytest.raises(ResourceError, match='pip install torch'):
         imp.load_torch_map(str(tmp_path / 'a.pt'))
 
 

@@ -19,6 +19,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Bottom to top. A new folder or top-level module must be placed here (the test says so).
 LAYERS = (
     (
+        'errors',
         'io_utils',
         'parallel',
         'console',
@@ -169,6 +170,65 @@ def test_the_core_never_imports_methods_or_entry_points():
 )
 def test_cycle_finder(graph, cycles):
     assert _cycles(graph) == cycles
+
+
+ENTRY_MODULES = ('mlrelabel.main', 'mlrelabel.predict', 'mlrelabel.compare', 'mlrelabel.benchmark', 'mlrelabel.review.cli')
+EXITING_FUNCTIONS = ('main', 'cli')
+
+
+def _exits(tree: ast.AST) -> list[ast.AST]:
+    """Nodes that end the process: `SystemExit` raised or built, `sys.exit`, `exit()` / `quit()` (catching
+    SystemExit in an `except` clause is not one)."""
+    caught = {
+        id(n)
+        for h in ast.walk(tree)
+        if isinstance(h, ast.ExceptHandler) and h.type is not None
+        for n in ast.walk(h.type)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == 'SystemExit' and id(node) not in caught:
+            found.append(node)
+        elif isinstance(node, ast.Attribute) and node.attr == 'exit' and getattr(node.value, 'id', '') == 'sys':
+            found.append(node)
+        elif isinstance(node, ast.Call) and getattr(node.func, 'id', '') in ('exit', 'quit'):
+            found.append(node)
+    return found
+
+
+def _exits_outside_entry_functions(module: str, source: str) -> list[str]:
+    """`module:line` of every exit outside a `main`/`cli` function of an entry module (everywhere else
+    library code raises a typed exception from mlrelabel.errors)."""
+    tree = ast.parse(source)
+    allowed = set()
+    if module in ENTRY_MODULES or module.startswith('mlrelabel.tools.'):
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name in EXITING_FUNCTIONS:
+                allowed |= {id(n) for n in ast.walk(node)}
+    return [f'{module}:{n}' for n in sorted(n.lineno for n in _exits(tree) if id(n) not in allowed)]
+
+
+def test_library_code_raises_typed_exceptions_not_system_exit():
+    bad = [hit for m, p in sorted(MODULES.items()) for hit in _exits_outside_entry_functions(m, open(p).read())]
+    assert not bad, f'SystemExit / sys.exit outside an entry point main/cli (raise mlrelabel.errors.*): {bad}'
+
+
+def test_the_exit_finder_sees_every_form():
+    source = (
+        'import sys\n'
+        'def main():\n    sys.exit(1)\n'
+        'def cli():\n    try:\n        main()\n    except SystemExit:\n        raise SystemExit(2)\n'
+        'def helper():\n    raise SystemExit("no")\n'
+        'def other():\n    sys.exit(3)\n'
+        'def caught():\n    try:\n        pass\n    except (SystemExit, KeyError):\n        pass\n'
+        "if __name__ == '__main__':\n    exit(main())\n"
+    )
+    assert _exits_outside_entry_functions('mlrelabel.main', source) == [
+        'mlrelabel.main:10',
+        'mlrelabel.main:12',
+        'mlrelabel.main:19',
+    ]
+    assert len(_exits_outside_entry_functions('mlrelabel.data.x', source)) == 5
 
 
 def test_import_finder_sees_imports_inside_functions():

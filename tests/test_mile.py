@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, leaves_close
 
 from mlrelabel import parallel
+from mlrelabel.errors import ConfigError
 from mlrelabel.methods import mile as mile_method
 from mlrelabel.ops import augment
 from mlrelabel.train import mile as M
@@ -293,7 +294,7 @@ def _template(cfg):
 def test_unknown_schema_is_refused(tiny_config, tmp_path):
     tiny_config.mile = _config('mile.py', 'smoke').mile
     tiny_config.mile.schema = 'softmax_mile'
-    with pytest.raises(SystemExit, match='config.mile.schema'):
+    with pytest.raises(ConfigError, match='config.mile.schema'):
         mile_method.run(tiny_config, str(tmp_path))
 
 

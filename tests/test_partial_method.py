@@ -15,6 +15,7 @@ from conftest import ROOT
 from PIL import Image
 
 from mlrelabel import partial as P
+from mlrelabel.errors import ConfigError
 from mlrelabel.methods import partial as method
 
 
@@ -53,7 +54,7 @@ def test_loss_fn_is_per_example_with_batch_level_selection():
     np.testing.assert_allclose(
         per[1], -math.log(1 / (1 + math.exp(-1.5))) - math.log(1 - p12) * p12**2, rtol=1e-5
     )
-    with pytest.raises(SystemExit, match='mode'):
+    with pytest.raises(ConfigError, match='mode'):
         method.make_loss_fn(_config(mode='drop'), 3, [])
 
 

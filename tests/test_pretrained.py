@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlrelabel.config import base_config, relabel_config
+from mlrelabel.errors import ConfigError
 from mlrelabel.methods import common
 from mlrelabel.models.torchvision import to_torchvision
 from mlrelabel.validation import problems
@@ -55,11 +56,11 @@ def test_weights_of_another_network_are_refused_naming_the_fields(tmp_path):
     model = common.build_model(c, 10)
     _weights(tmp_path / 'wide.npz', width=16)
     c.model.pretrained = str(tmp_path / 'wide.npz')
-    with pytest.raises(SystemExit, match=r'16 channels, but config.model.width=8.*--config.model.width=16'):
+    with pytest.raises(ConfigError, match=r'16 channels, but config.model.width=8.*--config.model.width=16'):
         common.init_variables(model, c, 0)
     _weights(tmp_path / 'small.npz', name='resnet_small')  # more blocks per stage than resnet_tiny
     c.model.pretrained = str(tmp_path / 'small.npz')
-    with pytest.raises(SystemExit, match=r"does not fit config.model.name='resnet_tiny'.*missing variables"):
+    with pytest.raises(ConfigError, match=r"does not fit config.model.name='resnet_tiny'.*missing variables"):
         common.init_variables(model, c, 0)
 
 

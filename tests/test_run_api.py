@@ -268,7 +268,7 @@ def test_non_finite_checkpoint_is_refused(supervised_run, tmp_path):
     Image.fromarray(_images(1, 16, 16)[0]).save(tmp_path / 'images' / 'a.png')
     cli = [sys.executable, '-m', 'mlrelabel.predict', f'--workdir={work}', f'--images={tmp_path}/images']
     out = subprocess.run([*cli, f'--out={tmp_path}/p.csv'], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 1 and "['fc']['bias'] holds 1 non-finite" in out.stderr
+    assert out.returncode == 2 and "['fc']['bias'] holds 1 non-finite" in out.stderr
     assert 'Traceback' not in out.stderr and not (tmp_path / 'p.csv').exists()
 
 

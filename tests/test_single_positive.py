@@ -12,6 +12,7 @@ from conftest import leaves_close
 
 from mlrelabel import evaluate, parallel, single_positive
 from mlrelabel.data.labels import LabelTable
+from mlrelabel.errors import ConfigError
 from mlrelabel.losses import single_positive_loss
 from mlrelabel.train import label_hooks
 
@@ -435,7 +436,7 @@ def test_full_label_switch(tiny_config, tmp_path):
     np.testing.assert_array_equal(data['train'].labels.dense() > 0, data['train'].truth.dense() > 0)
     assert data['train'].labels.num_labels().mean() > 1.5
     tiny_config.data.train_labels = 'all'
-    with pytest.raises(SystemExit, match='config.data.train_labels'):
+    with pytest.raises(ConfigError, match='config.data.train_labels'):
         common.load_datasets(tiny_config, str(tmp_path))
     tiny_config.data.train_labels = 'visible'
     tiny_config.data.given_noise = 0.25  # label noise: a quarter of the given labels become wrong ones
@@ -443,5 +444,5 @@ def test_full_label_switch(tiny_config, tmp_path):
     wrong = [row[0] not in t for row, t in zip(noisy.labels.to_lists(), noisy.truth.to_lists())]
     assert sum(wrong) == round(0.25 * len(noisy))
     tiny_config.data.source = 'json'
-    with pytest.raises(SystemExit, match='only the digit_scenes source simulates label noise'):
+    with pytest.raises(ConfigError, match='only the digit_scenes source simulates label noise'):
         common.load_datasets(tiny_config, str(tmp_path))

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from mlrelabel.config import base_config
+from mlrelabel.errors import ConfigError
 from mlrelabel.methods import common
 from mlrelabel.models import MODEL_NAMES, to_torchvision, weights
-from mlrelabel.validation import ConfigError, problems, validate_config
+from mlrelabel.validation import problems, validate_config
 
 NAME = weights.PREFIX + 'test_tiny'
 
@@ -218,7 +219,7 @@ def test_a_failed_download_stops_the_run_before_its_workdir_is_claimed(
 ):
     """`launch.run_method` fetches the weights right after the preflight: offline, nothing is written, and the
     `mlrelabel` command would end with its operating-system exit code naming the URL."""
-    from mlrelabel import main
+    from mlrelabel import errors, main
 
     body, _, sha = tiny_weights
     entry = _publish(monkeypatch, server, body, sha, short=True)
@@ -227,8 +228,8 @@ def test_a_failed_download_stops_the_run_before_its_workdir_is_claimed(
     with pytest.raises(weights.WeightsDownloadError) as e:
         main.run(c, str(tmp_path / 'run'))
     assert not (tmp_path / 'run').exists() and os.listdir(cache) == []
-    code, message = main.describe_failure(e.value)
-    assert code == main.EXIT_OS_ERROR and entry.url in message and str(cache / entry.filename) in message
+    code, message = errors.describe_failure(e.value)
+    assert code == errors.EXIT_OS_ERROR and entry.url in message and str(cache / entry.filename) in message
 
 
 @pytest.mark.slow

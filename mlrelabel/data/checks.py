@@ -15,8 +15,8 @@ batch.
 - `check_splits(data, config)` raises when a split is empty, the training split is smaller than a batch, or
   (as above) train and val overlap.
 
-`DataError` is the base of `LabelFileError` and `formats.FormatError`: every message names the file and the
-entry or line.
+`mlrelabel.errors.DataError` is the base of `LabelFileError` and `formats.FormatError`: every message names
+the file and the entry or line.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mlrelabel.data.errors import DataError
+from mlrelabel.errors import DataError
 
 __all__ = [
-    'DataError',
     'MAX_REPORTED',
     'check_overlap',
     'check_splits',

@@ -1,13 +1,11 @@
-"""The data errors, below every data module: `DataError` (re-exported by `mlrelabel.data.checks`, where it has
-always been imported from) and `ImageDecodeError`."""
+"""`ImageDecodeError`, below every data module; its base `DataError` lives with the package's other
+exceptions in `mlrelabel.errors`."""
 
 from __future__ import annotations
 
-__all__ = ['DataError', 'ImageDecodeError']
+from mlrelabel.errors import DataError
 
-
-class DataError(ValueError):
-    """A data set that cannot be trained on as given; the message names the file and the entry or line."""
+__all__ = ['ImageDecodeError']
 
 
 class ImageDecodeError(DataError):

@@ -33,10 +33,11 @@ from typing import Sequence
 
 import numpy as np
 
-from mlrelabel.data.checks import DataError, drop_unreadable
+from mlrelabel.data.checks import drop_unreadable
 from mlrelabel.data.labels import LabelFileError
 from mlrelabel.data.partial_labels import NEGATIVE, POSITIVE, UNKNOWN, PartialLabels, read_partial_label_file
 from mlrelabel.data.sources import Dataset, ImageFiles
+from mlrelabel.errors import ConfigError, DataError
 
 __all__ = [
     'FormatError',
@@ -329,7 +330,7 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
     `verify_images=False` reads the annotations only (no image is decoded)."""
     d = config.data
     if not d.get('train_path', ''):
-        raise SystemExit(f'config.data.source={d.source} needs --config.data.train_path')
+        raise ConfigError(f'config.data.source={d.source} needs --config.data.train_path')
     groups = parse_groups(d.get('attribute_groups', ''))
     train, train_labels, groups = _read_checked(config, d.train_path, groups, verify_images)
     if d.get('num_classes', 0) and d.num_classes != train.num_classes:
@@ -344,7 +345,7 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
             val_labels.num_classes != train_labels.num_classes
             or val_labels.class_names != train_labels.class_names
         ):
-            raise SystemExit(
+            raise FormatError(
                 f'{d.val_path}: classes {val_labels.class_names} differ from {d.train_path}\'s '
                 f'{train_labels.class_names}'
             )
@@ -353,7 +354,7 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
         order = np.random.default_rng(d.seed).permutation(n)
         n_val = max(1, int(round(n * d.val_fraction)))
         if n_val >= n:
-            raise SystemExit(f'config.data.val_fraction={d.val_fraction} leaves no training images of {n}')
+            raise ConfigError(f'config.data.val_fraction={d.val_fraction} leaves no training images of {n}')
         val, val_labels = train.subset(order[:n_val]), train_labels.subset(order[:n_val])
         val = dataclasses.replace(val, skipped=None)  # the file's skipped images count once, with train
         train, train_labels = train.subset(order[n_val:]), train_labels.subset(order[n_val:])

@@ -63,6 +63,7 @@ from mlrelabel.data.imagenet_readers import (  # noqa: F401
 from mlrelabel.data.imagenet_tfds import load_tfds, tfds_metadata, write_tfds_array_record  # noqa: F401
 from mlrelabel.data.labels import LabelTable
 from mlrelabel.data.sources import Dataset
+from mlrelabel.errors import ConfigError
 
 __all__ = [
     'IMAGE_EXTENSIONS',
@@ -131,7 +132,7 @@ def load_folder(config, workdir: str) -> dict:
     root = d.root
     if not root:
         if not d.get('synthetic', False):
-            raise SystemExit(
+            raise ConfigError(
                 'config.data.source=folder needs --config.data.root=DIR (an ImageNet-layout folder: '
                 'train/<wnid>/*.JPEG and val/)'
             )

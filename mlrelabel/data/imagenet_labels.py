@@ -11,9 +11,9 @@ import re
 import numpy as np
 
 from mlrelabel import metrics
-from mlrelabel.data.checks import DataError
 from mlrelabel.data.imagenet_readers import IMAGE_EXTENSIONS
 from mlrelabel.data.labels import LabelTable
+from mlrelabel.errors import ConfigError, DataError
 
 _VAL_NUMBER = re.compile(r'ILSVRC2012_val_(\d{8})')
 
@@ -25,12 +25,12 @@ def list_wnids(root: str) -> list[str]:
     """The sorted class folders of `root/train` (class index = position)."""
     train = os.path.join(root, 'train')
     if not os.path.isdir(train):
-        raise SystemExit(
+        raise DataError(
             f'{train}: not a folder; config.data.root must hold train/<wnid>/*.JPEG (ImageNet layout)'
         )
     wnids = sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
     if not wnids:
-        raise SystemExit(f'{train}: no class folders (train/<wnid>/*.JPEG expected)')
+        raise DataError(f'{train}: no class folders (train/<wnid>/*.JPEG expected)')
     return wnids
 
 
@@ -53,7 +53,7 @@ def _parse_class(token: str, index: dict, where: str) -> int:
         return index[token]
     if token.isdigit() and int(token) < len(index):
         return int(token)
-    raise SystemExit(
+    raise DataError(
         f'{where}: {token!r} is neither one of the {len(index)} training WNIDs nor a class index'
     )
 
@@ -66,7 +66,7 @@ def _read_val_label_file(path: str, names: list[str], index: dict) -> np.ndarray
         by_name, line_of = {}, {}
         for n, parts in lines:
             if len(parts) != 2:
-                raise SystemExit(
+                raise DataError(
                     f'{path}:{n}: expected "<file name> <wnid or class index>", got {" ".join(parts)!r}'
                 )
             name = os.path.basename(parts[0])
@@ -76,10 +76,10 @@ def _read_val_label_file(path: str, names: list[str], index: dict) -> np.ndarray
             by_name[name] = _parse_class(parts[1], index, f'{path}:{n}')
         missing = [x for x in names if x not in by_name]
         if missing:
-            raise SystemExit(f'{path}: no label for {len(missing)} validation images (first: {missing[0]})')
+            raise DataError(f'{path}: no label for {len(missing)} validation images (first: {missing[0]})')
         return np.asarray([by_name[x] for x in names], np.int64)
     if len(lines) != len(names):
-        raise SystemExit(
+        raise DataError(
             f'{path}: {len(lines)} labels for {len(names)} validation images (one per line, '
             'in sorted file-name order)'
         )
@@ -102,13 +102,13 @@ def _tfds_val_labels(names: list[str], wnids: list[str], folder: str) -> np.ndar
     for j, name in enumerate(names):
         m = _VAL_NUMBER.search(name)
         if not m:
-            raise SystemExit(
+            raise DataError(
                 f'{folder}/{name}: flat val folders need ILSVRC2012_val_<8 digits> names or '
                 '--config.data.val_labels=FILE'
             )
         wnid = all_wnids[original[int(m.group(1)) - 1]]
         if wnid not in index:
-            raise SystemExit(f'{folder}/{name}: its ImageNet class {wnid} has no train/{wnid} folder')
+            raise DataError(f'{folder}/{name}: its ImageNet class {wnid} has no train/{wnid} folder')
         out[j] = index[wnid]
     return out
 
@@ -120,13 +120,13 @@ def folder_split(
     `val_labels` or TFDS's validation_labels.txt. Paths are sorted by class then file name (flat: file name)."""
     folder = os.path.join(root, split)
     if not os.path.isdir(folder):
-        raise SystemExit(f'{folder}: missing (ImageNet layout: {split}/<wnid>/*.JPEG)')
+        raise DataError(f'{folder}: missing (ImageNet layout: {split}/<wnid>/*.JPEG)')
     index = {w: i for i, w in enumerate(wnids)}
     subdirs = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     if subdirs:
         unknown = [d for d in subdirs if d not in index]
         if unknown:
-            raise SystemExit(f'{folder}/{unknown[0]}: class folder not among the train/ WNIDs')
+            raise DataError(f'{folder}/{unknown[0]}: class folder not among the train/ WNIDs')
         paths, labels = [], []
         for d in subdirs:
             files = _images_in(os.path.join(folder, d))
@@ -135,7 +135,7 @@ def folder_split(
         return paths, np.asarray(labels, np.int64)
     names = _images_in(folder)
     if not names:
-        raise SystemExit(f'{folder}: no images')
+        raise DataError(f'{folder}: no images')
     if val_labels:
         labels = _read_val_label_file(val_labels, names, index)
     else:
@@ -154,7 +154,7 @@ def _read_real(path: str, num_classes: int) -> list[list[int]]:
     real = metrics.load_real_labels(path)
     for i, entry in enumerate(real):
         if any(c >= num_classes for c in entry):
-            raise SystemExit(f'{path}: entry {i} has a class >= num_classes={num_classes}')
+            raise DataError(f'{path}: entry {i} has a class >= num_classes={num_classes}')
     return real
 
 
@@ -165,7 +165,7 @@ def _real_truth(
     file's row in the split's full sorted listing (before subsampling or dropping unreadable files)."""
     rows = [_val_key(os.path.basename(x), int(j)) for j, x in zip(positions, names)]
     if max(rows, default=-1) >= len(real):
-        raise SystemExit(
+        raise DataError(
             f'{path}: {len(real)} entries, but validation image {names[int(np.argmax(rows))]} '
             f'needs entry {max(rows)}'
         )
@@ -175,7 +175,7 @@ def _real_truth(
 def _num_classes(config, found: int, where: str) -> int:
     want = int(config.data.num_classes)
     if want and want != found:
-        raise SystemExit(
+        raise ConfigError(
             f'config.data.num_classes={want} but {where} has {found} classes; pass '
             f'--config.data.num_classes={found}'
         )

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from mlrelabel.data.images import open_image
+from mlrelabel.errors import DataError
 
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png', '.bmp', '.webp')
 
@@ -249,7 +250,7 @@ def open_tfds_source(name: str, split: str, data_dir: str | None, skip_image: st
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, decoders=decoders)
     except Exception as e:  # noqa: BLE001 - re-raised with the fix
-        raise SystemExit(
+        raise DataError(
             f'cannot open TFDS dataset {name!r} split {split!r} in data_dir={data_dir or "(TFDS default)"}: {e}\n'
             f'Prepare it once as ArrayRecord, e.g. `tfds build {name} --file_format=array_record '
             f'--manual_dir=DIR` (ImageNet needs the manually downloaded archives), and pass '

@@ -17,6 +17,7 @@ from mlrelabel.data.imagenet_labels import _num_classes, _read_real, _real_truth
 from mlrelabel.data.imagenet_readers import TfdsImages, open_tfds_source
 from mlrelabel.data.labels import LabelTable
 from mlrelabel.data.sources import Dataset
+from mlrelabel.errors import DataError
 from mlrelabel.io_utils import atomic_save_npz
 
 # --------------------------------------------------------------------------------------------- TFDS
@@ -145,7 +146,7 @@ def load_tfds(config, workdir: str) -> dict:
                 by_name = {str(f): r for f, r in zip(real['file_name'], real['real_label'])}
                 missing = [x for x in names if x not in by_name]
                 if missing:
-                    raise SystemExit(
+                    raise DataError(
                         f'imagenet2012_real has no entry for {len(missing)} validation images '
                         f'(first: {missing[0]})'
                     )

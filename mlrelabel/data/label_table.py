@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlrelabel.data.checks import DataError
+from mlrelabel.errors import DataError
 
 __all__ = ["LabelTable", "LabelFileError"]
 

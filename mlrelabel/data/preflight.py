@@ -4,7 +4,8 @@ stop the run before its work directory is claimed; `main` calls `preflight` righ
 
 from __future__ import annotations
 
-from mlrelabel.data.checks import DataError, check_overlap, check_splits
+from mlrelabel.data.checks import check_overlap, check_splits
+from mlrelabel.errors import DataError
 
 __all__ = ['preflight']
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from mlrelabel import evaluate, parallel, tensorboard_writer
 from mlrelabel.data import checks, inspect, sources
+from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.manifest import manifest_fields, write_manifest
 from mlrelabel.models import get_model
 from mlrelabel.train import loop
@@ -42,13 +43,13 @@ def load_datasets(config, workdir: str) -> dict:
     inspect.resolve_data_defaults(config)  # no-op once main has resolved them before claiming the workdir
     d = config.data
     if d.get('train_labels', 'visible') not in ('visible', 'full'):
-        raise SystemExit(f"config.data.train_labels={d.train_labels!r}: expected 'visible' or 'full'")
+        raise ConfigError(f"config.data.train_labels={d.train_labels!r}: expected 'visible' or 'full'")
     if d.get('given_noise', 0.0) and d.source != 'digit_scenes':
-        raise SystemExit(
+        raise ConfigError(
             f'config.data.given_noise={d.given_noise}: only the digit_scenes source simulates label noise; use 0'
         )
     if d.get('train_labels', 'visible') != 'visible' and d.source != 'digit_scenes':
-        raise SystemExit(
+        raise ConfigError(
             f'config.data.train_labels={d.train_labels!r}: only the digit_scenes source has hidden full label '
             "sets; use 'visible'"
         )
@@ -75,7 +76,7 @@ def load_datasets(config, workdir: str) -> dict:
             data['train'] = sources.with_noisy_labels(data['train'], d.given_noise, seed=d.seed)
     elif d.source == 'json':
         if not d.train_json or not d.val_json:
-            raise SystemExit(
+            raise ConfigError(
                 'config.data.source=json needs --config.data.train_json and --config.data.val_json'
             )
         data = {}
@@ -86,7 +87,7 @@ def load_datasets(config, workdir: str) -> dict:
             where[split] = path
         data['train'], data['val'] = shared_class_names(data['train'], data['val'], d.train_json, d.val_json)
     else:
-        raise SystemExit(
+        raise ConfigError(
             f"config.data.source={d.source!r}: expected one of digit_scenes, json, {', '.join(EXTERNAL_SOURCES)}"
         )
     checks.check_splits(data, config, where)
@@ -104,7 +105,7 @@ def shared_class_names(train, val, train_file: str, val_file: str) -> tuple:
     if train.class_names == default:
         return dataclasses.replace(train, class_names=val.class_names), val
     diff = next(i for i, (a, b) in enumerate(zip(train.class_names, val.class_names)) if a != b)
-    raise checks.DataError(
+    raise DataError(
         f'{val_file}: class {diff} is {val.class_names[diff]!r}, but {train_file} calls it '
         f'{train.class_names[diff]!r}: both splits must use the same class list'
     )
@@ -184,7 +185,7 @@ def pretrained_variables(fresh: dict, config) -> dict:
         np.shape(fresh['params']['conv1']['kernel']),
     )
     if len(stem) == 4 and (stem[0], stem[-1]) != (want_stem[3], want_stem[0]):
-        raise SystemExit(
+        raise ConfigError(
             f'config.model.pretrained={path!r}: its stem is a {stem[-1]}x{stem[-1]} conv with {stem[0]} channels, '
             f'but config.model.width={m.width}, small_stem={m.small_stem} build a {want_stem[0]}x{want_stem[0]} '
             f'conv with {want_stem[3]}: set --config.model.width={stem[0]} --config.model.small_stem={stem[-1] == 3}'
@@ -197,11 +198,11 @@ def pretrained_variables(fresh: dict, config) -> dict:
     try:
         loaded = from_torchvision(sd, m.name, stem_stride=m.stem_stride)
     except (KeyError, ValueError) as e:
-        raise SystemExit(
+        raise ConfigError(
             f'config.model.pretrained={path!r} does not fit config.model.name={m.name!r}: {e}'
         ) from e
     if jax.tree.map(np.shape, loaded) != jax.tree.map(np.shape, fresh):  # e.g. another stem stride
-        raise SystemExit(
+        raise ConfigError(
             f'config.model.pretrained={path!r}: its variables differ in shape from config.model.name={m.name!r} '
             'as configured (config.model.*)'
         )
@@ -247,7 +248,7 @@ def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) 
     names = [s.strip() for s in config.eval.get('imagenet_sets', '').split(',') if s.strip()]
     unknown = sorted(set(names) - set(IMAGENET_SETS))
     if unknown:
-        raise SystemExit(
+        raise ConfigError(
             f'config.eval.imagenet_sets: unknown set(s) {unknown}; expected some of {IMAGENET_SETS}'
         )
     if not names:

@@ -7,7 +7,7 @@ import contextlib
 import importlib
 import sys
 
-from mlrelabel.data.checks import DataError
+from mlrelabel.errors import DataError
 from mlrelabel.validation.rules import METHODS_PACKAGE
 
 

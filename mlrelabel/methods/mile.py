@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from mlrelabel.errors import ConfigError
 from mlrelabel.methods import common
 from mlrelabel.train import loop
 from mlrelabel.train import mile as mile_steps
@@ -31,7 +32,7 @@ TABLE_KEYS = ('val_top1', 'val_real_accuracy', 'val_f1', 'val_map')
 def run(config, workdir: str) -> dict:
     schema = config.mile.schema
     if schema not in SCHEMA_LOSSES:
-        raise SystemExit(f'config.mile.schema={schema!r}: expected one of {", ".join(SCHEMA_LOSSES)}')
+        raise ConfigError(f'config.mile.schema={schema!r}: expected one of {", ".join(SCHEMA_LOSSES)}')
     loss = SCHEMA_LOSSES[schema]
     mesh = common.mesh_from_config(config)
     data = common.load_datasets(config, workdir)

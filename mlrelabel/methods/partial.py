@@ -47,6 +47,7 @@ import optax
 from mlrelabel import evaluate, metrics, parallel, report
 from mlrelabel import partial as P
 from mlrelabel.data.partial_labels import PartialLabels
+from mlrelabel.errors import ConfigError
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
 from mlrelabel.models.frozen import FrozenBackbone
@@ -73,7 +74,7 @@ def load_data(config, workdir: str) -> dict:
     data = common.load_datasets(config, workdir)
     train, val = data['train'], data['val']
     if train.truth is None:
-        raise SystemExit(f'config.data.source={d.source!r}: simulating partial labels needs the full truth')
+        raise ConfigError(f'config.data.source={d.source!r}: simulating partial labels needs the full truth')
     full = train.truth.dense().astype(np.int8)
     if pc.simulate == 'rps':
         targets = P.simulate_rps(full, pc.rps_drop, seed=pc.simulate_seed)
@@ -82,7 +83,7 @@ def load_data(config, workdir: str) -> dict:
     elif pc.simulate == 'none':
         targets = full
     else:
-        raise SystemExit(f"config.partial.simulate={pc.simulate!r}: expected 'rps', 'fpc' or 'none'")
+        raise ConfigError(f"config.partial.simulate={pc.simulate!r}: expected 'rps', 'fpc' or 'none'")
     names = list(train.class_names)
     truth = val.truth if val.truth is not None else val.labels
     return {
@@ -141,12 +142,12 @@ def make_loss_fn(config, num_classes: int, groups, prior=None, mode: str | None 
     if pc.head == 'group_softmax':
         sizes = tuple(int(k) for _, k in groups)
         if not sizes:
-            raise SystemExit("config.partial.head='group_softmax' needs attribute groups (an attribute CSV)")
+            raise ConfigError("config.partial.head='group_softmax' needs attribute groups (an attribute CSV)")
         return lambda logits, target, batch: P.group_softmax_loss(logits, target, sizes)
     if pc.head != 'sigmoid':
-        raise SystemExit(f"config.partial.head={pc.head!r}: expected 'sigmoid' or 'group_softmax'")
+        raise ConfigError(f"config.partial.head={pc.head!r}: expected 'sigmoid' or 'group_softmax'")
     if mode not in P.PARTIAL_MODES:
-        raise SystemExit(f'config.partial.mode={mode!r}: expected one of {", ".join(P.PARTIAL_MODES)}')
+        raise ConfigError(f'config.partial.mode={mode!r}: expected one of {", ".join(P.PARTIAL_MODES)}')
     kw = {
         k: pc[k]
         for k in ('gamma_pos', 'gamma_neg', 'gamma_unann', 'clip', 'alpha_pos', 'alpha_neg', 'alpha_unann')
@@ -284,7 +285,7 @@ def run(config, workdir: str) -> dict:
             prior = P.load_prior_csv(pc.prior_path, names)
         elif pc.prior_epochs > 0:
             if pc.prior_epochs >= config.train.epochs:
-                raise SystemExit(
+                raise ConfigError(
                     f'config.partial.prior_epochs={pc.prior_epochs} must be < train.epochs={config.train.epochs}'
                 )
             prior_cfg = _with_epochs(config, pc.prior_epochs)

@@ -35,6 +35,7 @@ from jax.experimental import multihost_utils
 from mlrelabel import parallel, report
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
+from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.manifest import has_steps, read_manifest
 from mlrelabel.methods import common, launch
@@ -46,7 +47,7 @@ from mlrelabel.train.state import TrainState
 def run(config, workdir: str) -> dict:
     rm = config.relabel_maps
     if config.train.loss not in ('soft_ce', 'softmax_ce'):
-        raise SystemExit(
+        raise ConfigError(
             f"config.train.loss={config.train.loss!r}: label-map targets are distributions, use "
             f"'soft_ce' (or 'softmax_ce')"
         )
@@ -63,7 +64,7 @@ def run(config, workdir: str) -> dict:
         _generate(teacher_model, teacher_cfg, variables, train, ids, config, mesh, store_dir)
     store = LabelMapStore(store_dir)
     if store.num_classes != num_classes:
-        raise SystemExit(f'{store_dir}: maps over {store.num_classes} classes, the data has {num_classes}')
+        raise DataError(f'{store_dir}: maps over {store.num_classes} classes, the data has {num_classes}')
     source = LabelMapSource(store, store.rows_for(ids))
 
     model = common.build_model(config, num_classes)
@@ -212,7 +213,7 @@ def _checkpoint_dir(path: str) -> str:
     for k in rounds:
         if has_steps(os.path.join(path, f'round_{k}', 'checkpoints')):
             return os.path.join(path, f'round_{k}', 'checkpoints')
-    raise SystemExit(
+    raise ConfigError(
         f'config.relabel_maps.teacher_workdir={path!r}: no Orbax checkpoint in it, in '
         f'{path}/checkpoints or in {path}/round_<k>/checkpoints'
     )
@@ -228,11 +229,11 @@ def _load_teacher(path: str, num_classes: int):
     ]
     config_path = next((p for p in candidates if os.path.exists(p)), None)
     if config_path is None:
-        raise SystemExit(f'config.relabel_maps.teacher_workdir={path!r}: no config.json next to {ckpt_dir}')
+        raise ConfigError(f'config.relabel_maps.teacher_workdir={path!r}: no config.json next to {ckpt_dir}')
     with open(config_path) as f:
         cfg = ml_collections.ConfigDict(json.load(f))
     if cfg.data.num_classes != num_classes:
-        raise SystemExit(
+        raise DataError(
             f'{config_path}: the teacher has {cfg.data.num_classes} classes, the data {num_classes}'
         )
     model = common.build_model(cfg, num_classes)

@@ -14,11 +14,11 @@ import jax
 import numpy as np
 
 from mlrelabel import evaluate, parallel
+from mlrelabel.errors import ConfigError
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.manifest import has_steps, read_manifest
 from mlrelabel.methods import common
 from mlrelabel.relabel import select, stream
-from mlrelabel.validation import ConfigError
 
 WEIGHT_FILES = ('.pth', '.pt', '.npz')  # torchvision state_dicts (`models.torchvision`)
 

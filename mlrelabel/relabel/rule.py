@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mlrelabel.errors import ConfigError
 from mlrelabel.relabel import assign, select
 from mlrelabel.relabel.evidence import to_log_odds, to_probability
-from mlrelabel.validation import ConfigError
 
 RULES = ('gmm', 'threshold', 'topk')
 CHUNK = 8192  # training images densified at a time: memory grows with the chunk, not the dataset

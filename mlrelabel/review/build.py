@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-from mlrelabel.data.checks import DataError
 from mlrelabel.data.labels import read_labels
+from mlrelabel.errors import DataError
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.review import page
 

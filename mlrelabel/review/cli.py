@@ -19,7 +19,7 @@ import os
 import sys
 
 from mlrelabel import decisions
-from mlrelabel.data.checks import DataError
+from mlrelabel.errors import DataError
 
 RUN_FILES = (
     'labels.json',

@@ -22,6 +22,7 @@ import numpy as np
 
 from mlrelabel import parallel
 from mlrelabel.data.label_map_store import LabelMapWriter
+from mlrelabel.errors import ResourceError
 
 
 def map_file(root: str, image_path: str) -> str:
@@ -38,7 +39,7 @@ def load_torch_map(path: str) -> np.ndarray:
     try:
         import torch
     except ImportError:
-        raise SystemExit(
+        raise ResourceError(
             'import_relabel_maps needs PyTorch to read ReLabel\'s .pt files: pip install torch '
             '(CPU build is enough); nothing else in mlrelabel needs it'
         ) from None
@@ -144,5 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """`python -m mlrelabel.tools.import_relabel_maps`: expected failures end in one paragraph and an exit code."""
+    from mlrelabel.console import report
+
+    try:
+        code = main()
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - expected failures become one paragraph
+        code = report(error, sys.argv, 'import_relabel_maps')
+        if code is None:
+            raise
+    sys.exit(code)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    cli()

@@ -14,8 +14,9 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from mlrelabel.errors import TrainingDiverged
+
 __all__ = [
-    'TrainingDiverged',
     'FiniteWatch',
     'all_finite',
     'describe_checkpoint',
@@ -24,17 +25,6 @@ __all__ = [
 ]
 
 CHECK_EVERY = 4  # steps between flag reads when no metrics are fetched
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced a non-finite loss or parameter; `desc` (phase) and `step` say where."""
-
-    def __init__(self, desc: str, step: int, last_checkpoint: str, hint: str = ''):
-        self.desc, self.step, self.last_checkpoint = desc, step, last_checkpoint
-        super().__init__(
-            f'{desc}: training diverged: the loss or the parameters became non-finite (NaN or inf) at step '
-            f'{step}. Nothing non-finite was saved; {last_checkpoint}. {hint}'.strip()
-        )
 
 
 def all_finite(tree: Any) -> jax.Array:

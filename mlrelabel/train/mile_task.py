@@ -21,6 +21,7 @@ import numpy as np
 
 from mlrelabel import parallel
 from mlrelabel.data import pipeline
+from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.train import mile as mile_steps
 from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
@@ -57,7 +58,7 @@ class MileTask(Task):
         self.k_t, self.k_s = k_t, k_s = int(mc.k_t), int(mc.k_s)
         mile_steps.check_schedule(k_t, k_s)
         if mc.student_init not in mile_steps.STUDENT_INITS:
-            raise SystemExit(
+            raise ConfigError(
                 f'config.mile.student_init={mc.student_init!r}: expected one of '
                 f'{", ".join(mile_steps.STUDENT_INITS)}'
             )
@@ -123,7 +124,7 @@ class MileTask(Task):
         self._next_step = step
         expected = counters(step, *self.schedule)
         if any(int(state['counters'][k]) != int(v) for k, v in expected.items()):
-            raise SystemExit(
+            raise DataError(
                 f'{self.ckpt_dir}: checkpoint counters {jax.device_get(state["counters"])} do not match '
                 f'config.mile.k_t={self.k_t}, k_s={self.k_s}, burn-in {self.burn_in} steps'
             )

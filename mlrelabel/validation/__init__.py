@@ -9,22 +9,11 @@ so `main` validates before anything heavy is loaded and before the work director
 
 from __future__ import annotations
 
-from typing import Sequence
-
+from mlrelabel.errors import ConfigError
 from mlrelabel.validation.rules import RULES, available_methods
 from mlrelabel.validation.schema import MISSING, SCHEMA, get
 
-__all__ = ['ConfigError', 'RULES', 'SCHEMA', 'available_methods', 'problems', 'validate_config']
-
-
-class ConfigError(ValueError):
-    """Invalid config fields; `problems` lists them (one line each in the message)."""
-
-    def __init__(self, problems: Sequence[str]):
-        self.problems = list(problems)
-        n = len(self.problems)
-        head = f'{n} problem{"s" if n != 1 else ""} in the config (nothing was run or written):'
-        super().__init__('\n'.join([head] + ['  ' + p for p in self.problems]))
+__all__ = ['RULES', 'SCHEMA', 'available_methods', 'problems', 'validate_config']
 
 
 def problems(config, devices: int | None = None) -> list[str]:
