@@ -1,14 +1,15 @@
 """Predictions of a finished run on a folder of images: label sets (names and ids) and their evidence.
 
-  mlrelabel-predict --workdir=RUN --images=DIR --out=preds.csv [--out=preds.json] [--round=K] [--threshold=T]
-                    [--evidence=crops|image]
+  mlrelabel-predict --workdir=RUN --images=DIR [--out=preds.csv] [--out=preds.json] [--recursive] [--round=K]
+                    [--threshold=T] [--evidence=crops|image]
   python -m mlrelabel.predict ...   (the same)
 
 The run is opened with `mlrelabel.load_run` (its run.json manifest; runs without one are read from
 config.json and their checkpoints), so every method and data source works and the class count and names come
 from the run. The model is the run's chosen round unless --round=K. Images are every JPEG/PNG/BMP/WebP file
-directly in DIR, sorted by name, resized and centre-cropped like training images; unreadable files are
-skipped with a warning.
+directly in DIR (with --recursive, in its subfolders too), sorted by path, resized and centre-cropped like
+training images; unreadable files are skipped with a warning. Without --out, a table of each image's labels and
+their scores is printed.
 
 The label sets follow the rule the run's own labels were made with (`mlrelabel.label_sets`): a relabel round
 saved per-class thresholds on the crop evidence (each crop's log-odds aggregated over the crops by the run's
@@ -57,11 +58,20 @@ def _readable(path: str) -> bool:
         return False
 
 
-def list_images(images_dir: str) -> list[str]:
-    """The readable image files directly in `images_dir`, sorted by name (unreadable ones: a warning)."""
+def list_images(images_dir: str, recursive: bool = False) -> list[str]:
+    """The readable image files in `images_dir` (with `recursive`, in its subfolders too), as paths relative to
+    it, sorted; unreadable ones are skipped with a warning."""
     if not os.path.isdir(images_dir):
         raise FileNotFoundError(f'--images={images_dir}: no such folder')
-    files = sorted(f for f in os.listdir(images_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if recursive:
+        files = sorted(
+            os.path.relpath(os.path.join(folder, f), images_dir)
+            for folder, _, names in os.walk(images_dir)
+            for f in names
+            if f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    else:
+        files = sorted(f for f in os.listdir(images_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
     bad = [f for f in files if not _readable(os.path.join(images_dir, f))]
     if bad:
         warnings.warn(
@@ -71,7 +81,10 @@ def list_images(images_dir: str) -> list[str]:
         )
         files = [f for f in files if f not in set(bad)]
     if not files:
-        raise FileNotFoundError(f'--images={images_dir}: no readable images ({", ".join(IMAGE_EXTENSIONS)})')
+        where = ' or its subfolders' if recursive else ' (--recursive for subfolders)'
+        raise FileNotFoundError(
+            f'--images={images_dir}: no readable images ({", ".join(IMAGE_EXTENSIONS)}) in it{where}'
+        )
     return files
 
 
@@ -81,6 +94,7 @@ def predict_folder(
     threshold: float | None = None,
     round: int | None = None,
     evidence: str | None = None,
+    recursive: bool = False,
 ) -> dict:
     """`{'files', 'probs' [N, C] (the evidence the sets were decided on, as probabilities), 'labels' (class
     names per image), 'label_ids', 'groups' ({name: [N] argmax within the group}), 'class_names', 'evidence'
@@ -98,7 +112,7 @@ def predict_folder(
     if rule.get('note') == label_sets.UNCALIBRATED_CROPS and round is None:
         fit_crop_thresholds(run)  # once per run: <workdir>/crop_thresholds.json, then the rule reads it
         rule = run.label_rule(round, threshold, evidence)
-    files = list_images(images_dir)
+    files = list_images(images_dir, recursive)
     reader = ImageFiles([os.path.join(images_dir, f) for f in files], run.image_size)
     ids, probs = [], []
     for s in range(0, len(files), CHUNK):
@@ -179,6 +193,19 @@ def validation_crop_evidence(run) -> tuple:
     return val, evidence
 
 
+def format_table(preds: dict) -> str:
+    """The predictions as a plain-text table for a terminal: file, label names, and each label's score."""
+    names = preds['class_names']
+    index = {n: c for c, n in enumerate(names)}
+    rows = [('file', 'labels', 'scores')]
+    for i, f in enumerate(preds['files']):
+        labels = preds['labels'][i]
+        scores = ' '.join(f'{float(preds["probs"][i][index[n]]):.2f}' for n in labels)
+        rows.append((f, ', '.join(labels) or '-', scores or '-'))
+    widths = [max(len(r[k]) for r in rows) for k in range(2)]
+    return '\n'.join(f'{a:<{widths[0]}}  {b:<{widths[1]}}  {c}'.rstrip() for a, b, c in rows)
+
+
 def write_predictions(path: str, preds: dict) -> None:
     """CSV (filename, labels and label_ids joined by ';', one column per group, p_<class>...) or JSON."""
     names, groups = preds['class_names'], list(preds['groups'])
@@ -226,23 +253,29 @@ def main(argv):
         raise ConfigError(f'unexpected arguments {argv[1:]}: every option is a --flag=value')
     if not f['verbosity'].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every restore at INFO
-    bad = [out for out in f.out if not out.endswith(('.csv', '.json'))]
+    bad = [out for out in f.out or () if not out.endswith(('.csv', '.json'))]
     if bad:
         raise ConfigError(f'--out={bad[0]}: expected a .csv or .json file name')
     if f.threshold is not None and not 0.0 < f.threshold < 1.0:
         raise ConfigError(f'--threshold={f.threshold}: expected a probability in (0, 1)')
     try:
         evidence = None if f.evidence == 'auto' else f.evidence
-        preds = predict_folder(f.workdir, f.images, f.threshold, f.round, evidence)
+        preds = predict_folder(f.workdir, f.images, f.threshold, f.round, evidence, f.recursive)
     except DataError:  # e.g. a checkpoint with NaN weights
         raise
     except (FileNotFoundError, ValueError) as e:  # no run / no images / bad round: the user's arguments
         raise DataError(str(e)) from e
     if preds['note']:
         print(f'mlrelabel-predict: note: {preds["note"]}', file=sys.stderr)
-    for out in f.out:
+    rule = f'{RULE_WORDS[preds["evidence"]]}, thresholds: {preds["threshold_source"]}'
+    if not f.out:  # no file asked for: the table on stdout, the rule on stderr
+        print(format_table(preds))
+        print(
+            f'{len(preds["files"])} images (round {preds["round"]}, step {preds["step"]}; {rule})',
+            file=sys.stderr,
+        )
+    for out in f.out or ():
         write_predictions(out, preds)
-        rule = f'{RULE_WORDS[preds["evidence"]]}, thresholds: {preds["threshold_source"]}'
         print(f'{out}: {len(preds["files"])} images (round {preds["round"]}, step {preds["step"]}; {rule})')
 
 
@@ -251,7 +284,10 @@ def _define_flags():
 
     flags.DEFINE_string('workdir', None, 'Run directory (what mlrelabel --workdir wrote).')
     flags.DEFINE_string('images', None, 'Folder of images to label (JPEG, PNG, BMP, WebP).')
-    flags.DEFINE_multi_string('out', None, 'Output file(s): .csv and/or .json (repeat --out for both).')
+    flags.DEFINE_multi_string(
+        'out', None, 'Output file(s): .csv and/or .json (repeat --out for both); none: a table on stdout.'
+    )
+    flags.DEFINE_boolean('recursive', False, 'Label the images in the subfolders of --images too.')
     flags.DEFINE_float(
         'threshold',
         None,
@@ -266,7 +302,7 @@ def _define_flags():
         "What the sets are decided on: 'auto' (the run's own rule), 'crops' (the relabel grid of crops, any "
         "run), 'image' (whole-image probabilities).",
     )
-    flags.mark_flags_as_required(['workdir', 'images', 'out'])
+    flags.mark_flags_as_required(['workdir', 'images'])
 
 
 def cli():
@@ -274,7 +310,8 @@ def cli():
     from mlrelabel.console import run_app
 
     _define_flags()
-    sys.exit(run_app(main, __doc__, ['workdir', 'images', 'out', 'threshold', 'round', 'evidence', 'verbosity']))
+    keys = ['workdir', 'images', 'out', 'recursive', 'threshold', 'round', 'evidence', 'verbosity']
+    sys.exit(run_app(main, __doc__, keys))
 
 
 if __name__ == '__main__':

@@ -195,8 +195,9 @@ class Run:
     def predict(self, images, round: int | None = None) -> np.ndarray:
         """Probabilities `[N, C]` float32 of the chosen round's model (or `round`'s) for uint8 images.
 
-        `images`: `[N, H, W, 3]` uint8 (or a list of `[H, W, 3]`); any H, W: each image is resized (shorter
-        side) and centre-cropped to the run's image size exactly as training images from files are.
+        `images`: `[N, H, W, 3]` uint8, or a list of `[H, W, 3]` arrays or image paths (decoded by
+        `mlrelabel.read_image`); any H, W: each image is resized (shorter side) and centre-cropped to the run's
+        image size exactly as training images from files are. Float images with values in [0, 1] are accepted.
         """
         from mlrelabel import evaluate
         from mlrelabel import partial as P
@@ -212,8 +213,13 @@ class Run:
         return evaluate.probabilities(logits, info['head']).astype(np.float32)
 
     def predict_labels(
-        self, images, round: int | None = None, threshold: float | None = None, evidence: str | None = None
-    ) -> tuple[list[list[int]], np.ndarray]:
+        self,
+        images,
+        round: int | None = None,
+        threshold: float | None = None,
+        evidence: str | None = None,
+        names: bool = False,
+    ) -> tuple[list[list], np.ndarray]:
         """`(label sets, scores [N, C] float32)` of the chosen round's model (or `round`'s) for uint8 images.
 
         The rule is the one the run's labels were made with (`label_rule`, `mlrelabel.label_sets`): per-class
@@ -221,11 +227,14 @@ class Run:
         whole-image probabilities above the saved or configured threshold; `threshold` replaces the thresholds
         by one global probability on the same evidence. `evidence='crops'` (or 'image') asks for that evidence
         from any run: crops find the objects a single-label model ranks low on whole images. Sets hold class
-        ids (names: `class_names`).
+        ids, or class names with `names=True`. `images` as for `predict` (arrays or paths).
         """
         from mlrelabel import label_sets
 
-        return label_sets.predict_labels(self, images, round, threshold, evidence)
+        sets, scores = label_sets.predict_labels(self, images, round, threshold, evidence)
+        if names:
+            sets = [[self.class_names[c] for c in row] for row in sets]
+        return sets, scores
 
     def label_rule(
         self, round: int | None = None, threshold: float | None = None, evidence: str | None = None

@@ -278,3 +278,27 @@ def test_run_config_rejects_unknown_fields_before_running(tmp_path):
     with pytest.raises(ValueError, match='no recipe named'):
         mlrelabel.run_config('nosuch:smoke', str(tmp_path / 'w'))
     assert not (tmp_path / 'w').exists()
+
+
+def test_predict_reads_paths_walks_subfolders_names_classes_and_prints_a_table(relabel_run, tmp_path):
+    run = mlrelabel.load_run(relabel_run)
+    folder = tmp_path / 'photos'
+    (folder / 'sub' / 'deeper').mkdir(parents=True)
+    images = _images(3, 30, 24, seed=5)
+    files = [folder / 'a.png', folder / 'sub' / 'b.jpg', folder / 'sub' / 'deeper' / 'c.png']
+    for path, im in zip(files, images):
+        Image.fromarray(im).save(path, quality=100)
+    np.testing.assert_allclose(run.predict([str(files[0])]), run.predict(images[:1]), atol=1e-6)
+    ids, scores = run.predict_labels([str(p) for p in files])
+    names, same = run.predict_labels([str(p) for p in files], names=True)
+    assert names == [[run.class_names[c] for c in row] for row in ids]
+    np.testing.assert_array_equal(scores, same)
+    assert predict.list_images(str(folder)) == ['a.png']
+    assert predict.list_images(str(folder), recursive=True) == ['a.png', 'sub/b.jpg', 'sub/deeper/c.png']
+    cli = [sys.executable, '-m', 'mlrelabel.predict', f'--workdir={relabel_run}', f'--images={folder}', '--recursive']
+    out = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ['file', 'labels', 'scores'] and len(lines) == 4
+    assert [line.split()[0] for line in lines[1:]] == ['a.png', 'sub/b.jpg', 'sub/deeper/c.png']
+    assert 'Traceback' not in out.stderr and '3 images' in out.stderr

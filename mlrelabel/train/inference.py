@@ -77,13 +77,15 @@ def restore_latest(directory: str) -> tuple[dict, int]:
 
 
 def prepare_images(images, size: int) -> np.ndarray:
-    """`[N, size, size, 3]` uint8 from uint8 `[N, H, W, 3]` (or a list of `[H, W, 3]`; float images in [0, 1] are
-    scaled to uint8 first), resized and centre-
+    """`[N, size, size, 3]` uint8 from uint8 `[N, H, W, 3]` (or a list of `[H, W, 3]` arrays or image paths; float
+    images in [0, 1] are scaled to uint8 first), resized and centre-
     cropped like training images read from files (`mlrelabel.data.sources.resize_and_crop`)."""
     from mlrelabel.data.sources import resize_and_crop
 
+    if isinstance(images, (str, os.PathLike)):
+        raise ValueError(f'images: expected a sequence of images or image paths, got the single path {images!r}')
     if isinstance(images, (list, tuple)):
-        items = [np.asarray(im) for im in images]
+        items = [_read_if_path(im) for im in images]
     else:
         items = np.asarray(images)
         if items.ndim != 4:
@@ -103,6 +105,15 @@ def prepare_images(images, size: int) -> np.ndarray:
     if not len(items):
         return np.zeros((0, size, size, 3), np.uint8)
     return np.stack([resize_and_crop(im, size) for im in items])
+
+
+def _read_if_path(item) -> np.ndarray:
+    """An image array as given, or the file at a path decoded by `mlrelabel.read_image`."""
+    if isinstance(item, (str, os.PathLike)):
+        from mlrelabel.data.images import read_image
+
+        return read_image(os.fspath(item))
+    return np.asarray(item)
 
 
 def _float_to_uint8(images: np.ndarray, name: str) -> np.ndarray:
