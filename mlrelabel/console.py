@@ -16,10 +16,12 @@ point's `cli` to exit with: `errors.describe_failure`'s code and one paragraph f
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import sys
 import traceback
+import warnings
 from typing import Callable, Sequence
 
 from absl import app, flags
@@ -164,6 +166,38 @@ def report(error: BaseException, argv: Sequence[str], prog: str = '') -> int | N
     return code
 
 
+class _Style(logging.Formatter):
+    """`prog: message` for information, `prog: warning: message` (error, ...) from warnings up."""
+
+    def __init__(self, prog: str):
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info:
+            text += '\n' + self.formatException(record.exc_info)
+        if record.levelno < logging.WARNING:
+            return f'{self.prog}: {text}'
+        return f'{self.prog}: {record.levelname.lower()}: {text}'
+
+
+def one_log_style(prog: str) -> None:
+    """Everything the command prints through logging (Python's, absl's) and `warnings` in one style:
+    `prog: warning: message`, without timestamps, source paths or logger names."""
+    from absl import logging as absl_logging
+
+    style = _Style(prog)
+    absl_logging.get_absl_handler().setFormatter(style)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(style)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f'{prog}: warning: {message}', file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show_warning
+
+
 def run_app(main: Callable, doc: str, flag_names: Sequence[str]) -> int | str | None:
     """`app.run(main)` with `doc` and the flags `flag_names` shown by `--help`; returns the exit status."""
     module = sys.modules['__main__']
@@ -173,8 +207,13 @@ def run_app(main: Callable, doc: str, flag_names: Sequence[str]) -> int | str | 
         if name in flags.FLAGS:
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     asked_for_help = any(arg in _HELP for arg in sys.argv[1:])
+
+    def styled_main(argv):
+        one_log_style(_prog(argv))  # after app.run has installed absl's handler
+        return main(argv)
+
     try:
-        app.run(main, flags_parser=parse_flags)
+        app.run(styled_main, flags_parser=parse_flags)
     except SystemExit as e:  # app.run exits with main's return value; absl's --help with 1
         return 0 if e.code == 1 and asked_for_help else e.code
     except BrokenPipeError:  # `mlrelabel --help | head`: the reader has what it wanted

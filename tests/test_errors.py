@@ -122,3 +122,22 @@ def test_ctrl_c_during_round_0_stops_with_exit_130_and_the_resume_command(tmp_pa
     assert f'saved in {workdir}' in lines[0]
     assert lines[0].endswith(f'Resume with: python -m mlrelabel.main {SMOKE} --workdir={workdir}')
     assert stderr.rstrip().splitlines()[-1] == lines[0]  # the last line: nothing logged after it
+
+
+def test_everything_printed_has_one_style(tmp_path):
+    """Python logging, absl logging and `warnings` all print as `prog: warning: message` under run_app."""
+    script = tmp_path / 'tool.py'
+    script.write_text(
+        'import logging, sys, warnings\n'
+        'from absl import logging as absl_logging\n'
+        'from mlrelabel.console import run_app\n'
+        'def main(argv):\n'
+        '    logging.warning("from logging %d", 1)\n'
+        '    absl_logging.warning("from absl")\n'
+        '    warnings.warn("from warnings", RuntimeWarning)\n'
+        'sys.exit(run_app(main, "a tool", []))\n'
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == ['tool.py: warning: from logging 1', 'tool.py: warning: from absl', 'tool.py: warning: from warnings']
