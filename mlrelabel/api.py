@@ -48,7 +48,9 @@ class CropOptions:
       with stride `side * (1 - overlap)`, the last window flush with the border (`ops.boxes.grid_boxes`).
     overlap: in [0, 1).
     include_full_image: the whole image is always one of the windows.
-    crop_size: S, the side every window is resized to (bilinear, antialiased) before `score_fn`.
+    crop_size: S, the side every window is resized to (bilinear, antialiased) before `score_fn`. A network
+      that takes any input size scores best at about 0.7 of its training size, as the recipe's windows are
+      shown (BENCHMARKS.md: The array-level API with a run's round-0 model).
     aggregate: each class's evidence over an image's windows: 'top<k>' (the mean of its k best windows),
       'max' or 'mean'.
     batch_size: windows per `score_fn` call (the last batch is padded to it, so a jitted scorer compiles once).
