@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from mlrelabel.data.checks import DataError
+from mlrelabel.validation import schema
 from mlrelabel.validation.rules import METHODS_PACKAGE
 
 
@@ -47,6 +48,7 @@ def run_method(config, workdir: str) -> dict:
     from mlrelabel.models import weights
     from mlrelabel.workdir import prepare_workdir
 
+    schema.complete(config)  # a recipe's get_config() lists only some fields
     validation.validate_config(config, devices=jax.device_count())
     notes = inspect.resolve_data_defaults(config)
     if notes:
