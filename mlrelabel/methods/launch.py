@@ -54,7 +54,7 @@ def run_method(config, workdir: str) -> dict:
     if notes:
         validation.validate_config(config, devices=jax.device_count())
     preflight.preflight(config)
-    for name in (config.model.get('pretrained', ''), config.get('relabel', {}).get('round0_checkpoint', '')):
+    for name in (config.model.pretrained, config.relabel.round0_checkpoint if 'relabel' in config else ''):
         if weights.is_weights_name(name):  # downloaded once, before any work
             weights.fetch_weights(name)
     with claim(workdir):
