@@ -4,8 +4,8 @@ python -m mlrelabel.main --config=configs/mc_dropout.py
 python -m mlrelabel.main --config=configs/mc_dropout.py:smoke
 """
 
-from mlrelabel.config import relabel_config
+from mlrelabel.config import relabel_recipe
 
 
 def get_config(variant: str = ''):
-    return relabel_config(variant, confidence='mc_dropout')
+    return relabel_recipe(variant, confidence='mc_dropout')

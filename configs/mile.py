@@ -11,38 +11,14 @@ shared between teacher (interactive) and student (imitation) steps. `train.loss`
 import ml_collections
 
 from mlrelabel.config import base_config
+from mlrelabel.validation import schema
 
 
-def mile_fields(schema: str = 'mile') -> ml_collections.ConfigDict:
-    """The `config.mile` group (shared with configs/mile_imagenet.py)."""
-    return ml_collections.ConfigDict(
-        {
-            'schema': schema,  # 'softmax' | 'sigmoid' | 'mile'
-            'k_t': 20,  # interactive phase: teacher steps on the given labels per generation
-            'k_s': 20,  # imitation phase: student steps on the teacher's binary predictions
-            'rho': 0.25,  # pseudo-label threshold on sigmoid probabilities (never raw logits)
-            # Keep the given label among the pseudo-labels. Without it a teacher trained for k_t steps puts
-            # every probability under rho (BCE against 1 positive of C), the student learns empty label
-            # sets and the lineage collapses (measured on the grid layout: val top-1 at chance).
-            'or_given': True,
-            'sample': False,  # Bernoulli(p) pseudo-labels instead of p > rho
-            # Where each imitation phase starts the student: 'teacher' (from the teacher's weights) or
-            # 'persist' (from its own, so the given labels reach it only through pseudo-labels). 'teacher'
-            # measured better at this budget on both layouts (README, MILe section).
-            'student_init': 'teacher',
-            # Fraction of the run's updates that lengthen the first interactive phase: the first teacher
-            # learns the given labels before anyone imitates it (an untrained teacher puts every class near
-            # p = 0.5, above rho, and its students learn noise).
-            'burn_in': 0.3,
-            # The run returns the better of the final teacher and student on this single-label validation
-            # metric, so a run ending inside an interactive phase keeps the teacher's last steps when they pay.
-            'select_metric': 'val_given_map',
-            # 'run': teacher and student follow one learning-rate schedule over the run's global steps (a
-            # network's step k takes the rate of the run's step it falls on); 'own': each network's schedule
-            # spans only its own share of the steps (warm-up and decay twice as fast, restarted per network).
-            'lr_schedule': 'run',
-        }
-    )
+def mile_fields(schema_name: str = 'mile') -> ml_collections.ConfigDict:
+    """The `config.mile` group at the schema's defaults, with `schema_name` (shared with configs/mile_imagenet.py)."""
+    fields = schema.defaults('mile').mile
+    fields.schema = schema_name
+    return fields
 
 
 def get_config(variant: str = ''):
@@ -54,9 +30,7 @@ def get_config(variant: str = ''):
         config.mile.k_t = 3
         config.mile.k_s = 2
     else:
-        # MILe's budget: 40 epochs (1,840 updates on the built-in data), for every schema. At 10 and 20 epochs
-        # MILe's interleaved phases leave it behind or level with sigmoid training; at 40 it leads by more than
-        # 2 sd over 3 seeds (val mAP 0.735 ± 0.007 vs 0.712 ± 0.003; README, MILe section): single-label BCE has
-        # learnt to call the unlabelled objects absent, the students' multi-label targets have not.
+        # MILe's budget for every schema: at 40 epochs MILe leads sigmoid training, at 10 and 20 it does not
+        # (README, MILe section).
         config.train.epochs = 40
     return config

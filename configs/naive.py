@@ -4,8 +4,8 @@ python -m mlrelabel.main --config=configs/naive.py
 python -m mlrelabel.main --config=configs/naive.py:smoke
 """
 
-from mlrelabel.config import relabel_config
+from mlrelabel.config import relabel_recipe
 
 
 def get_config(variant: str = ''):
-    return relabel_config(variant, confidence='naive')
+    return relabel_recipe(variant, confidence='naive')

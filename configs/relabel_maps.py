@@ -12,34 +12,12 @@ over each random crop.
 import ml_collections
 
 from mlrelabel.config import base_config
+from mlrelabel.validation import schema
 
 
 def relabel_maps_fields() -> ml_collections.ConfigDict:
-    """The `relabel_maps` group (shared with configs/relabel_maps_imagenet.py)."""
-    r = ml_collections.ConfigDict()
-    r.teacher_workdir = ''  # a previous run's work directory (its final model teaches); '' = make one here
-    # A relabel recipe whose run on this data and seed teaches (its chosen round's model, in <workdir>/teacher):
-    # 'mc_dropout', 'naive', ...; '' = a teacher trained here on the visible single labels (teacher_epochs/_loss)
-    r.teacher_recipe = ''
-    r.teacher_epochs = 0  # epochs of the teacher trained on the visible labels (0 = train.epochs)
-    r.teacher_loss = 'softmax_ce'  # loss of the teacher trained on the visible single labels
-    r.teacher_image_size = 0  # whole images are resized to this for the teacher (0 = data.image_size);
-    # keep the training scale: at 2x the digit-scenes teacher's maps fall to 20% top-1
-    r.store = ''  # an existing label-map store (e.g. imported ReLabel maps); '' = generate
-    r.map_size = 5  # maps are resized to map_size x map_size before the top-k (ReLabel: 15)
-    r.topk = 5  # classes kept per location (ReLabel: 5)
-    r.batch_size = 64  # images per generation batch (multiple of the device count)
-    r.shard_size = 1024  # images per store shard file
-    r.transpose_boxes = False  # True pools (x0, y0, x1, y1) as ReLabel's released code does
-    r.offset = 0.5  # RoIAlign coordinate shift (ReLabel's released code: 0.5)
-    r.cutmix = False  # CutMix (Yun et al. 2019) with region-pooled targets
-    r.cutmix_alpha = 1.0  # lam ~ Beta(alpha, alpha)
-    # With cutmix=True: half the examples mixed, none in the last 5 epochs. At the 10-epoch budget every example
-    # mixed until the last 2 epochs under-fits (val mAP 0.51 against one-hot's 0.59; this schedule 0.62,
-    # without CutMix 0.66: BENCHMARKS.md, "ReLabel's teacher"). ReLabel's 300-epoch recipe mixes every example.
-    r.cutmix_prob = 0.5  # probability that an example is mixed
-    r.cutmix_off_epochs = 5  # no CutMix during the last N epochs
-    return r
+    """The `relabel_maps` group at the schema's defaults (shared with configs/relabel_maps_imagenet.py)."""
+    return schema.defaults('relabel_maps').relabel_maps
 
 
 def get_config(variant: str = ''):

@@ -4,10 +4,10 @@ python -m mlrelabel.main --config=configs/supervised.py
 python -m mlrelabel.main --config=configs/supervised.py:smoke --config.train.epochs=1
 """
 
-from mlrelabel.config import base_config
+from mlrelabel.config import base_recipe
 
 
 def get_config(variant: str = ''):
-    config = base_config(variant)
+    config = base_recipe(variant)
     config.method = 'supervised'
     return config

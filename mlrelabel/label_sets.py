@@ -157,7 +157,7 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
                 'topk': None,
                 'source': fitted_path,
             }
-        t = float(threshold if threshold is not None else run.config.eval.get('threshold', 0.5))
+        t = float(threshold if threshold is not None else run.config.eval.threshold)
         source = f'--threshold={t:g}' if threshold is not None else f'config.eval.threshold={t:g}'
         return {
             'evidence': 'crops',
@@ -176,10 +176,10 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
             values = np.asarray([np.inf if t is None else float(t) for t in doc['log_odds']], np.float64)
             source = path
         else:  # a top-k round: the same k on the crop evidence
-            k = int(run.config.relabel.get('topk', 1))
+            k = int(run.config.relabel.topk)
             return {'evidence': 'crops', 'space': 'log_odds', 'thresholds': None, 'topk': k, 'source': path}
         _check_length(values, c, path)
-        exclusive = bool(run.config.relabel.get('exclusive_groups', False))
+        exclusive = bool(run.config.relabel.exclusive_groups)
         return {
             'evidence': 'crops',
             'space': 'log_odds',
@@ -198,7 +198,7 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
     ):
         values, source = np.asarray(doc['thresholds'], np.float64), path
     else:
-        t = float(run.config.eval.get('threshold', 0.5))
+        t = float(run.config.eval.threshold)
         values, source = np.full(c, t), f'config.eval.threshold={t:g}'
     _check_length(values, c, source)
     return {'evidence': 'image', 'space': 'probability', 'thresholds': values, 'topk': None, 'source': source}
@@ -287,8 +287,8 @@ def crop_evidence_fn(run, head: str, variables, step: int):
     score = make_score_fn(
         run._build_model(), head, rc, mean=m['mean'], std=m['std'], image_size=run.image_size
     )
-    key = jax.random.PRNGKey(int(run.config.get('seed', 0)))
-    batch = int(rc.get('batch_size', 0) or run.batch_size)
+    key = jax.random.PRNGKey(int(run.config.seed))
+    batch = int(rc.batch_size or run.batch_size)
     return Predictor(
         None, variables, m['mean'], m['std'], batch, step, fn=lambda v, x: score(v, x, key)['log_odds']
     )

@@ -35,6 +35,7 @@ from ml_collections import config_flags
 from mlrelabel import compile_cache, recipes, validation
 from mlrelabel.console import run_app
 from mlrelabel.errors import ConfigError, Interrupted
+from mlrelabel.validation import schema
 from mlrelabel.workdir import (  # noqa: F401  (importable from here as before)
     ADDED_FIELDS,
     RESUMABLE_DIFFERENCES,
@@ -53,7 +54,8 @@ _CONFIG = config_flags.DEFINE_config_file(
 
 # ml_collections' config-file parser, taught recipe names: `mc_dropout:smoke` → `<recipes>/mc_dropout.py:smoke`.
 _parse_config_file = flags.FLAGS['config'].parser.parse
-flags.FLAGS['config'].parser.parse = lambda path: _parse_config_file(recipes.resolve(path))
+# The schema fills in the fields a recipe does not list before the --config.x=y overrides apply to them.
+flags.FLAGS['config'].parser.parse = lambda path: schema.complete(_parse_config_file(recipes.resolve(path)))
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
 
 def default_workdir(config_path: str) -> str:
@@ -104,9 +106,9 @@ def main(argv):
     try:
         from mlrelabel import parallel
 
-        cache_dir = compile_cache.enable(config.get('compile_cache', compile_cache.DEFAULT_DIR))
+        cache_dir = compile_cache.enable(config.compile_cache)
         p = config.parallel
-        parallel.split_cpu(p.get('cpu_devices', 0))
+        parallel.split_cpu(p.cpu_devices)
         parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
         logging.info('work directory: %s', workdir)
         print(f'mlrelabel: {config.method} → {workdir}  (resume with --workdir={workdir})', file=sys.stderr)

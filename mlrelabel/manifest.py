@@ -100,8 +100,11 @@ def read_manifest(workdir: str) -> dict | None:
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config of the run in `workdir`, brought up to this version (`schema.migrate`)."""
+    from mlrelabel.validation.schema import migrate
+
     path = os.path.join(workdir, 'config.json')
     if not os.path.exists(path):
         raise FileNotFoundError(f'{workdir}: no config.json (is it a run directory?)')
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return migrate(json.load(f))

@@ -13,6 +13,8 @@ import os
 
 import ml_collections
 
+from mlrelabel.validation import schema
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -52,14 +54,15 @@ def resolve(spec: str) -> str:
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
-    """The config of a recipe name or file (`get_config(variant)`), unlocked."""
+    """The config of a recipe name or file (`get_config(variant)`), unlocked, with every schema field filled in."""
     resolved = resolve(spec)
     path, _, variant = resolved.partition(':')
     module_name = 'mlrelabel_recipe_' + os.path.splitext(os.path.basename(path))[0]
     spec_ = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
+    config = module.get_config(variant) if variant else module.get_config()
+    return schema.complete(config)
 
 
 def display_name(spec: str) -> str:

@@ -31,6 +31,7 @@ from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
     read_manifest,
     write_manifest,
 )
+from mlrelabel.validation import schema
 
 
 def derive_manifest(workdir: str, config) -> dict:
@@ -121,7 +122,7 @@ class Run:
         self.workdir = os.path.abspath(workdir)
         self.manifest = manifest
         self.config = config
-        self.batch_size = int(batch_size or config.eval.get('batch_size', 64))
+        self.batch_size = int(batch_size or config.eval.batch_size)
         self._models: dict = {}
         self._restored: dict = {}
         if not manifest['num_classes']:  # derived manifests without a class list: the classifier's width
@@ -322,6 +323,7 @@ def run_config(config, workdir: str, **overrides) -> dict:
         cfg = config.copy_and_resolve_references()  # the caller's config stays as it was
     else:
         cfg = ml_collections.ConfigDict(config)
+    schema.complete(cfg)  # every schema field can be overridden, listed in the recipe or not
     for key, value in overrides.items():
         _override(cfg, key.replace('__', '.'), value)
     return main.run(cfg, workdir)

@@ -7,9 +7,9 @@ a stale lock and the same command resumes. The holder writes its process id and 
 for the message a second run shows. Readers (`load_run`, `mlrelabel-predict`) take no lock: every file a run
 writes is replaced atomically (`mlrelabel.io_utils`).
 
-A run resumes in the directory that holds its config.json; fields that do not change results
-(`RESUMABLE_DIFFERENCES`) or that were added after a run was made, at the value that behaves as the code before
-them did (`ADDED_FIELDS`), do not stop a resumption.
+A run resumes in the directory that holds its config.json, read through `schema.migrate` (a run of an earlier
+version lacks the fields added since); fields that do not change results (`RESUMABLE_DIFFERENCES`) do not stop
+a resumption.
 """
 
 from __future__ import annotations
@@ -24,26 +24,13 @@ import time
 
 from mlrelabel.errors import ConfigError
 from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
+from mlrelabel.validation.schema import ADDED_FIELDS, complete, migrate  # noqa: F401  (ADDED_FIELDS: importable here)
 
 LOCK_NAME = '.lock'
 # How long a second run waits for a just-started holder to finish writing its id into the lock file.
 _HOLDER_WAIT_S = 2.0
 # Fields that may change between a run and its resumption without changing its results.
 RESUMABLE_DIFFERENCES = ('parallel', 'compile_cache')
-# Fields added after runs were made, with the value that behaves as the code before them did: a run whose
-# config.json lacks one resumes when the new config holds that value.
-ADDED_FIELDS = {
-    'train.augment.mixup': 0.0,
-    'train.augment.zoom_out': 0.0,
-    'train.augment.zoom_out_prob': 0.5,
-    'relabel.round0_models': 1,
-    'relabel.round0_models_min_top1': 0.0,
-    'relabel.round0_checkpoint': '',
-    'relabel.decisions': '',
-    'relabel.round1_margin': 0.0,
-    'relabel_maps.teacher_recipe': '',
-    'data.allow_overlap': False,
-}
 
 
 def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
@@ -52,8 +39,6 @@ def _differences(old: dict, new: dict, prefix: str = '') -> list[str]:
         if not prefix and k in RESUMABLE_DIFFERENCES:
             continue
         a, b = old.get(k), new.get(k)
-        if k not in old and ADDED_FIELDS.get(prefix + k, object()) == b:
-            continue
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f'{prefix}{k}.')
         elif a != b:
@@ -83,10 +68,10 @@ def prepare_workdir(config, workdir: str) -> None:
     from mlrelabel import parallel
 
     path = os.path.join(workdir, 'config.json')
-    text = config.to_json_best_effort(sort_keys=True, indent=2)
+    text = complete(config).to_json_best_effort(sort_keys=True, indent=2)  # every field, listed or not
     if os.path.exists(path):
         with open(path) as f:
-            old = json.load(f)
+            old = json.loads(migrate(json.load(f)).to_json_best_effort(sort_keys=True))
         diff = _differences(old, json.loads(text))
         if diff:
             raise ConfigError(

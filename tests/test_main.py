@@ -93,7 +93,7 @@ def test_a_run_made_before_a_field_existed_resumes_when_the_field_keeps_the_old_
     path.write_text(json.dumps(saved))  # as written by mlrelabel before zoom-out
     main.prepare_workdir(cfg, str(tmp_path))  # off, as before it: resumable
     cfg.train.augment.zoom_out = 0.5
-    with pytest.raises(ConfigError, match=r'train\.augment\.zoom_out: None → 0\.5'):
+    with pytest.raises(ConfigError, match=r'train\.augment\.zoom_out: 0\.0 → 0\.5'):
         main.prepare_workdir(cfg, str(tmp_path))
     # A ReLabel run made when its teacher was trained on the visible labels.
     maps = _load('relabel_maps.py', '')
@@ -102,7 +102,7 @@ def test_a_run_made_before_a_field_existed_resumes_when_the_field_keeps_the_old_
     saved = json.loads(path.read_text())
     del saved['relabel_maps']['teacher_recipe']
     path.write_text(json.dumps(saved))
-    with pytest.raises(ConfigError, match=r"relabel_maps\.teacher_recipe: None → 'mc_dropout'"):
+    with pytest.raises(ConfigError, match=r"relabel_maps\.teacher_recipe: '' → 'mc_dropout'"):
         main.prepare_workdir(maps, str(tmp_path / 'maps'))  # the new default teacher would make another run
     maps.relabel_maps.teacher_recipe = ''
     main.prepare_workdir(maps, str(tmp_path / 'maps'))

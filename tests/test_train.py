@@ -106,9 +106,10 @@ def test_eval_every_epochs_and_zero_for_the_end_only(tiny_config, tiny_data, tmp
 
 
 def test_schedules_and_optimizers():
-    import ml_collections
+    from mlrelabel.validation import schema
 
-    cfg = ml_collections.ConfigDict(
+    cfg = schema.defaults('optim').optim  # the fields this test does not set at their defaults
+    cfg.update(
         dict(
             name='sgd',
             learning_rate=0.4,

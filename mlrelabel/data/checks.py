@@ -203,10 +203,10 @@ def check_splits(data: dict, config, where: dict | None = None) -> None:
             f'(config.train.batch_size={batch})'
         )
     val = data.get('val')
-    if config.data.get('source', '') in OVERLAP_SOURCES and train is not None and val is not None:
+    if config.data.source in OVERLAP_SOURCES and train is not None and val is not None:
         if train.paths is not None and val.paths is not None:
             names = (where.get('train', 'train'), where.get('val', 'val'))
-            check_overlap(train.paths, val.paths, names, allow=config.data.get('allow_overlap', False))
+            check_overlap(train.paths, val.paths, names, allow=config.data.allow_overlap)
 
 
 # Sources whose splits come from the user's label files (ImageNet's published splits are not checked).

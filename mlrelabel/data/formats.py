@@ -301,10 +301,10 @@ def _read(config, path: str, groups, image_size: int | None = None):
     d = config.data
     size = image_size or d.image_size
     if d.source == 'annotation_folder':
-        ds, labels, _ = read_annotation_folder(path, size, unlisted=d.get('unlisted', 'negative'))
+        ds, labels, _ = read_annotation_folder(path, size, unlisted=d.unlisted)
         return ds, labels, []
     if d.source == 'attribute_csv':
-        return read_attribute_csv(path, size, d.get('images_dir', '') or None, groups)
+        return read_attribute_csv(path, size, d.images_dir or None, groups)
     if d.source == 'partial_json':
         ds, labels = read_partial_json(path, size, d.num_classes or None)
         return ds, labels, []
@@ -314,7 +314,7 @@ def _read(config, path: str, groups, image_size: int | None = None):
 def _read_checked(config, path: str, groups, verify_images: bool):
     """`_read`, then (with `data.check_images` and `verify_images`) unreadable images dropped and named."""
     ds, labels, groups = _read(config, path, groups)
-    if verify_images and config.data.get('check_images', True):
+    if verify_images and config.data.check_images:
         keep, report = drop_unreadable(ds.paths, path)
         if report['skipped']:
             ds, labels = (
@@ -329,17 +329,17 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
     'class_names'}` from `config.data.train_path` / `val_path` (or a seeded `val_fraction` hold-out).
     `verify_images=False` reads the annotations only (no image is decoded)."""
     d = config.data
-    if not d.get('train_path', ''):
+    if not d.train_path:
         raise ConfigError(f'config.data.source={d.source} needs --config.data.train_path')
-    groups = parse_groups(d.get('attribute_groups', ''))
+    groups = parse_groups(d.attribute_groups)
     train, train_labels, groups = _read_checked(config, d.train_path, groups, verify_images)
-    if d.get('num_classes', 0) and d.num_classes != train.num_classes:
+    if d.num_classes and d.num_classes != train.num_classes:
         shown = ', '.join(train.class_names[:10]) + (', ...' if train.num_classes > 10 else '')
         raise FormatError(
             f'{d.train_path}: {train.num_classes} classes ({shown}), but config.data.num_classes='
             f'{d.num_classes}; they must agree (0 = from the data)'
         )
-    if d.get('val_path', ''):
+    if d.val_path:
         val, val_labels, _ = _read_checked(config, d.val_path, groups or None, verify_images)
         if (
             val_labels.num_classes != train_labels.num_classes
@@ -371,7 +371,7 @@ def load_partial_splits(config, verify_images: bool = True) -> dict:
 def training_files(config) -> tuple[list[str], list[str]]:
     """`(image paths, class names)` of `config.data.train_path` (every row, before any hold-out), from the
     annotations alone: no image is decoded, so `data.image_size` may still be unknown (data-driven defaults)."""
-    groups = parse_groups(config.data.get('attribute_groups', ''))
+    groups = parse_groups(config.data.attribute_groups)
     ds, _, _ = _read(config, config.data.train_path, groups, image_size=1)  # image size: never decoded here
     return ds.paths, list(ds.class_names)
 
@@ -379,7 +379,7 @@ def training_files(config) -> tuple[list[str], list[str]]:
 def split_files(config) -> dict:
     """`{'train', 'val'}`: the file each split is read from (for messages)."""
     d = config.data
-    return {'train': d.train_path, 'val': d.get('val_path', '') or f'{d.train_path} (val_fraction hold-out)'}
+    return {'train': d.train_path, 'val': d.val_path or f'{d.train_path} (val_fraction hold-out)'}
 
 
 def load_source(config, workdir: str) -> dict:

@@ -131,7 +131,7 @@ def load_folder(config, workdir: str) -> dict:
     d = config.data
     root = d.root
     if not root:
-        if not d.get('synthetic', False):
+        if not d.synthetic:
             raise ConfigError(
                 'config.data.source=folder needs --config.data.root=DIR (an ImageNet-layout folder: '
                 'train/<wnid>/*.JPEG and val/)'
@@ -146,10 +146,10 @@ def load_folder(config, workdir: str) -> dict:
     wnids = list_wnids(root)
     num_classes = _num_classes(config, len(wnids), os.path.join(root, 'train'))
     cache_dir = os.path.join(workdir, 'data')
-    real = _read_real(d.real_json, num_classes) if d.get('real_json', '') else None
+    real = _read_real(d.real_json, num_classes) if d.real_json else None
     out = {}
     for i, (split, limit) in enumerate((('train', d.num_train), ('val', d.num_val))):
-        paths, labels = folder_split(root, split, wnids, d.get('val_labels', ''))
+        paths, labels = folder_split(root, split, wnids, d.val_labels)
         keep = _subsample(len(paths), limit, d.seed + i)
         paths, labels, positions = [paths[k] for k in keep], labels[keep], np.asarray(keep)
         if d.check_images:

@@ -110,8 +110,8 @@ def load_tfds(config, workdir: str) -> dict:
     import tensorflow_datasets as tfds
 
     d = config.data
-    name = d.get('tfds_name', 'imagenet2012')
-    data_dir = d.get('tfds_data_dir', '') or None
+    name = d.tfds_name
+    data_dir = d.tfds_data_dir or None
     label_feature = tfds.builder(name, data_dir=data_dir).info.features['label']
     num_classes = _num_classes(config, label_feature.num_classes, f'TFDS {name}')
     class_names = list(getattr(label_feature, 'names', None) or []) or None
@@ -131,7 +131,7 @@ def load_tfds(config, workdir: str) -> dict:
         names = [str(x) for x in meta['file_name'][keep]]
         truth = None
         if split == 'val':
-            if d.get('real_json', ''):
+            if d.real_json:
                 truth = _real_truth(
                     _read_real(d.real_json, num_classes), names, num_classes, d.real_json, keep
                 )

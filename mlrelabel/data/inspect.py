@@ -97,7 +97,7 @@ def _training_paths(config) -> tuple[list[str], int | None]:
         names = sorted(n for n in os.listdir(train) if os.path.isdir(os.path.join(train, n)))
         paths = [os.path.join(train, n, f) for n in names for f in sorted(os.listdir(os.path.join(train, n)))]
         return paths, len(names)
-    if d.source in ('annotation_folder', 'attribute_csv', 'partial_json') and d.get('train_path', ''):
+    if d.source in ('annotation_folder', 'attribute_csv', 'partial_json') and d.train_path:
         from mlrelabel.data import formats
 
         paths, names = formats.training_files(config)
@@ -143,7 +143,7 @@ def resolve_data_defaults(config) -> list[str]:
     """Fills the 'auto' fields of `config` in place (see the module docstring); returns one note per field set."""
     d, m = config.data, config.model
     notes = []
-    needs_models = 'relabel' in config and config.relabel.get('round0_models', 1) == 0
+    needs_models = 'relabel' in config and config.relabel.round0_models == 0
     needs_scale = 'relabel' in config and not tuple(config.train.augment.scale)
     needs = {
         'image_size': not d.image_size,
@@ -162,7 +162,7 @@ def resolve_data_defaults(config) -> list[str]:
         measure = needs['image_size'] or needs['stats'] or m.name == 'auto' or needs_models or needs_scale
         if paths and measure:
             stats = image_statistics(
-                paths, config.seed, d.get('max_image_size', 0) or _auto_max_size(len(paths))
+                paths, config.seed, d.max_image_size or _auto_max_size(len(paths))
             )
             found.update(stats, num_images=len(paths))
         origin = f'a sample of {min(SAMPLE, len(paths))} training images' if paths else 'the data source'
@@ -176,7 +176,7 @@ def resolve_data_defaults(config) -> list[str]:
         extra = f", median side {found['median_side']:.0f} px" if 'median_side' in found else ''
         notes.append(f'data.image_size={d.image_size} (from {origin}{extra})')
     source = origin or 'the data source'
-    if needs['stats'] and m.get('pretrained', ''):  # torchvision weights expect ImageNet's normalisation
+    if needs['stats'] and m.pretrained:  # torchvision weights expect ImageNet's normalisation
         found.update(IMAGENET_STATS)
         origin = 'ImageNet, for the weights of model.pretrained'
     if needs['stats'] and 'mean' in found:
@@ -262,7 +262,7 @@ def _raise_epochs(config, num_images: int) -> list[str]:
 
     notes = []
     base_epochs = int(config.train.epochs)  # before round 0's raise: the floor of a fresh round too
-    min_steps = config.train.get('min_steps', 0)
+    min_steps = config.train.min_steps
     if min_steps and num_images and config.train.epochs < epochs_for(min_steps):
         config.train.epochs = epochs_for(min_steps)
         notes.append(
@@ -271,14 +271,14 @@ def _raise_epochs(config, num_images: int) -> list[str]:
     if 'relabel' not in config or not num_images:
         return notes
     r = config.relabel
-    round_steps = r.get('min_steps', 0)
+    round_steps = r.min_steps
     if round_steps and r.epochs and r.epochs < epochs_for(round_steps):
         r.epochs = epochs_for(round_steps)
         notes.append(
             f'relabel.epochs={r.epochs} (at least relabel.min_steps={round_steps} steps per relabel round)'
         )
-    fresh_steps = r.get('fresh_min_steps', 0)
-    if fresh_steps and not r.get('fresh_epochs', 0):
+    fresh_steps = r.fresh_min_steps
+    if fresh_steps and not r.fresh_epochs:
         r.fresh_epochs = max(base_epochs, epochs_for(fresh_steps))
         notes.append(
             f'relabel.fresh_epochs={r.fresh_epochs} (relabel.fresh_min_steps={fresh_steps} steps per fresh round)'

@@ -25,7 +25,7 @@ def preflight(config) -> None:
             path = d[field]
             paths_of[split], _ = read_label_file(path, num_classes=d.num_classes, root=d.root or None)
             _check_count(len(paths_of[split]), split, f'{path} (config.data.{field})', config)
-        if not d.get('allow_overlap', False):
+        if not d.allow_overlap:
             check_overlap(paths_of['train'], paths_of['val'], (d.train_json, d.val_json))
     elif d.source in ('annotation_folder', 'attribute_csv', 'partial_json'):
         from mlrelabel.data import formats

@@ -42,13 +42,13 @@ def load_datasets(config, workdir: str) -> dict:
     training batch) before any training starts."""
     inspect.resolve_data_defaults(config)  # no-op once main has resolved them before claiming the workdir
     d = config.data
-    if d.get('train_labels', 'visible') not in ('visible', 'full'):
+    if d.train_labels not in ('visible', 'full'):
         raise ConfigError(f"config.data.train_labels={d.train_labels!r}: expected 'visible' or 'full'")
-    if d.get('given_noise', 0.0) and d.source != 'digit_scenes':
+    if d.given_noise and d.source != 'digit_scenes':
         raise ConfigError(
             f'config.data.given_noise={d.given_noise}: only the digit_scenes source simulates label noise; use 0'
         )
-    if d.get('train_labels', 'visible') != 'visible' and d.source != 'digit_scenes':
+    if d.train_labels != 'visible' and d.source != 'digit_scenes':
         raise ConfigError(
             f'config.data.train_labels={d.train_labels!r}: only the digit_scenes source has hidden full label '
             "sets; use 'visible'"
@@ -57,7 +57,7 @@ def load_datasets(config, workdir: str) -> dict:
     if d.source in EXTERNAL_SOURCES:
         module, function = EXTERNAL_SOURCES[d.source].split(':')
         data = getattr(importlib.import_module(module), function)(config, workdir)
-        where = {s: f"{d.get('train_path', '') or d.get('root', '') or d.source} ({s} split)" for s in data}
+        where = {s: f"{d.train_path or d.root or d.source} ({s} split)" for s in data}
     elif d.source == 'digit_scenes':
         shared = ('image_size', 'min_digits', 'max_digits', 'min_scale', 'max_scale', 'visible', 'layout')
         common = {k: d[k] for k in shared}
@@ -68,11 +68,11 @@ def load_datasets(config, workdir: str) -> dict:
             for i, (split, n) in enumerate(sizes.items())
             if n
         }
-        if d.get('val_given', 'single') == 'full':  # the validation labels a user with multi-label val has
+        if d.val_given == 'full':  # the validation labels a user with multi-label val has
             data['val'] = sources.with_full_labels(data['val'])
-        if d.get('train_labels', 'visible') == 'full':  # the full-label upper bound: the hidden label sets
+        if d.train_labels == 'full':  # the full-label upper bound: the hidden label sets
             data['train'] = sources.with_full_labels(data['train'])
-        if d.get('given_noise', 0.0):  # wrong given labels on a seeded fraction of the training images
+        if d.given_noise:  # wrong given labels on a seeded fraction of the training images
             data['train'] = sources.with_noisy_labels(data['train'], d.given_noise, seed=d.seed)
     elif d.source == 'json':
         if not d.train_json or not d.val_json:
@@ -157,7 +157,7 @@ def init_variables(model, config, seed: int, pretrained: bool = True) -> dict:
     key = jax.random.key(seed, impl='rbg')
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3), jnp.float32), train=False))(key)
     variables = jax.tree.map(np.asarray, variables)
-    if pretrained and config.model.get('pretrained', ''):
+    if pretrained and config.model.pretrained:
         return pretrained_variables(variables, config)
     return variables
 
@@ -245,7 +245,7 @@ IMAGENET_SETS = ('real', 'multilabel', 'v2')
 def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) -> dict:
     """The TFDS evaluation sets named in `config.eval.imagenet_sets` (ReaL, imagenet2012_multilabel,
     ImageNet-V2; mlrelabel.imagenet_eval), as `{'eval_' + metric: value}`; {} when none are named."""
-    names = [s.strip() for s in config.eval.get('imagenet_sets', '').split(',') if s.strip()]
+    names = [s.strip() for s in config.eval.imagenet_sets.split(',') if s.strip()]
     unknown = sorted(set(names) - set(IMAGENET_SETS))
     if unknown:
         raise ConfigError(
@@ -263,7 +263,7 @@ def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) 
         predict_fn,
         config.data.image_size,
         sets=tuple(names),
-        data_dir=config.data.get('tfds_data_dir', '') or None,
+        data_dir=config.data.tfds_data_dir or None,
         cache_dir=os.path.join(workdir, 'data'),
         threshold=config.eval.threshold,
     )

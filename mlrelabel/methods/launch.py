@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from mlrelabel.errors import DataError
+from mlrelabel.validation import schema
 from mlrelabel.validation.rules import METHODS_PACKAGE
 
 
@@ -47,12 +48,13 @@ def run_method(config, workdir: str) -> dict:
     from mlrelabel.models import weights
     from mlrelabel.workdir import prepare_workdir
 
+    schema.complete(config)  # a recipe's get_config() lists only some fields
     validation.validate_config(config, devices=jax.device_count())
     notes = inspect.resolve_data_defaults(config)
     if notes:
         validation.validate_config(config, devices=jax.device_count())
     preflight.preflight(config)
-    for name in (config.model.get('pretrained', ''), config.get('relabel', {}).get('round0_checkpoint', '')):
+    for name in (config.model.pretrained, config.relabel.round0_checkpoint if 'relabel' in config else ''):
         if weights.is_weights_name(name):  # downloaded once, before any work
             weights.fetch_weights(name)
     with claim(workdir):

@@ -79,7 +79,7 @@ def fit_mile(model, variables: dict, dataset, cfg, *, mesh, ckpt_dir: str, **loo
     total = task.steps_per_epoch * cfg.train.epochs
     if eval_fn is None or not history or history[-1]['step'] != total:
         return state, history  # killed before the end, or nothing to compare on
-    return choose_final(task, history, eval_fn, cfg.mile.get('select_metric', 'val_given_map'))
+    return choose_final(task, history, eval_fn, cfg.mile.select_metric)
 
 
 def choose_final(task: MileTask, history: list, eval_fn, metric: str):

@@ -296,7 +296,7 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
     )
     thresholds, details, info = decided.thresholds, decided.details, decided.info
     lists, scores = decided.labels, decided.scores
-    if rc.get('decisions', ''):  # a person's review: accepted labels kept, rejected ones never added
+    if rc.decisions:  # a person's review: accepted labels kept, rejected ones never added
         found = decisions.load_for_run(rc.decisions, ctx.paths, num_classes)
         lists, scores = decisions.apply_to_lists(lists, found, scores)
     table = LabelTable.from_lists(lists, num_classes, scores=scores)

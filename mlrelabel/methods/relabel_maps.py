@@ -42,6 +42,7 @@ from mlrelabel.methods import common, launch
 from mlrelabel.relabel import crops, label_maps, label_pooling
 from mlrelabel.train import inference, optim
 from mlrelabel.train.state import TrainState
+from mlrelabel.validation.schema import migrate
 
 
 def run(config, workdir: str) -> dict:
@@ -231,7 +232,7 @@ def _load_teacher(path: str, num_classes: int):
     if config_path is None:
         raise ConfigError(f'config.relabel_maps.teacher_workdir={path!r}: no config.json next to {ckpt_dir}')
     with open(config_path) as f:
-        cfg = ml_collections.ConfigDict(json.load(f))
+        cfg = migrate(json.load(f))
     if cfg.data.num_classes != num_classes:
         raise DataError(
             f'{config_path}: the teacher has {cfg.data.num_classes} classes, the data {num_classes}'

@@ -47,7 +47,7 @@ def train_round0(ctx, labels, loss: str, model: int = 0):
         note = select.underfit_note(history)
         if not note:
             return state, history, {}
-        if not config.relabel.get('extend_underfit_round0', False):
+        if not config.relabel.extend_underfit_round0:
             return state, history, {'notes': [retry_advice(note, history, name)]}
         done = {'epochs': 2 * epochs, 'first_epochs': epochs, 'note': note}
         if parallel.is_main_process():
@@ -172,7 +172,7 @@ def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     `relabel.round0_models_min_top1` (a note says so). Adds the models' validation top-1 and notes to `info`
     (round 0's row); returns their states."""
     rc = ctx.config.relabel
-    count = int(rc.get('round0_models', 1))
+    count = int(rc.round0_models)
     if (
         count <= 1
         or rc.max_rounds < 1
@@ -181,7 +181,7 @@ def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     ):
         return []
     states, top1 = [], [history[-1].get('val_top1')]
-    gate = float(rc.get('round0_models_min_top1', 0.0))
+    gate = float(rc.round0_models_min_top1)
     if gate and (top1[0] is None or top1[0] < gate):
         # A model that has not learned the objects gains nothing from siblings like it (1,200 photo scenes:
         # validation top-1 0.10-0.34, the guard keeps the given labels): the run keeps its time.
@@ -236,10 +236,10 @@ def train_round(
     """
     config, rc = ctx.config, ctx.config.relabel
     cfg = config.copy_and_resolve_references()
-    fresh = k <= rc.get('fresh_rounds', 0)  # round 0 too
+    fresh = k <= rc.fresh_rounds  # round 0 too
     if not fresh and rc.epochs:
         cfg.train.epochs = rc.epochs
-    if fresh and k > 0 and rc.get('fresh_epochs', 0):
+    if fresh and k > 0 and rc.fresh_epochs:
         cfg.train.epochs = rc.fresh_epochs
     if epochs:  # round 0 extended (`train_round0`)
         cfg.train.epochs = epochs

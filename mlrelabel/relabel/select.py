@@ -298,7 +298,7 @@ def choose_configured_round(rows: list[dict], rc) -> tuple[int, str]:
     """`choose_round` with the settings of `rc` (`config.relabel`); runs made before `choose_tolerance` and
     `round1_margin` existed choose as they did (the stop tolerance, no margin)."""
     return choose_round(
-        rows, rc.metric, rc.get('choose_tolerance', rc.tolerance), rc.get('round1_margin', 0.0)
+        rows, rc.metric, rc.choose_tolerance, rc.round1_margin
     )
 
 

@@ -60,7 +60,7 @@ def describe_checkpoint(ckpt, directory: str) -> str:
 def remedy(cfg) -> str:
     """What to change after a divergence (the optimiser fields, with their current values)."""
     o = cfg.optim
-    clip = o.get('grad_clip', 0.0)
+    clip = o.grad_clip
     clip_text = f'tighten config.optim.grad_clip (now {clip:g})' if clip else 'set config.optim.grad_clip=1.0'
     return (
         f'Lower config.optim.learning_rate (now {o.learning_rate:g}) or {clip_text}, and start again in a new '

@@ -43,14 +43,14 @@ def _crop_scale(a) -> tuple:
 def augment_config(cfg) -> dict | None:
     """`config.train.augment` → the dict `make_train_step` takes (None when disabled or done on the host)."""
     a = cfg.train.augment
-    if not a.enabled or cfg.data.get('host_augment', False):
+    if not a.enabled or cfg.data.host_augment:
         return None
     return {
         'scale': _crop_scale(a),
         'ratio': tuple(a.ratio),
         'flip': bool(a.flip),
-        'zoom_out': float(a.get('zoom_out', 0.0)),
-        'zoom_out_prob': float(a.get('zoom_out_prob', 0.5)),
+        'zoom_out': float(a.zoom_out),
+        'zoom_out_prob': float(a.zoom_out_prob),
     }
 
 
@@ -61,13 +61,13 @@ def mixup_alpha(cfg, loss: str, loss_fn=None) -> float:
     a = cfg.train.augment
     if not a.enabled or loss not in SOFT_TARGET_LOSSES or loss_fn is not None:
         return 0.0
-    return float(a.get('mixup', 0.0))
+    return float(a.mixup)
 
 
 def _host_augment(cfg) -> dict | None:
     """Random-resized-crop + flip in the loader's workers (`data.host_augment`), instead of on device."""
     a = cfg.train.augment
-    if not (a.enabled and cfg.data.get('host_augment', False)):
+    if not (a.enabled and cfg.data.host_augment):
         return None
     return {'scale': _crop_scale(a), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
 
@@ -149,7 +149,7 @@ def run_task(
     def save(at, force=False):
         """Checkpoints step `at` unless the last save is under `train.checkpoint_every_seconds` old."""
         nonlocal last_save
-        if not force and time.time() - last_save < tcfg.get('checkpoint_every_seconds', 0):
+        if not force and time.time() - last_save < tcfg.checkpoint_every_seconds:
             return
         events.flush()
         ckpt.save(at, task.state(at), {'history': history, **task.meta(at)})
@@ -256,7 +256,7 @@ class SupervisedTask(Task):
             TrainState.create(variables, tx, jax.random.PRNGKey(self.seed)), mesh
         )
 
-        sp_hparams = dict(tcfg.get('single_positive', {}))
+        sp_hparams = dict(tcfg.single_positive)
         # Losses that rewrite their labels between epochs (single-positive ll_cp, em_apl).
         self.labels = dataset.labels if labels is None else labels
         self.label_hook = label_hooks.make_label_hook(
@@ -312,7 +312,7 @@ class SupervisedTask(Task):
 
     def _batches(self, first, stop):
         cfg = self.cfg
-        if cfg.data.get('loader_workers', 0) or cfg.data.get('host_augment', False):
+        if cfg.data.loader_workers or cfg.data.host_augment:
             from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
 
             return grain_loader.train_batches(
@@ -322,7 +322,7 @@ class SupervisedTask(Task):
                 stop,
                 labels=self.labels,
                 num_workers=cfg.data.loader_workers,
-                threads=cfg.data.get('loader_threads', 0),
+                threads=cfg.data.loader_threads,
                 host_augment=_host_augment(cfg),
                 seed=self.seed,
             )

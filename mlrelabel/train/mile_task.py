@@ -69,11 +69,11 @@ class MileTask(Task):
         self.sampler = pipeline.IndexSampler(len(dataset), batch_size, cfg.seed)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         total = self.steps_per_epoch * tcfg.epochs
-        self.burn_in = mile_steps.burn_in_steps(total, mc.get('burn_in', 0.0))
+        self.burn_in = mile_steps.burn_in_steps(total, mc.burn_in)
         self.schedule = (k_t, k_s, self.burn_in)
         n_teacher, n_student = mile_steps.phase_counts(total, *self.schedule)
         epochs = tcfg.epochs
-        if mc.get('lr_schedule', 'run') == 'run':  # one schedule over the run's steps, for both networks
+        if mc.lr_schedule == 'run':  # one schedule over the run's steps, for both networks
 
             def network_optimizer(phase):
                 to_run = lambda count: mile_steps.global_step_of(count, phase, *self.schedule)  # noqa: E731

@@ -37,12 +37,12 @@ def make_optimizer(cfg, steps_per_epoch: int, num_epochs: float, batch_size: int
     scaling rule of Goyal et al., 2017), else `learning_rate`. With `step_map(count) -> step`, the optimizer's
     own update count is mapped to a step of the schedule first (MILe: a network's steps to the run's).
     """
-    peak = cfg.learning_rate * (batch_size / cfg.lr_base_batch if cfg.get('lr_base_batch', 0) else 1.0)
+    peak = cfg.learning_rate * (batch_size / cfg.lr_base_batch if cfg.lr_base_batch else 1.0)
     schedule = make_schedule(cfg.schedule, peak, cfg.warmup_epochs, steps_per_epoch, num_epochs)
     if step_map is not None:
         base = schedule
         schedule = lambda count: base(step_map(count))  # noqa: E731
-    mask = None if cfg.get('decay_norm_and_bias', False) else decay_mask
+    mask = None if cfg.decay_norm_and_bias else decay_mask
     if cfg.name == 'sgd':
         tx = optax.chain(
             optax.add_decayed_weights(cfg.weight_decay, mask=mask),
@@ -50,10 +50,10 @@ def make_optimizer(cfg, steps_per_epoch: int, num_epochs: float, batch_size: int
         )
     elif cfg.name == 'adamw':
         tx = optax.adamw(
-            schedule, b1=cfg.get('b1', 0.9), b2=cfg.get('b2', 0.999), weight_decay=cfg.weight_decay, mask=mask
+            schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask
         )
     else:
         raise ValueError(f"config.optim.name={cfg.name!r}: expected 'sgd' or 'adamw'")
-    if cfg.get('grad_clip', 0.0):
+    if cfg.grad_clip:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
     return tx, schedule

@@ -81,7 +81,7 @@ def make_train_step(
             images, boxes, flipped = augment.random_resized_crop_flip(
                 k_aug, images, augment_cfg['scale'], augment_cfg['ratio'], augment_cfg['flip']
             )
-            if augment_cfg.get('zoom_out', 0.0) > 0:
+            if augment_cfg['zoom_out'] > 0:
                 images = augment.zoom_out(
                     jax.random.fold_in(k_aug, 1),
                     images,
