@@ -11,7 +11,7 @@ shared between teacher (interactive) and student (imitation) steps. `train.loss`
 import ml_collections
 
 from mlrelabel.config import base_config
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 
 
 def mile_fields(schema_name: str = 'mile') -> ml_collections.ConfigDict:

@@ -10,7 +10,7 @@ Your own data: `--config.data.source=annotation_folder|attribute_csv|partial_jso
 """
 
 from mlrelabel.config import base_config
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 
 
 def get_config(variant: str = ''):

@@ -12,7 +12,7 @@ over each random crop.
 import ml_collections
 
 from mlrelabel.config import base_config
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 
 
 def relabel_maps_fields() -> ml_collections.ConfigDict:

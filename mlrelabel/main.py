@@ -35,7 +35,7 @@ from ml_collections import config_flags
 from mlrelabel import compile_cache, recipes, validation
 from mlrelabel.console import run_app
 from mlrelabel.errors import ConfigError, Interrupted
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 from mlrelabel.workdir import (  # noqa: F401  (importable from here as before)
     ADDED_FIELDS,
     RESUMABLE_DIFFERENCES,

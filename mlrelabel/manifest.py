@@ -101,7 +101,7 @@ def read_manifest(workdir: str) -> dict | None:
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
     """The config of the run in `workdir`, brought up to this version (`schema.migrate`)."""
-    from mlrelabel.validation.schema import migrate
+    from mlrelabel.config.schema import migrate
 
     path = os.path.join(workdir, 'config.json')
     if not os.path.exists(path):

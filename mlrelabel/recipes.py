@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

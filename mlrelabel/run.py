@@ -31,7 +31,7 @@ from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
     read_manifest,
     write_manifest,
 )
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 
 
 def derive_manifest(workdir: str, config) -> dict:

@@ -24,7 +24,7 @@ import time
 
 from mlrelabel.errors import ConfigError
 from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
-from mlrelabel.validation.schema import ADDED_FIELDS, complete, migrate  # noqa: F401  (ADDED_FIELDS: importable here)
+from mlrelabel.config.schema import ADDED_FIELDS, complete, migrate  # noqa: F401  (ADDED_FIELDS: importable here)
 
 LOCK_NAME = '.lock'
 # How long a second run waits for a just-started holder to finish writing its id into the lock file.

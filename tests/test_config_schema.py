@@ -7,7 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from mlrelabel import recipes, validation
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 
 RECIPES = recipes.available()
 

@@ -106,7 +106,7 @@ def test_eval_every_epochs_and_zero_for_the_end_only(tiny_config, tiny_data, tmp
 
 
 def test_schedules_and_optimizers():
-    from mlrelabel.validation import schema
+    from mlrelabel.config import schema
 
     cfg = schema.defaults('optim').optim  # the fields this test does not set at their defaults
     cfg.update(

@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from mlrelabel.errors import DataError
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 from mlrelabel.validation.rules import METHODS_PACKAGE
 
 

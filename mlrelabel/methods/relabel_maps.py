@@ -42,7 +42,7 @@ from mlrelabel.methods import common, launch
 from mlrelabel.relabel import crops, label_maps, label_pooling
 from mlrelabel.train import inference, optim
 from mlrelabel.train.state import TrainState
-from mlrelabel.validation.schema import migrate
+from mlrelabel.config.schema import migrate
 
 
 def run(config, workdir: str) -> dict:

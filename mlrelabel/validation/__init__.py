@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mlrelabel.errors import ConfigError
 from mlrelabel.validation.rules import RULES, available_methods
-from mlrelabel.validation.schema import MISSING, SCHEMA, get
+from mlrelabel.config.schema import MISSING, SCHEMA, get
 
 __all__ = ['RULES', 'SCHEMA', 'available_methods', 'problems', 'validate_config']
 

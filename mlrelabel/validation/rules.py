@@ -14,7 +14,7 @@ import pkgutil
 
 from mlrelabel.manifest import has_steps
 from mlrelabel.models import weights  # the published-weights registry (no JAX import)
-from mlrelabel.validation.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
+from mlrelabel.config.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 
 __all__ = ['RULES', 'available_methods', 'model_stride']
 

@@ -1,6 +1,6 @@
 """Shared config builders: every `configs/<recipe>.py` starts from `base_recipe` or `relabel_recipe`.
 
-The schema (mlrelabel/validation/schema.py: `FIELDS`) holds every field's default, check and one-line meaning.
+The schema (mlrelabel/config/schema.py: `FIELDS`) holds every field's default, check and one-line meaning.
 A recipe lists the fields a user of it tunes (`BASE_FIELDS`, `RELABEL_FIELDS`, at the schema's defaults) and
 sets what it decides; `schema.complete` fills in every other field before `--config.<field>=<value>`
 overrides apply, so any schema field can be overridden, listed or not. `base_config` / `relabel_config` are the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from mlrelabel.validation import schema
+from mlrelabel.config import schema
 
 # The fields every recipe lists: what users of the built-in data or their own CS570 label files tune.
 BASE_FIELDS = (
