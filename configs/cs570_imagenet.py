@@ -9,7 +9,7 @@ fine-tunes from it on the multi-hot labels. Use your own model instead with
       --config.data.root=/data/imagenet
 """
 
-from mlrelabel.config import apply_smoke, relabel_config, resnet50_imagenet
+from mlrelabel.config import apply_imagenet_relabel_smoke, relabel_config, resnet50_imagenet
 
 
 def get_config(variant: str = ''):
@@ -29,24 +29,10 @@ def get_config(variant: str = ''):
     r.crops.overlap = 0.5  # 26 windows per image, as the ImageNet relabel recipe
     r.extend_underfit_round0 = False
     if variant == 'smoke':
-        apply_smoke(c)
-        c.data.source = 'folder'
-        c.data.synthetic = True
-        c.data.num_classes = 0  # as many as the folder has
+        apply_imagenet_relabel_smoke(c)
         c.model.name = 'resnet18'
         c.model.width = 16
-        c.model.small_stem = True
-        c.model.stem_stride = 2
-        c.model.dtype = 'float32'
-        c.train.batch_size = 8
-        c.eval.batch_size = 8
-        c.optim.warmup_epochs = 0.0
         r.round0_checkpoint = ''  # tests give generated weights; '' trains round 0
-        r.num_samples = 4
-        r.batch_size = 8
-        r.save_every_batches = 2
-        r.max_rounds = 1
-        r.epochs = 1
     elif variant:
         raise ValueError(f"unknown config variant {variant!r}: expected '' or 'smoke'")
     return c

@@ -11,7 +11,7 @@ chosen on the single validation labels alone; ReaL sets (`--config.data.real_jso
       --config.data.root=/data/imagenet
 """
 
-from mlrelabel.config import apply_smoke, relabel_config, resnet50_imagenet
+from mlrelabel.config import apply_imagenet_relabel_smoke, relabel_config, resnet50_imagenet
 
 
 def get_config(variant: str = ''):
@@ -36,22 +36,7 @@ def get_config(variant: str = ''):
     # of ResNet-50 here, which the user decides on
     r.extend_underfit_round0 = False
     if variant == 'smoke':
-        apply_smoke(c)
-        c.data.source = 'folder'
-        c.data.synthetic = True
-        c.data.num_classes = 0  # as many as the folder has
-        c.model.small_stem = True
-        c.model.stem_stride = 2
-        c.model.dtype = 'float32'
-        c.train.batch_size = 8
-        c.eval.batch_size = 8
-        c.optim.warmup_epochs = 0.0
-        r.num_samples = 4
-        r.crops.num_crops = 4
-        r.batch_size = 8
-        r.save_every_batches = 2
-        r.max_rounds = 1
-        r.epochs = 1
+        apply_imagenet_relabel_smoke(c)
     elif variant:
         raise ValueError(f"unknown config variant {variant!r}: expected '' or 'smoke'")
     return c

@@ -10,8 +10,7 @@ shared between teacher (interactive) and student (imitation) steps. `train.loss`
 
 import ml_collections
 
-from mlrelabel.config import base_config
-from mlrelabel.config import schema
+from mlrelabel.config import base_config, schema
 
 
 def mile_fields(schema_name: str = 'mile') -> ml_collections.ConfigDict:

@@ -9,8 +9,7 @@ Your own data: `--config.data.source=annotation_folder|attribute_csv|partial_jso
 `--config.data.train_path=... --config.data.val_path=...` (see mlrelabel/data/formats.py).
 """
 
-from mlrelabel.config import base_config
-from mlrelabel.config import schema
+from mlrelabel.config import base_config, schema
 
 
 def get_config(variant: str = ''):

@@ -11,8 +11,7 @@ over each random crop.
 
 import ml_collections
 
-from mlrelabel.config import base_config
-from mlrelabel.config import schema
+from mlrelabel.config import base_config, schema
 
 
 def relabel_maps_fields() -> ml_collections.ConfigDict:

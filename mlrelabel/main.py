@@ -33,9 +33,9 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from mlrelabel import compile_cache, recipes, validation
+from mlrelabel.config import schema
 from mlrelabel.console import run_app
 from mlrelabel.errors import ConfigError, Interrupted
-from mlrelabel.config import schema
 from mlrelabel.workdir import (  # noqa: F401  (importable from here as before)
     ADDED_FIELDS,
     RESUMABLE_DIFFERENCES,
@@ -61,11 +61,6 @@ _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new fo
 def default_workdir(config_path: str) -> str:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     return os.path.join('runs', f'{recipes.display_name(config_path)}-{stamp}')
-
-
-def available_methods() -> list[str]:
-    """Every module of `mlrelabel/methods/` that defines `run(config, workdir)` is a method."""
-    return validation.available_methods()
 
 
 def run(config, workdir: str) -> dict:

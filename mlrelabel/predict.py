@@ -110,7 +110,7 @@ def predict_folder(
     info = run.round_info(round)
     rule = run.label_rule(round, threshold, evidence)
     if rule.get('note') == label_sets.UNCALIBRATED_CROPS and round is None:
-        fit_crop_thresholds(run)  # once per run: <workdir>/crop_thresholds.json, then the rule reads it
+        save_crop_thresholds(run)  # once per run: <workdir>/crop_thresholds.json, then the rule reads it
         rule = run.label_rule(round, threshold, evidence)
     files = list_images(images_dir, recursive)
     reader = ImageFiles([os.path.join(images_dir, f) for f in files], run.image_size)
@@ -146,7 +146,7 @@ def predict_folder(
     }
 
 
-def fit_crop_thresholds(run) -> str:
+def save_crop_thresholds(run) -> str:
     """Fits per-class thresholds on the crop evidence of `run`'s chosen model over its validation images and their
     given labels (`label_sets.fit_crop_thresholds`, as a relabel round fits them) and saves them atomically as
     `<workdir>/crop_thresholds.json` with the model they belong to (a file fitted for another model is replaced);

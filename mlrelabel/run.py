@@ -19,6 +19,7 @@ import os
 import ml_collections
 import numpy as np
 
+from mlrelabel.config import schema
 from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
     FIELDS,
     FORMAT,
@@ -31,7 +32,6 @@ from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
     read_manifest,
     write_manifest,
 )
-from mlrelabel.config import schema
 
 
 def derive_manifest(workdir: str, config) -> dict:

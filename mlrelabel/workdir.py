@@ -22,9 +22,9 @@ import shlex
 import sys
 import time
 
+from mlrelabel.config.schema import ADDED_FIELDS, complete, migrate  # noqa: F401  (ADDED_FIELDS: importable here)
 from mlrelabel.errors import ConfigError
 from mlrelabel.io_utils import atomic_write_text, remove_stale_temp_files
-from mlrelabel.config.schema import ADDED_FIELDS, complete, migrate  # noqa: F401  (ADDED_FIELDS: importable here)
 
 LOCK_NAME = '.lock'
 # How long a second run waits for a just-started holder to finish writing its id into the lock file.

@@ -49,13 +49,13 @@ def setup():
 
 def test_probabilities_follow_head():
     logits = jnp.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0]])
-    soft = cf.probabilities(logits, "softmax")
+    soft = cf.head_probabilities(logits, "softmax")
     np.testing.assert_allclose(soft.sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(soft[1], 1 / 3, rtol=1e-6)
-    sig = cf.probabilities(logits, "sigmoid")
+    sig = cf.head_probabilities(logits, "sigmoid")
     np.testing.assert_allclose(sig, 1 / (1 + np.exp(-np.asarray(logits))), rtol=1e-6)
     with pytest.raises(ValueError, match="head"):
-        cf.probabilities(logits, "relu")
+        cf.head_probabilities(logits, "relu")
 
 
 def test_naive_equals_eval_forward(setup):

@@ -12,9 +12,9 @@ from conftest import ROOT
 
 from mlrelabel import validation
 from mlrelabel.config import base_config, relabel_config
+from mlrelabel.config import schema as S
 from mlrelabel.errors import ConfigError
 from mlrelabel.validation import problems, validate_config
-from mlrelabel.config import schema as S
 
 # Recipes whose defaults need the user's data (ImageNet folders, label files): only those fields may be reported.
 NEEDS_DATA = {

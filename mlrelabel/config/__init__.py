@@ -96,6 +96,28 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
         put(c, field, value)
 
 
+def apply_imagenet_relabel_smoke(c: ml_collections.ConfigDict) -> None:
+    """The `:smoke` variant of an ImageNet relabel recipe, in place: a generated ImageNet-layout folder, small
+    batches, a 3x3 stem, one short relabel round."""
+    apply_smoke(c)
+    c.data.source = 'folder'
+    c.data.synthetic = True
+    c.data.num_classes = 0  # as many as the folder has
+    c.model.small_stem = True
+    c.model.stem_stride = 2
+    c.model.dtype = 'float32'
+    c.train.batch_size = 8
+    c.eval.batch_size = 8
+    c.optim.warmup_epochs = 0.0
+    r = c.relabel
+    r.num_samples = 4
+    r.crops.num_crops = 4
+    r.batch_size = 8
+    r.save_every_batches = 2
+    r.max_rounds = 1
+    r.epochs = 1
+
+
 def imagenet_data(c) -> None:
     """The ImageNet data fields (sources 'tfds' | 'folder' | 'json'), in place."""
     d = c.data

@@ -31,7 +31,7 @@ from absl import flags
 from mlrelabel.data import imagenet
 from mlrelabel.data.pipeline import IndexSampler
 
-__all__ = ['ReadBatch', 'GrainBatches', 'train_batches', 'process_rows']
+__all__ = ['ReadBatch', 'GrainBatches', 'worker_batches', 'process_rows']
 
 DEFAULT_THREADS = 16  # grain's default ReadOptions.num_threads
 
@@ -161,7 +161,7 @@ class GrainBatches:
         return batch
 
 
-def train_batches(
+def worker_batches(
     dataset,
     sampler: IndexSampler,
     start_step: int,

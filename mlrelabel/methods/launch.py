@@ -7,8 +7,8 @@ import contextlib
 import importlib
 import sys
 
-from mlrelabel.errors import DataError
 from mlrelabel.config import schema
+from mlrelabel.errors import DataError
 from mlrelabel.validation.rules import METHODS_PACKAGE
 
 

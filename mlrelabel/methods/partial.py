@@ -164,7 +164,7 @@ def make_loss_fn(config, num_classes: int, groups, prior=None, mode: str | None 
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-def probabilities(logits, config, groups) -> np.ndarray:
+def partial_probabilities(logits, config, groups) -> np.ndarray:
     if config.partial.head == 'group_softmax':
         return P.group_probabilities(logits, [k for _, k in groups])
     return evaluate.probabilities(logits, 'sigmoid')
@@ -173,7 +173,7 @@ def probabilities(logits, config, groups) -> np.ndarray:
 def evaluate_partial(logits, val, targets, config, groups, prefix='val_', per_class=False) -> dict:
     """mAP against `targets [N, C]` in {1, 0, -1} (unknowns ignored) plus, for the sigmoid head, the
     shared protocol of `mlrelabel.evaluate`; for group heads the accuracy of each group's argmax."""
-    probs = probabilities(logits, config, groups)
+    probs = partial_probabilities(logits, config, groups)
     out = {}
     if config.partial.head == 'sigmoid':
         out.update(evaluate.evaluate_logits(logits, val, 'sigmoid', config.eval.threshold, prefix=prefix))

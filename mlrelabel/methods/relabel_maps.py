@@ -34,6 +34,7 @@ from jax.experimental import multihost_utils
 
 from mlrelabel import parallel, report
 from mlrelabel.checkpoint import Checkpointer
+from mlrelabel.config.schema import migrate
 from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
 from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.io_utils import atomic_write_json
@@ -42,7 +43,6 @@ from mlrelabel.methods import common, launch
 from mlrelabel.relabel import crops, label_maps, label_pooling
 from mlrelabel.train import inference, optim
 from mlrelabel.train.state import TrainState
-from mlrelabel.config.schema import migrate
 
 
 def run(config, workdir: str) -> dict:

@@ -59,13 +59,14 @@ def _check_images(images: jax.Array, where: str) -> None:
 # Link
 
 
-def probabilities(logits: jax.Array, head: str) -> jax.Array:
-    """Logits `[..., C]` -> probabilities `[..., C]` float32 through the model's head.
+def head_probabilities(logits: jax.Array, head: str) -> jax.Array:
+    """Logits `[..., C]` -> probabilities `[..., C]` float32 through the model's head (jittable; the host form
+    for numpy arrays is `evaluate.probabilities`).
 
     'softmax': a distribution over classes (single-label model); 'sigmoid': independent per-class
     probabilities (multi-label model).
     """
-    _check_head(head, "probabilities")
+    _check_head(head, "head_probabilities")
     logits = jnp.asarray(logits, jnp.float32)
     if head == "softmax":
         return jax.nn.softmax(logits, axis=-1)
@@ -85,7 +86,7 @@ def naive_logits(model: Any, variables: Mapping, images: jax.Array) -> jax.Array
 
 def naive_confidence(model: Any, variables: Mapping, images: jax.Array, head: str) -> jax.Array:
     """One inference forward pass (batch norm running stats, no dropout): `[B, H, W, 3] -> [B, C]`."""
-    return probabilities(naive_logits(model, variables, images)[0], head)
+    return head_probabilities(naive_logits(model, variables, images)[0], head)
 
 
 def mc_dropout_logits(
@@ -112,7 +113,7 @@ def mc_dropout_samples(
     model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int, head: str
 ) -> jax.Array:
     """MC dropout probabilities `[T, B, C]` (see `mc_dropout_logits`)."""
-    return probabilities(mc_dropout_logits(model, variables, images, key, num_samples), head)
+    return head_probabilities(mc_dropout_logits(model, variables, images, key, num_samples), head)
 
 
 def mc_dropout_full_logits(
@@ -139,7 +140,7 @@ def mc_dropout_full_samples(
     model: Any, variables: Mapping, images: jax.Array, key: jax.Array, num_samples: int, head: str
 ) -> jax.Array:
     """MC dropout probabilities `[T, B, C]` with T full forward passes (see `mc_dropout_full_logits`)."""
-    return probabilities(mc_dropout_full_logits(model, variables, images, key, num_samples), head)
+    return head_probabilities(mc_dropout_full_logits(model, variables, images, key, num_samples), head)
 
 
 def mc_perturbation_logits(
@@ -175,7 +176,7 @@ def mc_perturbation_samples(
     cfg: PerturbationConfig | Mapping | None = None,
 ) -> jax.Array:
     """Test-time-perturbation probabilities `[T, B, C]` (see `mc_perturbation_logits`)."""
-    return probabilities(mc_perturbation_logits(model, variables, images, key, num_samples, cfg), head)
+    return head_probabilities(mc_perturbation_logits(model, variables, images, key, num_samples, cfg), head)
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +314,7 @@ def confidence_fn(
             logits = mc_dropout_full_logits(model, variables, crops, key, num_samples)
         else:
             logits = mc_perturbation_logits(model, variables, crops, key, num_samples, cfg)
-        out = summarize_samples(probabilities(logits, head), head)
+        out = summarize_samples(head_probabilities(logits, head), head)
         out["log_odds"] = mean_log_odds(logits, head)
         return out
 

@@ -315,7 +315,7 @@ class SupervisedTask(Task):
         if cfg.data.loader_workers or cfg.data.host_augment:
             from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
 
-            return grain_loader.train_batches(
+            return grain_loader.worker_batches(
                 self.dataset,
                 self.sampler,
                 first,

@@ -9,9 +9,9 @@ so `main` validates before anything heavy is loaded and before the work director
 
 from __future__ import annotations
 
+from mlrelabel.config.schema import MISSING, SCHEMA, get
 from mlrelabel.errors import ConfigError
 from mlrelabel.validation.rules import RULES, available_methods
-from mlrelabel.config.schema import MISSING, SCHEMA, get
 
 __all__ = ['RULES', 'SCHEMA', 'available_methods', 'problems', 'validate_config']
 

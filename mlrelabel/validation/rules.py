@@ -12,9 +12,9 @@ import json
 import os
 import pkgutil
 
+from mlrelabel.config.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 from mlrelabel.manifest import has_steps
 from mlrelabel.models import weights  # the published-weights registry (no JAX import)
-from mlrelabel.config.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 
 __all__ = ['RULES', 'available_methods', 'model_stride']
 
