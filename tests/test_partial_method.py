@@ -140,7 +140,7 @@ def test_attribute_csv_group_heads_with_frozen_imported_backbone(tmp_path):
     rows = ['filename,colour,size']
     for i in range(48):
         c, s = i % 3, (i // 3) % 2
-        img = np.zeros((16, 16, 3), np.uint8)
+        img = rng.integers(0, 20, (16, 16, 3), np.uint8)  # a noisy background: no two files alike
         w = 12 if s else 6
         img[:w, :w] = colours[c]
         Image.fromarray(img).save(tmp_path / 'images' / f'{i}.png')
