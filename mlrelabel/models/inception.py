@@ -2,7 +2,8 @@
 
 Inception-v3: Szegedy, Vanhoucke, Ioffe, Shlens & Wojna, "Rethinking the Inception Architecture for Computer
 Vision", CVPR 2016. Designed for 299 px inputs; runs from 75 px up (the stem's unpadded convs and pools and
-the two unpadded stride-2 reductions). Every conv is `BasicConv2d`: conv without bias, BN eps 1e-3, relu.
+the two unpadded stride-2 reductions): smaller inputs (e.g. the relabel loop's crops, 0.7 x the image side) are
+first resized up to 75 px. Config validation still asks for data.image_size >= 75. Every conv is `BasicConv2d`: conv without bias, BN eps 1e-3, relu.
 Pools: 3x3/2 max-pools without padding; the branch pools are 3x3/1 average pools with padding 1 that count
 the padding (torch's default). After Mixed_7c: global average pool, dropout, `fc`.
 
@@ -222,9 +223,7 @@ class Inception3(nn.Module):
 
     def _to_6e(self, images: jax.Array, train: bool) -> jax.Array:
         layers.check_images(images, 'Inception3')
-        if min(images.shape[1:3]) < MIN_SIDE:
-            raise ValueError(f'Inception3: images must be at least {MIN_SIDE} px, got shape {images.shape}')
-        x = images.astype(jnp.float32)
+        x = layers.upscale_to(images, MIN_SIDE).astype(jnp.float32)
         if self.transform_input:  # torchvision's _transform_input: ImageNet mean/std -> (x - 0.5) / 0.5
             mean, std = jnp.array([0.485, 0.456, 0.406]), jnp.array([0.229, 0.224, 0.225])
             x = x * (std / 0.5) + (mean - 0.5) / 0.5

@@ -104,6 +104,16 @@ def avg_pool_same3(x: jax.Array) -> jax.Array:
     return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=True)
 
 
+def upscale_to(images: jax.Array, min_side: int) -> jax.Array:
+    """Images with a side under `min_side` resized (bilinear) so that both sides are at least `min_side`;
+    others unchanged. Lets a network whose stem needs `min_side` px score the relabel loop's smaller crops."""
+    h, w = images.shape[1:3]
+    if min(h, w) >= min_side:
+        return images
+    shape = (images.shape[0], max(h, min_side), max(w, min_side), images.shape[3])
+    return jax.image.resize(images.astype(jnp.float32), shape, method='linear').astype(images.dtype)
+
+
 def check_images(images: jax.Array, network: str) -> None:
     if images.ndim != 4:
         raise ValueError(

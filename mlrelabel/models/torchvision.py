@@ -197,7 +197,7 @@ def _fill(sd: Mapping, expected: Mapping, name: str, fam: str, width: int) -> di
             names = tuple(str(getattr(p, 'key', p)) for p in path)
             want[(c,) + names] = leaf.shape
             leaves.setdefault(names[:-1], set()).add(names[-1])
-    out: dict = {'params': {}, 'batch_stats': {}}
+    out: dict = {c: {} for c in ('params', 'batch_stats') if c in expected}  # vgg16 has no batch_stats
     seen, unexpected = set(), []
     for key, value in sd.items():
         try:

@@ -4,7 +4,8 @@ VGG: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Ima
 Five stages of 3x3 convs (pad 1, with bias; with batch norm: conv, BN eps 1e-5, relu) each ending in a 2x2/2
 max-pool, an adaptive average pool to 7x7 (at 32 px the 1x1 map is repeated, at 224 px it is the identity),
 the map flattened in torch's channel-major order, then the classifier Linear(512*49, 4096) - relu - dropout -
-Linear(4096, 4096) - relu - dropout - Linear(4096, C). Inputs are NHWC floats of at least 32 px.
+Linear(4096, 4096) - relu - dropout - Linear(4096, C). Inputs are NHWC floats; those under 32 px (the smallest
+torchvision's VGG takes; e.g. the relabel loop's crops at 0.7 x a 32 px image) are first resized up to 32 px.
 
 Parameter names are torchvision's module paths with `.<index>` -> `_<index>`: `features_0` ... `features_28`
 (`features_43` with batch norm), `classifier_0`, `classifier_3`, except that the last Linear
@@ -36,6 +37,7 @@ import numpy as np
 from mlrelabel.models import layers
 
 POOLED = 7  # torchvision's AdaptiveAvgPool2d((7, 7))
+MIN_SIDE = 32  # five 2x2 max-pools; smaller inputs are resized up to it
 _LINEAR_INIT = nn.initializers.normal(0.01)  # torchvision VGG: nn.init.normal_(m.weight, 0, 0.01), bias 0
 
 
@@ -134,11 +136,7 @@ class VGG(nn.Module):
     def feature_map(self, images: jax.Array, train: bool = False) -> jax.Array:
         """The last stage's pooled output `[B, H/32, W/32, F]` float32."""
         layers.check_images(images, 'VGG')
-        if min(images.shape[1:3]) < 32:
-            raise ValueError(
-                f'VGG: images must be at least 32 px (five 2x2 max-pools), got shape {images.shape}'
-            )
-        x = images.astype(self.dtype)
+        x = layers.upscale_to(images, MIN_SIDE).astype(self.dtype)
         for entry in self.layout:
             if entry is None:
                 x = layers.max_pool(x, 2, 2)
