@@ -46,7 +46,18 @@ LAYERS = (
     ('train',),  # state, step, the fit loop, the inference stream
     ('relabel', 'label_sets', 'decisions'),  # crop → confidence → label, label maps
     ('methods',),  # orchestration of one recipe each
-    ('__init__', 'api', 'main', 'run', 'predict', 'compare', 'benchmark', 'tools', 'review'),  # entry points
+    (
+        '__init__',
+        'api',
+        'main',
+        'run',
+        'predict',
+        'compare',
+        'compare_models',
+        'benchmark',
+        'tools',
+        'review',
+    ),  # entry points
 )
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 CORE = LAYER['methods']  # layers below it are the core
