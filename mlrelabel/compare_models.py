@@ -22,13 +22,16 @@ import os
 import sys
 import time
 
+from mlrelabel.console import report
+from mlrelabel.errors import ConfigError
+
 PICTURE = 'model_comparison.png'
 TABLE = 'model_comparison.json'
 
 
 def pretrained_sources(spec: str, names: list[str]) -> dict[str, str]:
     """`--pretrained` -> `{network: weights}`: '' none, 'torchvision' each network's published weights,
-    'name=FILE,...' given files. Raises ValueError naming an entry that is not one of `names`."""
+    'name=FILE,...' given files. Raises ConfigError (a ValueError) naming an entry that is not one of `names`."""
     if not spec:
         return {}
     if spec == 'torchvision':
@@ -37,7 +40,7 @@ def pretrained_sources(spec: str, names: list[str]) -> dict[str, str]:
     for item in spec.split(','):
         name, sep, path = item.partition('=')
         if not sep or name not in names:
-            raise ValueError(f'--pretrained={spec!r}: expected name=FILE with a name of --models ({item!r})')
+            raise ConfigError(f'--pretrained={spec!r}: expected name=FILE with a name of --models ({item!r})')
         out[name] = path
     return out
 
@@ -92,7 +95,7 @@ def compare_models(recipe: str, names: list[str], workdir: str, pretrained: str 
 
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown or not names:
-        raise ValueError(f'--models={",".join(names)}: expected names of {", ".join(MODEL_NAMES)}')
+        raise ConfigError(f'--models={",".join(names)}: expected names of {", ".join(MODEL_NAMES)}')
     sources = pretrained_sources(pretrained, names)
     os.makedirs(workdir, exist_ok=True)
     rows: dict = {}
@@ -130,8 +133,11 @@ def main(argv=None) -> None:
     names = [n.strip() for n in args.models.split(',') if n.strip()]
     try:
         doc = compare_models(args.config, names, args.workdir, args.pretrained, parse_set(args.set))
-    except ValueError as e:
-        raise SystemExit(f'mlrelabel compare_models: {e}') from e
+    except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - expected failures become one paragraph
+        code = report(error, sys.argv, 'mlrelabel compare_models')
+        if code is None:
+            raise
+        sys.exit(code)
     for name, row in doc['models'].items():
         final = {k: round(v, 4) for k, v in row['final'].items() if k in ('val_top1', 'val_map', 'val_loss')}
         print(f'{name}: {final}, {row["wall_s"]} s')

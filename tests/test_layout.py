@@ -183,7 +183,10 @@ def test_cycle_finder(graph, cycles):
     assert _cycles(graph) == cycles
 
 
-ENTRY_MODULES = ('mlrelabel.main', 'mlrelabel.predict', 'mlrelabel.compare', 'mlrelabel.benchmark', 'mlrelabel.review.cli')
+ENTRY_MODULES = (
+    'mlrelabel.main', 'mlrelabel.predict', 'mlrelabel.compare', 'mlrelabel.compare_models', 'mlrelabel.benchmark',
+    'mlrelabel.review.cli',
+)  # fmt: skip
 EXITING_FUNCTIONS = ('main', 'cli')
 
 
