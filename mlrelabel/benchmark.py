@@ -40,6 +40,11 @@ PRESETS = {
     'tiny': dict(zip(_PRESET_FIELDS, ('resnet_tiny', 8, 2, True, 32, 16, 4, 4, 'float32', 3)), torch_model='resnet18'),
     'cpu': dict(zip(_PRESET_FIELDS, ('resnet_tiny', 16, 2, True, 40, 64, 8, 16, 'float32', 10))),
     'tiny_resnet18': dict(zip(_PRESET_FIELDS, ('resnet18', 64, 0, False, 64, 8, 2, 2, 'float32', 2))),
+    # torchvision's other networks at full width, small batches on CPU (stem fields: ResNet-only, unused)
+    'tiny_vgg16': dict(zip(_PRESET_FIELDS, ('vgg16', 64, 0, False, 64, 8, 2, 2, 'float32', 2))),
+    'tiny_vgg16_bn': dict(zip(_PRESET_FIELDS, ('vgg16_bn', 64, 0, False, 64, 8, 2, 2, 'float32', 2))),
+    'tiny_inception_v3': dict(zip(_PRESET_FIELDS, ('inception_v3', 32, 0, False, 96, 8, 2, 2, 'float32', 2))),
+    'tiny_efficientnet_b0': dict(zip(_PRESET_FIELDS, ('efficientnet_b0', 32, 0, False, 64, 8, 2, 2, 'float32', 2))),
     'gpu': dict(
         zip(_PRESET_FIELDS, ('resnet50', 64, 0, False, 224, 256, 8, 16, 'bfloat16', 30)), relabel_iters=10, repeats=3
     ),
@@ -100,15 +105,15 @@ def run(
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     b, s = p['batch'], p['image_size']
     repeats = p.get('repeats', 1)
-    model = get_model(
-        p['model'],
-        num_classes,
-        width=p['width'],
-        small_stem=p['small_stem'],
-        stem_stride=p['stem_stride'],
-        dropout_rate=0.25,
-        dtype=dtype,
-    )
+    from mlrelabel.models import zoo
+
+    stem = {'small_stem': p['small_stem'], 'stem_stride': p['stem_stride']}
+    options = dict(width=p['width'], dropout_rate=0.25, dtype=dtype)
+    if 'small_stem' in zoo.OPTIONS[zoo.family(p['model'])]:
+        options.update(stem)
+    if p['model'] == 'inception_v3':
+        options['aux_logits'] = False  # as methods.common.build_model trains it
+    model = get_model(p['model'], num_classes, **options)
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3)), train=False))(
         jax.random.key(0, impl='rbg')
     )

@@ -57,4 +57,16 @@ def evaluate_logits(logits: np.ndarray, dataset, head: str, threshold: float = 0
     out['map'] = metrics.mean_average_precision(probs, truth.dense(np.arange(n)))
     # Against the given labels only (what users have): the truth-free metrics a run may decide on.
     out['given_map'] = metrics.mean_average_precision(probs, dataset.labels.dense(np.arange(n)))
+    out['loss'] = _given_loss(probs, visible, dataset.labels.dense(np.arange(n)), head)
     return {prefix + k: float(v) for k, v in out.items()}
+
+
+def _given_loss(probs: np.ndarray, visible: np.ndarray, given: np.ndarray, head: str) -> float:
+    """The head's loss on the given labels (validation curves): cross-entropy of the first given label for a
+    softmax head, mean binary cross-entropy over every class for a sigmoid head."""
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    if head == 'softmax':
+        has = visible >= 0
+        return float(-np.mean(np.log(p[has, visible[has]]))) if has.any() else float('nan')
+    y = np.asarray(given, np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

@@ -16,9 +16,12 @@ from matplotlib.patches import Rectangle
 from mlrelabel.io_utils import atomic_write_file
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
     """Renders `fig` to PNG (the Agg canvas of a bare `Figure`: no pyplot, no global backend state)."""
     atomic_write_file(path, lambda f: fig.savefig(f, format='png', dpi=100, bbox_inches='tight'))
+
+
+_save = save_figure
 
 
 def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:
@@ -27,11 +30,19 @@ def plot_history(history: Sequence[dict], path: str, title: str = '') -> None:
     fig = Figure(figsize=(11, 4))
     ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [row['train_loss'] for row in history], 'o-', label='train loss')
+    val_loss = [(row['epoch'], row['val_loss']) for row in history if 'val_loss' in row]
+    if val_loss:
+        ax_loss.plot(*zip(*val_loss), 'o-', label='val loss')
     ax_loss.set_xlabel('epoch')
     ax_loss.set_ylabel('loss')
     ax_loss.legend()
     keys = sorted(
-        {k for row in history for k in row if k.startswith(('val_', 'test_')) or k == 'train_accuracy'}
+        {
+            k
+            for row in history
+            for k in row
+            if (k.startswith(('val_', 'test_')) and not k.endswith('_loss')) or k == 'train_accuracy'
+        }
     )
     for k in keys:
         pts = [(row['epoch'], row[k]) for row in history if k in row]

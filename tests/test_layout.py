@@ -46,7 +46,18 @@ LAYERS = (
     ('train',),  # state, step, the fit loop, the inference stream
     ('relabel', 'label_sets', 'decisions'),  # crop → confidence → label, label maps
     ('methods',),  # orchestration of one recipe each
-    ('__init__', 'api', 'main', 'run', 'predict', 'compare', 'benchmark', 'tools', 'review'),  # entry points
+    (
+        '__init__',
+        'api',
+        'main',
+        'run',
+        'predict',
+        'compare',
+        'compare_models',
+        'benchmark',
+        'tools',
+        'review',
+    ),  # entry points
 )
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 CORE = LAYER['methods']  # layers below it are the core
@@ -172,7 +183,10 @@ def test_cycle_finder(graph, cycles):
     assert _cycles(graph) == cycles
 
 
-ENTRY_MODULES = ('mlrelabel.main', 'mlrelabel.predict', 'mlrelabel.compare', 'mlrelabel.benchmark', 'mlrelabel.review.cli')
+ENTRY_MODULES = (
+    'mlrelabel.main', 'mlrelabel.predict', 'mlrelabel.compare', 'mlrelabel.compare_models', 'mlrelabel.benchmark',
+    'mlrelabel.review.cli',
+)  # fmt: skip
 EXITING_FUNCTIONS = ('main', 'cli')
 
 

@@ -77,6 +77,10 @@ def test_public_names():
         "resnet152",
         "resnet_tiny",
         "resnet_small",
+        "vgg16",
+        "vgg16_bn",
+        "inception_v3",
+        "efficientnet_b0",
     )
     assert isinstance(get_model("resnet_small", 3), ResNet)
 

@@ -199,11 +199,13 @@ def test_the_published_table_and_the_cache_folder(monkeypatch):
     assert set(weights.REGISTRY) == {weights.PREFIX + n for n in MODEL_NAMES if not n.startswith('resnet_')}
     for name, entry in weights.REGISTRY.items():
         assert name == weights.PREFIX + entry.network and entry.network in MODEL_NAMES
+        # torchvision's file names: the network, a source tag for some (inception_v3_google, ..._rwightman), the hash
         assert re.fullmatch(
-            rf'https://download\.pytorch\.org/models/{entry.network}-[0-9a-f]{{8}}\.pth', entry.url
+            rf'https://download\.pytorch\.org/models/{entry.network}(_google|_rwightman)?-[0-9a-f]{{8}}\.pth',
+            entry.url,
         )
-        assert entry.filename == f'{entry.network}-{entry.sha256}.pth'
-    with pytest.raises(ValueError, match='known names: torchvision:resnet101'):
+        assert entry.filename.startswith(entry.network) and entry.filename.endswith(f'-{entry.sha256}.pth')
+    with pytest.raises(ValueError, match='known names: torchvision:efficientnet_b0, .*torchvision:resnet101'):
         weights.fetch_weights('torchvision:nope')
     monkeypatch.delenv(weights.CACHE_ENV, raising=False)
     monkeypatch.setenv('XDG_CACHE_HOME', '/x/cache')

@@ -164,7 +164,10 @@ AGGREGATE = matches(
 )
 FORMAT_SOURCES = ('annotation_folder', 'attribute_csv', 'partial_json')
 DATA_SOURCES = ('digit_scenes', 'json', 'folder', 'tfds') + FORMAT_SOURCES
-MODEL_NAMES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnet_tiny', 'resnet_small')
+MODEL_NAMES = (
+    'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnet_tiny', 'resnet_small',
+    'vgg16', 'vgg16_bn', 'inception_v3', 'efficientnet_b0',
+)  # fmt: skip
 LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
 SINGLE_POSITIVE_LOSSES = ('an', 'an_ls', 'wan', 'epr', 'em', 'em_apl', 'll_r', 'll_ct', 'll_cp')
 LABEL_REWRITING_LOSSES = ('em_apl', 'll_cp')  # single-positive kinds that rewrite their stored labels

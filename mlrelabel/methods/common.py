@@ -16,7 +16,7 @@ from mlrelabel import evaluate, parallel, tensorboard_writer
 from mlrelabel.data import checks, inspect, sources
 from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.manifest import manifest_fields, write_manifest
-from mlrelabel.models import get_model
+from mlrelabel.models import get_model, zoo
 from mlrelabel.train import loop
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -131,19 +131,27 @@ def announce_classes(train, config) -> None:
 
 
 def build_model(config, num_classes: int | None = None):
+    """The network of `config.model` (`models.get_model`); the ResNet-only stem fields go to ResNets only."""
     m = config.model
     if m.name == 'auto':
         inspect.resolve_data_defaults(config)
-    width = {'width': m.width} if m.width else {}
-    return get_model(
-        m.name,
-        num_classes or config.data.num_classes,
-        **width,
-        small_stem=m.small_stem,
-        stem_stride=m.stem_stride,
-        dropout_rate=m.dropout_rate,
-        dtype=DTYPES[m.dtype],
-    )
+    return get_model(m.name, num_classes or config.data.num_classes, **model_options(config))
+
+
+def model_options(config) -> dict:
+    """`get_model` options of `config.model` for its network's family (`models.zoo.OPTIONS`). Inception-v3 is
+    built without its auxiliary head (the training loop has no auxiliary loss) and, as torchvision does, with
+    `transform_input` when it starts from pretrained weights."""
+    m = config.model
+    accepted = zoo.OPTIONS[zoo.family(m.name)]
+    options = {'dropout_rate': m.dropout_rate, 'dtype': DTYPES[m.dtype]}
+    if m.width:
+        options['width'] = m.width
+    if 'small_stem' in accepted:
+        options.update(small_stem=m.small_stem, stem_stride=m.stem_stride)
+    if 'aux_logits' in accepted:
+        options.update(aux_logits=False, transform_input=bool(m.get('pretrained', '')))
+    return options
 
 
 def init_variables(model, config, seed: int, pretrained: bool = True) -> dict:
@@ -163,7 +171,7 @@ def init_variables(model, config, seed: int, pretrained: bool = True) -> dict:
 
 
 def pretrained_variables(fresh: dict, config) -> dict:
-    """The torchvision ResNet weights of `config.model.pretrained` (a state_dict: .pth/.pt with torch, or .npz;
+    """The torchvision weights of `config.model.pretrained` (a state_dict: .pth/.pt with torch, or .npz;
     or a published name such as 'torchvision:resnet50': its cached file, `models.weights.fetch_weights`) imported
     with `models.torchvision.from_torchvision` in place of `fresh` (the seeded init of the same model).
 
@@ -171,32 +179,41 @@ def pretrained_variables(fresh: dict, config) -> dict:
     other variable must match the configured model's structure and shapes; a mismatch (another depth, width or
     stem) names the file and the config fields to change.
     """
+    from mlrelabel.models import torchvision as tv
     from mlrelabel.models import weights
-    from mlrelabel.models.torchvision import from_torchvision, load_state_dict
 
     m = config.model
     path = m.pretrained
     if weights.is_weights_name(path):  # the cached file (launch.run_method fetched it before the run)
         path = weights.fetch_weights(path)
-    sd = load_state_dict(path) if isinstance(path, str) else dict(path)
+    sd = tv.load_state_dict(path) if isinstance(path, str) else dict(path)
     sd = {k[len('module.') :] if k.startswith('module.') else k: v for k, v in sd.items()}
-    stem, want_stem = (
-        tuple(np.shape(sd.get('conv1.weight', ()))),
-        np.shape(fresh['params']['conv1']['kernel']),
-    )
+    fam = zoo.family(m.name)
+    stem_key = tv.STEM_KEYS[fam]
+    fresh_stem = fresh['params']
+    for part in tv.flax_module(stem_key.rpartition('.')[0], m.name):
+        fresh_stem = fresh_stem[part]
+    stem, want_stem = tuple(np.shape(sd.get(stem_key, ()))), np.shape(fresh_stem['kernel'])
     if len(stem) == 4 and (stem[0], stem[-1]) != (want_stem[3], want_stem[0]):
+        fix = f'--config.model.width={stem[0]}' + (
+            f' --config.model.small_stem={stem[-1] == 3}' if fam == 'resnet' else ''
+        )
         raise ConfigError(
             f'config.model.pretrained={path!r}: its stem is a {stem[-1]}x{stem[-1]} conv with {stem[0]} channels, '
             f'but config.model.width={m.width}, small_stem={m.small_stem} build a {want_stem[0]}x{want_stem[0]} '
-            f'conv with {want_stem[3]}: set --config.model.width={stem[0]} --config.model.small_stem={stem[-1] == 3}'
+            f'conv with {want_stem[3]}: set {fix}'
         )
-    fc = fresh['params']['fc']
-    keep_fc = 'fc.weight' in sd and tuple(np.shape(sd['fc.weight'])) == tuple(np.shape(fc['kernel']))[::-1]
+    fc, head = fresh['params']['fc'], tv.head_key(m.name)
+    keep_fc = (
+        f'{head}.weight' in sd
+        and tuple(np.shape(sd[f'{head}.weight'])) == tuple(np.shape(fc['kernel']))[::-1]
+    )
     if not keep_fc:
-        sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
-        sd['fc.weight'], sd['fc.bias'] = np.asarray(fc['kernel']).T, np.asarray(fc['bias'])
+        sd = {k: v for k, v in sd.items() if not k.startswith(f'{head}.')}
+        sd[f'{head}.weight'], sd[f'{head}.bias'] = np.asarray(fc['kernel']).T, np.asarray(fc['bias'])
+    options = {k: v for k, v in model_options(config).items() if k in ('stem_stride', 'aux_logits')}
     try:
-        loaded = from_torchvision(sd, m.name, stem_stride=m.stem_stride)
+        loaded = tv.from_torchvision(sd, m.name, **options)
     except (KeyError, ValueError) as e:
         raise ConfigError(
             f'config.model.pretrained={path!r} does not fit config.model.name={m.name!r}: {e}'

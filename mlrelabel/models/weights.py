@@ -83,6 +83,24 @@ REGISTRY: dict[str, PublishedWeights] = {
     PREFIX + 'resnet152': PublishedWeights(
         'resnet152', 'https://download.pytorch.org/models/resnet152-394f9c45.pth', '394f9c45'
     ),
+    # torchvision's VGG16_Weights, VGG16_BN_Weights, Inception_V3_Weights and EfficientNet_B0_Weights
+    # .IMAGENET1K_V1 (torchvision/models/vgg.py, inception.py, efficientnet.py of torchvision 0.29): the same
+    # published leading sha256 digits in the file names. Inception-v3's are Google's weights (inputs
+    # re-normalised: models.inception `transform_input`); EfficientNet-B0's are ported from timm.
+    PREFIX + 'vgg16': PublishedWeights(
+        'vgg16', 'https://download.pytorch.org/models/vgg16-397923af.pth', '397923af'
+    ),
+    PREFIX + 'vgg16_bn': PublishedWeights(
+        'vgg16_bn', 'https://download.pytorch.org/models/vgg16_bn-6c64b313.pth', '6c64b313'
+    ),
+    PREFIX + 'inception_v3': PublishedWeights(
+        'inception_v3', 'https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth', '0cc3c7bd'
+    ),
+    PREFIX + 'efficientnet_b0': PublishedWeights(
+        'efficientnet_b0',
+        'https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth',
+        '7f5810bc',
+    ),
 }
 
 

@@ -16,7 +16,7 @@ from mlrelabel.config.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 from mlrelabel.manifest import has_steps
 from mlrelabel.models import weights  # the published-weights registry (no JAX import)
 
-__all__ = ['RULES', 'available_methods', 'model_stride']
+__all__ = ['RULES', 'available_methods', 'model_min_side', 'model_stride']
 
 METHODS_PACKAGE = 'mlrelabel.methods'
 # config.method → the config section it reads.
@@ -140,24 +140,50 @@ def _digit_scenes(config, devices) -> list[str]:
     return out
 
 
+# The networks other than the ResNets keep torchvision's stems: (total stride, smallest image side they run at).
+_FIXED_STEMS = {
+    'vgg16': (32, 32),
+    'vgg16_bn': (32, 32),
+    'inception_v3': (32, 75),
+    'efficientnet_b0': (32, 32),
+}
+
+
 def model_stride(config) -> int:
-    """The total downsampling of the configured ResNet: stem conv × max-pool (not with the small stem) × 8."""
+    """The total downsampling of the configured network: for a ResNet stem conv × max-pool (not with the small
+    stem) × 8; 32 for VGG-16, Inception-v3 and EfficientNet-B0."""
+    name = get(config, 'model.name', None)
+    if name in _FIXED_STEMS:
+        return _FIXED_STEMS[name][0]
     small = bool(get(config, 'model.small_stem', False))
     stem = _int(config, 'model.stem_stride') or (1 if small else 2)
     return stem * (1 if small else 2) * 8
 
 
+def model_min_side(config) -> int:
+    """The smallest image side the configured network runs at (Inception-v3: 75 px; the others: their stride)."""
+    name = get(config, 'model.name', None)
+    return _FIXED_STEMS[name][1] if name in _FIXED_STEMS else model_stride(config)
+
+
 def _image_fits_model(config, devices) -> list[str]:
-    if get(config, 'model.name', MISSING) in (MISSING, 'auto'):  # 'auto' picks a model that fits
+    name = get(config, 'model.name', MISSING)
+    if name in (MISSING, 'auto'):  # 'auto' picks a model that fits
         return []
-    stride, out = model_stride(config), []
+    side_min, out = model_min_side(config), []
     for field in IMAGE_SIDES:
         side = _int(config, field)
-        if 0 < side < stride:
+        if 0 < side < side_min and name in _FIXED_STEMS:
             out.append(
-                f'config.{field}={side}: config.model.name={get(config, "model.name")!r} with '
+                f'config.{field}={side}: config.model.name={name!r} needs images of at least {side_min} px '
+                f'(torchvision\'s stem and {model_stride(config)}x downsampling); expected >= {side_min} '
+                '(e.g. --config.data.image_size), or a ResNet with a small stem for small images'
+            )
+        elif 0 < side < side_min:
+            out.append(
+                f'config.{field}={side}: config.model.name={name!r} with '
                 f'small_stem={get(config, "model.small_stem", False)}, stem_stride={get(config, "model.stem_stride", 0)} '
-                f'downsamples by {stride}; expected >= {stride} (or a smaller config.model.stem_stride)'
+                f'downsamples by {side_min}; expected >= {side_min} (or a smaller config.model.stem_stride)'
             )
     return out
 
@@ -266,8 +292,8 @@ def _pretrained(config, devices) -> list[str]:
     if name not in MODEL_NAMES:
         out.append(
             f'config.model.pretrained={path!r} needs the network its weights belong to, but config.model.name='
-            f'{name!r}: expected a torchvision ResNet ({", ".join(MODEL_NAMES[:5])}; or {MODEL_NAMES[5]} / '
-            f'{MODEL_NAMES[6]}, the same topology narrower)'
+            f'{name!r}: expected a torchvision network ({", ".join(n for n in MODEL_NAMES if not n.startswith("resnet_"))}; '
+            'or resnet_tiny / resnet_small, the ResNet topology narrower)'
         )
     if not path.endswith('.npz') and importlib.util.find_spec('torch') is None:
         out.append(
