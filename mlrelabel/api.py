@@ -316,6 +316,31 @@ def assign_labels(
     options = options or AssignOptions()
     train_evidence, train_given = _evidence_and_given('train', train_evidence, train_given)
     val_evidence, val_given = _evidence_and_given('val', val_evidence, val_given)
+    names, paths = _check_labels(train_evidence, train_given, val_evidence, val_given, class_names, paths)
+    decided = rule.assign_round(
+        rule.RoundEvidenceArrays(
+            train_dense=lambda rows: train_evidence[rows],
+            num_train=len(train_given),
+            evidence_val=val_evidence,
+            train_given=train_given,
+            val_given=val_given,
+        ),
+        options,
+    )
+    keys = ('heldout_given_recall', 'heldout_mixture_f1', 'heldout_addition_precision', 'flags')
+    checks = {key: decided.info[key] for key in keys if key in decided.info}
+    checks['keep_given'] = bool(decided.info['flags'])
+    rows = review_rows.candidate_rows(
+        decided.labels, train_given, train_evidence, names, paths, decided.thresholds
+    )
+    return Assignment(decided.labels, decided.thresholds, checks, review_rows.rank_rows(rows, ''))
+
+
+def _check_labels(
+    train_evidence, train_given, val_evidence, val_given, class_names, paths
+) -> tuple[list, list]:
+    """The class names and image names of `assign_labels` (defaults filled in), after checking that the
+    evidence and given labels agree on the classes; raises ValueError naming the argument."""
     num_classes = train_evidence.shape[1]
     if val_evidence.shape[1] != num_classes:
         raise ValueError(
@@ -335,23 +360,7 @@ def assign_labels(
     paths = list(paths) if paths is not None else [str(i) for i in range(len(train_given))]
     if len(paths) != len(train_given):
         raise ValueError(f'paths: expected {len(train_given)} names, got {len(paths)}')
-    decided = rule.assign_round(
-        rule.RoundEvidenceArrays(
-            train_dense=lambda rows: train_evidence[rows],
-            num_train=len(train_given),
-            evidence_val=val_evidence,
-            train_given=train_given,
-            val_given=val_given,
-        ),
-        options,
-    )
-    keys = ('heldout_given_recall', 'heldout_mixture_f1', 'heldout_addition_precision', 'flags')
-    checks = {key: decided.info[key] for key in keys if key in decided.info}
-    checks['keep_given'] = bool(decided.info['flags'])
-    rows = review_rows.candidate_rows(
-        decided.labels, train_given, train_evidence, names, paths, decided.thresholds
-    )
-    return Assignment(decided.labels, decided.thresholds, checks, review_rows.rank_rows(rows, ''))
+    return names, paths
 
 
 def _evidence_and_given(split: str, evidence, given) -> tuple[np.ndarray, np.ndarray]:
