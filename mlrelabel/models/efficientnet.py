@@ -122,7 +122,7 @@ class MBConv(nn.Module):
         return y + x
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(layers.PooledClassifier):
     """EfficientNet-B0 classifier; see the module docstring for the interface and parameter names.
 
     Attributes:
@@ -185,26 +185,6 @@ class EfficientNet(nn.Module):
         x = self.features_8_0(x)
         return nn.silu(self.features_8_1(x, use_running_average=not train)).astype(jnp.float32)
 
-    def embed(self, images: jax.Array, train: bool = False) -> jax.Array:
-        return jnp.mean(self.feature_map(images, train), axis=(1, 2))
-
-    def classify(self, features: jax.Array, dropout: bool = False) -> jax.Array:
-        features = self.head_dropout(features.astype(jnp.float32), deterministic=not dropout)
-        return self.fc(features)
-
-    def __call__(
-        self, images: jax.Array, train: bool = False, dense: bool = False, dropout: bool | None = None
-    ) -> jax.Array:
-        active = train if dropout is None else bool(dropout)
-        if not dense:
-            return self.classify(self.embed(images, train=train), dropout=active)
-        fmap = self.feature_map(images, train=train)
-        if active and self.dropout_rate > 0.0:
-            keep = self.head_dropout(
-                jnp.ones((fmap.shape[0], fmap.shape[3]), jnp.float32), deterministic=False
-            )
-            fmap = fmap * keep[:, None, None, :]
-        return self.fc(fmap)
 
 
 def build(name: str, num_classes: int, **options: Any) -> EfficientNet:

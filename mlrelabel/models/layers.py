@@ -121,3 +121,37 @@ def check_images(images: jax.Array, network: str) -> None:
         )
     if not jnp.issubdtype(images.dtype, jnp.floating):
         raise TypeError(f'{network}: expected floating-point images (normalised), got dtype {images.dtype}')
+
+
+class PooledClassifier(nn.Module):
+    """The head every network here shares: global average pooling of `feature_map`, dropout (`head_dropout`,
+    rng stream 'dropout') and the linear classifier `fc`. A subclass defines `feature_map`, `head_dropout`,
+    `fc` and `dropout_rate`."""
+
+    def embed(self, images: jax.Array, train: bool = False) -> jax.Array:
+        """Globally average-pooled backbone features, `[B, F]` float32 (no dropout)."""
+        return jnp.mean(self.feature_map(images, train), axis=(1, 2))
+
+    def classify(self, features: jax.Array, dropout: bool = False) -> jax.Array:
+        """Dropout (if `dropout`) + classifier: `[B, F] -> [B, C]` float32."""
+        features = self.head_dropout(features.astype(jnp.float32), deterministic=not dropout)
+        return self.fc(features)
+
+    def __call__(
+        self, images: jax.Array, train: bool = False, dense: bool = False, dropout: bool | None = None
+    ) -> jax.Array:
+        """Logits `[B, C]` float32, or with `dense=True` class maps `[B, h, w, C]` float32.
+
+        `train` switches BN to batch statistics (needs `mutable=['batch_stats']`); `dropout=None` means dropout
+        is active iff `train`. With `dense=True` the classifier runs at every location of the feature map (class
+        activation maps, Zhou et al. 2016); by linearity their spatial mean equals the logits, also under
+        dropout (one channel mask, drawn as `classify` draws it, shared by all locations).
+        """
+        active = train if dropout is None else bool(dropout)
+        if not dense:
+            return self.classify(self.embed(images, train=train), dropout=active)
+        fmap = self.feature_map(images, train=train)
+        if active and self.dropout_rate > 0.0:
+            keep = self.head_dropout(jnp.ones(fmap.shape[:1] + fmap.shape[3:], jnp.float32), deterministic=False)
+            fmap = fmap * keep[:, None, None, :]
+        return self.fc(fmap)

@@ -54,7 +54,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mlrelabel.models import conv
+from mlrelabel.models import conv, layers
 
 _BN_MOMENTUM = 0.9  # flax convention: ra = m * ra + (1 - m) * batch; torch momentum 0.1
 _BN_EPSILON = 1e-5
@@ -163,7 +163,7 @@ class Bottleneck(nn.Module):
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class ResNet(nn.Module):
+class ResNet(layers.PooledClassifier):
     """ResNet classifier; see the module docstring for the interface and parameter names.
 
     Attributes:
@@ -256,41 +256,6 @@ class ResNet(nn.Module):
     def feature_map(self, images: jax.Array, train: bool = False) -> jax.Array:
         """Backbone output before pooling, `[B, h, w, F]` float32."""
         return self._backbone(images, train).astype(jnp.float32)
-
-    def embed(self, images: jax.Array, train: bool = False) -> jax.Array:
-        """Globally average-pooled backbone features, `[B, F]` float32 (no dropout)."""
-        return jnp.mean(self.feature_map(images, train), axis=(1, 2))
-
-    def classify(self, features: jax.Array, dropout: bool = False) -> jax.Array:
-        """Dropout (if `dropout`, rng stream 'dropout') + classifier: `[B, F] -> [B, C]` float32."""
-        features = self.head_dropout(features.astype(jnp.float32), deterministic=not dropout)
-        return self.fc(features)
-
-    def __call__(
-        self,
-        images: jax.Array,
-        train: bool = False,
-        dense: bool = False,
-        dropout: bool | None = None,
-    ) -> jax.Array:
-        """Logits `[B, C]` float32, or with `dense=True` class maps `[B, h, w, C]` float32.
-
-        `train` switches BN to batch statistics (needs `mutable=['batch_stats']`); `dropout=None`
-        means dropout is active iff `train`. With `dense=True` the classifier runs at every location
-        of the feature map (class activation maps, Zhou et al. 2016); by linearity their spatial mean
-        equals the logits, also under dropout (one channel mask shared by all locations).
-        """
-        active = train if dropout is None else bool(dropout)
-        if not dense:
-            return self.classify(self.embed(images, train=train), dropout=active)
-        fmap = self.feature_map(images, train=train)
-        if active and self.dropout_rate > 0.0:
-            # Draw the mask exactly as `classify` would for [B, F] features, then broadcast it.
-            keep = self.head_dropout(
-                jnp.ones(fmap.shape[:1] + fmap.shape[3:], jnp.float32), deterministic=False
-            )
-            fmap = fmap * keep[:, None, None, :]
-        return self.fc(fmap)
 
 
 # name -> (block, stage_sizes, default options)
