@@ -8,7 +8,13 @@ import pytest
 from sklearn.datasets import load_digits
 
 from mlrelabel.data import digit_scenes
-from mlrelabel.data.digit_scenes import SPLITS, load_or_build_digit_scenes, make_digit_scenes, split_pool
+from mlrelabel.data.digit_scenes import (
+    SPLITS,
+    DigitSceneOptions,
+    load_or_build_digit_scenes,
+    make_digit_scenes,
+    split_pool,
+)
 
 
 def _sample_f1_of_visible(arrays):
@@ -19,7 +25,7 @@ def _sample_f1_of_visible(arrays):
 
 
 def test_shapes_dtypes_and_padding():
-    d = make_digit_scenes("train", 50, image_size=32, max_digits=3, max_scale=16)
+    d = make_digit_scenes("train", 50, DigitSceneOptions(image_size=32, max_digits=3, max_scale=16))
     assert d["image"].shape == (50, 32, 32, 3) and d["image"].dtype == np.uint8
     assert d["label"].shape == (50,) and d["label"].dtype == np.int32
     assert d["truth"].shape == (50, 10) and d["truth"].dtype == np.uint8
@@ -85,7 +91,7 @@ def test_splits_use_disjoint_source_digits():
     used = {}
     for s in SPLITS:
         for layout in ("scenes", "grid"):
-            ids = make_digit_scenes(s, 150, seed=0, layout=layout)["source_ids"]
+            ids = make_digit_scenes(s, 150, DigitSceneOptions(layout=layout), seed=0)["source_ids"]
             ids = ids[ids >= 0]
             assert np.isin(ids, pools[s]).all(), f"{s}/{layout} drew digits outside its pool"
             used.setdefault(s, set()).update(ids.tolist())
@@ -107,7 +113,7 @@ def test_visible_labels_alone_score_sample_f1_between_half_and_three_quarters():
     print(f"3000 scenes at 40 px in {seconds:.2f} s; visible-label sample-F1 = {f1:.3f}")
     assert 0.5 <= f1 <= 0.75
     assert seconds < 30  # a few seconds normally; loose for a busy shared machine
-    random_vis = make_digit_scenes("train", 500, visible="random")
+    random_vis = make_digit_scenes("train", 500, DigitSceneOptions(visible="random"))
     same_layout = make_digit_scenes("train", 500)
     np.testing.assert_array_equal(random_vis["image"], same_layout["image"])  # only the label rule differs
     assert np.all(random_vis["truth"][np.arange(500), random_vis["label"]] == 1)
@@ -115,7 +121,7 @@ def test_visible_labels_alone_score_sample_f1_between_half_and_three_quarters():
 
 
 def test_grid_layout():
-    d = make_digit_scenes("test", 400, image_size=30, layout="grid", seed=1)
+    d = make_digit_scenes("test", 400, DigitSceneOptions(image_size=30, layout="grid"), seed=1)
     assert d["boxes"].shape == (400, 9, 4) and np.all(d["num_digits"] == 9)
     assert np.all(d["source_ids"] >= 0)
     np.testing.assert_allclose(d["boxes"][0, 4], [10 / 30, 10 / 30, 20 / 30, 20 / 30], atol=1e-6)
@@ -133,11 +139,11 @@ def test_invalid_arguments():
     with pytest.raises(ValueError, match="split"):
         make_digit_scenes("training", 2)
     with pytest.raises(ValueError, match="visible"):
-        make_digit_scenes("train", 2, visible="biggest")
+        DigitSceneOptions(visible="biggest")
     with pytest.raises(ValueError, match="max_scale"):
-        make_digit_scenes("train", 2, image_size=16, max_scale=20)
+        DigitSceneOptions(image_size=16, max_scale=20)
     with pytest.raises(ValueError, match="min_digits"):
-        make_digit_scenes("train", 2, min_digits=3, max_digits=2)
+        DigitSceneOptions(min_digits=3, max_digits=2)
 
 
 def test_cache_reload_identical_and_keyed_by_arguments(tmp_path, monkeypatch):

@@ -1,7 +1,12 @@
 """Data: label tables and label files, the built-in digit scenes, datasets of images."""
 
 from mlrelabel.data import digit_scenes as _digit_scenes
-from mlrelabel.data.digit_scenes import load_or_build_digit_scenes, make_digit_scenes, split_pool
+from mlrelabel.data.digit_scenes import (
+    DigitSceneOptions,
+    load_or_build_digit_scenes,
+    make_digit_scenes,
+    split_pool,
+)
 from mlrelabel.data.labels import LabelFileError, LabelTable, read_label_file, write_label_file
 from mlrelabel.data.sources import Dataset, ImageFiles, digit_scenes_dataset, load_image_dataset
 
@@ -17,6 +22,7 @@ __all__ = [
     "LabelTable",
     "digit_scenes_dataset",
     "load_image_dataset",
+    "DigitSceneOptions",
     "load_or_build_digit_scenes",
     "make_digit_scenes",
     "read_label_file",

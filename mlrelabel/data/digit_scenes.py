@@ -24,10 +24,10 @@ own pool. Everything is a deterministic function of the arguments.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import zipfile
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from mlrelabel.io_utils import atomic_save_npz
 __all__ = [
     "SPLITS",
     "NUM_CLASSES",
+    "DigitSceneOptions",
     "split_pool",
     "make_digit_scenes",
     "load_or_build_digit_scenes",
@@ -57,6 +58,46 @@ _PLACEMENT_TRIES = 12  # a digit that cannot be placed within this many tries is
 _BACKGROUND_MAX = 0.2  # per-image background colour, each channel uniform in [0, this]
 _NOISE_STD = 0.06  # per-pixel Gaussian noise over the whole image
 _MIN_ASPECT = 0.75  # digit width = height * uniform(_MIN_ASPECT, 1): square-ish
+
+
+@dataclass(frozen=True)
+class DigitSceneOptions:
+    """How digit scenes look (everything but split, count and seed); validated on construction.
+
+    Fields:
+      image_size: side S of the square images in pixels.
+      min_digits, max_digits: 'scenes' draws uniform(min_digits..max_digits) digits per image.
+      min_scale, max_scale: 'scenes' digit height in pixels, uniform(min_scale..max_scale).
+      visible: 'largest' (class of the largest digit, first on ties) or 'random' (uniform digit).
+      layout: 'scenes' or 'grid' ('grid' ignores the digit counts, scales and `visible`).
+    """
+
+    image_size: int = 40
+    min_digits: int = 1
+    max_digits: int = 4
+    min_scale: int = 10
+    max_scale: int = 20
+    visible: str = "largest"
+    layout: str = "scenes"
+
+    def __post_init__(self):
+        if self.layout not in ("scenes", "grid"):
+            raise ValueError(f"layout must be 'scenes' or 'grid', got {self.layout!r}")
+        if self.visible not in ("largest", "random"):
+            raise ValueError(f"visible must be 'largest' or 'random', got {self.visible!r}")
+        if self.layout == "grid":
+            if self.image_size < 2 * _GRID_CELLS:
+                raise ValueError(
+                    f"layout 'grid' needs image_size >= {2 * _GRID_CELLS}, got {self.image_size}"
+                )
+            return
+        if not 1 <= self.min_digits <= self.max_digits:
+            raise ValueError(f"need 1 <= min_digits <= max_digits, got {self.min_digits}, {self.max_digits}")
+        if not 2 <= self.min_scale <= self.max_scale <= self.image_size:
+            raise ValueError(
+                "need 2 <= min_scale <= max_scale <= image_size, got "
+                f"{self.min_scale}, {self.max_scale}, {self.image_size}"
+            )
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -133,18 +174,17 @@ def _overlap_ok(box: tuple[int, int, int, int], placed: list[tuple[int, int, int
     return True
 
 
-def _make_scenes(
-    rng, pool, glyphs, classes, num_images, size, min_digits, max_digits, min_scale, max_scale, visible
-):
-    """The 'scenes' layout; see `make_digit_scenes`.
+def _make_scenes(rng, source, num_images, options: DigitSceneOptions):
+    """The 'scenes' layout from `source` = (pool, glyphs, classes); see `make_digit_scenes`.
 
     All random draws are made up front as arrays (for `max_digits` digits and every placement try);
     the Python loop only checks overlaps and pastes digits, one slice operation per digit.
     """
-    n, d, t = num_images, max_digits, _PLACEMENT_TRIES
-    wanted = rng.integers(min_digits, max_digits + 1, size=n)
+    pool, glyphs, classes = source
+    n, d, t, size = num_images, options.max_digits, _PLACEMENT_TRIES, options.image_size
+    wanted = rng.integers(options.min_digits, d + 1, size=n)
     src = rng.integers(len(pool), size=(n, d))
-    heights = rng.integers(min_scale, max_scale + 1, size=(n, d))
+    heights = rng.integers(options.min_scale, options.max_scale + 1, size=(n, d))
     widths = np.maximum(2, np.rint(heights * rng.uniform(_MIN_ASPECT, 1.0, size=(n, d)))).astype(np.int64)
     colours = _random_colours(rng, (n, d))
     # Positions per try: uniform over the valid top-left corners of each digit's box.
@@ -187,7 +227,7 @@ def _make_scenes(
             box_labels[i, slot] = classes[src[i, j]]
             source_ids[i, slot] = pool[src[i, j]]
         num_digits[i] = len(placed)
-        if visible == "largest":
+        if options.visible == "largest":
             areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in placed]
             visible_slot[i] = int(np.argmax(areas))  # argmax: first of ties
         else:
@@ -196,8 +236,9 @@ def _make_scenes(
     return image, boxes, box_labels, source_ids, num_digits, visible_slot
 
 
-def _make_grid(rng, pool, glyphs, classes, num_images, size):
-    """The 'grid' layout (MILe multi-label MNIST); see `make_digit_scenes`."""
+def _make_grid(rng, source, num_images, size):
+    """The 'grid' layout (MILe multi-label MNIST) from `source` = (pool, glyphs, classes)."""
+    pool, glyphs, classes = source
     g = _GRID_CELLS
     cell = size // g
     margin = (size - g * cell) // 2
@@ -230,16 +271,7 @@ def _make_grid(rng, pool, glyphs, classes, num_images, size):
 
 
 def make_digit_scenes(
-    split: str,
-    num_images: int,
-    image_size: int = 40,
-    min_digits: int = 1,
-    max_digits: int = 4,
-    min_scale: int = 10,
-    max_scale: int = 20,
-    seed: int = 0,
-    visible: str = "largest",
-    layout: str = "scenes",
+    split: str, num_images: int, options: DigitSceneOptions = DigitSceneOptions(), seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Composes `num_images` digit images for `split`, deterministically from the arguments.
 
@@ -247,13 +279,11 @@ def make_digit_scenes(
     to height uniform(min_scale..max_scale) px and width 0.75..1 of that, at a random position; a
     placement overlapping a placed digit too much (IoU > 0.3, or covering > 50% of the smaller box)
     is redrawn, and after 12 failed tries the digit is left out, so `num_digits` can be below the
-    draw. 'grid' layout: a 3x3 grid of (image_size // 3)-px cells; `max_digits`, `min_digits`,
-    `min_scale`, `max_scale` and `visible` are ignored and there are always 9 digit slots.
+    draw. 'grid' layout: a 3x3 grid of (image_size // 3)-px cells, always 9 digit slots.
 
     Args:
       split: 'train', 'val' or 'test'; selects the disjoint pool of source digits.
-      visible: 'largest' (class of the largest digit, first on ties) or 'random' (uniform digit).
-      layout: 'scenes' or 'grid'.
+      options: the look of the scenes (`DigitSceneOptions`).
 
     Returns:
       A dict of numpy arrays (D = max_digits, or 9 for 'grid'):
@@ -264,46 +294,25 @@ def make_digit_scenes(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if layout not in ("scenes", "grid"):
-        raise ValueError(f"layout must be 'scenes' or 'grid', got {layout!r}")
-    if visible not in ("largest", "random"):
-        raise ValueError(f"visible must be 'largest' or 'random', got {visible!r}")
+    if not isinstance(options, DigitSceneOptions):
+        raise ValueError(f"options must be a DigitSceneOptions, got {type(options).__name__}")
     if int(num_images) < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
     num_images = int(num_images)
-    if layout == "scenes":
-        if not 1 <= min_digits <= max_digits:
-            raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
-        if not 2 <= min_scale <= max_scale <= image_size:
-            raise ValueError(
-                f"need 2 <= min_scale <= max_scale <= image_size, got {min_scale}, {max_scale}, {image_size}"
-            )
-    elif image_size < 2 * _GRID_CELLS:
-        raise ValueError(f"layout 'grid' needs image_size >= {2 * _GRID_CELLS}, got {image_size}")
-
     all_glyphs, all_classes = _load_digits()
     pool = split_pool(split, len(all_glyphs)).astype(np.int32)
-    glyphs, classes = all_glyphs[pool], all_classes[pool]
-    rng = np.random.default_rng([int(seed), SPLITS.index(split), 0 if layout == "scenes" else 1])
-    if layout == "scenes":
-        image, boxes, box_labels, source_ids, num_digits, visible_slot = _make_scenes(
-            rng,
-            pool,
-            glyphs,
-            classes,
-            num_images,
-            image_size,
-            min_digits,
-            max_digits,
-            min_scale,
-            max_scale,
-            visible,
-        )
+    source = (pool, all_glyphs[pool], all_classes[pool])
+    rng = np.random.default_rng([int(seed), SPLITS.index(split), 0 if options.layout == "scenes" else 1])
+    if options.layout == "scenes":
+        made = _make_scenes(rng, source, num_images, options)
     else:
-        image, boxes, box_labels, source_ids, num_digits, visible_slot = _make_grid(
-            rng, pool, glyphs, classes, num_images, image_size
-        )
+        made = _make_grid(rng, source, num_images, options.image_size)
+    return _scene_arrays(*made)
 
+
+def _scene_arrays(image, boxes, box_labels, source_ids, num_digits, visible_slot) -> dict[str, np.ndarray]:
+    """The result dict of `make_digit_scenes`, adding the visible `label` and multi-hot `truth`."""
+    num_images = image.shape[0]
     rows = np.arange(num_images)
     label = box_labels[rows, visible_slot].astype(np.int32)
     truth = np.zeros((num_images, NUM_CLASSES), np.uint8)
@@ -321,11 +330,18 @@ def make_digit_scenes(
     }
 
 
+def _split_kwargs(kwargs: dict) -> tuple[int, DigitSceneOptions, int]:
+    """(num_images, options, seed) from flat keyword arguments (the config's `data` fields)."""
+    rest = dict(kwargs)
+    num_images = rest.pop("num_images")
+    seed = rest.pop("seed", 0)
+    return num_images, DigitSceneOptions(**rest), seed
+
+
 def _cache_key(split: str, kwargs: dict) -> str:
     """Hash of all generator arguments (defaults filled in) and the generator version."""
-    bound = inspect.signature(make_digit_scenes).bind(split, **kwargs)
-    bound.apply_defaults()
-    spec = dict(bound.arguments, version=_GENERATOR_VERSION)
+    num_images, options, seed = _split_kwargs(kwargs)
+    spec = dict(asdict(options), split=split, num_images=num_images, seed=seed, version=_GENERATOR_VERSION)
     text = json.dumps(spec, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -333,13 +349,14 @@ def _cache_key(split: str, kwargs: dict) -> str:
 def load_or_build_digit_scenes(
     cache_dir: str | os.PathLike | None, split: str, **kwargs
 ) -> dict[str, np.ndarray]:
-    """`make_digit_scenes(split, **kwargs)`, cached as `<cache_dir>/digit_scenes_<split>_<hash>.npz`.
+    """`make_digit_scenes` cached as `<cache_dir>/digit_scenes_<split>_<hash>.npz`.
 
-    The hash covers every argument (defaults included), so changing one builds a new file. The file
-    is written atomically; an unreadable cache file is rebuilt. `cache_dir=None` disables caching.
+    `kwargs`: `num_images`, optional `seed` and any `DigitSceneOptions` field. The hash covers every
+    argument (defaults included), so changing one builds a new file. The file is written atomically;
+    an unreadable cache file is rebuilt. `cache_dir=None` disables caching.
     """
     if cache_dir is None:
-        return make_digit_scenes(split, **kwargs)
+        return make_digit_scenes(split, *_split_kwargs(kwargs))
     key = _cache_key(split, kwargs)
     path = os.path.join(os.fspath(cache_dir), f"digit_scenes_{split}_{key}.npz")
     if os.path.exists(path):
@@ -348,6 +365,6 @@ def load_or_build_digit_scenes(
                 return {name: f[name] for name in f.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError):
             pass  # damaged cache (e.g. disk trouble): rebuild below and overwrite it
-    arrays = make_digit_scenes(split, **kwargs)
+    arrays = make_digit_scenes(split, *_split_kwargs(kwargs))
     atomic_save_npz(path, **arrays)
     return arrays

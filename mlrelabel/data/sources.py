@@ -252,7 +252,7 @@ def load_image_dataset(
 
 
 def digit_scenes_dataset(split: str, cache_dir: str | os.PathLike | None = None, **kwargs) -> Dataset:
-    """The built-in digit-scenes split as a Dataset (arguments as `make_digit_scenes`).
+    """The built-in digit-scenes split as a Dataset (arguments as `load_or_build_digit_scenes`).
 
     labels = the single visible label per image, truth = the hidden set of all digits present,
     boxes = each digit's box. Arrays are cached in `cache_dir` (None: no cache).
