@@ -80,15 +80,14 @@ def _data_flags(kind: str, seed: int, parent: str) -> tuple[list[str], str]:
     if kind == 'json_digits':
         files = export_digit_scenes_json(folder, seed)
     else:
-        from mlrelabel.data.photo_scenes import make_photo_scenes
+        from mlrelabel.data.photo_scenes import PhotoSceneOptions, make_photo_scenes
 
-        made = make_photo_scenes(
-            folder,
-            num_train=_PHOTO_TRAIN.value,
-            num_val=_PHOTO_VAL.value,
+        options = PhotoSceneOptions(
             objects=tuple(int(v) for v in _PHOTO_OBJECTS.value),
             object_scale=tuple(float(v) for v in _PHOTO_SCALE.value),
-            seed=seed,
+        )
+        made = make_photo_scenes(
+            folder, num_train=_PHOTO_TRAIN.value, num_val=_PHOTO_VAL.value, options=options, seed=seed
         )
         files = {
             'train': made['train']['labels'],

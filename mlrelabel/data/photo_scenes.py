@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from absl import app, flags
@@ -27,6 +28,31 @@ from PIL import Image
 from mlrelabel.io_utils import atomic_write_bytes, atomic_write_json
 
 CLASS_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
+
+
+@dataclass(frozen=True)
+class PhotoSceneOptions:
+    """How photo scenes look and are stored; each (low, high) pair is an inclusive range.
+
+    Fields:
+      image_sizes: image side in pixels, drawn per image.
+      objects: number of pasted digits per image.
+      object_scale: digit side as a fraction of the image side, drawn per digit.
+      opacity: alpha of a pasted digit, drawn per digit.
+      visible: which object gives the label: 'largest' or 'random'.
+      quality: JPEG quality of the written images.
+    """
+
+    image_sizes: tuple[int, int] = (96, 224)
+    objects: tuple[int, int] = (1, 3)
+    object_scale: tuple[float, float] = (0.25, 0.5)
+    opacity: tuple[float, float] = (0.75, 1.0)
+    visible: str = 'largest'
+    quality: int = 90
+
+    def __post_init__(self):
+        if self.visible not in ('largest', 'random'):
+            raise ValueError(f"make_photo_scenes: visible must be 'largest' or 'random', got {self.visible!r}")
 
 
 def _backgrounds() -> list[np.ndarray]:
@@ -65,8 +91,10 @@ def _place(rng, side: int, sizes: list[int], max_overlap: float) -> list[tuple[i
     return corners
 
 
-def compose(rng, backgrounds, pool, side: int, num_objects: int, object_scale, opacity, max_overlap=0.15):
-    """One photo scene: `(image [side, side, 3] uint8, classes [n], sizes [n])`."""
+def compose(rng, sources, side: int, num_objects: int, options: PhotoSceneOptions, max_overlap=0.15):
+    """One photo scene from `sources` = (backgrounds, digit pool): `(image [side, side, 3] uint8, classes, sizes)`."""
+    backgrounds, pool = sources
+    object_scale, opacity = options.object_scale, options.opacity
     bg = backgrounds[rng.integers(len(backgrounds))]
     crop = int(rng.uniform(0.35, 1.0) * min(bg.shape[:2]))
     y0 = rng.integers(0, bg.shape[0] - crop + 1)
@@ -95,17 +123,11 @@ def make_photo_scenes(
     out_dir: str,
     num_train: int = 1000,
     num_val: int = 300,
-    image_sizes: tuple[int, int] = (96, 224),
-    objects: tuple[int, int] = (1, 3),
-    object_scale: tuple[float, float] = (0.25, 0.5),
-    opacity: tuple[float, float] = (0.75, 1.0),
-    visible: str = 'largest',
+    options: PhotoSceneOptions = PhotoSceneOptions(),
     seed: int = 0,
-    quality: int = 90,
 ) -> dict:
     """Writes the dataset (see the module docstring); returns `{split: {'labels', 'truth'}}` file paths."""
-    if visible not in ('largest', 'random'):
-        raise ValueError(f"make_photo_scenes: visible must be 'largest' or 'random', got {visible!r}")
+    image_sizes, objects, visible = options.image_sizes, options.objects, options.visible
     os.makedirs(os.path.join(out_dir, 'images'), exist_ok=True)
     backgrounds = _backgrounds()
     out = {}
@@ -116,9 +138,9 @@ def make_photo_scenes(
         for i in range(n):
             side = int(rng.integers(image_sizes[0], image_sizes[1] + 1))
             num = int(rng.integers(objects[0], objects[1] + 1))
-            image, classes, sizes = compose(rng, backgrounds, pool, side, num, object_scale, opacity)
+            image, classes, sizes = compose(rng, (backgrounds, pool), side, num, options)
             name = f'images/{split}_{i:05d}.jpg'
-            buffer = _jpeg(image, quality)
+            buffer = _jpeg(image, options.quality)
             atomic_write_bytes(os.path.join(out_dir, name), buffer)
             shown = int(classes[0] if visible == 'largest' else classes[rng.integers(len(classes))])
             given.append({'img_path': name, 'labels': [shown]})
@@ -147,11 +169,13 @@ def _main(argv):
         f.out,
         f.num_train,
         f.num_val,
-        image_sizes=(f.min_size, f.max_size),
-        objects=(f.min_objects, f.max_objects),
-        object_scale=(f.min_scale, f.max_scale),
-        opacity=(f.min_opacity, f.max_opacity),
-        visible=f.visible,
+        PhotoSceneOptions(
+            image_sizes=(f.min_size, f.max_size),
+            objects=(f.min_objects, f.max_objects),
+            object_scale=(f.min_scale, f.max_scale),
+            opacity=(f.min_opacity, f.max_opacity),
+            visible=f.visible,
+        ),
         seed=f.seed,
     )
     print(json.dumps(paths, indent=2))
