@@ -61,9 +61,8 @@ def measure(paths, workers: int, batch_size: int, epochs: int, image_size: int, 
     buffer = 2
     aug = {'scale': (0.08, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': True}
     t_start = time.perf_counter()
-    batches = grain_loader.worker_batches(
-        dataset, sampler, 0, steps, num_workers=workers, host_augment=aug, prefetch=buffer, threads=threads
-    )
+    options = grain_loader.LoaderOptions(num_workers=workers, threads=threads, prefetch=buffer, host_augment=aug)
+    batches = grain_loader.worker_batches(dataset, sampler, 0, steps, options=options)
     stamps = []
     for batch in batches:
         stamps.append(time.perf_counter())

@@ -103,16 +103,16 @@ def test_grain_batches_equal_the_index_sampler_batches_and_host_augment_is_seede
     ref = list(pipeline.train_batches(train, sampler, 0, 6))
     # in-process threads (grain's 16, or one); one grain worker process, resumed at step 3
     for workers, start, threads in ((0, 0, 0), (0, 2, 1), (1, 3, 0)):
-        got = list(grain_loader.worker_batches(train, sampler, start, 6, num_workers=workers, threads=threads))
+        options = grain_loader.LoaderOptions(num_workers=workers, threads=threads)
+        got = list(grain_loader.worker_batches(train, sampler, start, 6, options=options))
         assert len(got) == 6 - start
         for a, b in zip(ref[start:], got):
             assert a.keys() == b.keys()
             for k in a:
                 np.testing.assert_array_equal(a[k], b[k])
     aug = {'scale': (0.08, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': True}
-    first = next(grain_loader.worker_batches(train, sampler, 2, 3, host_augment=aug, seed=1))
-    again = next(grain_loader.worker_batches(train, sampler, 2, 3, host_augment=aug, seed=1))
-    other = next(grain_loader.worker_batches(train, sampler, 2, 3, host_augment=aug, seed=2))
+    seeded = [grain_loader.LoaderOptions(host_augment=aug, seed=seed) for seed in (1, 1, 2)]
+    first, again, other = (next(grain_loader.worker_batches(train, sampler, 2, 3, options=o)) for o in seeded)
     np.testing.assert_array_equal(first['image'], again['image'])
     assert not np.array_equal(first['image'], other['image'])
     np.testing.assert_array_equal(first['index'], ref[2]['index'])

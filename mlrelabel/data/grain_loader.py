@@ -22,6 +22,7 @@ be off (`--config.train.augment.enabled=False`). Without it, workers produce the
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Iterator
 
 import grain
@@ -31,9 +32,28 @@ from absl import flags
 from mlrelabel.data import imagenet
 from mlrelabel.data.pipeline import IndexSampler
 
-__all__ = ['ReadBatch', 'GrainBatches', 'worker_batches', 'process_rows']
+__all__ = ['LoaderOptions', 'ReadBatch', 'GrainBatches', 'worker_batches', 'process_rows']
 
 DEFAULT_THREADS = 16  # grain's default ReadOptions.num_threads
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How the grain loader reads and decodes.
+
+    Fields:
+      num_workers: grain worker processes (0 = threads of the main process).
+      threads: batches each process builds at once (0 = `DEFAULT_THREADS`).
+      prefetch: batches each process reads ahead of those (at least 1).
+      host_augment: `{'scale', 'ratio', 'flip'}` for a random-resized-crop in the workers, or None.
+      seed: seeds the host augmentation with `(seed, step, global row)`.
+    """
+
+    num_workers: int = 0
+    threads: int = 0
+    prefetch: int = 2
+    host_augment: dict | None = None
+    seed: int = 0
 
 
 def process_rows(global_batch: int) -> slice:
@@ -106,31 +126,23 @@ class GrainBatches:
     """
 
     def __init__(
-        self,
-        dataset,
-        sampler: IndexSampler,
-        start_step: int,
-        end_step: int,
-        labels=None,
-        *,
-        num_workers: int = 0,
-        host_augment: dict | None = None,
-        seed: int = 0,
-        buffer_size: int = 2,
-        threads: int = 0,
+        self, dataset, sampler: IndexSampler, start_step: int, end_step: int, labels=None, options=None
     ):
         if not flags.FLAGS.is_parsed():  # grain reads its options from absl flags (parsed under main.py)
             flags.FLAGS.mark_as_parsed()
+        options = LoaderOptions() if options is None else options
         self.labels = dataset.labels if labels is None else labels
         images = dataset.images
         image_size = images.shape[1]
-        read = ReadBatch(images, sampler, process_rows(sampler.batch_size), image_size, host_augment, seed)
+        rows = process_rows(sampler.batch_size)
+        read = ReadBatch(images, sampler, rows, image_size, options.host_augment, options.seed)
         # Each process (every worker, or the main process without workers) builds `threads` batches at once
         # (PIL releases the GIL while decoding) and reads at most `buffer_size` batches ahead of them: grain's
         # default read-ahead of 500 batches per process would fill the host's memory with a fast loader.
-        threads = threads or DEFAULT_THREADS
-        options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads + buffer_size)
-        ds = grain.MapDataset.range(start_step, end_step).map(read).to_iter_dataset(options)
+        threads, buffer_size = options.threads or DEFAULT_THREADS, max(1, options.prefetch)
+        num_workers = options.num_workers
+        read_options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=threads + buffer_size)
+        ds = grain.MapDataset.range(start_step, end_step).map(read).to_iter_dataset(read_options)
         if num_workers > 0:
             ds = ds.mp_prefetch(
                 grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=buffer_size)
@@ -162,29 +174,7 @@ class GrainBatches:
 
 
 def worker_batches(
-    dataset,
-    sampler: IndexSampler,
-    start_step: int,
-    end_step: int,
-    prefetch: int = 2,
-    labels=None,
-    *,
-    num_workers: int = 0,
-    host_augment: dict | None = None,
-    seed: int = 0,
-    threads: int = 0,
+    dataset, sampler: IndexSampler, start_step: int, end_step: int, labels=None, options=LoaderOptions()
 ) -> GrainBatches:
-    """`pipeline.train_batches` with decoding in `num_workers` grain worker processes (0 = threads of the main
-    process), each building `threads` batches at once (0 = `DEFAULT_THREADS`)."""
-    return GrainBatches(
-        dataset,
-        sampler,
-        start_step,
-        end_step,
-        labels,
-        num_workers=num_workers,
-        host_augment=host_augment,
-        seed=seed,
-        buffer_size=max(1, prefetch),
-        threads=threads,
-    )
+    """`pipeline.train_batches` with decoding in grain worker processes or threads (see `LoaderOptions`)."""
+    return GrainBatches(dataset, sampler, start_step, end_step, labels, options)

@@ -315,17 +315,13 @@ class SupervisedTask(Task):
         if cfg.data.loader_workers or cfg.data.host_augment:
             from mlrelabel.data import grain_loader  # decode (+ augment) in grain worker processes
 
-            return grain_loader.worker_batches(
-                self.dataset,
-                self.sampler,
-                first,
-                stop,
-                labels=self.labels,
+            options = grain_loader.LoaderOptions(
                 num_workers=cfg.data.loader_workers,
                 threads=cfg.data.loader_threads,
                 host_augment=_host_augment(cfg),
                 seed=self.seed,
             )
+            return grain_loader.worker_batches(self.dataset, self.sampler, first, stop, self.labels, options)
         return pipeline.train_batches(self.dataset, self.sampler, first, stop, labels=self.labels)
 
     def batches(self, first, stop):
