@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
+from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter, MapShape
 from mlrelabel.errors import ResourceError
 from mlrelabel.ops import augment
 from mlrelabel.relabel import crops, label_maps, label_pooling
@@ -191,6 +191,9 @@ def test_transform_pools_the_pasted_region_of_the_partner():
 # ----------------------------------------------------------------------------------------------------------
 
 
+_SHAPE = MapShape(k=2, height=3, width=3, num_classes=20)  # the store tests' map shape
+
+
 def _random_maps(n, k=2, r=3, num_classes=20, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, k, r, r)).astype(np.float32), rng.integers(0, num_classes, (n, k, r, r))
@@ -199,7 +202,7 @@ def _random_maps(n, k=2, r=3, num_classes=20, seed=0):
 def test_store_round_trip_lazy_reads_and_order_checks(tmp_path):
     order = [f'cls{i % 3}/img{i}.png' for i in range(23)]
     scores, classes = _random_maps(23)
-    writer = LabelMapWriter(str(tmp_path), order, k=2, height=3, width=3, num_classes=20, shard_size=10)
+    writer = LabelMapWriter(str(tmp_path), order, _SHAPE, shard_size=10)
     assert writer.num_shards == 3 and writer.missing_shards() == [0, 1, 2]
     with pytest.raises(ValueError, match='incomplete store'):
         LabelMapStore(str(tmp_path))
@@ -234,9 +237,9 @@ def test_store_round_trip_lazy_reads_and_order_checks(tmp_path):
     np.testing.assert_array_equal(batch['map_classes'], classes[perm[[0, 2]]])
     # A writer on the same directory with another order or shape is refused.
     with pytest.raises(ValueError, match='image order: image 4'):
-        LabelMapWriter(str(tmp_path), wrong, k=2, height=3, width=3, num_classes=20, shard_size=10)
+        LabelMapWriter(str(tmp_path), wrong, _SHAPE, shard_size=10)
     with pytest.raises(ValueError, match='k: 2 stored, 3 now'):
-        LabelMapWriter(str(tmp_path), order, k=3, height=3, width=3, num_classes=20, shard_size=10)
+        LabelMapWriter(str(tmp_path), order, MapShape(k=3, height=3, width=3, num_classes=20), shard_size=10)
 
 
 _KILLED_WRITER = r'''
@@ -256,8 +259,8 @@ def slow(path, data):
         time.sleep(60)
     real(path, data)
 store.atomic_write_bytes = slow
-w = store.LabelMapWriter(out, [f'c/{i}.png' for i in range(25)], k=2, height=3, width=3, num_classes=20,
-                         shard_size=10)
+shape = store.MapShape(k=2, height=3, width=3, num_classes=20)
+w = store.LabelMapWriter(out, [f'c/{i}.png' for i in range(25)], shape, shard_size=10)
 for s in w.missing_shards():
     a, b = w.shard_range(s)
     w.write_shard(s, scores[a:b], classes[a:b])
@@ -281,7 +284,7 @@ def test_store_survives_a_kill_mid_write_and_resumes(tmp_path):
     with pytest.raises(ValueError, match='2 of 3 shards missing'):
         LabelMapStore(str(out))
     order = [f'c/{i}.png' for i in range(25)]
-    writer = LabelMapWriter(str(out), order, k=2, height=3, width=3, num_classes=20, shard_size=10)
+    writer = LabelMapWriter(str(out), order, _SHAPE, shard_size=10)
     assert writer.missing_shards() == [1, 2] and writer.num_done() == 10
     rng = np.random.default_rng(0)
     scores, classes = rng.normal(size=(25, 2, 3, 3)), rng.integers(0, 20, (25, 2, 3, 3))

@@ -24,13 +24,14 @@ import hashlib
 import io
 import json
 import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from mlrelabel.io_utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ['FORMAT', 'order_digest', 'LabelMapWriter', 'LabelMapStore', 'LabelMapSource']
+__all__ = ['FORMAT', 'order_digest', 'MapShape', 'LabelMapWriter', 'LabelMapStore', 'LabelMapSource']
 
 FORMAT = 'mlrelabel-label-maps'
 VERSION = 1
@@ -87,13 +88,44 @@ def _class_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32)
 
 
+@dataclass(frozen=True)
+class MapShape:
+    """The shape of one image's label map: `[k, height, width]` top-k scores over `num_classes` classes."""
+
+    k: int
+    height: int
+    width: int
+    num_classes: int
+
+    def __post_init__(self):
+        if min(self.k, self.height, self.width, self.num_classes) < 1:
+            raise ValueError(
+                f'MapShape: k, height, width and num_classes must be positive, got '
+                f'{self.k}, {self.height}, {self.width}, {self.num_classes}'
+            )
+
+
+_INDEX_FIELDS = (
+    'format',
+    'version',
+    'num_images',
+    'shard_size',
+    'k',
+    'height',
+    'width',
+    'num_classes',
+    'score_dtype',
+    'class_dtype',
+)
+
+
 class LabelMapWriter:
     """Writes a store shard by shard; reopening with the same order and shapes resumes it.
 
     Args:
       directory: the store directory (created).
       order: one id per image (e.g. its path); row i of the maps belongs to `order[i]`.
-      k, height, width, num_classes: map shape `[k, height, width]` and the class count.
+      shape: the map shape and class count (`MapShape`).
       shard_size: images per shard file.
       meta: free-form JSON recorded in the index (e.g. the teacher that produced the maps).
     Raises:
@@ -104,28 +136,31 @@ class LabelMapWriter:
         self,
         directory: str,
         order: Sequence[str],
-        *,
-        k: int,
-        height: int,
-        width: int,
-        num_classes: int,
+        shape: MapShape,
         shard_size: int = 4096,
         meta: dict | None = None,
     ):
-        if shard_size < 1 or k < 1 or height < 1 or width < 1 or num_classes < 1:
-            raise ValueError(
-                f'LabelMapWriter: k, height, width, num_classes and shard_size must be positive, got '
-                f'{k}, {height}, {width}, {num_classes}, {shard_size}'
-            )
+        if shard_size < 1:
+            raise ValueError(f'LabelMapWriter: shard_size must be positive, got {shard_size}')
         self.directory = directory
         self.order = [str(x) for x in order]
         self.num_images = len(self.order)
         self.shard_size = int(shard_size)
-        self.shape = (int(k), int(height), int(width))
-        self.num_classes = int(num_classes)
+        self.shape = (int(shape.k), int(shape.height), int(shape.width))
+        self.num_classes = int(shape.num_classes)
         self.class_dtype = _class_dtype(self.num_classes)
-        digest = order_digest(self.order)
-        self.index = {
+        self.index = self._new_index(meta)
+        path = os.path.join(directory, INDEX)
+        if os.path.exists(path):
+            self._resume(path, meta)
+        else:
+            os.makedirs(directory, exist_ok=True)
+            atomic_write_json(os.path.join(directory, ORDER), self.order, indent=None)
+            atomic_write_json(path, self.index)
+
+    def _new_index(self, meta: dict | None) -> dict:
+        """The index of this store with no shard written yet."""
+        return {
             'format': FORMAT,
             'version': VERSION,
             'num_images': self.num_images,
@@ -136,48 +171,32 @@ class LabelMapWriter:
             'num_classes': self.num_classes,
             'score_dtype': 'float16',
             'class_dtype': self.class_dtype.name,
-            'order_sha256': digest,
+            'order_sha256': order_digest(self.order),
             'shards': [],
             'meta': meta or {},
         }
-        path = os.path.join(directory, INDEX)
-        if os.path.exists(path):
-            old = _read_json(path)
-            fields = (
-                'format',
-                'version',
-                'num_images',
-                'shard_size',
-                'k',
-                'height',
-                'width',
-                'num_classes',
-                'score_dtype',
-                'class_dtype',
+
+    def _resume(self, path: str, meta: dict | None) -> None:
+        """Keeps the complete shards of the store at `path`; raises ValueError if it is another store."""
+        old = _read_json(path)
+        diff = [
+            f'{f}: {old.get(f)!r} stored, {self.index[f]!r} now'
+            for f in _INDEX_FIELDS
+            if old.get(f) != self.index[f]
+        ]
+        if old.get('order_sha256') != self.index['order_sha256']:
+            stored = _read_json(os.path.join(self.directory, ORDER))
+            diff.append(f'image order: {_first_difference(stored, self.order)}')
+        if diff:
+            raise ValueError(
+                f'{path}: holds another label-map store ({"; ".join(diff)}); choose a new directory or delete it'
             )
-            diff = [
-                f'{f}: {old.get(f)!r} stored, {self.index[f]!r} now'
-                for f in fields
-                if old.get(f) != self.index[f]
-            ]
-            if old.get('order_sha256') != digest:
-                stored = _read_json(os.path.join(directory, ORDER))
-                diff.append(f'image order: {_first_difference(stored, self.order)}')
-            if diff:
-                raise ValueError(
-                    f'{path}: holds another label-map store ({"; ".join(diff)}); choose a new '
-                    f'directory or delete it'
-                )
-            self.index['shards'] = [
-                s
-                for s in old['shards']
-                if all(os.path.exists(p) for p in _shard_files(directory, s['shard']))
-            ]
-            self.index['meta'] = old.get('meta', {}) if meta is None else meta
-        else:
-            os.makedirs(directory, exist_ok=True)
-            atomic_write_json(os.path.join(directory, ORDER), self.order, indent=None)
-            atomic_write_json(path, self.index)
+        self.index['shards'] = [
+            s
+            for s in old['shards']
+            if all(os.path.exists(p) for p in _shard_files(self.directory, s['shard']))
+        ]
+        self.index['meta'] = old.get('meta', {}) if meta is None else meta
 
     @property
     def num_shards(self) -> int:

@@ -35,7 +35,7 @@ from jax.experimental import multihost_utils
 from mlrelabel import parallel, report
 from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.config.schema import migrate
-from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter
+from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter, MapShape
 from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.manifest import has_steps, read_manifest
@@ -276,19 +276,13 @@ def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir
         f'the {rm.teacher_recipe} run in teacher/' if rm.teacher_recipe else 'trained on the visible labels'
     )
     meta = {'teacher': rm.teacher_workdir or made, 'image_size': image_size}
-    shape = dict(
-        k=rm.topk,
-        height=rm.map_size,
-        width=rm.map_size,
-        num_classes=train.num_classes,
-        shard_size=rm.shard_size,
-        meta=meta,
-    )
+    shape = MapShape(k=rm.topk, height=rm.map_size, width=rm.map_size, num_classes=train.num_classes)
+    store = dict(shape=shape, shard_size=rm.shard_size, meta=meta)
     main = parallel.is_main_process()
-    writer = LabelMapWriter(store_dir, ids, **shape) if main else None
+    writer = LabelMapWriter(store_dir, ids, **store) if main else None
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices('label_maps_index')
-        writer = writer or LabelMapWriter(store_dir, ids, **shape)  # reads the index process 0 wrote
+        writer = writer or LabelMapWriter(store_dir, ids, **store)  # reads the index process 0 wrote
     if writer.complete():
         return
     variables = parallel.replicate(variables, mesh)

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mlrelabel import parallel
-from mlrelabel.data.label_map_store import LabelMapWriter
+from mlrelabel.data.label_map_store import LabelMapWriter, MapShape
 from mlrelabel.errors import ResourceError
 
 
@@ -98,10 +98,7 @@ def import_maps(
     writer = LabelMapWriter(
         out,
         order,
-        k=k,
-        height=h,
-        width=w,
-        num_classes=num_classes,
+        MapShape(k=k, height=h, width=w, num_classes=num_classes),
         shard_size=shard_size,
         meta={'source': 'ReLabel .pt import', 'root': os.path.abspath(root)},
     )
