@@ -81,21 +81,24 @@ __all__ = [
 ]
 
 
+_SYNTHETIC_SIZE = (40, 48)  # (height, width) of the images `make_synthetic_folder` writes
+
+
 def make_synthetic_folder(
     root: str,
     num_classes: int = 4,
     per_class: int = 8,
     num_val: int = 2,
-    size: tuple[int, int] = (40, 48),
     seed: int = 0,
     flat_val: bool = False,
 ) -> list[str]:
     """Writes a tiny ImageNet-layout folder of generated JPEGs: each class a distinct colour pattern with
-    noise, `per_class` training and `num_val` validation images per class. Returns the WNIDs (sorted).
+    noise, `per_class` training and `num_val` validation images per class, 40 x 48 px (`_SYNTHETIC_SIZE`).
+    Returns the WNIDs (sorted).
     With `flat_val`, val/ is flat (ILSVRC2012_val_<n>.JPEG) with a `val_labels.txt` beside it."""
     rng = np.random.default_rng(seed)
     wnids = [f'n{10000000 + 1111 * c:08d}' for c in range(num_classes)]
-    h, w = size
+    h, w = _SYNTHETIC_SIZE
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     lines, n_val = [], 0
     for c, wnid in enumerate(wnids):

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from mlrelabel.data.images import open_image
+from mlrelabel.data.images import index_array, open_image
 from mlrelabel.errors import DataError
 
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png', '.bmp', '.webp')
@@ -157,9 +157,7 @@ class EncodedImages:
     def __getitem__(self, indices) -> np.ndarray:
         if isinstance(indices, (int, np.integer)):
             return self.load(int(indices))
-        if isinstance(indices, slice):
-            indices = range(*indices.indices(len(self)))
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        indices = index_array(indices, len(self))
         if indices.size and (indices.min() < -self.num_examples or indices.max() >= self.num_examples):
             raise IndexError(f'{self!r}: index out of range [0, {self.num_examples})')
         indices = indices % max(self.num_examples, 1)
@@ -198,17 +196,12 @@ class TfdsImages(EncodedImages):
     """The `image` feature of a TFDS ArrayRecord split, read through `tfds.data_source` (no TensorFlow) and
     decoded lazily (see `EncodedImages`). `rows` selects and orders records (None = all)."""
 
+    image_key = 'image'  # the record feature holding the encoded image
+
     def __init__(
-        self,
-        name: str,
-        split: str,
-        data_dir: str | None,
-        image_size: int,
-        rows=None,
-        num_threads: int = 0,
-        image_key: str = 'image',
+        self, name: str, split: str, data_dir: str | None, image_size: int, rows=None, num_threads: int = 0
     ):
-        self.name, self.split, self.data_dir, self.image_key = name, split, data_dir or None, image_key
+        self.name, self.split, self.data_dir = name, split, data_dir or None
         self._source = None
         n = len(self.source) if rows is None else len(rows)
         self.rows = None if rows is None else np.asarray(rows, np.int64)
@@ -232,9 +225,7 @@ class TfdsImages(EncodedImages):
     def subset(self, indices) -> 'TfdsImages':
         indices = np.asarray(indices, np.int64).reshape(-1)
         rows = indices if self.rows is None else self.rows[indices]
-        return TfdsImages(
-            self.name, self.split, self.data_dir, self.image_size, rows, self.num_threads, self.image_key
-        )
+        return TfdsImages(self.name, self.split, self.data_dir, self.image_size, rows, self.num_threads)
 
     def __repr__(self) -> str:
         return (

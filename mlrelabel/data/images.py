@@ -26,7 +26,7 @@ from PIL import Image, ImageOps
 
 from mlrelabel.data.errors import ImageDecodeError
 
-__all__ = ['ImageDecodeError', 'open_image', 'read_image']
+__all__ = ['ImageDecodeError', 'index_array', 'open_image', 'read_image']
 
 SIXTEEN_BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N')
 ALPHA = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
@@ -95,3 +95,10 @@ def _cmyk_with_profile(img: Image.Image) -> Image.Image:
         return ImageCms.profileToProfile(img, profile, ImageCms.createProfile('sRGB'), outputMode='RGB')
     except (ImageCms.PyCMSError, OSError, ValueError):
         return img.convert('RGB')
+
+
+def index_array(indices, length: int) -> np.ndarray:
+    """`indices` (a slice or a sequence of ints) of a reader of `length` rows as a flat int64 array."""
+    if isinstance(indices, slice):
+        indices = range(*indices.indices(length))
+    return np.asarray(indices, dtype=np.int64).reshape(-1)

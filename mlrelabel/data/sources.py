@@ -17,7 +17,7 @@ from PIL import Image
 from mlrelabel.data.checks import drop_unreadable
 from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
 from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
-from mlrelabel.data.images import open_image
+from mlrelabel.data.images import index_array, open_image
 from mlrelabel.data.labels import LabelTable, read_labels_and_root
 
 __all__ = [
@@ -83,9 +83,7 @@ class ImageFiles:
     def __getitem__(self, indices) -> np.ndarray:
         if isinstance(indices, (int, np.integer)):
             return self.load(int(indices))
-        if isinstance(indices, slice):
-            indices = range(*indices.indices(len(self)))
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        indices = index_array(indices, len(self))
         out = np.empty((indices.shape[0], self.image_size, self.image_size, 3), np.uint8)
         for b, i in enumerate(indices):
             out[b] = self.load(int(i))
