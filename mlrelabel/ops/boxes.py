@@ -72,30 +72,32 @@ def _range_pair(fn: str, name: str, value: Any, upper: float | None = None) -> t
     return low, high
 
 
-def _box_size(fn: str, name: str, value: Any) -> tuple[float, float]:
-    """A fractional ``(height, width)`` box size from a number or a pair, each in (0, 1]."""
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+def _pair(value: Any, scalar: tuple[type, ...], cast, error: str) -> tuple[Any, Any]:
+    """``(cast(h), cast(w))`` from a pair, or from one ``scalar`` value used twice; ValueError ``error``."""
+    if isinstance(value, scalar) and not isinstance(value, bool):
         value = (value, value)
     try:
-        height, width = (float(v) for v in value)
+        height, width = (cast(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"crops.{fn}: {name} must be a number or a (height, width) pair, got {value!r}"
-        ) from None
+        raise ValueError(f"{error}, got {value!r}") from None
+    return height, width
+
+
+def _box_size(fn: str, name: str, value: Any) -> tuple[float, float]:
+    """A fractional ``(height, width)`` box size from a number or a pair, each in (0, 1]."""
+    numbers = (int, float, np.integer, np.floating)
+    height, width = _pair(
+        value, numbers, float, f"crops.{fn}: {name} must be a number or a (height, width) pair"
+    )
     if not (0.0 < height <= 1.0 and 0.0 < width <= 1.0):
         raise ValueError(f"crops.{fn}: {name} fractions must lie in (0, 1], got {value!r}")
     return height, width
 
 
 def _output_size(fn: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        height, width = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"crops.{fn}: size must be an int or an (height, width) pair, got {value!r}"
-        ) from None
+    height, width = _pair(
+        value, (int, np.integer), int, f"crops.{fn}: size must be an int or an (height, width) pair"
+    )
     if height < 1 or width < 1:
         raise ValueError(f"crops.{fn}: size must be positive, got {value!r}")
     return height, width
@@ -254,6 +256,27 @@ def full_boxes(num_images: int, num_crops: int = 1) -> jax.Array:
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _call_kind(kind: str, params: dict, build):
+    """`build()`, with a TypeError from wrong `params` for `kind` reworded to name them."""
+    try:
+        return build()
+    except TypeError as error:
+        raise TypeError(
+            f"crops.sample_boxes: bad parameters {sorted(params)} for kind {kind!r}: {error}"
+        ) from None
+
+
+def _grid_kind(num_images: int, num_crops: int | None, params: dict) -> jax.Array:
+    """`sample_boxes`' kind 'grid': the same window grid for every image; checks `num_crops` against it."""
+    grid = _call_kind("grid", params, lambda: grid_boxes(**params))
+    if num_crops is not None and num_crops != grid.shape[0]:
+        raise ValueError(
+            f"crops.sample_boxes: kind 'grid' with {params or 'default parameters'} gives {grid.shape[0]} "
+            f"windows, but num_crops = {num_crops}; set num_crops to {grid.shape[0]} or None"
+        )
+    return tile_boxes(grid, num_images)
+
+
 def sample_boxes(
     key: jax.Array,
     kind: str,
@@ -280,25 +303,9 @@ def sample_boxes(
         if num_crops is None:
             raise ValueError(f"crops.sample_boxes: kind {kind!r} needs num_crops")
         fn = random_boxes if kind == "random" else fixed_size_boxes
-        try:
-            boxes = fn(key, num_images, num_crops, **params)
-        except TypeError as error:
-            raise TypeError(
-                f"crops.sample_boxes: bad parameters {sorted(params)} for kind {kind!r}: {error}"
-            ) from None
+        boxes = _call_kind(kind, params, lambda: fn(key, num_images, num_crops, **params))
     elif kind == "grid":
-        try:
-            grid = grid_boxes(**params)
-        except TypeError as error:
-            raise TypeError(
-                f"crops.sample_boxes: bad parameters {sorted(params)} for kind 'grid': {error}"
-            ) from None
-        if num_crops is not None and num_crops != grid.shape[0]:
-            raise ValueError(
-                f"crops.sample_boxes: kind 'grid' with {params or 'default parameters'} gives {grid.shape[0]} "
-                f"windows, but num_crops = {num_crops}; set num_crops to {grid.shape[0]} or None"
-            )
-        boxes = tile_boxes(grid, num_images)
+        boxes = _grid_kind(num_images, num_crops, params)
     elif kind == "full":
         if params:
             raise TypeError(f"crops.sample_boxes: kind 'full' takes no parameters, got {sorted(params)}")
