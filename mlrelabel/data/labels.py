@@ -118,6 +118,46 @@ def read_labels(
     return read_labels_and_root(path, num_classes, root)[:3]
 
 
+def names_and_count(doc: dict, path: str, num_classes: int | None) -> tuple[list[str] | None, int | None]:
+    """The file's class names (or None) and the class count they imply, checked against `num_classes`."""
+    names, names_from = class_names_of(doc, path)
+    if names is not None:
+        if num_classes is not None and num_classes != len(names):
+            raise LabelFileError(
+                f"{names_from}: {len(names)} class names, but {num_classes} classes were asked for "
+                f"(config.data.num_classes); they must agree"
+            )
+        num_classes = len(names)
+    return names, num_classes
+
+
+def class_id_list(value, field: str, where: str, num_classes: int | None) -> list[int]:
+    """Entry field `field` checked as a list of class ids in [0, num_classes); LabelFileError naming it."""
+    if not isinstance(value, list):
+        raise LabelFileError(f'{where}: field "{field}" must be a list of integers, got {value!r}')
+    for j, v in enumerate(value):
+        if not _is_int(v):
+            raise LabelFileError(f'{where}: field "{field}"[{j}] = {v!r} is not an integer')
+        if v < 0 or (num_classes is not None and v >= num_classes):
+            limit = num_classes if num_classes is not None else "num_classes"
+            raise LabelFileError(f'{where}: field "{field}"[{j}] = {v} is out of range [0, {limit})')
+    return [int(v) for v in value]
+
+
+def _entry_scores(scores, num_labels: int, where: str) -> list | None:
+    """An entry's optional "scores" (None when absent), checked: one finite number per label."""
+    if scores is None:
+        return None
+    if not isinstance(scores, list):
+        raise LabelFileError(f'{where}: field "scores" must be a list of numbers, got {scores!r}')
+    if len(scores) != num_labels:
+        raise LabelFileError(f'{where}: field "scores" has {len(scores)} values for {num_labels} labels')
+    for j, s in enumerate(scores):
+        if not _is_number(s):
+            raise LabelFileError(f'{where}: field "scores"[{j}] = {s!r} is not a finite number')
+    return scores
+
+
 def read_labels_and_root(
     path: str | os.PathLike, num_classes: int | None = None, root: str | os.PathLike | None = None
 ) -> tuple[list[str], LabelTable, list[str] | None, str]:
@@ -128,19 +168,10 @@ def read_labels_and_root(
     data = doc["data"]
     if not isinstance(data, list):
         raise LabelFileError(f'{path}: "data" must be a list of entries, got {type(data).__name__}')
-    names, names_from = class_names_of(doc, path)
-    if names is not None:
-        if num_classes is not None and num_classes != len(names):
-            raise LabelFileError(
-                f"{names_from}: {len(names)} class names, but {num_classes} classes were asked for "
-                f"(config.data.num_classes); they must agree"
-            )
-        num_classes = len(names)
-
+    names, num_classes = names_and_count(doc, path, num_classes)
     paths: list[str] = []
     lists: list[list[int]] = []
     score_lists: list[list[float] | None] = []
-    any_scores = False
     for i, entry in enumerate(data):
         where = f"{path}: entry {i}"
         if not isinstance(entry, dict):
@@ -152,32 +183,13 @@ def read_labels_and_root(
             raise LabelFileError(f'{where}: field "img_path" must be a non-empty string, got {img_path!r}')
         if "labels" not in entry:
             raise LabelFileError(f'{where}: missing field "labels"')
-        labels = entry["labels"]
-        if not isinstance(labels, list):
-            raise LabelFileError(f'{where}: field "labels" must be a list of integers, got {labels!r}')
-        for j, v in enumerate(labels):
-            if not _is_int(v):
-                raise LabelFileError(f'{where}: field "labels"[{j}] = {v!r} is not an integer')
-            if v < 0 or (num_classes is not None and v >= num_classes):
-                limit = num_classes if num_classes is not None else "num_classes"
-                raise LabelFileError(f'{where}: field "labels"[{j}] = {v} is out of range [0, {limit})')
+        labels = class_id_list(entry["labels"], "labels", where, num_classes)
         if "names" in entry:
             _check_entry_names(entry["names"], labels, names, where)
-        scores = entry.get("scores")
-        if scores is not None:
-            if not isinstance(scores, list):
-                raise LabelFileError(f'{where}: field "scores" must be a list of numbers, got {scores!r}')
-            if len(scores) != len(labels):
-                raise LabelFileError(
-                    f'{where}: field "scores" has {len(scores)} values for {len(labels)} labels'
-                )
-            for j, s in enumerate(scores):
-                if not _is_number(s):
-                    raise LabelFileError(f'{where}: field "scores"[{j}] = {s!r} is not a finite number')
-            any_scores = True
         paths.append(img_path if os.path.isabs(img_path) else os.path.join(base, img_path))
         lists.append(labels)
-        score_lists.append(scores)
+        score_lists.append(_entry_scores(entry.get("scores"), len(labels), where))
+    any_scores = any(s is not None for s in score_lists)
 
     check_unique(paths, path, error=LabelFileError)
     if num_classes is None:

@@ -26,7 +26,14 @@ from typing import Sequence
 
 import numpy as np
 
-from mlrelabel.data.labels import LabelFileError, LabelTable, _check_entry_names, _is_int, class_names_of
+from mlrelabel.data.labels import (
+    LabelFileError,
+    LabelTable,
+    _check_entry_names,
+    _is_int,
+    class_id_list,
+    names_and_count,
+)
 from mlrelabel.io_utils import atomic_write_text
 
 __all__ = ['PartialLabels', 'read_partial_label_file', 'write_partial_label_file']
@@ -127,18 +134,6 @@ class PartialLabels:
 
 
 # ---------------------------------------------------------------------- JSON files
-def _class_list(value, field: str, where: str, num_classes: int | None) -> list[int]:
-    if not isinstance(value, list):
-        raise LabelFileError(f'{where}: field "{field}" must be a list of integers, got {value!r}')
-    for j, v in enumerate(value):
-        if not _is_int(v):
-            raise LabelFileError(f'{where}: field "{field}"[{j}] = {v!r} is not an integer')
-        if v < 0 or (num_classes is not None and v >= num_classes):
-            limit = num_classes if num_classes is not None else 'num_classes'
-            raise LabelFileError(f'{where}: field "{field}"[{j}] = {v} is out of range [0, {limit})')
-    return [int(v) for v in value]
-
-
 def read_partial_label_file(
     path: str | os.PathLike, num_classes: int | None = None, root: str | os.PathLike | None = None
 ) -> tuple[list[str], PartialLabels]:
@@ -158,14 +153,7 @@ def read_partial_label_file(
         raise LabelFileError(f'{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}') from e
     if not isinstance(doc, dict) or not isinstance(doc.get('data'), list):
         raise LabelFileError(f'{path}: expected a JSON object with a "data" list at the top level')
-    names, names_from = class_names_of(doc, path)
-    if names is not None:
-        if num_classes is not None and num_classes != len(names):
-            raise LabelFileError(
-                f'{names_from}: {len(names)} class names, but {num_classes} classes were asked for '
-                '(config.data.num_classes); they must agree'
-            )
-        num_classes = len(names)
+    names, num_classes = names_and_count(doc, path, num_classes)
     paths, rows, seen = [], [], {}
     for i, entry in enumerate(doc['data']):
         where = f'{path}: entry {i}'
@@ -177,49 +165,65 @@ def read_partial_label_file(
         if img in seen:
             raise LabelFileError(f'{where}: duplicate img_path {img!r} (first in entry {seen[img]})')
         seen[img] = i
-        if 'targets' in entry:
-            extra = sorted({'labels', 'negatives', 'unknown'} & set(entry))
-            if extra:
-                raise LabelFileError(f'{where}: "targets" cannot be combined with {extra}')
-            t = entry['targets']
-            if not isinstance(t, list) or not t:
-                raise LabelFileError(f'{where}: field "targets" must be a non-empty list, got {t!r}')
-            for j, v in enumerate(t):
-                if not _is_int(v) or v not in (POSITIVE, NEGATIVE, UNKNOWN):
-                    raise LabelFileError(f'{where}: field "targets"[{j}] = {v!r} must be 1, 0 or -1')
-            if num_classes is not None and len(t) != num_classes:
-                raise LabelFileError(f'{where}: field "targets" has {len(t)} values, expected {num_classes}')
-            rows.append(('targets', list(t)))
-        else:
-            if 'labels' not in entry:
-                raise LabelFileError(f'{where}: missing field "labels" (or "targets")')
-            lists = {
-                f: _class_list(entry[f], f, where, num_classes)
-                for f in ('labels', 'negatives', 'unknown')
-                if f in entry
-            }
-            if 'names' in entry:
-                _check_entry_names(entry['names'], lists['labels'], names, where)
-            owner: dict[int, str] = {}
-            for f, values in lists.items():
-                for v in values:
-                    if v in owner and owner[v] != f:
-                        raise LabelFileError(f'{where}: class {v} is in both "{owner[v]}" and "{f}"')
-                    owner[v] = f
-            rows.append(('lists', lists))
+        rows.append(_entry_row(entry, where, num_classes, names))
         paths.append(img if os.path.isabs(img) else os.path.join(base, img))
     if not rows:
         raise LabelFileError(f'{path}: "data" is empty')
     if num_classes is None:
-        lengths = {len(r) for kind, r in rows if kind == 'targets'}
-        ids = [v for kind, r in rows if kind == 'lists' for values in r.values() for v in values]
-        if len(lengths) > 1:
-            raise LabelFileError(f'{path}: "targets" vectors have different lengths {sorted(lengths)}')
-        num_classes = lengths.pop() if lengths else (max(ids) + 1 if ids else 0)
-        if ids and max(ids) >= num_classes:
-            raise LabelFileError(f'{path}: class id {max(ids)} exceeds the {num_classes} "targets" classes')
-        if num_classes < 1:
-            raise LabelFileError(f'{path}: no class ids at all; cannot infer num_classes, pass it explicitly')
+        num_classes = _inferred_num_classes(rows, path)
+    return paths, PartialLabels(_targets_array(rows, num_classes, path), names)
+
+
+def _entry_row(entry: dict, where: str, num_classes: int | None, names) -> tuple[str, list | dict]:
+    """One entry as `('targets', [C] values)` or `('lists', {field: class ids})`, checked."""
+    if 'targets' in entry:
+        extra = sorted({'labels', 'negatives', 'unknown'} & set(entry))
+        if extra:
+            raise LabelFileError(f'{where}: "targets" cannot be combined with {extra}')
+        t = entry['targets']
+        if not isinstance(t, list) or not t:
+            raise LabelFileError(f'{where}: field "targets" must be a non-empty list, got {t!r}')
+        for j, v in enumerate(t):
+            if not _is_int(v) or v not in (POSITIVE, NEGATIVE, UNKNOWN):
+                raise LabelFileError(f'{where}: field "targets"[{j}] = {v!r} must be 1, 0 or -1')
+        if num_classes is not None and len(t) != num_classes:
+            raise LabelFileError(f'{where}: field "targets" has {len(t)} values, expected {num_classes}')
+        return ('targets', list(t))
+    if 'labels' not in entry:
+        raise LabelFileError(f'{where}: missing field "labels" (or "targets")')
+    lists = {
+        f: class_id_list(entry[f], f, where, num_classes)
+        for f in ('labels', 'negatives', 'unknown')
+        if f in entry
+    }
+    if 'names' in entry:
+        _check_entry_names(entry['names'], lists['labels'], names, where)
+    owner: dict[int, str] = {}
+    for f, values in lists.items():
+        for v in values:
+            if v in owner and owner[v] != f:
+                raise LabelFileError(f'{where}: class {v} is in both "{owner[v]}" and "{f}"')
+            owner[v] = f
+    return ('lists', lists)
+
+
+def _inferred_num_classes(rows: list, path: str) -> int:
+    """C from the rows of a file without class names: the `targets` length, else the largest id + 1."""
+    lengths = {len(r) for kind, r in rows if kind == 'targets'}
+    ids = [v for kind, r in rows if kind == 'lists' for values in r.values() for v in values]
+    if len(lengths) > 1:
+        raise LabelFileError(f'{path}: "targets" vectors have different lengths {sorted(lengths)}')
+    num_classes = lengths.pop() if lengths else (max(ids) + 1 if ids else 0)
+    if ids and max(ids) >= num_classes:
+        raise LabelFileError(f'{path}: class id {max(ids)} exceeds the {num_classes} "targets" classes')
+    if num_classes < 1:
+        raise LabelFileError(f'{path}: no class ids at all; cannot infer num_classes, pass it explicitly')
+    return num_classes
+
+
+def _targets_array(rows: list, num_classes: int, path: str) -> np.ndarray:
+    """`[N, C]` int8 targets in {1, 0, -1} from checked rows (unlisted classes negative, or unknown
+    when the entry lists "negatives")."""
     out = np.zeros((len(rows), num_classes), np.int8)
     for i, (kind, r) in enumerate(rows):
         if kind == 'targets':
@@ -234,7 +238,7 @@ def read_partial_label_file(
             out[i, r['negatives']] = NEGATIVE
         out[i, r.get('unknown', [])] = UNKNOWN
         out[i, r['labels']] = POSITIVE
-    return paths, PartialLabels(out, names)
+    return out
 
 
 def write_partial_label_file(path: str | os.PathLike, paths: Sequence[str], labels: PartialLabels) -> None:
