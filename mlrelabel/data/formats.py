@@ -74,6 +74,44 @@ def _dataset(
 
 
 # ---------------------------------------------------------------------- annotation folder
+def _images_by_id(image_dir: str) -> dict[int, str]:
+    """`{image id: file name}` of the `im<id>.jpg` files in `image_dir`; a reused id is a FormatError."""
+    on_disk: dict[int, str] = {}
+    for f in sorted(os.listdir(image_dir)):
+        if m := _ID_FILE.match(f):
+            if int(m.group(1)) in on_disk:
+                raise FormatError(
+                    f'{image_dir}/{f}: image id {int(m.group(1))} already used by {on_disk[int(m.group(1))]}'
+                )
+            on_disk[int(m.group(1))] = f
+    return on_disk
+
+
+def _class_members(path: str, on_disk: dict[int, str], image_dir: str) -> set[int]:
+    """The image ids listed in the class file `path`, one per line, each checked against `on_disk`."""
+    seen: dict[int, int] = {}
+    with open(path, encoding='utf-8') as f:
+        for line_no, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            if not text.isdigit():
+                raise FormatError(
+                    f'{path}:{line_no}: expected an image id (a non-negative integer), got {text!r}'
+                )
+            image_id = int(text)
+            if image_id in seen:
+                raise FormatError(
+                    f'{path}:{line_no}: duplicate image id {image_id} (first on line {seen[image_id]})'
+                )
+            if image_id not in on_disk:
+                raise FormatError(
+                    f'{path}:{line_no}: image id {image_id}: missing image {os.path.join(image_dir, f"im{image_id}.jpg")}'
+                )
+            seen[image_id] = line_no
+    return set(seen)
+
+
 def read_annotation_folder(
     root: str | os.PathLike, image_size: int, unlisted: str = 'negative'
 ) -> tuple[Dataset, PartialLabels, dict]:
@@ -94,38 +132,8 @@ def read_annotation_folder(
     class_files = sorted(f for f in os.listdir(ann_dir) if f.endswith('.txt'))
     if not class_files:
         raise FormatError(f'{ann_dir}: no <class>.txt files')
-    on_disk: dict[int, str] = {}
-    for f in sorted(os.listdir(image_dir)):
-        if m := _ID_FILE.match(f):
-            if int(m.group(1)) in on_disk:
-                raise FormatError(
-                    f'{image_dir}/{f}: image id {int(m.group(1))} already used by {on_disk[int(m.group(1))]}'
-                )
-            on_disk[int(m.group(1))] = f
-    members: list[set[int]] = []
-    for name in class_files:
-        path = os.path.join(ann_dir, name)
-        seen: dict[int, int] = {}
-        with open(path, encoding='utf-8') as f:
-            for line_no, line in enumerate(f, start=1):
-                text = line.strip()
-                if not text:
-                    continue
-                if not text.isdigit():
-                    raise FormatError(
-                        f'{path}:{line_no}: expected an image id (a non-negative integer), got {text!r}'
-                    )
-                image_id = int(text)
-                if image_id in seen:
-                    raise FormatError(
-                        f'{path}:{line_no}: duplicate image id {image_id} (first on line {seen[image_id]})'
-                    )
-                if image_id not in on_disk:
-                    raise FormatError(
-                        f'{path}:{line_no}: image id {image_id}: missing image {os.path.join(image_dir, f"im{image_id}.jpg")}'
-                    )
-                seen[image_id] = line_no
-        members.append(set(seen))
+    on_disk = _images_by_id(image_dir)
+    members = [_class_members(os.path.join(ann_dir, name), on_disk, image_dir) for name in class_files]
     ids = sorted(on_disk)
     if not ids:
         raise FormatError(f'{image_dir}: no im<id>.jpg images')
@@ -172,42 +180,55 @@ def parse_groups(spec: str) -> list[tuple[str, int]] | None:
     return out
 
 
-def read_attribute_csv(
-    path: str | os.PathLike,
-    image_size: int,
-    images_dir: str | os.PathLike | None = None,
-    groups: Sequence[tuple[str, int]] | None = None,
-) -> tuple[Dataset, PartialLabels, list[tuple[str, int]]]:
-    """An attribute CSV -> `(dataset, labels, groups)` (module docstring). `images_dir` defaults to
-    `<csv folder>/images`. `groups` None: every non-`filename` column, K_g = largest value + 1."""
-    path = os.fspath(path)
-    images_dir = (
-        os.fspath(images_dir)
-        if images_dir
-        else os.path.join(os.path.dirname(os.path.abspath(path)), 'images')
-    )
+def _csv_columns(path: str, header: list[str], groups) -> tuple[list[str], list[int] | None]:
+    """The attribute columns to read and their class counts (None: infer them), checked against `header`."""
+    if 'filename' not in header:
+        raise FormatError(f'{path}:1: the header has no "filename" column: {header}')
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise FormatError(f'{path}:1: duplicate columns {dup}')
+    if groups is None:
+        columns = [h for h in header if h != 'filename']
+        sizes = None
+    else:
+        columns = [g for g, _ in groups]
+        missing = [g for g in columns if g not in header]
+        if missing:
+            raise FormatError(f'{path}:1: attribute columns {missing} not in the header {header}')
+        sizes = [int(k) for _, k in groups]
+    if not columns:
+        raise FormatError(f'{path}:1: no attribute columns besides "filename"')
+    return columns, sizes
+
+
+def _csv_values(where: str, cells: list[str], columns: list[str], sizes: list[int] | None) -> list[int]:
+    """One row's attribute cells as class indices (-1 = unknown); FormatError at `where` (`path:line`)."""
+    row = []
+    for g, (column, cell) in enumerate(zip(columns, cells)):
+        cell = cell.strip()
+        if cell in UNKNOWN_CELLS:
+            row.append(-1)
+            continue
+        if not cell.lstrip('+').isdigit():
+            raise FormatError(f'{where}: {column}={cell!r} is not a class index (an integer >= 0, or #N/A)')
+        v = int(cell)
+        if sizes is not None and v >= sizes[g]:
+            raise FormatError(
+                f'{where}: unknown {column} value {v}: the group has {sizes[g]} classes (0..{sizes[g] - 1})'
+            )
+        row.append(v)
+    return row
+
+
+def _read_csv_rows(path: str, images_dir: str, groups):
+    """`(files, values [N, G] int64, lines, columns, sizes)` of an attribute CSV, every row checked."""
     with open(path, newline='', encoding='utf-8') as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
             raise FormatError(f'{path}:1: empty file (expected a header with a filename column)')
         header = [h.strip() for h in header]
-        if 'filename' not in header:
-            raise FormatError(f'{path}:1: the header has no "filename" column: {header}')
-        dup = sorted({h for h in header if header.count(h) > 1})
-        if dup:
-            raise FormatError(f'{path}:1: duplicate columns {dup}')
-        if groups is None:
-            columns = [h for h in header if h != 'filename']
-            sizes = None
-        else:
-            columns = [g for g, _ in groups]
-            missing = [g for g in columns if g not in header]
-            if missing:
-                raise FormatError(f'{path}:1: attribute columns {missing} not in the header {header}')
-            sizes = [int(k) for _, k in groups]
-        if not columns:
-            raise FormatError(f'{path}:1: no attribute columns besides "filename"')
+        columns, sizes = _csv_columns(path, header, groups)
         fcol, cols = header.index('filename'), [header.index(g) for g in columns]
         files, values, lines, seen = [], [], [], {}
         for record in reader:
@@ -225,59 +246,71 @@ def read_attribute_csv(
             image = name if os.path.isabs(name) else os.path.join(images_dir, name)
             if not os.path.isfile(image):
                 raise FormatError(f'{path}:{line}: missing image {image}')
-            row = []
-            for g, (column, c) in enumerate(zip(columns, cols)):
-                cell = record[c].strip()
-                if cell in UNKNOWN_CELLS:
-                    row.append(-1)
-                    continue
-                if not cell.lstrip('+').isdigit():
-                    raise FormatError(
-                        f'{path}:{line}: {column}={cell!r} is not a class index (an integer >= 0, or #N/A)'
-                    )
-                v = int(cell)
-                if sizes is not None and v >= sizes[g]:
-                    raise FormatError(
-                        f'{path}:{line}: unknown {column} value {v}: the group has {sizes[g]} classes (0..{sizes[g] - 1})'
-                    )
-                row.append(v)
+            values.append(_csv_values(f'{path}:{line}', [record[c] for c in cols], columns, sizes))
             files.append(image)
-            values.append(row)
             lines.append(line)
     if not files:
         raise FormatError(f'{path}: no data rows after the header')
-    values = np.asarray(values, np.int64)
-    if sizes is None:
-        sizes = []
-        for g, column in enumerate(columns):
-            known = values[:, g][values[:, g] >= 0]
-            if not known.size:
-                raise FormatError(
-                    f'{path}: column {column!r} has no known value; give its class count in the groups'
-                )
-            sizes.append(int(known.max()) + 1)
-            unused = np.setdiff1d(np.arange(sizes[-1]), known)
-            if unused.size > sizes[-1] - unused.size:  # most inferred classes empty: a stray value, not data
-                row = int(np.argmax(values[:, g]))
-                raise FormatError(
-                    f'{path}:{lines[row]}: {column}={values[row, g]} makes the group {sizes[-1]} classes, but '
-                    f'{unused.size} of them never occur ({", ".join(map(str, unused[:10].tolist()))}'
-                    f'{", ..." if unused.size > 10 else ""}): a typo? If those classes exist, declare the '
-                    f"groups: --config.data.attribute_groups='{column}:{sizes[-1]},...'"
-                )
-    targets = np.zeros((len(files), sum(sizes)), np.int8)
+    return files, np.asarray(values, np.int64), lines, columns, sizes
+
+
+def _inferred_sizes(path: str, columns: list[str], values: np.ndarray, lines: list[int]) -> list[int]:
+    """Each group's class count as its largest value + 1; refuses a stray value that leaves most empty."""
+    sizes = []
+    for g, column in enumerate(columns):
+        known = values[:, g][values[:, g] >= 0]
+        if not known.size:
+            raise FormatError(
+                f'{path}: column {column!r} has no known value; give its class count in the groups'
+            )
+        sizes.append(int(known.max()) + 1)
+        unused = np.setdiff1d(np.arange(sizes[-1]), known)
+        if unused.size > sizes[-1] - unused.size:  # most inferred classes empty: a stray value, not data
+            row = int(np.argmax(values[:, g]))
+            raise FormatError(
+                f'{path}:{lines[row]}: {column}={values[row, g]} makes the group {sizes[-1]} classes, but '
+                f'{unused.size} of them never occur ({", ".join(map(str, unused[:10].tolist()))}'
+                f'{", ..." if unused.size > 10 else ""}): a typo? If those classes exist, declare the '
+                f"groups: --config.data.attribute_groups='{column}:{sizes[-1]},...'"
+            )
+    return sizes
+
+
+def _group_targets(values: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """`[N, sum(sizes)]` int8: per group, its class positive, the others negative, all unknown if -1."""
+    targets = np.zeros((values.shape[0], sum(sizes)), np.int8)
     start = 0
     for g, k in enumerate(sizes):
         v = values[:, g]
-        block = np.zeros((len(files), k), np.int8)
+        block = np.zeros((values.shape[0], k), np.int8)
         block[v < 0] = UNKNOWN
         known = np.flatnonzero(v >= 0)
         block[known, v[known]] = POSITIVE
         targets[:, start : start + k] = block
         start += k
+    return targets
+
+
+def read_attribute_csv(
+    path: str | os.PathLike,
+    image_size: int,
+    images_dir: str | os.PathLike | None = None,
+    groups: Sequence[tuple[str, int]] | None = None,
+) -> tuple[Dataset, PartialLabels, list[tuple[str, int]]]:
+    """An attribute CSV -> `(dataset, labels, groups)` (module docstring). `images_dir` defaults to
+    `<csv folder>/images`. `groups` None: every non-`filename` column, K_g = largest value + 1."""
+    path = os.fspath(path)
+    images_dir = (
+        os.fspath(images_dir)
+        if images_dir
+        else os.path.join(os.path.dirname(os.path.abspath(path)), 'images')
+    )
+    files, values, lines, columns, sizes = _read_csv_rows(path, images_dir, groups)
+    if sizes is None:
+        sizes = _inferred_sizes(path, columns, values, lines)
     groups = [(c, k) for c, k in zip(columns, sizes)]
     names = [f'{c}={j}' for c, k in groups for j in range(k)]
-    labels = PartialLabels(targets, names)
+    labels = PartialLabels(_group_targets(values, sizes), names)
     name = os.path.splitext(os.path.basename(path))[0]
     return _dataset(files, labels, image_size, name, groups, root=images_dir), labels, groups
 
