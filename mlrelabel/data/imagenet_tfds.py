@@ -99,6 +99,24 @@ def _tfds_has(name: str, data_dir: str | None) -> bool:
         return False
 
 
+def _tfds_real_truth(names: list[str], num_classes: int, data_dir: str | None, cache_dir: str) -> LabelTable:
+    """The ReaL label sets of the validation images `names` from a prepared TFDS `imagenet2012_real`."""
+    real = tfds_metadata(
+        'imagenet2012_real',
+        'validation',
+        data_dir,
+        ('real_label', 'file_name'),
+        os.path.join(cache_dir, 'tfds_imagenet2012_real_validation_meta.npz'),
+    )
+    by_name = {str(f): r for f, r in zip(real['file_name'], real['real_label'])}
+    missing = [x for x in names if x not in by_name]
+    if missing:
+        raise DataError(
+            f'imagenet2012_real has no entry for {len(missing)} validation images (first: {missing[0]})'
+        )
+    return LabelTable.from_lists([by_name[x] for x in names], num_classes)
+
+
 def load_tfds(config, workdir: str) -> dict:
     """`{'train', 'val'}` Datasets from TFDS ArrayRecord splits `train` and `validation` of `data.tfds_name`
     (default imagenet2012). Val truth = ReaL sets from `data.real_json` or a prepared `imagenet2012_real`.
@@ -136,21 +154,7 @@ def load_tfds(config, workdir: str) -> dict:
                     _read_real(d.real_json, num_classes), names, num_classes, d.real_json, keep
                 )
             elif _tfds_has('imagenet2012_real', data_dir):
-                real = tfds_metadata(
-                    'imagenet2012_real',
-                    'validation',
-                    data_dir,
-                    ('real_label', 'file_name'),
-                    os.path.join(cache_dir, 'tfds_imagenet2012_real_validation_meta.npz'),
-                )
-                by_name = {str(f): r for f, r in zip(real['file_name'], real['real_label'])}
-                missing = [x for x in names if x not in by_name]
-                if missing:
-                    raise DataError(
-                        f'imagenet2012_real has no entry for {len(missing)} validation images '
-                        f'(first: {missing[0]})'
-                    )
-                truth = LabelTable.from_lists([by_name[x] for x in names], num_classes)
+                truth = _tfds_real_truth(names, num_classes, data_dir, cache_dir)
         out[split] = Dataset(
             images=TfdsImages(name, tfds_split, data_dir, d.image_size, rows=keep),
             labels=LabelTable.from_single(meta['label'][keep].astype(np.int64), num_classes),

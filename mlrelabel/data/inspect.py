@@ -139,6 +139,21 @@ def image_statistics(paths: list[str], seed: int, max_size: int) -> dict:
     }
 
 
+def _auto_model(m, image_size: int, num_images: int | None) -> str:
+    """Sets `model.name` 'auto' (and its stem, and the width for a user's images) from the image size."""
+    small_net = image_size < SMALL_IMAGE
+    if small_net:
+        m.name, m.small_stem, m.stem_stride = 'resnet_tiny', True, 2 if image_size >= 32 else 1
+    else:
+        m.name, m.small_stem, m.stem_stride = 'resnet18', False, 0
+    if not m.width and num_images:  # a user's images (the built-in data: the preset)
+        m.width = _auto_width(num_images, small_net)
+    return (
+        f'model.name={m.name} (width={m.width or "preset"}, small_stem={m.small_stem}, '
+        f'stem_stride={m.stem_stride}; {image_size} px images)'
+    )
+
+
 def resolve_data_defaults(config) -> list[str]:
     """Fills the 'auto' fields of `config` in place (see the module docstring); returns one note per field set."""
     d, m = config.data, config.model
@@ -185,17 +200,7 @@ def resolve_data_defaults(config) -> list[str]:
     num_images = found.get('num_images') or (d.num_train if d.source == 'digit_scenes' else 0)
     notes += _raise_epochs(config, num_images)
     if m.name == 'auto' and d.image_size:
-        small_net = d.image_size < SMALL_IMAGE
-        if small_net:
-            m.name, m.small_stem, m.stem_stride = 'resnet_tiny', True, 2 if d.image_size >= 32 else 1
-        else:
-            m.name, m.small_stem, m.stem_stride = 'resnet18', False, 0
-        if not m.width and found.get('num_images'):  # a user's images (the built-in data: the preset)
-            m.width = _auto_width(found['num_images'], small_net)
-        notes.append(
-            f'model.name={m.name} (width={m.width or "preset"}, small_stem={m.small_stem}, '
-            f'stem_stride={m.stem_stride}; {d.image_size} px images)'
-        )
+        notes.append(_auto_model(m, d.image_size, found.get('num_images')))
     side = found.get('median_side') or found.get('image_size') or d.image_size
     if needs_models:
         notes.append(_round0_models(config.relabel, side, num_images, source))
