@@ -123,8 +123,8 @@ def replay(workdir: str, truth_file: str = '', overrides: dict | None = None) ->
             out[name].append(row)
     result = {'workdir': workdir, 'overrides': overrides or {}, 'paths': len(paths)}
     for name, rows in out.items():
-        rc = (own if name == 'own' else variant).relabel
-        chosen, _ = select.choose_configured_round(rows, rc)
+        options = select.ChooseOptions.from_config(own if name == 'own' else variant)
+        chosen, _ = select.choose_configured_round(rows, options)
         result[name] = {'rounds': rows, 'chosen': chosen, 'chosen_f1': rows[chosen]['f1']}
     return result
 

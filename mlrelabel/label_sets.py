@@ -279,14 +279,13 @@ def crop_evidence_fn(run, head: str, variables, step: int):
     images in the same order give the same evidence."""
     import jax
 
-    from mlrelabel.relabel.score import make_score_fn
+    from mlrelabel.relabel.score import ScoreOptions, make_score_fn
     from mlrelabel.train.inference import Predictor
 
     m = run.manifest
     rc = crop_settings(run.config)
-    score = make_score_fn(
-        run._build_model(), head, rc, mean=m['mean'], std=m['std'], image_size=run.image_size
-    )
+    options = ScoreOptions.from_relabel(rc, mean=m['mean'], std=m['std'], image_size=run.image_size)
+    score = make_score_fn(run._build_model(), head, options)
     key = jax.random.PRNGKey(int(run.config.seed))
     batch = int(rc.batch_size or run.batch_size)
     return Predictor(

@@ -91,7 +91,7 @@ def test_relabel_on_an_attribute_csv_names_classes_and_keeps_groups_exclusive(cs
 def test_predict_uses_the_rounds_crop_rule_quietly_with_names(csv_run, tmp_path):
     import mlrelabel
     from mlrelabel.relabel.evidence import to_probability
-    from mlrelabel.relabel.score import make_score_fn
+    from mlrelabel.relabel.score import ScoreOptions, make_score_fn
 
     root, work, _, _ = csv_run
     folder = tmp_path / 'new'
@@ -133,9 +133,8 @@ def test_predict_uses_the_rounds_crop_rule_quietly_with_names(csv_run, tmp_path)
     import jax
 
     rc = run.config.relabel
-    score = make_score_fn(
-        run._build_model(), 'sigmoid', rc, mean=run.manifest['mean'], std=run.manifest['std'], image_size=16
-    )
+    options = ScoreOptions.from_relabel(rc, mean=run.manifest['mean'], std=run.manifest['std'], image_size=16)
+    score = make_score_fn(run._build_model(), 'sigmoid', options)
     direct = np.asarray(score(run.variables(1), pictures, jax.random.PRNGKey(run.config.seed))['log_odds'])
     np.testing.assert_allclose(scores, to_probability(direct), atol=1e-5)
     saved = json.load(open(os.path.join(work, 'round_1', 'thresholds.json')))['log_odds']

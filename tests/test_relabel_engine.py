@@ -51,9 +51,8 @@ def test_evidence_record_is_float32_and_unsaturated(tmp_path):
     variables = common.init_variables(model, c, 0)
     variables['params']['fc']['kernel'] = variables['params']['fc']['kernel'] * 500.0  # saturating logits
     mesh = common.mesh_from_config(c)
-    record, _ = stream.score_images(
-        model, variables, data['train'].images, np.arange(32), 'sigmoid', c, mesh, key=jax.random.PRNGKey(0)
-    )
+    scorer = stream.ScorePass(model, 'sigmoid', stream.StreamOptions.from_config(c), mesh, jax.random.PRNGKey(0))
+    record, _ = stream.score_images(scorer, variables, data['train'].images, np.arange(32))
     assert record['log_odds'].dtype == np.float32
     probabilities = 1 / (1 + np.exp(-record['log_odds'].astype(np.float64)))
     assert (

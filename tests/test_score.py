@@ -28,7 +28,7 @@ def test_every_crop_kind_scores_and_aggregates(setup, kind):
     c = c.copy_and_resolve_references()
     c.relabel.crops.kind = kind
     fn = jax.jit(
-        score.make_score_fn(model, 'softmax', c.relabel, mean=c.data.mean, std=c.data.std, image_size=32)
+        score.make_score_fn(model, 'softmax', score.ScoreOptions.from_config(c))
     )
     out = fn(variables, images, jax.random.PRNGKey(0))
     k = out['boxes'].shape[1]

@@ -139,7 +139,7 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
     says what happened."""
     config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     rc = config.relabel
-    chosen, reason = select.choose_configured_round(rows, rc)
+    chosen, reason = select.choose_configured_round(rows, select.ChooseOptions.from_config(config))
     final = (
         train.labels
         if chosen == 0
@@ -260,21 +260,7 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
     rc = config.relabel
     os.makedirs(rdir, exist_ok=True)
     num_classes = train.num_classes
-    head = evaluate.head_of(config.train.loss if k == 1 else rc.loss)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * k)
-    records, first = {}, None
-    for split, ds, split_key in (('train', train, key), ('val', val, jax.random.fold_in(key, 1))):
-        records[split], f = _score_split(ctx, k, states, split, ds, head, split_key)
-        first = f if split == 'train' else first
-    if len(evidence['train']) < k:  # a resumed run re-adds the earlier rounds' records from disk
-        for j in range(len(evidence['train']) + 1, k + 1):
-            for split in ('train', 'val'):
-                rec = (
-                    records[split]
-                    if j == k
-                    else stream.load_record(stream.evidence_path(os.path.dirname(rdir), j, split))
-                )
-                stream.add_record(evidence[split], rec, num_classes)
+    first = _score_round(ctx, k, states, evidence)
     val_given = evaluate.first_labels(val.labels)
     evidence_val = evidence['val'].dense(np.arange(len(val)))
     fixed = None
@@ -318,21 +304,36 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
     return table, info
 
 
-def _score_split(ctx: RelabelRun, k: int, states: list, split: str, ds, head: str, key):
+def _score_round(ctx: RelabelRun, k: int, states: list, evidence: dict) -> dict:
+    """Scores both splits with round k-1's model (`_score_split`) and adds their records to `evidence` (a resumed
+    run re-adds the earlier rounds' records from disk first). Returns the first training batch's crops."""
+    config, rdir = ctx.config, ctx.round_dir(k)
+    head = evaluate.head_of(config.train.loss if k == 1 else config.relabel.loss)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * k)
+    options = stream.StreamOptions.from_config(config)
+    records, first = {}, None
+    for split, ds, split_key in (('train', ctx.train, key), ('val', ctx.val, jax.random.fold_in(key, 1))):
+        scorer = stream.ScorePass(ctx.model, head, options, ctx.mesh, split_key)
+        records[split], f = _score_split(ctx, k, states, split, ds, scorer)
+        first = f if split == 'train' else first
+    if len(evidence['train']) < k:  # a resumed run re-adds the earlier rounds' records from disk
+        for j in range(len(evidence['train']) + 1, k + 1):
+            for split in ('train', 'val'):
+                rec = (
+                    records[split]
+                    if j == k
+                    else stream.load_record(stream.evidence_path(os.path.dirname(rdir), j, split))
+                )
+                stream.add_record(evidence[split], rec, ctx.train.num_classes)
+    return first
+
+
+def _score_split(ctx: RelabelRun, k: int, states: list, split: str, ds, scorer: stream.ScorePass):
     """Round k's evidence record of one split and its first batch's crops (`stream.score_images`). Several models
     (round 0's, `relabel.round0_models`) each score the crops with the same key into a record of their own
     (`round_<k>/models/`, each resumable); `round_<k>/evidence_<split>.npz` holds their mean, round 1's one record."""
     path = stream.evidence_path(ctx.workdir, k, split)
-    score = functools.partial(
-        stream.score_images,
-        ctx.model,
-        images=ds.images,
-        rows=np.arange(len(ds)),
-        head=head,
-        config=ctx.config,
-        mesh=ctx.mesh,
-        key=key,
-    )
+    score = functools.partial(stream.score_images, scorer, images=ds.images, rows=np.arange(len(ds)))
     if len(states) == 1:
         return score(states[0].variables, record_path=path, desc=f'round {k} relabel {split}')
     finished = stream.finished_record(path, len(ds))

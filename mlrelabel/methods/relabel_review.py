@@ -94,19 +94,13 @@ def _review_crops(ctx, k: int, images: list) -> dict:
     head = evaluate.head_of(config.train.loss if k == 1 else config.relabel.loss)
     index = {p: i for i, p in enumerate(paths)}
     rows = np.asarray([index[p] for p in images], np.int64)
+    scorer = stream.ScorePass(
+        ctx.model, head, stream.StreamOptions.from_config(config), ctx.mesh, jax.random.PRNGKey(config.seed)
+    )
     out = {}
     for start in range(0, len(rows), config.relabel.batch_size):
         chunk = rows[start : start + config.relabel.batch_size]
-        _, first = stream.score_images(
-            ctx.model,
-            variables,
-            train.images,
-            chunk,
-            head,
-            config,
-            ctx.mesh,
-            key=jax.random.PRNGKey(config.seed),
-        )
+        _, first = stream.score_images(scorer, variables, train.images, chunk)
         for j, i in enumerate(chunk):
             out[paths[i]] = (first['boxes'][j], first['crop_log_odds'][j])
     return out

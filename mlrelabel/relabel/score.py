@@ -8,6 +8,7 @@ each image's crops. The relabel loop streams batches of images through it, shard
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -20,8 +21,88 @@ UNCERTAINTIES = ('std', 'mutual_information', 'entropy')
 CROP_KINDS = ('grid', 'random', 'fixed', 'full', 'proposals')
 
 
-def crop_groups(c, image_size: int) -> list[tuple[str, dict, int | None, int]]:
-    """The crop groups of `config.relabel.crops`: `(kind, params, num_crops, output side)` each.
+@dataclasses.dataclass(frozen=True)
+class CropOptions:
+    """Which crops of each image are scored (`config.relabel.crops`; the defaults are the schema's).
+
+    kind: one of CROP_KINDS.
+    num_crops: 'random' / 'fixed' / 'proposals': crops per image.
+    scale, ratio: 'random': area fraction and aspect-ratio ranges.
+    size: 'fixed': box height and width as fractions of the image.
+    grid_scales, overlap: 'grid': window sides / image side, and the overlap of windows of one scale.
+    proposal_box_size: 'proposals': box side around each peak.
+    include_full_image: the whole image is always one of the crops.
+    size_fraction, crop_size: crops are resized to `crop_size` pixels, or (0) to `size_fraction * image_size`.
+    """
+
+    kind: str = 'grid'
+    num_crops: int = 8
+    scale: tuple = (0.15, 0.5)
+    ratio: tuple = (0.75, 1.3333333333333333)
+    size: tuple = (0.5, 0.5)
+    grid_scales: tuple = (1.0, 0.6, 0.45)
+    overlap: float = 0.67
+    proposal_box_size: float = 0.45
+    include_full_image: bool = True
+    size_fraction: float = 0.7
+    crop_size: int = 0
+
+    @classmethod
+    def from_config(cls, crops) -> 'CropOptions':
+        """The options of a `config.relabel.crops` block (sequences become tuples: the options are hashable)."""
+        values = {f.name: crops[f.name] for f in dataclasses.fields(cls) if f.name in crops}
+        return cls(**{n: tuple(v) if isinstance(v, (list, tuple)) else v for n, v in values.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreOptions:
+    """How `make_score_fn` scores images: the crops, the confidence method and the aggregation of
+    `config.relabel`, and the normalisation and side of the images (`config.data`). Hashable: it keys the
+    compiled score functions.
+
+    mean, std: per-channel normalisation of the images (`augment.normalize`).
+    image_size: the images' side; crops are resized relative to it (`CropOptions.size_fraction`).
+    crops: which crops are scored.
+    confidence: 'naive' | 'mc_dropout' | 'mc_dropout_full' | 'mc_perturbation' (`confidence.confidence_fn`).
+    num_samples: Monte-Carlo samples per crop.
+    perturbation: 'mc_perturbation': `(name, value)` pairs of `config.relabel.perturbation`.
+    aggregate: how each class's evidence comes from the crops: 'max', 'mean' or 'top<k>'.
+    """
+
+    mean: tuple
+    std: tuple
+    image_size: int
+    crops: CropOptions = CropOptions()
+    confidence: str = 'mc_dropout'
+    num_samples: int = 16
+    perturbation: tuple = ()
+    aggregate: str = 'top2'
+
+    @classmethod
+    def from_relabel(cls, rc, *, mean, std, image_size: int) -> 'ScoreOptions':
+        """The options of a `config.relabel` block `rc`, for images normalised by `mean`, `std` of side
+        `image_size`."""
+        perturbation = rc.get('perturbation')
+        return cls(
+            mean=tuple(mean),
+            std=tuple(std),
+            image_size=int(image_size),
+            crops=CropOptions.from_config(rc.crops),
+            confidence=rc.confidence,
+            num_samples=rc.num_samples,
+            perturbation=tuple(sorted(dict(perturbation).items())) if perturbation is not None else None,
+            aggregate=rc.aggregate,
+        )
+
+    @classmethod
+    def from_config(cls, config) -> 'ScoreOptions':
+        """The options of a run's `config.relabel` and `config.data` (mean, std, image_size)."""
+        d = config.data
+        return cls.from_relabel(config.relabel, mean=d.mean, std=d.std, image_size=d.image_size)
+
+
+def crop_groups(c: CropOptions, image_size: int) -> list[tuple[str, dict, int | None, int]]:
+    """The crop groups of the crop options `c`: `(kind, params, num_crops, output side)` each.
 
     Every crop is resized to one side, `crop_size` pixels or else `size_fraction * image_size`: a fraction of
     the image, so the same recipe fits 40 px digits and 500 px photos. Measured on digit scenes (AUC of the
@@ -44,7 +125,7 @@ def crop_groups(c, image_size: int) -> list[tuple[str, dict, int | None, int]]:
     raise ValueError(f'config.relabel.crops.kind={c.kind!r}: expected one of {CROP_KINDS}')
 
 
-def make_score_fn(model, head: str, cfg, *, mean, std, image_size: int) -> Callable:
+def make_score_fn(model, head: str, options: ScoreOptions) -> Callable:
     """Returns `score(variables, images [B, H, W, 3] uint8, key) -> dict` (jit it with the mesh shardings).
 
     Output:
@@ -52,12 +133,11 @@ def make_score_fn(model, head: str, cfg, *, mean, std, image_size: int) -> Calla
       (max or mean) over the image's crops; `conf [B, C]` the same as probabilities (for pictures), `std [B, C]`
       the per-class sample std aggregated the same way, `mutual_information [B]` and `entropy [B]` averaged
       over crops, `boxes [B, K, 4]` the crops, `crop_log_odds [B, K, C]` and `crop_conf [B, K, C]` per crop.
-    `cfg` is `config.relabel` (fields `crops`, `confidence`, `num_samples`, `perturbation`, `aggregate`).
-    With `crops.include_full_image`, the whole image is always the first crop.
+    With `options.crops.include_full_image`, the whole image is always the first crop.
     """
-    c = cfg.crops
+    cfg, c, mean, std = options, options.crops, options.mean, options.std
     conf_fn = confidence.confidence_fn(cfg.confidence, model, head, cfg.num_samples, dict(cfg.perturbation))
-    groups = crop_groups(c, image_size)
+    groups = crop_groups(c, options.image_size)
 
     def group_boxes(variables, key, x, kind, params, num):
         if kind == 'proposals':

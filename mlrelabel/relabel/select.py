@@ -29,6 +29,8 @@ of this module (`TRUTH_FREE_METRICS` lists what a round may be chosen on).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 # A round whose last epoch's mean training loss is above this fraction of its first epoch's is under-trained.
@@ -294,12 +296,28 @@ def choose_round(
     return 0, 'no relabeled round passed the checks' + (f' ({" | ".join(flagged)})' if flagged else '')
 
 
-def choose_configured_round(rows: list[dict], rc) -> tuple[int, str]:
-    """`choose_round` with the settings of `rc` (`config.relabel`); runs made before `choose_tolerance` and
-    `round1_margin` existed choose as they did (the stop tolerance, no margin)."""
-    return choose_round(
-        rows, rc.metric, rc.choose_tolerance, rc.round1_margin
-    )
+@dataclasses.dataclass(frozen=True)
+class ChooseOptions:
+    """How the output round is chosen (`choose_round`; the defaults are `config.relabel`'s).
+
+    metric: the truth-free metric compared (one of TRUTH_FREE_METRICS).
+    tolerance: the latest round within this fraction of the best wins (`relabel.choose_tolerance`).
+    round1_margin: round 1 wins over a later round only with this lead (fraction).
+    """
+
+    metric: str = 'heldout_mixture_f1'
+    tolerance: float = 0.0
+    round1_margin: float = 0.02
+
+    @classmethod
+    def from_config(cls, config) -> 'ChooseOptions':
+        rc = config.relabel
+        return cls(metric=rc.metric, tolerance=rc.choose_tolerance, round1_margin=rc.round1_margin)
+
+
+def choose_configured_round(rows: list[dict], options: ChooseOptions) -> tuple[int, str]:
+    """`choose_round` with `options` (`ChooseOptions.from_config(config)`)."""
+    return choose_round(rows, options.metric, options.tolerance, options.round1_margin)
 
 
 def underfit_note(history: list[dict], max_ratio: float = UNDERFIT_RATIO) -> str | None:

@@ -8,12 +8,12 @@ the per-image mutual information and entropy. `dense_evidence` turns any chunk o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import os
+from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from mlrelabel import parallel
@@ -129,42 +129,64 @@ def add_record(evidence, record: dict, num_classes: int) -> None:
     evidence.add(lambda rows: dense_evidence(record, num_classes, rows), record_models(record))
 
 
-def score_images(model, variables, images, rows, head, config, mesh, *, key, record_path=None, desc=None):
-    """Evidence record of `images[rows]` (see the module docstring) and the first batch's crops.
+@dataclasses.dataclass(frozen=True)
+class StreamOptions:
+    """How the relabel pass streams a split (`config.relabel` and `config.data`).
+
+    score: how each batch is scored (`score.ScoreOptions`).
+    batch_size: images per batch (a multiple of the mesh's data axis).
+    record_topk: the evidence kept per image: its top-k classes (0: all).
+    save_every_batches: with a record path, progress is saved this often (and at the end).
+    """
+
+    score: score.ScoreOptions
+    batch_size: int = 64
+    record_topk: int = 20
+    save_every_batches: int = 50
+
+    @classmethod
+    def from_config(cls, config) -> 'StreamOptions':
+        rc = config.relabel
+        return cls(
+            score=score.ScoreOptions.from_config(config),
+            batch_size=rc.batch_size,
+            record_topk=rc.record_topk,
+            save_every_batches=rc.save_every_batches,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScorePass:
+    """What one relabel pass scores with: the model and its `head` ('softmax' | 'sigmoid'), the options, the
+    device mesh and the key (batch b uses `fold_in(key, b)`)."""
+
+    model: Any
+    head: str
+    options: StreamOptions
+    mesh: Any
+    key: Any
+
+
+def score_images(scorer: ScorePass, variables, images, rows, *, record_path=None, desc=None):
+    """Evidence record of `images[rows]` (see the module docstring) scored by `scorer` with `variables`, and the
+    first batch's crops.
 
     Returns `(record, first)`: `record` maps RECORD_FIELDS to arrays over `len(rows)` images; `first` holds the
     first batch's `boxes [b, K, 4]` and per-crop evidence `crop_log_odds [b, K, C]` (for the examples figure).
-    With `record_path`, progress is saved every `relabel.save_every_batches` batches and at the end, and a
+    With `record_path`, progress is saved every `save_every_batches` batches and at the end, and a
     restarted pass resumes from there (batch b always uses key `fold_in(key, b)`, so results are identical).
     """
-    rc = config.relabel
-    n = len(rows)
-    bs = rc.batch_size
+    opts, mesh = scorer.options, scorer.mesh
+    n, bs = len(rows), opts.batch_size
     parallel.check_batch_size(bs, mesh, 'config.relabel.batch_size')
     finished = finished_record(record_path, n) if record_path else None
     if finished:
         return finished
-    rc_dict = rc.to_dict()
-    settings = json.dumps({name: rc_dict.get(name) for name in SCORE_FIELDS}, sort_keys=True)
-    fn = _jitted_score_fn(
-        model, head, settings, tuple(config.data.mean), tuple(config.data.std), config.data.image_size, mesh
-    )
-    num_classes = model.num_classes
-    topk = min(rc.record_topk or num_classes, num_classes)
-    record = {
-        'classes': np.zeros((n, topk), np.int16 if num_classes < 2**15 else np.int32),
-        'log_odds': np.zeros((n, topk), np.float32),
-        'std': np.zeros((n, topk), np.float32),
-        'mutual_information': np.zeros(n, np.float32),
-        'entropy': np.zeros(n, np.float32),
-    }
-    done, first = 0, None
-    if record_path and os.path.exists(record_path):
-        saved = load_record(record_path)
-        done = int(saved['done'])
-        for name in record:
-            record[name][:done] = saved[name][:done]
-        first = {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
+    fn = _jitted_score_fn(scorer.model, scorer.head, opts.score, mesh)
+    num_classes = scorer.model.num_classes
+    topk = min(opts.record_topk or num_classes, num_classes)
+    record = _empty_record(n, topk, num_classes)
+    done, first = _resume(record_path, record)
     num_batches = -(-n // bs)
     start_batch = done // bs
     fetch = lambda idx: {'image': np.asarray(images[rows[idx]])}  # noqa: E731
@@ -174,14 +196,7 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
         """Copies batch b's outputs into the record (and saves progress); runs while batch b + 1 computes."""
         nonlocal first, done
         out = jax.device_get(out) if jax.process_count() == 1 else _allgather(out)
-        evidence = np.asarray(out['log_odds'], np.float32)[:valid]
-        order = np.argsort(-evidence, axis=1, kind='stable')[:, :topk]
-        sl = slice(b * bs, b * bs + valid)
-        record['classes'][sl] = order
-        record['log_odds'][sl] = np.take_along_axis(evidence, order, 1)
-        record['std'][sl] = np.take_along_axis(np.asarray(out['std'])[:valid], order, 1)
-        record['mutual_information'][sl] = np.asarray(out['mutual_information'])[:valid]
-        record['entropy'][sl] = np.asarray(out['entropy'])[:valid]
+        _store_batch(record, out, slice(b * bs, b * bs + valid), topk)
         if first is None:
             first = {
                 'boxes': np.asarray(out['boxes'])[:valid],
@@ -191,13 +206,13 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
         if bar is not None:
             bar.update(valid)
         last = b + 1 == num_batches
-        if record_path and parallel.is_main_process() and ((b + 1) % rc.save_every_batches == 0 or last):
+        if record_path and parallel.is_main_process() and ((b + 1) % opts.save_every_batches == 0 or last):
             save_record(record_path, record, first, done)
 
     pending = None  # one batch in flight: the device scores batch b while the host stores batch b - 1
     for b, (batch, valid) in enumerate(pipeline.eval_batches(n, bs, fetch, start=start_batch * bs)):
         b += start_batch
-        out = fn(variables, parallel.host_to_global(batch['image'], mesh), jax.random.fold_in(key, b))
+        out = fn(variables, parallel.host_to_global(batch['image'], mesh), jax.random.fold_in(scorer.key, b))
         if pending is not None:
             consume(*pending)
         pending = (b, out, valid)
@@ -208,15 +223,46 @@ def score_images(model, variables, images, rows, head, config, mesh, *, key, rec
     return record, first
 
 
-SCORE_FIELDS = ('crops', 'confidence', 'num_samples', 'perturbation', 'aggregate')
+def _empty_record(n: int, topk: int, num_classes: int) -> dict:
+    """A record of `n` images with `topk` classes each, all zeros."""
+    return {
+        'classes': np.zeros((n, topk), np.int16 if num_classes < 2**15 else np.int32),
+        'log_odds': np.zeros((n, topk), np.float32),
+        'std': np.zeros((n, topk), np.float32),
+        'mutual_information': np.zeros(n, np.float32),
+        'entropy': np.zeros(n, np.float32),
+    }
+
+
+def _resume(record_path, record: dict):
+    """`(done, first)` of a partly saved pass at `record_path`, its rows copied into `record`; `(0, None)`
+    without one."""
+    if not (record_path and os.path.exists(record_path)):
+        return 0, None
+    saved = load_record(record_path)
+    done = int(saved['done'])
+    for name in record:
+        record[name][:done] = saved[name][:done]
+    return done, {'boxes': saved['first_boxes'], 'crop_log_odds': saved['first_crop_log_odds']}
+
+
+def _store_batch(record: dict, out: dict, sl: slice, topk: int) -> None:
+    """Writes one batch's score outputs (host arrays, padded past the `sl` rows) into `record[sl]`."""
+    valid = sl.stop - sl.start
+    evidence = np.asarray(out['log_odds'], np.float32)[:valid]
+    order = np.argsort(-evidence, axis=1, kind='stable')[:, :topk]
+    record['classes'][sl] = order
+    record['log_odds'][sl] = np.take_along_axis(evidence, order, 1)
+    record['std'][sl] = np.take_along_axis(np.asarray(out['std'])[:valid], order, 1)
+    record['mutual_information'][sl] = np.asarray(out['mutual_information'])[:valid]
+    record['entropy'][sl] = np.asarray(out['entropy'])[:valid]
 
 
 @functools.lru_cache(maxsize=8)
-def _jitted_score_fn(model, head, settings, mean, std, image_size, mesh):
-    """The jitted score function, built once per model, head and relabel settings (JSON of SCORE_FIELDS):
-    the rounds, splits and the review reuse it instead of tracing it again."""
-    rc = ml_collections.ConfigDict(json.loads(settings))
-    score_fn = score.make_score_fn(model, head, rc, mean=mean, std=std, image_size=image_size)
+def _jitted_score_fn(model, head: str, options: score.ScoreOptions, mesh):
+    """The jitted score function, built once per model, head, score options and mesh: the rounds, splits and
+    the review reuse it instead of tracing it again."""
+    score_fn = score.make_score_fn(model, head, options)
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     return jax.jit(score_fn, in_shardings=(rep, dat, rep), out_shardings=dat)
 
