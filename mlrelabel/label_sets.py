@@ -56,10 +56,9 @@ def fit_crop_thresholds(evidence, given, rc) -> tuple[np.ndarray, dict]:
     evidence = np.asarray(evidence, np.float32)
     mixtures = assign.fit_class_gmms(
         evidence,
-        max_samples=rc.gmm_max_samples,
-        seed=0,
-        space='log_odds',
-        min_separation=rc.gmm_min_separation,
+        assign.GmmOptions(
+            max_samples=rc.gmm_max_samples, seed=0, space='log_odds', min_separation=rc.gmm_min_separation
+        ),
     )
     thresholds, _, _ = gmm_thresholds(mixtures, evidence, given, rc)
     details = {

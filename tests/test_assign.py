@@ -47,7 +47,7 @@ def test_gmm_recovers_modes_and_matches_sklearn():
     conf = np.stack([p0, p1[perm]], axis=1).astype(np.float32)  # [N=1000, C=2]
     truth = np.stack([truth0, truth1[perm]], axis=1)
 
-    mix = asg.fit_class_gmms(conf, seed=0)
+    mix = asg.fit_class_gmms(conf, asg.GmmOptions(seed=0))
     assert mix.valid.all()
     np.testing.assert_allclose(mix.means[0], [-3.0, 2.0], atol=0.2)
     np.testing.assert_allclose(mix.means[1], [-3.0, 2.0], atol=0.2)
@@ -68,7 +68,7 @@ def test_gmm_recovers_modes_and_matches_sklearn():
         np.testing.assert_allclose(post[:, c], gmm.predict_proba(x[:, None])[:, high], atol=1e-4)
 
     # Probability-space fit also separates this sample.
-    mix_p = asg.fit_class_gmms(conf, seed=0, space="prob")
+    mix_p = asg.fit_class_gmms(conf, asg.GmmOptions(seed=0, space="prob"))
     assert (np.asarray(asg.assign_gmm(conf, mix_p)) == truth).mean() > 0.97
 
 
@@ -76,7 +76,7 @@ def test_gmm_bounded_sample_and_degenerate_class():
     rng = np.random.default_rng(1)
     p, _ = _bimodal(rng)
     conf = np.stack([p, np.full(1000, 0.3)], axis=1).astype(np.float32)
-    mix = asg.fit_class_gmms(conf, max_samples=200, seed=3)
+    mix = asg.fit_class_gmms(conf, asg.GmmOptions(max_samples=200, seed=3))
     np.testing.assert_array_equal(mix.valid, [True, False])
     np.testing.assert_allclose(mix.means[0], [-3.0, 2.0], atol=0.4)
     assert not np.asarray(asg.assign_gmm(conf, mix, min_posterior=0.0))[:, 1].any()
@@ -180,7 +180,7 @@ def test_gmm_on_log_odds_with_saturated_and_spiky_scores():
     flat = np.full(1000, 3.0, np.float32)  # no spread at all
     overlap = rng.normal(0.0, 1.0, 1000).astype(np.float32)  # one mode: no split to make
     conf = np.stack([x, flat, overlap], 1)
-    mix = asg.fit_class_gmms(conf, seed=0, space='log_odds')
+    mix = asg.fit_class_gmms(conf, asg.GmmOptions(seed=0, space='log_odds'))
     assert mix.valid.tolist() == [True, False, False]
     assert mix.reasons[1] == 'no spread' and mix.reasons[2].startswith('modes overlap')
     t = asg.mixture_thresholds(mix, 0.97)
@@ -192,7 +192,7 @@ def test_gmm_on_log_odds_with_saturated_and_spiky_scores():
 def test_mixture_thresholds_agree_with_the_posterior_rule():
     rng = np.random.default_rng(2)
     p, _ = _bimodal(rng)
-    mix = asg.fit_class_gmms(p[:, None].astype(np.float32), seed=0)
+    mix = asg.fit_class_gmms(p[:, None].astype(np.float32), asg.GmmOptions(seed=0))
     t = asg.mixture_thresholds(mix, 0.9)
     x = np.log(p) - np.log1p(-p)
     by_rule = np.asarray(asg.assign_gmm(p[:, None], mix, 0.9))[:, 0]

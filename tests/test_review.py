@@ -25,7 +25,7 @@ def test_rows_rank_additions_and_suspect_given_labels():
     )
     final = [[0, 1], [0], [1]]
     given = np.asarray([0, 0, 1])
-    rows = review.review_rows(final, given, evidence, names, paths, chosen_round=2)
+    rows = review.rank_rows(review.candidate_rows(final, given, evidence, names, paths), chosen_round=2)
     assert [(r['image'], r['class_name'], r['suggestion']) for r in rows] == [
         ('b.jpg', 'cat', 'replace'),  # score 1 - 0.2 = 0.8
         ('a.jpg', 'dog', 'add'),  # 0.7
@@ -46,7 +46,9 @@ def test_rows_rank_additions_and_suspect_given_labels():
 
 def test_confident_given_labels_and_unlabelled_images_make_no_rows():
     evidence = _log_odds([[0.8, 0.1], [0.1, 0.2]])
-    rows = review.review_rows([[0], []], np.asarray([0, -1]), evidence, ['x', 'y'], ['p', 'q'], 1)
+    rows = review.rank_rows(
+        review.candidate_rows([[0], []], np.asarray([0, -1]), evidence, ['x', 'y'], ['p', 'q']), 1
+    )
     assert rows == []
 
 

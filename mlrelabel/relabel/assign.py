@@ -30,6 +30,7 @@ from mlrelabel.relabel.groups import enforce_groups  # noqa: F401  (one value pe
 from mlrelabel.relabel.mixtures import (  # noqa: F401  (the GMM rule, importable from here as before)
     SPACES,
     ClassMixtures,
+    GmmOptions,
     _check_conf,
     assign_gmm,
     fit_class_gmms,

@@ -9,6 +9,8 @@ label. Re-exported by `mlrelabel.relabel.assign`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -68,22 +70,32 @@ def _to_space(conf, space: str, eps: float, xp):
     return xp.log(p) - xp.log1p(-p)
 
 
-def fit_class_gmms(
-    conf,
-    *,
-    max_samples: int = 20000,
-    seed: int = 0,
-    space: str = "logit",
-    eps: float = 1e-6,
-    min_separation: float = 1.0,
-    min_high_count: int = 3,
-) -> ClassMixtures:
-    """Fit one two-component Gaussian mixture per class to the scores `conf [N, C]`.
+@dataclasses.dataclass(frozen=True)
+class GmmOptions:
+    """How `fit_class_gmms` fits and vets each class's mixture.
 
-    Per class, `sklearn.mixture.GaussianMixture(n_components=2, random_state=seed)` is fitted on a
-    random sample of at most `max_samples` images (the same rows for every class), in `space`
-    ('log_odds' for evidence that is log-odds already; 'logit' clips probabilities to [eps, 1 - eps]
-    first; 'prob'). Components are ordered so that component 1 has the higher mean.
+    max_samples: the fit uses a random sample of at most this many images (the same rows for every class).
+    seed: seeds the sample and the fits.
+    space: 'log_odds' (evidence that is log-odds already), 'logit' (probabilities clipped to [eps, 1 - eps],
+      then log-odds) or 'prob'.
+    eps: 'logit': the clip.
+    min_separation: a mixture whose modes' Ashman's D is below this is rejected.
+    min_high_count: a mixture whose high component holds fewer images is rejected.
+    """
+
+    max_samples: int = 20000
+    seed: int = 0
+    space: str = "logit"
+    eps: float = 1e-6
+    min_separation: float = 1.0
+    min_high_count: int = 3
+
+
+def fit_class_gmms(conf, options: GmmOptions = GmmOptions()) -> ClassMixtures:
+    """Fit one two-component Gaussian mixture per class to the scores `conf [N, C]`, as `options` say.
+
+    Per class, `sklearn.mixture.GaussianMixture(n_components=2, random_state=seed)` is fitted on the sample in
+    `space`. Components are ordered so that component 1 has the higher mean.
 
     Robust to saturated or spiky score distributions: the covariance regulariser is 1e-3 of the class's
     variance (a pile of identical scores cannot collapse a component to zero width), and a fitted mixture
@@ -94,21 +106,15 @@ def fit_class_gmms(
     usually 1 < D < 2, and D < 1 means one mode), or when one Gaussian fits the sample better by BIC
     (Schwarz 1978): a unimodal sample split in two still reaches D ≈ 2.5. Runs on the host (numpy/sklearn).
     """
-    from sklearn.mixture import GaussianMixture  # host-side only
-
-    if space not in SPACES:
-        raise ValueError(f"fit_class_gmms: space must be one of {SPACES}, got {space!r}")
-    if not 0 < eps < 0.5:
-        raise ValueError(f"fit_class_gmms: eps must be in (0, 0.5), got {eps!r}")
-    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
-        raise ValueError(f"fit_class_gmms: max_samples must be a positive int, got {max_samples!r}")
+    o = options
+    _check_gmm_options(o)
     conf = np.asarray(conf, np.float64)
     _check_conf(conf, "fit_class_gmms")
     num_images, num_classes = conf.shape
-    if num_images > max_samples:
-        rows = np.random.default_rng(seed).choice(num_images, max_samples, replace=False)
+    if num_images > o.max_samples:
+        rows = np.random.default_rng(o.seed).choice(num_images, o.max_samples, replace=False)
         conf = conf[np.sort(rows)]
-    x_all = _to_space(conf, space, eps, np)
+    x_all = _to_space(conf, o.space, o.eps, np)
 
     means = np.zeros((num_classes, 2))
     variances = np.ones((num_classes, 2))
@@ -121,32 +127,50 @@ def fit_class_gmms(
         if x.shape[0] < 2 or np.std(x) < _DEGENERATE_STD:
             reasons.append("no spread")
             continue
-        reg = max(1e-6, 1e-3 * float(np.var(x)))
-        gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=reg).fit(x[:, None])
-        one_mode_bic = GaussianMixture(n_components=1, reg_covar=reg).fit(x[:, None]).bic(x[:, None])
-        order = np.argsort(gmm.means_[:, 0], kind="stable")
-        means[c] = gmm.means_[order, 0]
-        variances[c] = gmm.covariances_.reshape(2)[order]
-        weights[c] = gmm.weights_[order]
-        separation = np.sqrt(2.0) * (means[c, 1] - means[c, 0]) / np.sqrt(variances[c].sum())
-        if weights[c, 1] * x.shape[0] < min_high_count:
-            reasons.append("no positive mode")
-        elif one_mode_bic <= gmm.bic(x[:, None]):
-            reasons.append("modes overlap (one Gaussian explains the scores better by BIC)")
-        elif separation < min_separation:
-            reasons.append(f"modes overlap (Ashman's D {separation:.2f} < {min_separation:g})")
-        else:
-            reasons.append("")
-            valid[c] = True
+        means[c], variances[c], weights[c], reason = _fit_class(x, o)
+        reasons.append(reason)
+        valid[c] = not reason
     return ClassMixtures(
         means=means.astype(np.float32),
         variances=variances.astype(np.float32),
         weights=weights.astype(np.float32),
         valid=valid,
-        space=space,
-        eps=float(eps),
+        space=o.space,
+        eps=float(o.eps),
         reasons=tuple(reasons),
     )
+
+
+def _check_gmm_options(o: GmmOptions) -> None:
+    if o.space not in SPACES:
+        raise ValueError(f"fit_class_gmms: space must be one of {SPACES}, got {o.space!r}")
+    if not 0 < o.eps < 0.5:
+        raise ValueError(f"fit_class_gmms: eps must be in (0, 0.5), got {o.eps!r}")
+    if isinstance(o.max_samples, bool) or not isinstance(o.max_samples, int) or o.max_samples < 1:
+        raise ValueError(f"fit_class_gmms: max_samples must be a positive int, got {o.max_samples!r}")
+
+
+def _fit_class(x: np.ndarray, o: GmmOptions):
+    """`(means [2], variances [2], weights [2], reason)` of one class's mixture fitted to its scores `x [n]`
+    (with spread), low component first; `reason` is '' for a usable mixture, else why it is rejected."""
+    from sklearn.mixture import GaussianMixture  # host-side only
+
+    reg = max(1e-6, 1e-3 * float(np.var(x)))
+    gmm = GaussianMixture(n_components=2, random_state=o.seed, reg_covar=reg).fit(x[:, None])
+    one_mode_bic = GaussianMixture(n_components=1, reg_covar=reg).fit(x[:, None]).bic(x[:, None])
+    order = np.argsort(gmm.means_[:, 0], kind="stable")
+    means = gmm.means_[order, 0]
+    variances = gmm.covariances_.reshape(2)[order]
+    weights = gmm.weights_[order]
+    separation = np.sqrt(2.0) * (means[1] - means[0]) / np.sqrt(variances.sum())
+    reason = ""
+    if weights[1] * x.shape[0] < o.min_high_count:
+        reason = "no positive mode"
+    elif one_mode_bic <= gmm.bic(x[:, None]):
+        reason = "modes overlap (one Gaussian explains the scores better by BIC)"
+    elif separation < o.min_separation:
+        reason = f"modes overlap (Ashman's D {separation:.2f} < {o.min_separation:g})"
+    return means, variances, weights, reason
 
 
 def mixture_thresholds(mixtures: ClassMixtures, min_posterior: float, grid_size: int = 4097) -> np.ndarray:

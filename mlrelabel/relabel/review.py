@@ -17,6 +17,8 @@ label (its margin below even odds). `margin` is that log-odds margin.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from mlrelabel.relabel.evidence import to_probability
@@ -38,19 +40,6 @@ FIELDS = (
 )
 
 
-def review_rows(
-    final: list[list[int]],
-    given: np.ndarray,
-    evidence: np.ndarray,
-    class_names: list[str],
-    paths: list[str],
-    chosen_round: int,
-    thresholds: np.ndarray | None = None,
-) -> list[dict]:
-    """Ranked review rows (dicts with FIELDS) of a run's final labels: `rank_rows(candidate_rows(...))`."""
-    return rank_rows(candidate_rows(final, given, evidence, class_names, paths, thresholds), chosen_round)
-
-
 def candidate_rows(
     final: list[list[int]],
     given: np.ndarray,
@@ -59,7 +48,8 @@ def candidate_rows(
     paths: list[str],
     thresholds: np.ndarray | None = None,
 ) -> list[dict]:
-    """Unranked review rows of some images (a chunk of a large dataset can be done at a time).
+    """Unranked review rows (dicts with FIELDS) of some images (a chunk of a large dataset can be done at a
+    time); `rank_rows` ranks them.
 
     Args:
       final: per image, the final label list.
@@ -74,12 +64,12 @@ def candidate_rows(
     rows = []
     for i, labels in enumerate(final):
         g = int(given[i])
-        names = [class_names[c] for c in labels]
+        image = _Image(paths[i], g, [class_names[c] for c in labels], class_names)
         for c in labels:
             if c == g:
                 continue
             margin = float(evidence[i, c]) - t[c]
-            rows.append(_row(paths[i], c, class_names, 'add', None, margin, float(p[i, c]), g, names))
+            rows.append(_row(image, c, 'add', None, margin, float(p[i, c])))
         if g < 0:
             continue
         quality = float(p[i, g])
@@ -90,7 +80,7 @@ def candidate_rows(
         replacement = best if p[i, best] >= 0.5 and best not in labels else None
         suggestion = 'replace' if replacement is not None else 'remove'
         margin = -float(evidence[i, g])
-        rows.append(_row(paths[i], g, class_names, suggestion, replacement, margin, quality, g, names))
+        rows.append(_row(image, g, suggestion, replacement, margin, quality))
     return rows
 
 
@@ -113,10 +103,23 @@ def pictured_rows(rows: list[dict], count: int) -> list[dict]:
     return [r for r in rows if id(r) in chosen]
 
 
-def _row(path, c, names, suggestion, replacement, margin, quality, given, final_names) -> dict:
+@dataclasses.dataclass(frozen=True)
+class _Image:
+    """What every review row of one image shows: its path, given label (-1: none) and final label names; and
+    the class names."""
+
+    path: str
+    given: int
+    final_names: list
+    class_names: list
+
+
+def _row(image: _Image, c: int, suggestion: str, replacement, margin: float, quality: float) -> dict:
+    """One row of `image` about class `c`; `replacement` a class or None."""
+    names, given = image.class_names, image.given
     return {
         'rank': 0,
-        'image': path,
+        'image': image.path,
         'class': int(c),
         'class_name': names[c],
         'suggestion': suggestion,
@@ -126,7 +129,7 @@ def _row(path, c, names, suggestion, replacement, margin, quality, given, final_
         'margin': round(margin, 4),
         'label_quality': round(quality, 6),
         'given': '' if given < 0 else names[given],
-        'final': ' '.join(final_names),
+        'final': ' '.join(image.final_names),
         'round': 0,
     }
 

@@ -110,10 +110,12 @@ def fit_mixtures(train_dense: Callable, num_train: int, options: AssignOptions):
     sample = np.sort(rng.permutation(num_train)[: options.gmm_max_samples])
     return assign.fit_class_gmms(
         train_dense(sample),
-        max_samples=options.gmm_max_samples,
-        seed=options.seed,
-        space='log_odds',
-        min_separation=options.gmm_min_separation,
+        assign.GmmOptions(
+            max_samples=options.gmm_max_samples,
+            seed=options.seed,
+            space='log_odds',
+            min_separation=options.gmm_min_separation,
+        ),
     )
 
 
