@@ -93,7 +93,9 @@ def test_mc_dropout_embed_path_equals_full_passes(setup):
 def test_perturbation_with_zero_magnitudes_equals_naive(setup):
     model, variables, images = setup["model"], setup["variables"], setup["images"]
     zero = dict(flip=0.0, scale=0.0, shift=0.0, brightness=0.0, contrast=0.0, noise=0.0)
-    sample = jax.jit(lambda v, x, k: cf.mc_perturbation_samples(model, v, x, k, 3, "softmax", zero))
+    sample = jax.jit(
+        lambda v, x, k: cf.head_probabilities(cf.mc_perturbation_logits(model, v, x, k, 3, zero), "softmax")
+    )
     probs = sample(variables, images, jax.random.key(3))
     naive = jax.nn.softmax(setup["logits"])
     assert probs.shape == (3, 4, NUM_CLASSES)

@@ -142,7 +142,9 @@ def test_transform_pools_the_crop_box_and_mixes_by_pasted_area():
     np.testing.assert_allclose(np.asarray(target), np.asarray(want), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(images))
 
-    mix = jax.jit(label_maps.make_pooling_transform(num_classes, cutmix_enabled=True, cutmix_until_step=10))
+    mix = jax.jit(
+        label_maps.make_pooling_transform(num_classes, cutmix=label_maps.CutMixOptions(True, until_step=10))
+    )
     out, target = mix(images, maps, boxes, flipped, jax.random.key(2), 3)
     out, target = np.asarray(out), np.asarray(target)
     np.testing.assert_allclose(target.sum(1), 1.0, atol=1e-5)
@@ -179,7 +181,7 @@ def test_transform_pools_the_pasted_region_of_the_partner():
     maps = {'map_scores': scores, 'map_classes': classes}
     images = jnp.zeros((batch, size, size, 3))
     boxes = jnp.asarray(np.tile([[0.5, 0.0, 1.0, 1.0]], (batch, 1)), jnp.float32)  # every crop: bottom half
-    mix = label_maps.make_pooling_transform(num_classes, cutmix_enabled=True, cutmix_until_step=1)
+    mix = label_maps.make_pooling_transform(num_classes, cutmix=label_maps.CutMixOptions(True, until_step=1))
     _, target = mix(images, maps, boxes, jnp.zeros(batch, bool), jax.random.key(3), 0)
     # Both the kept crop and any pasted region lie in the bottom half: class 0 never gets mass.
     one = np.exp(6.0) / (np.exp(6.0) + num_classes - 1)

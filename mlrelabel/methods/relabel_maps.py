@@ -73,10 +73,12 @@ def run(config, workdir: str) -> dict:
     steps_per_epoch = len(train) // config.train.batch_size
     transform = label_maps.make_pooling_transform(
         num_classes,
-        cutmix_enabled=rm.cutmix,
-        cutmix_alpha=rm.cutmix_alpha,
-        cutmix_prob=rm.cutmix_prob,
-        cutmix_until_step=steps_per_epoch * max(config.train.epochs - rm.cutmix_off_epochs, 0),
+        cutmix=label_maps.CutMixOptions(
+            enabled=rm.cutmix,
+            alpha=rm.cutmix_alpha,
+            prob=rm.cutmix_prob,
+            until_step=steps_per_epoch * max(config.train.epochs - rm.cutmix_off_epochs, 0),
+        ),
         transpose_boxes=rm.transpose_boxes,
         offset=rm.offset,
     )

@@ -166,19 +166,6 @@ def mc_perturbation_logits(
     return jax.vmap(one)(jax.random.split(key, num_samples)).astype(jnp.float32)
 
 
-def mc_perturbation_samples(
-    model: Any,
-    variables: Mapping,
-    images: jax.Array,
-    key: jax.Array,
-    num_samples: int,
-    head: str,
-    cfg: PerturbationConfig | Mapping | None = None,
-) -> jax.Array:
-    """Test-time-perturbation probabilities `[T, B, C]` (see `mc_perturbation_logits`)."""
-    return head_probabilities(mc_perturbation_logits(model, variables, images, key, num_samples, cfg), head)
-
-
 # --------------------------------------------------------------------------------------------
 # Summaries and aggregation
 

@@ -13,13 +13,15 @@ jittable; ``make_generate_fn`` gives the batched function that ``methods.relabel
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from mlrelabel.ops import augment
-from mlrelabel.relabel import cutmix, label_pooling
+from mlrelabel.relabel import cutmix as cutmix_ops
+from mlrelabel.relabel import label_pooling
 
 __all__ = [
     'resize_dense',
@@ -28,6 +30,7 @@ __all__ = [
     'make_generate_fn',
     'map_argmax',
     'compose_boxes',
+    'CutMixOptions',
     'make_pooling_transform',
 ]
 
@@ -130,13 +133,26 @@ def compose_boxes(outer: jax.Array, inner: jax.Array, flipped: jax.Array | None 
     return jnp.stack([y0 + v0 * hy, x0 + u0 * wx, y0 + v1 * hy, x0 + u1 * wx], axis=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class CutMixOptions:
+    """CutMix in the label-map train step (`make_pooling_transform`).
+
+    enabled: mix at all.
+    alpha: the Beta(alpha, alpha) of the kept fraction.
+    prob: each example is mixed with this probability...
+    until_step: ...while the step is below this.
+    """
+
+    enabled: bool = False
+    alpha: float = 1.0
+    prob: float = 1.0
+    until_step: int = 0
+
+
 def make_pooling_transform(
     num_classes: int,
     *,
-    cutmix_enabled: bool = False,
-    cutmix_alpha: float = 1.0,
-    cutmix_prob: float = 1.0,
-    cutmix_until_step: int = 0,
+    cutmix: CutMixOptions = CutMixOptions(),
     transpose_boxes: bool = False,
     offset: float = label_pooling.RELABEL_OFFSET,
 ) -> Callable:
@@ -147,7 +163,7 @@ def make_pooling_transform(
     the LabelPooling of its map over its box (softmax of the RoIAlign average; Yun et al. 2021). The crop's
     flip needs no handling: its box is in source coordinates and the flipped crop shows the same region.
 
-    CutMix (Yun et al. 2019), per example with probability `cutmix_prob` while `step < cutmix_until_step`:
+    CutMix (Yun et al. 2019), per example with probability `cutmix.prob` while `step < cutmix.until_step`:
     a box of partner `perm[i]`'s (augmented) crop is pasted into crop i, and the target is
     `lam · pool(map_i, crop box_i) + (1 - lam) · pool(map_perm[i], pasted box)`, where the pasted box is the
     CutMix box mapped into the partner's source image through its crop box and flip (``compose_boxes``).
@@ -158,20 +174,20 @@ def make_pooling_transform(
     def transform(images, batch, boxes, flipped, key, step):
         dense = label_pooling.topk_to_dense(batch['map_scores'], batch['map_classes'], num_classes)
         target = label_pooling.label_pooling(dense, boxes, transpose_boxes=transpose_boxes, offset=offset)
-        if not cutmix_enabled:
+        if not cutmix.enabled:
             return images, target
         b, h, w = images.shape[:3]
         k_perm, k_box, k_apply = jax.random.split(key, 3)
         perm = jax.random.permutation(k_perm, b)
-        cut, lam = cutmix.cutmix_boxes(k_box, b, cutmix_alpha, image_size=(h, w))
-        use = jax.random.bernoulli(k_apply, cutmix_prob, (b,)) & (step < cutmix_until_step)
+        cut, lam = cutmix_ops.cutmix_boxes(k_box, b, cutmix.alpha, image_size=(h, w))
+        use = jax.random.bernoulli(k_apply, cutmix.prob, (b,)) & (step < cutmix.until_step)
         cut = jnp.where(use[:, None], cut, 0.0)
         lam = jnp.where(use, lam, 1.0)
-        mixed = cutmix.apply_cutmix(images, perm, cut)
+        mixed = cutmix_ops.apply_cutmix(images, perm, cut)
         pasted_box = compose_boxes(boxes[perm], cut, flipped[perm])
         pasted = label_pooling.label_pooling(
             dense[perm], pasted_box, transpose_boxes=transpose_boxes, offset=offset
         )
-        return mixed, cutmix.cutmix_targets(target, pasted, lam)
+        return mixed, cutmix_ops.cutmix_targets(target, pasted, lam)
 
     return transform
