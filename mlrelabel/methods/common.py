@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -237,9 +238,22 @@ def make_eval_fn(model, dataset, config, mesh, head: str, prefix: str = 'val_'):
     return eval_fn
 
 
-def fit_validated(model, variables, data, config, mesh, ckpt_dir: str, *, loss=None, fit=None, **fit_kwargs):
-    """Trains on `data['train']` with `fit` (default `loop.fit`, which also gets `loss`), validating on
-    `data['val']` with the head of `loss` (default `config.train.loss`). Returns `(state, history, head)`."""
+@dataclasses.dataclass(frozen=True)
+class ModelSetup:
+    """What training and evaluating one model read: the network, the datasets (`'train'`, `'val'`, maybe
+    `'test'`), the config (its `train` section for training) and the device mesh."""
+
+    model: Any
+    data: dict
+    config: Any
+    mesh: Any
+
+
+def fit_validated(setup: ModelSetup, variables, ckpt_dir: str, *, loss=None, fit=None, **fit_kwargs):
+    """Trains `setup.model` from `variables` on `data['train']` with `fit` (default `loop.fit`, which also gets
+    `loss`), validating on `data['val']` with the head of `loss` (default `config.train.loss`). Returns
+    `(state, history, head)`."""
+    model, data, config, mesh = setup.model, setup.data, setup.config, setup.mesh
     head = evaluate.head_of(loss or config.train.loss)
     eval_fn = make_eval_fn(model, data['val'], config, mesh, head)
     if fit is None:
@@ -287,9 +301,10 @@ def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) 
     return {'eval_' + k: float(v) for k, v in out.items()}
 
 
-def final_metrics(model, state, history, data, config, mesh, head: str, workdir: str) -> dict:
+def final_metrics(setup: ModelSetup, state, history, head: str, workdir: str) -> dict:
     """A run's final row: its last epoch's history row, the ImageNet sets of `config.eval.imagenet_sets`
     (`eval_*`) and, when the data has a test split, the shared protocol on it (`test_*`)."""
+    model, data, config, mesh = setup.model, setup.data, setup.config, setup.mesh
     final = dict(history[-1])
     final.update(imagenet_eval_sets(model, state.variables, config, mesh, head, workdir))
     if 'test' in data:

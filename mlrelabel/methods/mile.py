@@ -40,15 +40,12 @@ def run(config, workdir: str) -> dict:
     model = common.build_model(config, train.num_classes)
     variables = common.init_variables(model, config, config.seed)
     ckpt_dir = os.path.join(workdir, 'checkpoints')
+    setup = common.ModelSetup(model, data, config, mesh)
     if schema == 'mile':
-        state, history, head = common.fit_validated(
-            model, variables, data, config, mesh, ckpt_dir, loss=loss, fit=fit_mile
-        )
+        state, history, head = common.fit_validated(setup, variables, ckpt_dir, loss=loss, fit=fit_mile)
     else:
-        state, history, head = common.fit_validated(
-            model, variables, data, config, mesh, ckpt_dir, loss=loss, desc=schema
-        )
-    final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
+        state, history, head = common.fit_validated(setup, variables, ckpt_dir, loss=loss, desc=schema)
+    final = common.final_metrics(setup, state, history, head, workdir)
     result = {'schema': schema, 'loss': loss, 'history': history, 'final': final}
     extra = {}
     if schema == 'mile':  # which network the checkpoint's model is (load_run, predict)

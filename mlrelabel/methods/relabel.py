@@ -99,7 +99,7 @@ def run(config, workdir: str) -> dict:
             )
             labels = new_labels
         t1 = time.time()
-        loss = config.train.loss if k == 0 else rc.loss
+        loss = _round_loss(config, k)
         prev_state = state
         if k == 0 and rc.round0_checkpoint:
             state, history, info = relabel_models.take_round0(ctx, loss)
@@ -111,11 +111,10 @@ def run(config, workdir: str) -> dict:
         else:
             state, history = relabel_models.train_round(ctx, k, state, labels, loss)
         if k == 1 and rc.control:
-            control = relabel_models.train_round(
-                ctx, k, prev_state, train.labels, loss, 'control/checkpoints'
-            )[1]
+            control_arm = relabel_models.RoundArm(arm='control/checkpoints')
+            control = relabel_models.train_round(ctx, k, prev_state, train.labels, loss, control_arm)[1]
             info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
-        row = _round_metrics(ctx, k, state, labels, loss, info=info, history=history)
+        row = _round_metrics(ctx, k, state, labels, info=info, history=history)
         for note in row.get('notes', []) if parallel.is_main_process() else ():
             print(f'mlrelabel: note: {note}', file=sys.stderr)
         timings[f'round_{k}'] = {'relabel_s': round(t1 - t0, 1), 'train_s': round(time.time() - t1, 1)}
@@ -214,10 +213,16 @@ def _write_summary(workdir, rows, config, chosen) -> dict:
     return summary
 
 
-def _round_metrics(ctx: RelabelRun, k: int, state, labels, loss: str, *, info: dict, history: list) -> dict:
+def _round_loss(config, k: int) -> str:
+    """The loss round k's model trains with: round 0's on the given labels, the relabel rounds' on theirs."""
+    return config.train.loss if k == 0 else config.relabel.loss
+
+
+def _round_metrics(ctx: RelabelRun, k: int, state, labels, *, info: dict, history: list) -> dict:
     """Round k's row: its model's validation metrics, the held-out statistics of its labels and, when the data
     has multi-label truth, the quality of its training labels (scoring only)."""
     config, train = ctx.config, ctx.train
+    loss = _round_loss(config, k)
     path = os.path.join(ctx.round_dir(k), 'metrics.json')
     if os.path.exists(path):
         with open(path) as f:
@@ -308,7 +313,7 @@ def _score_round(ctx: RelabelRun, k: int, states: list, evidence: dict) -> dict:
     """Scores both splits with round k-1's model (`_score_split`) and adds their records to `evidence` (a resumed
     run re-adds the earlier rounds' records from disk first). Returns the first training batch's crops."""
     config, rdir = ctx.config, ctx.round_dir(k)
-    head = evaluate.head_of(config.train.loss if k == 1 else config.relabel.loss)
+    head = evaluate.head_of(_round_loss(config, k - 1))
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * k)
     options = stream.StreamOptions.from_config(config)
     records, first = {}, None

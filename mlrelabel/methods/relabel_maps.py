@@ -82,19 +82,17 @@ def run(config, workdir: str) -> dict:
         transpose_boxes=rm.transpose_boxes,
         offset=rm.offset,
     )
+    setup = common.ModelSetup(model, data, config, mesh)
     state, history, head = common.fit_validated(
-        model,
+        setup,
         variables,
-        data,
-        config,
-        mesh,
         os.path.join(workdir, 'checkpoints'),
         labels=source,
         desc='student',
         seed_offset=1,
         transform_fn=transform,
     )
-    final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
+    final = common.final_metrics(setup, state, history, head, workdir)
     k, h, w = store.shape
     result = {
         'teacher': teacher_metrics,
@@ -162,11 +160,8 @@ def _teacher(config, workdir, train, val, mesh):
     tdir = os.path.join(workdir, 'teacher')
     # Same seed and data order as `configs/supervised.py`: with equal settings the teacher *is* that baseline.
     state, history, _ = common.fit_validated(
-        model,
+        common.ModelSetup(model, {'train': train, 'val': val}, cfg, mesh),
         variables,
-        {'train': train, 'val': val},
-        cfg,
-        mesh,
         os.path.join(tdir, 'checkpoints'),
         loss=rm.teacher_loss,
         desc='teacher',

@@ -43,7 +43,7 @@ def train_round0(ctx, labels, loss: str, model: int = 0):
         with open(marker) as f:
             done = json.load(f)
     else:
-        state, history = train_round(ctx, 0, None, labels, loss, model=model)
+        state, history = train_round(ctx, 0, None, labels, loss, RoundArm(model=model))
         note = select.underfit_note(history)
         if not note:
             return state, history, {}
@@ -56,7 +56,7 @@ def train_round0(ctx, labels, loss: str, model: int = 0):
                 f'mlrelabel: {name}: {note}; it trains {epochs} more epochs from where it stopped',
                 file=sys.stderr,
             )
-    state, history = train_round(ctx, 0, None, labels, loss, epochs=done['epochs'], model=model)
+    state, history = train_round(ctx, 0, None, labels, loss, RoundArm(epochs=done['epochs'], model=model))
     notes = [
         f'{name}: {done["note"]} after {done["first_epochs"]} epochs; it trained {done["first_epochs"]} more'
     ]
@@ -214,26 +214,32 @@ def retry_advice(note: str, history: list, name: str = 'round 0') -> str:
     )
 
 
-def train_round(
-    ctx,
-    k: int,
-    prev_state,
-    labels,
-    loss: str,
-    arm: str = 'checkpoints',
-    epochs: int | None = None,
-    model: int = 0,
-):
-    """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<arm>`); returns `(state,
-    history)`.
+@dataclasses.dataclass(frozen=True)
+class RoundArm:
+    """Which training of a round `train_round` runs.
+
+    arm: its checkpoints' folder under the round's: 'checkpoints', or 'control/checkpoints' for the control arm.
+    epochs: round 0 extended to this many epochs (`train_round0`; None: the round's own).
+    model: round 0's extra model of this index (`round0_models`; 0: the round's model).
+    """
+
+    arm: str = 'checkpoints'
+    epochs: int | None = None
+    model: int = 0
+
+
+def train_round(ctx, k: int, prev_state, labels, loss: str, which: RoundArm = RoundArm()):
+    """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<which.arm>`); returns
+    `(state, history)`.
 
     Rounds 1..`relabel.fresh_rounds` start from an init of their own and train `relabel.fresh_epochs` (0: as
     long as round 0, `train.epochs`);
     later rounds warm-start from round k-1's final weights (`prev_state`) for `relabel.epochs` (without
     `relabel.warm_start`: from an init of their own, for as long). The control arm
     (`arm='control/checkpoints'`) repeats round 1 on the given labels with the same start, data order and keys,
-    so the two differ in their labels alone. `model` > 0: round 0's extra model of that index (`round0_models`).
+    so the two differ in their labels alone.
     """
+    arm, epochs, model = which.arm, which.epochs, which.model
     config, rc = ctx.config, ctx.config.relabel
     cfg = config.copy_and_resolve_references()
     fresh = k <= rc.fresh_rounds  # round 0 too
@@ -253,11 +259,8 @@ def train_round(
         seed = config.seed + INIT_SEED_STRIDE * k + MODEL_SEED_STRIDE * model
         variables = common.init_variables(ctx.model, config, seed)
     state, history, _ = common.fit_validated(
-        ctx.model,
+        common.ModelSetup(ctx.model, {'train': ctx.train, 'val': ctx.val}, cfg, ctx.mesh),
         variables,
-        {'train': ctx.train, 'val': ctx.val},
-        cfg,
-        ctx.mesh,
         os.path.join(model_dir(ctx, k, model), arm),
         loss=loss,
         labels=labels,

@@ -19,23 +19,24 @@ from mlrelabel.train import loop
 def run(config, workdir: str) -> dict:
     mesh = common.mesh_from_config(config)
     data = common.load_datasets(config, workdir)
-    train, val = data['train'], data['val']
+    train = data['train']
     model = common.build_model(config, train.num_classes)
     variables = common.init_variables(model, config, config.seed)
-    state, history, head = common.fit_validated(
-        model, variables, data, config, mesh, os.path.join(workdir, 'checkpoints')
-    )
-    final = common.final_metrics(model, state, history, data, config, mesh, head, workdir)
+    setup = common.ModelSetup(model, data, config, mesh)
+    state, history, head = common.fit_validated(setup, variables, os.path.join(workdir, 'checkpoints'))
+    final = common.final_metrics(setup, state, history, head, workdir)
     result = {'history': history, 'final': final}
     if parallel.is_main_process():
-        _draw_predictions(model, state, val, config, mesh, head, os.path.join(workdir, 'examples.png'))
+        _draw_predictions(setup, state, head, os.path.join(workdir, 'examples.png'))
     common.finish_single_model(
         workdir, config, result, train, head, title=f'{config.model.name} on {train.name}'
     )
     return result
 
 
-def _draw_predictions(model, state, dataset, config, mesh, head, path):
+def _draw_predictions(setup: common.ModelSetup, state, head: str, path: str) -> None:
+    """Draws the first validation images with their predicted and true label sets to `path`."""
+    model, dataset, config, mesh = setup.model, setup.data['val'], setup.config, setup.mesh
     n = min(config.report.num_examples, len(dataset))
     idx = np.arange(n)
     images = np.asarray(dataset.images[idx])
