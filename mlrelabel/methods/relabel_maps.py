@@ -22,10 +22,12 @@ Leaves `teacher/` (checkpoints, metrics.json), `label_maps/` (index.json, order.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
+from typing import Any
 
 import jax
 import ml_collections
@@ -46,7 +48,6 @@ from mlrelabel.train.state import TrainState
 
 
 def run(config, workdir: str) -> dict:
-    rm = config.relabel_maps
     if config.train.loss not in ('soft_ce', 'softmax_ce'):
         raise ConfigError(
             f"config.train.loss={config.train.loss!r}: label-map targets are distributions, use "
@@ -54,15 +55,11 @@ def run(config, workdir: str) -> dict:
         )
     mesh = common.mesh_from_config(config)
     data = common.load_datasets(config, workdir)
-    train, val = data['train'], data['val']
+    train = data['train']
     num_classes = train.num_classes
     ids = train.paths or [f'{train.name}/{i:07d}' for i in range(len(train))]
 
-    teacher_metrics = {}
-    store_dir = rm.store or os.path.join(workdir, 'label_maps')
-    if not rm.store:
-        teacher_model, teacher_cfg, variables, teacher_metrics = _teacher(config, workdir, train, val, mesh)
-        _generate(teacher_model, teacher_cfg, variables, train, ids, config, mesh, store_dir)
+    store_dir, teacher_metrics = _label_maps(config, workdir, data, mesh, ids)
     store = LabelMapStore(store_dir)
     if store.num_classes != num_classes:
         raise DataError(f'{store_dir}: maps over {store.num_classes} classes, the data has {num_classes}')
@@ -70,18 +67,7 @@ def run(config, workdir: str) -> dict:
 
     model = common.build_model(config, num_classes)
     variables = common.init_variables(model, config, config.seed)
-    steps_per_epoch = len(train) // config.train.batch_size
-    transform = label_maps.make_pooling_transform(
-        num_classes,
-        cutmix=label_maps.CutMixOptions(
-            enabled=rm.cutmix,
-            alpha=rm.cutmix_alpha,
-            prob=rm.cutmix_prob,
-            until_step=steps_per_epoch * max(config.train.epochs - rm.cutmix_off_epochs, 0),
-        ),
-        transpose_boxes=rm.transpose_boxes,
-        offset=rm.offset,
-    )
+    transform = _pooling_transform(config, num_classes, len(train))
     setup = common.ModelSetup(model, data, config, mesh)
     state, history, head = common.fit_validated(
         setup,
@@ -93,32 +79,14 @@ def run(config, workdir: str) -> dict:
         transform_fn=transform,
     )
     final = common.final_metrics(setup, state, history, head, workdir)
-    k, h, w = store.shape
     result = {
         'teacher': teacher_metrics,
         'history': history,
         'final': final,
-        'label_maps': {
-            'store': os.path.abspath(store_dir),
-            'k': k,
-            'height': h,
-            'width': w,
-            'bytes_per_image': k * h * w * (2 + (2 if num_classes < 2**15 else 4)),  # fp16 + int16/int32
-        },
+        'label_maps': _store_summary(store, store_dir),
     }
     if parallel.is_main_process():
-        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
-        report.plot_history(
-            history,
-            os.path.join(workdir, 'training.png'),
-            title=f'{config.model.name} on {train.name}: label maps{" + CutMix" if rm.cutmix else ""}',
-        )
-        _draw_examples(train, source, config, os.path.join(workdir, 'examples.png'))
-        keys = ['val_top1', 'val_real_accuracy', 'val_f1', 'val_map']
-        rows = ([dict(teacher_metrics, phase='teacher')] if teacher_metrics else []) + [
-            dict(final, phase='student')
-        ]
-        print(report.format_table(rows, ['phase'] + [key for key in keys if key in final]))
+        _write_outputs(config, workdir, result, train, source)
     common.record_run(
         workdir,
         config,
@@ -129,6 +97,72 @@ def run(config, workdir: str) -> dict:
         groups=train.groups,
     )
     return result
+
+
+def _pooling_transform(config, num_classes: int, num_train: int):
+    """The student's train-step transform: LabelPooling targets, with CutMix until `cutmix_off_epochs` before
+    the end."""
+    rm = config.relabel_maps
+    steps_per_epoch = num_train // config.train.batch_size
+    return label_maps.make_pooling_transform(
+        num_classes,
+        cutmix=label_maps.CutMixOptions(
+            enabled=rm.cutmix,
+            alpha=rm.cutmix_alpha,
+            prob=rm.cutmix_prob,
+            until_step=steps_per_epoch * max(config.train.epochs - rm.cutmix_off_epochs, 0),
+        ),
+        transpose_boxes=rm.transpose_boxes,
+        offset=rm.offset,
+    )
+
+
+def _label_maps(config, workdir: str, data: dict, mesh, ids: list) -> tuple[str, dict]:
+    """`(store folder, teacher's final metrics)`: `relabel_maps.store`, or the maps the teacher writes here to
+    `<workdir>/label_maps` (resumable)."""
+    rm = config.relabel_maps
+    if rm.store:
+        return rm.store, {}
+    store_dir = os.path.join(workdir, 'label_maps')
+    teacher_model, teacher_cfg, variables, teacher_metrics = _teacher(
+        config, workdir, data['train'], data['val'], mesh
+    )
+    _generate(Teacher(teacher_model, teacher_cfg, variables), data['train'], ids, config, mesh, store_dir)
+    return store_dir, teacher_metrics
+
+
+def _store_summary(store: LabelMapStore, store_dir: str) -> dict:
+    """Where the maps are and their size per image (float16 scores and int16/int32 classes)."""
+    k, h, w = store.shape
+    return {
+        'store': os.path.abspath(store_dir),
+        'k': k,
+        'height': h,
+        'width': w,
+        'bytes_per_image': k * h * w * (2 + (2 if store.num_classes < 2**15 else 4)),  # fp16 + int16/int32
+    }
+
+
+def _write_outputs(config, workdir: str, result: dict, train, source: LabelMapSource) -> None:
+    """`metrics.json`, `training.png`, `examples.png` and the final table on stdout (main process)."""
+    rm, history, final, teacher_metrics = (
+        config.relabel_maps,
+        result['history'],
+        result['final'],
+        result['teacher'],
+    )
+    atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
+    report.plot_history(
+        history,
+        os.path.join(workdir, 'training.png'),
+        title=f'{config.model.name} on {train.name}: label maps{" + CutMix" if rm.cutmix else ""}',
+    )
+    _draw_examples(train, source, config, os.path.join(workdir, 'examples.png'))
+    keys = ['val_top1', 'val_real_accuracy', 'val_f1', 'val_map']
+    rows = ([dict(teacher_metrics, phase='teacher')] if teacher_metrics else []) + [
+        dict(final, phase='student')
+    ]
+    print(report.format_table(rows, ['phase'] + [key for key in keys if key in final]))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -253,8 +287,18 @@ def _load_teacher(path: str, num_classes: int):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir):
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """The network whose maps the student learns from: its model, its config (normalisation) and variables."""
+
+    model: Any
+    config: Any
+    variables: Any
+
+
+def _generate(teacher: Teacher, train, ids, config, mesh, store_dir):
     """Writes the teacher's top-k maps of every training image to `store_dir`, shard by shard (resumable)."""
+    model, teacher_cfg, variables = teacher.model, teacher.config, teacher.variables
     rm = config.relabel_maps
     bs = rm.batch_size
     parallel.check_batch_size(bs, mesh, 'config.relabel_maps.batch_size')
@@ -303,22 +347,33 @@ def _generate(model, teacher_cfg, variables, train, ids, config, mesh, store_dir
 # ----------------------------------------------------------------------------------------------------------
 
 
+def _palette(num_classes: int) -> np.ndarray:
+    """`[C, 3]` uint8: one colour per class (tab10 up to 10 classes, else hues)."""
+    import matplotlib
+
+    if num_classes <= 10:
+        palette = matplotlib.colormaps['tab10'](np.arange(num_classes))
+    else:
+        palette = matplotlib.colormaps['hsv'](np.arange(num_classes) / num_classes)
+    return (np.asarray(palette)[:, :3] * 255).astype(np.uint8)
+
+
+def _pooled_target(dense, box, rm) -> np.ndarray:
+    """`[C]`: the LabelPooling target of one image's dense map `[1, ...]` over one crop box `[1, 4]`."""
+    pooled = label_pooling.label_pooling(dense, box, transpose_boxes=rm.transpose_boxes, offset=rm.offset)
+    return np.asarray(pooled)[0]
+
+
 def _draw_examples(train, source, config, path):
     """Per image: the image with two random crops captioned by their pooled target's top classes, then its
     label map's argmax (one colour per class) captioned with the classes it contains."""
-    import matplotlib
-
     n = min(config.report.num_examples, len(train), 8)
     idx = np.arange(n)
     images = np.asarray(train.images[idx])
     maps = source.batch(idx)
     argmax = np.asarray(label_maps.map_argmax(maps['map_scores'], maps['map_classes']))  # [n, r, r]
     num_classes = source.num_classes
-    if num_classes <= 10:
-        palette = matplotlib.colormaps['tab10'](np.arange(num_classes))
-    else:
-        palette = matplotlib.colormaps['hsv'](np.arange(num_classes) / num_classes)
-    palette = (np.asarray(palette)[:, :3] * 255).astype(np.uint8)
+    palette = _palette(num_classes)
     size = images.shape[1]
     boxes = np.asarray(
         crops.random_boxes(
@@ -334,15 +389,7 @@ def _draw_examples(train, source, config, path):
     truth = train.truth if train.truth is not None else train.labels
     for i in range(n):
         targets = [
-            np.asarray(
-                label_pooling.label_pooling(
-                    dense[i : i + 1],
-                    boxes[i, j : j + 1],
-                    transpose_boxes=config.relabel_maps.transpose_boxes,
-                    offset=config.relabel_maps.offset,
-                )
-            )[0]
-            for j in range(2)
+            _pooled_target(dense[i : i + 1], boxes[i, j : j + 1], config.relabel_maps) for j in range(2)
         ]
         tiles.append(images[i])
         names = train.class_names
