@@ -37,7 +37,9 @@ Work directory: `config.json`, `partial_labels.json` (label statistics), `prior.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -170,9 +172,10 @@ def partial_probabilities(logits, config, groups) -> np.ndarray:
     return evaluate.probabilities(logits, 'sigmoid')
 
 
-def evaluate_partial(logits, val, targets, config, groups, prefix='val_', per_class=False) -> dict:
-    """mAP against `targets [N, C]` in {1, 0, -1} (unknowns ignored) plus, for the sigmoid head, the
-    shared protocol of `mlrelabel.evaluate`; for group heads the accuracy of each group's argmax."""
+def evaluate_partial(logits, val, targets, config, groups, per_class=False) -> dict:
+    """`val_*` metrics: mAP against `targets [N, C]` in {1, 0, -1} (unknowns ignored) plus, for the sigmoid head,
+    the shared protocol of `mlrelabel.evaluate`; for group heads the accuracy of each group's argmax."""
+    prefix = 'val_'
     probs = partial_probabilities(logits, config, groups)
     out = {}
     if config.partial.head == 'sigmoid':
@@ -196,25 +199,51 @@ def evaluate_partial(logits, val, targets, config, groups, prefix='val_', per_cl
 
 
 # ------------------------------------------------------------------------------------------ run
-def _fit(
-    model, variables, train, labels, config, mesh, ckpt_dir, eval_fn, loss_fn, tx_params, desc, seed_offset=0
-):
-    kwargs = {}
-    if tx_params is not None:
-        spe = len(train) // config.train.batch_size
-        kwargs['tx'] = transfer_optimizer(config, tx_params, spe, config.train.epochs)
+@dataclasses.dataclass(frozen=True)
+class PartialTask:
+    """What every training phase of a partial-label run shares: the model (a `FrozenBackbone` when the backbone
+    is frozen), the images and labels it trains on (resampled when `partial.balanced_sampling`), the config, the
+    device mesh, and the parameters the transfer optimizer splits (None: one learning rate)."""
+
+    model: Any
+    train: Any
+    labels: Any
+    config: Any
+    mesh: Any
+    tx_params: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One training phase: its config (its `train.epochs`), checkpoint folder, per-example loss, progress
+    label, validation (None: none) and the offset of its data order and keys."""
+
+    config: Any
+    ckpt_dir: str
+    loss_fn: Callable
+    desc: str
+    eval_fn: Callable | None = None
+    seed_offset: int = 0
+
+
+def _fit(task: PartialTask, variables, phase: Phase):
+    """`loop.fit` of `task` from `variables` for one `phase`; returns `(state, history)`."""
+    config, kwargs = phase.config, {}
+    if task.tx_params is not None:
+        spe = len(task.train) // config.train.batch_size
+        kwargs['tx'] = transfer_optimizer(config, task.tx_params, spe, config.train.epochs)
     return loop.fit(
-        model,
+        task.model,
         variables,
-        train,
+        task.train,
         config,
-        mesh=mesh,
-        ckpt_dir=ckpt_dir,
-        labels=labels,
-        eval_fn=eval_fn,
-        loss_fn=loss_fn,
-        desc=desc,
-        seed_offset=seed_offset,
+        mesh=task.mesh,
+        ckpt_dir=phase.ckpt_dir,
+        labels=task.labels,
+        eval_fn=phase.eval_fn,
+        loss_fn=phase.loss_fn,
+        desc=phase.desc,
+        seed_offset=phase.seed_offset,
         **kwargs,
     )
 
@@ -244,90 +273,30 @@ def run(config, workdir: str) -> dict:
     num_classes = labels.num_classes
     names = names or [str(c) for c in range(num_classes)]
     counts = labels.counts()
-    stats = {
-        'images': len(labels),
-        'classes': num_classes,
-        'unknown_fraction': counts['unknown_fraction'],
-        'positive': counts['positive'].tolist(),
-        'negative': counts['negative'].tolist(),
-        'unknown': counts['unknown'].tolist(),
-        'class_names': names,
-        'groups': [list(g) for g in groups],
-    }
     if parallel.is_main_process():
-        atomic_write_json(os.path.join(workdir, 'partial_labels.json'), stats)
+        atomic_write_json(os.path.join(workdir, 'partial_labels.json'), _label_stats(labels, names, groups))
 
-    base_model = common.build_model(config, num_classes)
-    variables = initial_variables(base_model, config, num_classes)
-    model, tx_params = base_model, None
-    if config.model.freeze_backbone:
-        model, variables = FrozenBackbone(base_model), FrozenBackbone.split(variables)
-    elif config.model.backbone_lr_scale != 1.0:
-        tx_params = variables['params']
-
+    model, variables, tx_params = _partial_model(config, num_classes)
     fit_train, fit_labels = train, labels
     if pc.balanced_sampling:
         idx = balanced_indices(labels.targets, config.seed)
         fit_train, fit_labels = train.subset(idx), labels.subset(idx)
+    task = PartialTask(model, fit_train, fit_labels, config, mesh, tx_params)
 
-    eval_fn = lambda state: evaluate_partial(  # noqa: E731
-        loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh),
-        val,
-        val_targets,
-        config,
-        groups,
-    )
-
-    prior = None
-    main_cfg = config
+    eval_fn = _validation(model, data, config, mesh)
+    prior, main_cfg = None, config
     if pc.head == 'sigmoid' and pc.mode == 'selective':
-        if pc.prior_path:
-            prior = P.load_prior_csv(pc.prior_path, names)
-        elif pc.prior_epochs > 0:
-            if pc.prior_epochs >= config.train.epochs:
-                raise ConfigError(
-                    f'config.partial.prior_epochs={pc.prior_epochs} must be < train.epochs={config.train.epochs}'
-                )
-            prior_cfg = _with_epochs(config, pc.prior_epochs)
-            state, _ = _fit(
-                model,
-                variables,
-                fit_train,
-                fit_labels,
-                prior_cfg,
-                mesh,
-                os.path.join(workdir, 'prior', 'checkpoints'),
-                None,
-                make_loss_fn(config, num_classes, groups, mode='ignore'),
-                tx_params,
-                'prior (ignore)',
-            )
-            prior_file = os.path.join(workdir, 'prior.csv')
-            if os.path.exists(prior_file):
-                prior = P.load_prior_csv(prior_file, names)
-            else:
-                prior = estimate_prior(model, state.variables, train, config, mesh)
-                if parallel.is_main_process():
-                    P.prior_to_csv(prior_file, prior, names)
-            if pc.prior_warm_start:
-                variables = jax.tree.map(np.asarray, jax.device_get(state.variables))
-            main_cfg = _with_epochs(config, config.train.epochs - pc.prior_epochs)
-    loss_fn = make_loss_fn(config, num_classes, groups, prior)
-    state, history = _fit(
-        model,
-        variables,
-        fit_train,
-        fit_labels,
+        prior, variables, main_cfg = _prior_phase(task, variables, workdir, train, names, groups)
+    main = Phase(
         main_cfg,
-        mesh,
         os.path.join(workdir, 'checkpoints'),
-        eval_fn,
-        loss_fn,
-        tx_params,
+        make_loss_fn(config, num_classes, groups, prior),
         f'train ({pc.mode if pc.head == "sigmoid" else pc.head})',
+        eval_fn,
         # A warm-started main phase must not replay the prior phase's batches and keys.
         seed_offset=1 if pc.prior_epochs > 0 and pc.prior_warm_start and not pc.prior_path else 0,
     )
+    state, history = _fit(task, variables, main)
     logits = loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
     final = dict(history[-1])
     final.update(evaluate_partial(logits, val, val_targets, config, groups, per_class=True))
@@ -340,14 +309,7 @@ def run(config, workdir: str) -> dict:
         'prior': None if prior is None else [float(x) for x in prior],
     }
     if parallel.is_main_process():
-        atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
-        report.plot_history(
-            history,
-            os.path.join(workdir, 'training.png'),
-            title=f'{config.model.name}, partial labels ({pc.mode}, {pc.head})',
-        )
-        keys = [k for k, v in final.items() if k.startswith('val_') and isinstance(v, float)]
-        print(report.format_table([final], ['epoch'] + keys))
+        _write_outputs(config, workdir, result)
     common.record_run(
         workdir,
         config,
@@ -358,3 +320,87 @@ def run(config, workdir: str) -> dict:
         groups=groups,
     )
     return result
+
+
+def _validation(model, data: dict, config, mesh):
+    """`eval_fn(state) -> val_* metrics`: `evaluate_partial` of the state's predictions on `data['val']`."""
+    val = data['val']
+
+    def eval_fn(state):
+        logits = loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
+        return evaluate_partial(logits, val, data['val_targets'], config, data['groups'])
+
+    return eval_fn
+
+
+def _label_stats(labels: PartialLabels, names: list, groups: list) -> dict:
+    """`partial_labels.json`: how many labels of each kind the training images have, per class."""
+    counts = labels.counts()
+    return {
+        'images': len(labels),
+        'classes': labels.num_classes,
+        'unknown_fraction': counts['unknown_fraction'],
+        'positive': counts['positive'].tolist(),
+        'negative': counts['negative'].tolist(),
+        'unknown': counts['unknown'].tolist(),
+        'class_names': names,
+        'groups': [list(g) for g in groups],
+    }
+
+
+def _partial_model(config, num_classes: int):
+    """`(model, variables, tx_params)`: the network (behind a `FrozenBackbone` with `model.freeze_backbone`),
+    its initial variables, and the parameters the transfer optimizer splits (`model.backbone_lr_scale` != 1)."""
+    base_model = common.build_model(config, num_classes)
+    variables = initial_variables(base_model, config, num_classes)
+    if config.model.freeze_backbone:
+        return FrozenBackbone(base_model), FrozenBackbone.split(variables), None
+    if config.model.backbone_lr_scale != 1.0:
+        return base_model, variables, variables['params']
+    return base_model, variables, None
+
+
+def _prior_phase(task: PartialTask, variables, workdir: str, train, names: list, groups: list):
+    """`(prior, variables, main config)` of the selective mode: the class prior from `partial.prior_path`, or
+    estimated over `train` by a first phase of `prior_epochs` with the 'ignore' loss (its weights start the main
+    phase with `prior_warm_start`, which then trains the remaining epochs); None without either."""
+    config = task.config
+    pc = config.partial
+    if pc.prior_path:
+        return P.load_prior_csv(pc.prior_path, names), variables, config
+    if pc.prior_epochs <= 0:
+        return None, variables, config
+    if pc.prior_epochs >= config.train.epochs:
+        raise ConfigError(
+            f'config.partial.prior_epochs={pc.prior_epochs} must be < train.epochs={config.train.epochs}'
+        )
+    phase = Phase(
+        _with_epochs(config, pc.prior_epochs),
+        os.path.join(workdir, 'prior', 'checkpoints'),
+        make_loss_fn(config, task.labels.num_classes, groups, mode='ignore'),
+        'prior (ignore)',
+    )
+    state, _ = _fit(task, variables, phase)
+    prior_file = os.path.join(workdir, 'prior.csv')
+    if os.path.exists(prior_file):
+        prior = P.load_prior_csv(prior_file, names)
+    else:
+        prior = estimate_prior(task.model, state.variables, train, config, task.mesh)
+        if parallel.is_main_process():
+            P.prior_to_csv(prior_file, prior, names)
+    if pc.prior_warm_start:
+        variables = jax.tree.map(np.asarray, jax.device_get(state.variables))
+    return prior, variables, _with_epochs(config, config.train.epochs - pc.prior_epochs)
+
+
+def _write_outputs(config, workdir: str, result: dict) -> None:
+    """`metrics.json`, `training.png` and the final table on stdout (main process)."""
+    pc, final = config.partial, result['final']
+    atomic_write_json(os.path.join(workdir, 'metrics.json'), result)
+    report.plot_history(
+        result['history'],
+        os.path.join(workdir, 'training.png'),
+        title=f'{config.model.name}, partial labels ({pc.mode}, {pc.head})',
+    )
+    keys = [k for k, v in final.items() if k.startswith('val_') and isinstance(v, float)]
+    print(report.format_table([final], ['epoch'] + keys))
