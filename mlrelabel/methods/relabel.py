@@ -66,15 +66,15 @@ class RelabelRun:
         return os.path.join(self.workdir, f'round_{k}')
 
 
-def run(config, workdir: str) -> dict:
+def _context(config, workdir: str) -> RelabelRun:
+    """The run's mesh, datasets and model."""
     mesh = common.mesh_from_config(config)
     data = common.load_datasets(config, workdir)
     train, val = data['train'], data['val']
     model = common.build_model(config, train.num_classes)
-    rc = config.relabel
     # label files and the review list show the paths as the user wrote them (relative ones stay relative)
     paths = train.label_paths() or [f'{train.name}/{i:07d}' for i in range(len(train))]
-    ctx = RelabelRun(
+    return RelabelRun(
         config=config,
         workdir=workdir,
         mesh=mesh,
@@ -84,6 +84,11 @@ def run(config, workdir: str) -> dict:
         given=evaluate.first_labels(train.labels),
         paths=paths,
     )
+
+
+def run(config, workdir: str) -> dict:
+    ctx = _context(config, workdir)
+    train, rc = ctx.train, config.relabel
     window = 1 if rc.evidence == 'last' else 0
     evidence = {'train': RoundEvidence(window), 'val': RoundEvidence(window)}
     labels, rows, state, timings = train.labels, [], None, {}

@@ -72,7 +72,6 @@ def assign_topk(conf: jax.Array, k: int, min_conf: float = 0.0) -> jax.Array:
     return chosen & (conf >= min_conf)
 
 
-
 def positive_floor(evidence_heldout, given_heldout, quantile: float) -> np.ndarray:
     """Per-class floors `[C]` float32: the `quantile` of class c's evidence over held-out images given c.
 
@@ -147,7 +146,26 @@ def finalize_labels(
     """
     assigned = np.array(assigned, dtype=bool)  # copy: given labels are added in place
     _check_conf(assigned, "finalize_labels")
-    num_images, num_classes = assigned.shape
+    conf = _check_finalize(assigned, conf, top_k_record, max_labels)
+    is_given = _given_mask(assigned, given)
+    if keep_given:
+        assigned |= is_given
+    else:
+        is_given = np.zeros_like(assigned)
+    if top_k_record is not None:
+        empty = np.flatnonzero(~assigned.any(axis=1))
+        if empty.size:
+            k = int(top_k_record)
+            top = np.argsort(-conf[empty], axis=1, kind="stable")[:, :k]
+            assigned[empty[:, None], top] = True
+    if assigned.shape[0] == 0:
+        return [], []
+    return _label_lists(assigned, conf, is_given, max_labels)
+
+
+def _check_finalize(assigned, conf, top_k_record, max_labels):
+    """`conf` as float32 (or None) after checking the arguments of `finalize_labels`."""
+    num_classes = assigned.shape[1]
     if conf is not None:
         conf = np.asarray(conf, np.float32)
         if conf.shape != assigned.shape:
@@ -161,34 +179,34 @@ def finalize_labels(
             raise ValueError(
                 f"finalize_labels: top_k_record must be an int in [1, {num_classes}], got {top_k_record!r}"
             )
+    return conf
 
+
+def _given_mask(assigned, given) -> np.ndarray:
+    """`[N, C]` bool: each image's given label (`given [N]` int, < 0: none; None: no image has one), checked."""
+    num_images, num_classes = assigned.shape
     is_given = np.zeros_like(assigned)
-    if given is not None:
-        given = np.asarray(given)
-        if given.shape != (num_images,) or not np.issubdtype(given.dtype, np.integer):
-            raise ValueError(
-                f"finalize_labels: given must be int [images] = [{num_images}], "
-                f"got {given.dtype} {given.shape}"
-            )
-        if np.any(given >= num_classes):
-            bad = int(np.argmax(given >= num_classes))
-            raise ValueError(
-                f"finalize_labels: given[{bad}] = {int(given[bad])} is not a class in [0, {num_classes})"
-            )
-        if keep_given:
-            rows = np.flatnonzero(given >= 0)
-            is_given[rows, given[rows]] = True
-            assigned |= is_given
+    if given is None:
+        return is_given
+    given = np.asarray(given)
+    if given.shape != (num_images,) or not np.issubdtype(given.dtype, np.integer):
+        raise ValueError(
+            f"finalize_labels: given must be int [images] = [{num_images}], got {given.dtype} {given.shape}"
+        )
+    if np.any(given >= num_classes):
+        bad = int(np.argmax(given >= num_classes))
+        raise ValueError(
+            f"finalize_labels: given[{bad}] = {int(given[bad])} is not a class in [0, {num_classes})"
+        )
+    rows = np.flatnonzero(given >= 0)
+    is_given[rows, given[rows]] = True
+    return is_given
 
-    if top_k_record is not None:
-        empty = np.flatnonzero(~assigned.any(axis=1))
-        if empty.size:
-            k = int(top_k_record)
-            top = np.argsort(-conf[empty], axis=1, kind="stable")[:, :k]
-            assigned[empty[:, None], top] = True
 
-    if num_images == 0:
-        return [], []
+def _label_lists(assigned, conf, is_given, max_labels):
+    """Per image the classes of `assigned [N, C]` (N > 0) and their scores, by score descending (ties: lower class
+    first); with `max_labels`, the given label first and at most that many."""
+    num_images = assigned.shape[0]
     rows, cols = np.nonzero(assigned)
     scores = conf[rows, cols] if conf is not None else np.ones(rows.shape, np.float32)
     if max_labels is not None:
