@@ -95,8 +95,6 @@ def run(
     """Times the preset's model on synthetic on-device data: `train` (SGD step, state donated),
     `inference`, and `relabel_<method>` for each of `methods` (K crops per image, T samples). Rows of
     images/s (and ms per call, compile + first call seconds); `progress(row)` is called after each."""
-    from mlrelabel.models import get_model
-
     p = dict(PRESETS[preset])
     if batch:
         p['batch'] = batch
@@ -105,15 +103,7 @@ def run(
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     b, s = p['batch'], p['image_size']
     repeats = p.get('repeats', 1)
-    from mlrelabel.models import zoo
-
-    stem = {'small_stem': p['small_stem'], 'stem_stride': p['stem_stride']}
-    options = dict(width=p['width'], dropout_rate=0.25, dtype=dtype)
-    if 'small_stem' in zoo.OPTIONS[zoo.family(p['model'])]:
-        options.update(stem)
-    if p['model'] == 'inception_v3':
-        options['aux_logits'] = False  # as methods.common.build_model trains it
-    model = get_model(p['model'], num_classes, **options)
+    model = _jax_model(p, num_classes, dtype)
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3)), train=False))(
         jax.random.key(0, impl='rbg')
     )
@@ -124,43 +114,19 @@ def run(
     results = []
 
     def record(name, timing, images_per_call, iters, extra=None):
-        seconds, first = timing
-        row = {
-            'benchmark': name,
-            'images_per_s': round(images_per_call / seconds, 1),
-            'batch': b,
-            'ms_per_call': round(1000 * seconds, 2),
-            'first_call_s': round(first, 2),
-            'iters': iters,
-            'repeats': repeats,
-            **(extra or {}),
-        }
+        row = {**_timing_row(name, timing, images_per_call, iters, repeats), **(extra or {})}
         results.append(row)
         print(json.dumps(row), flush=True)
         if progress is not None:
             progress(row)
 
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     if not only or 'train' in only:
-        tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
-        # The step donates its state: give it its own copy of the parameters.
-        own = jax.tree.map(lambda x: x.copy(), variables)
-        state = parallel.replicate(TrainState.create(own, tx, jax.random.PRNGKey(0)), mesh)
-        step = jax.jit(
-            make_train_step(model, tx, loss='softmax_ce', mean=mean, std=std),
-            in_shardings=(rep, dat),
-            out_shardings=(rep, rep),
-            donate_argnums=(0,),
-        )
-        box = {'state': state}
-
-        def train_call():
-            box['state'], metrics = step(box['state'], {'image': images, 'target': targets})
-            return metrics['loss']
-
+        train_call = _train_call(model, variables, {'image': images, 'target': targets}, mesh)
         record('train', _timeit(train_call, p['iters'], repeats), b, p['iters'])
     if not only or 'inference' in only:
-        infer = jax.jit(lambda v, x: model.apply(v, augment.normalize(x, mean, std)), in_shardings=(rep, dat))
+        infer = jax.jit(
+            lambda v, x: model.apply(v, augment.normalize(x, _MEAN, _STD)), in_shardings=(rep, dat)
+        )
         record('inference', _timeit(lambda: infer(variables, images), p['iters'], repeats), b, p['iters'])
     if not only or 'relabel' in only:
         k, t = p['crops'], p['samples']
@@ -168,25 +134,12 @@ def run(
         key = jax.random.PRNGKey(3)
         for method in methods:
             samples = 1 if method == 'naive' else t
-            conf = confidence.confidence_fn(method, model, 'softmax', samples)
-
-            # Weights, images and boxes are arguments, not closed-over constants baked into the program.
-            def relabel_call(v, images, boxes, key, conf=conf):
-                x = augment.normalize(images, mean, std)
-                patches = crops.extract_crops(x, boxes, s).reshape(b * k, s, s, 3)
-                return conf(v, patches, key)['mean']
-
-            fn = jax.jit(relabel_call)
+            fn = _relabel_fn(confidence.confidence_fn(method, model, 'softmax', samples), b, k, s)
             iters = max(1, p.get('relabel_iters', p['iters']) // (4 if method == 'mc_dropout_full' else 1))
             timing = _timeit(lambda fn=fn: fn(variables, images, boxes, key), iters, repeats)
             per_s = round(b * k * samples / timing[0], 1)
-            record(
-                f'relabel_{method}',
-                timing,
-                b,
-                iters,
-                {'crops': k, 'samples': samples, 'crop_samples_per_s': per_s},
-            )
+            extra = {'crops': k, 'samples': samples, 'crop_samples_per_s': per_s}
+            record(f'relabel_{method}', timing, b, iters, extra)
     return results
 
 
@@ -219,14 +172,107 @@ def torch_reference(
     b, s, repeats = p['batch'], p['image_size'], p.get('repeats', 1)
     model = getattr(torchvision.models, name)(num_classes=num_classes).to(device)
     model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
     x = torch.randn(b, 3, s, s, device=device).to(memory_format=torch.channels_last)
     y = torch.arange(b, device=device) % num_classes
-    amp = p['dtype'] == 'bfloat16'
+    train_call, infer_call = _torch_calls(model, x, y, device, p['dtype'] == 'bfloat16')
 
     def sync(_=None):
         if device == 'cuda':
             torch.cuda.synchronize()
+
+    extra = _torch_fields(name, device)
+    results = []
+    for bench, call, train in (('train', train_call, True), ('inference', infer_call, False)):
+        if only and bench not in only:
+            continue
+        model.train(train)
+        timing = _timeit(lambda: call(model), p['iters'], repeats, sync)
+        row = {**_timing_row(bench, timing, b, p['iters'], repeats), 'compiled': False, **extra}
+        if compile_model:
+
+            def time_compiled(call=call):
+                compiled = torch.compile(model)
+                return _timeit(lambda: call(compiled), p['iters'], repeats, sync)
+
+            _add_compiled(row, time_compiled, progress)
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        if progress is not None:
+            progress(dict(row))
+    return results
+
+
+_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the normalisation every benchmark applies
+
+
+def _train_call(model, variables, batch: dict, mesh) -> Callable:
+    """`call() -> loss`: one SGD (Nesterov) step on `batch`, its state donated and kept between calls."""
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    tx = optax.sgd(0.1, momentum=0.9, nesterov=True)
+    # The step donates its state: give it its own copy of the parameters.
+    own = jax.tree.map(lambda x: x.copy(), variables)
+    state = parallel.replicate(TrainState.create(own, tx, jax.random.PRNGKey(0)), mesh)
+    step = jax.jit(
+        make_train_step(model, tx, loss='softmax_ce', mean=_MEAN, std=_STD),
+        in_shardings=(rep, dat),
+        out_shardings=(rep, rep),
+        donate_argnums=(0,),
+    )
+    box = {'state': state}
+
+    def train_call():
+        box['state'], metrics = step(box['state'], batch)
+        return metrics['loss']
+
+    return train_call
+
+
+def _relabel_fn(conf: Callable, batch: int, k: int, side: int) -> Callable:
+    """Jitted `(variables, images, boxes [batch, k, 4], key) -> mean probabilities [batch * k, C]`: the crops
+    resized to `side` and scored by the confidence function `conf`."""
+
+    # Weights, images and boxes are arguments, not closed-over constants baked into the program.
+    def relabel_call(v, images, boxes, key):
+        x = augment.normalize(images, _MEAN, _STD)
+        patches = crops.extract_crops(x, boxes, side).reshape(batch * k, side, side, 3)
+        return conf(v, patches, key)['mean']
+
+    return jax.jit(relabel_call)
+
+
+def _jax_model(p: dict, num_classes: int, dtype):
+    """The preset `p`'s network (as `methods.common.build_model` makes it: dropout, no auxiliary head)."""
+    from mlrelabel.models import get_model, zoo
+
+    options = dict(width=p['width'], dropout_rate=0.25, dtype=dtype)
+    if 'small_stem' in zoo.OPTIONS[zoo.family(p['model'])]:
+        options.update({'small_stem': p['small_stem'], 'stem_stride': p['stem_stride']})
+    if p['model'] == 'inception_v3':
+        options['aux_logits'] = False  # as methods.common.build_model trains it
+    return get_model(p['model'], num_classes, **options)
+
+
+def _timing_row(name: str, timing: tuple, images_per_call: int, iters: int, repeats: int) -> dict:
+    """One result row: `timing` is `(seconds per call, compile + first call seconds)` of calls on
+    `images_per_call` images (the row's batch)."""
+    seconds, first = timing
+    return {
+        'benchmark': name,
+        'images_per_s': round(images_per_call / seconds, 1),
+        'batch': images_per_call,
+        'ms_per_call': round(1000 * seconds, 2),
+        'first_call_s': round(first, 2),
+        'iters': iters,
+        'repeats': repeats,
+    }
+
+
+def _torch_calls(model, x, y, device: str, amp: bool) -> tuple[Callable, Callable]:
+    """`(train_call(net), infer_call(net))` on the batch `x`, `y`: an SGD (Nesterov) step of `model`'s
+    parameters through `net` (the model or its compiled form), and a forward pass; bf16 autocast with `amp`."""
+    import torch
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
 
     def train_call(net):
         opt.zero_grad(set_to_none=True)
@@ -239,49 +285,37 @@ def torch_reference(
         with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
             net(x)
 
-    extra = {
+    return train_call, infer_call
+
+
+def _torch_fields(name: str, device: str) -> dict:
+    """What every torch row says about where it was measured."""
+    import torch
+
+    return {
         'framework': 'torch',
         'torch': torch.__version__,
         'model': name,
         'device': torch.cuda.get_device_name() if device == 'cuda' else 'cpu',
     }
-    results = []
-    for bench, call, train in (('train', train_call, True), ('inference', infer_call, False)):
-        if only and bench not in only:
-            continue
-        model.train(train)
-        sec, first = _timeit(lambda: call(model), p['iters'], repeats, sync)
-        row = {
-            'benchmark': bench,
-            'images_per_s': round(b / sec, 1),
-            'batch': b,
-            'ms_per_call': round(1000 * sec, 2),
-            'first_call_s': round(first, 2),
-            'iters': p['iters'],
-            'repeats': repeats,
-            'compiled': False,
-            **extra,
-        }
-        if compile_model:
-            row['eager_images_per_s'] = row['images_per_s']
-            if progress is not None:
-                progress(dict(row))
-            try:
-                compiled = torch.compile(model)
-                sec, first = _timeit(lambda: call(compiled), p['iters'], repeats, sync)
-                row.update(
-                    images_per_s=round(b / sec, 1),
-                    ms_per_call=round(1000 * sec, 2),
-                    first_call_s=round(first, 2),
-                    compiled=True,
-                )
-            except Exception as e:  # noqa: BLE001 - the reference stays eager, and says why
-                row['compile_error'] = f'{type(e).__name__}: {e}'[:500]
-        results.append(row)
-        print(json.dumps(row), flush=True)
-        if progress is not None:
-            progress(dict(row))
-    return results
+
+
+def _add_compiled(row: dict, time_compiled: Callable[[], tuple], progress) -> None:
+    """Replaces the eager figures of `row` by those of `torch.compile` (`time_compiled()`), keeping the eager
+    images/s; when compilation fails the row stays eager and says why. `progress` sees the eager row first."""
+    row['eager_images_per_s'] = row['images_per_s']
+    if progress is not None:
+        progress(dict(row))
+    try:
+        sec, first = time_compiled()
+        row.update(
+            images_per_s=round(row['batch'] / sec, 1),
+            ms_per_call=round(1000 * sec, 2),
+            first_call_s=round(first, 2),
+            compiled=True,
+        )
+    except Exception as e:  # noqa: BLE001 - the reference stays eager, and says why
+        row['compile_error'] = f'{type(e).__name__}: {e}'[:500]
 
 
 def ratios(jax_rows: list[dict], torch_rows: list[dict]) -> dict:

@@ -126,12 +126,9 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
     for the user]}`. A global
     probability `threshold` replaces the per-class ones, on the same evidence (log-odds of it for crops).
     """
-    from mlrelabel.relabel.evidence import to_log_odds
-
     if evidence not in REQUESTS:
         raise ValueError(f"evidence={evidence!r}: expected 'image', 'crops' or None (the run's own rule)")
     info = run.round_info(round)
-    c = run.num_classes
     if info['head'] == 'group_softmax':
         if evidence == 'crops':
             raise ValueError(
@@ -147,51 +144,72 @@ def rule(run, round: int | None = None, threshold: float | None = None, evidence
     doc, path = thresholds_doc(run, round)
     own_crops = doc is not None and doc.get('evidence') == 'crops'
     if evidence == 'crops' and not own_crops:  # an image run asked for crops
-        fitted, fitted_path = read_crop_thresholds(run) if round is None else (None, '')
-        if fitted is not None and threshold is None:
-            return {
-                'evidence': 'crops',
-                'space': 'log_odds',
-                'thresholds': fitted,
-                'topk': None,
-                'source': fitted_path,
-            }
-        t = float(threshold if threshold is not None else run.config.eval.threshold)
-        source = f'--threshold={t:g}' if threshold is not None else f'config.eval.threshold={t:g}'
-        return {
-            'evidence': 'crops',
-            'space': 'log_odds',
-            'thresholds': np.full(c, float(to_log_odds(t))),
-            'topk': None,
-            'source': f'{source} on crop evidence',
-            **(
-                {'note': UNCALIBRATED_CROPS} if threshold is None else {}
-            ),  # a threshold the user chose: theirs
-        }
+        return _asked_crop_rule(run, round, threshold)
     if own_crops and evidence != 'image':
-        if threshold is not None:
-            values, source = np.full(c, float(to_log_odds(threshold))), f'--threshold={threshold:g}'
-        elif doc.get('log_odds') is not None:
-            values = np.asarray([np.inf if t is None else float(t) for t in doc['log_odds']], np.float64)
-            source = path
-        else:  # a top-k round: the same k on the crop evidence
-            k = int(run.config.relabel.topk)
-            return {'evidence': 'crops', 'space': 'log_odds', 'thresholds': None, 'topk': k, 'source': path}
-        _check_length(values, c, path)
-        exclusive = bool(run.config.relabel.exclusive_groups)
+        return _own_crop_rule(run, doc, path, threshold)
+    return _image_rule(run, None if own_crops else doc, path, threshold)
+
+
+def _asked_crop_rule(run, round: int | None, threshold: float | None) -> dict:
+    """`rule` on crop evidence for a run whose round saved none: the crop thresholds fitted afterwards
+    (`fit_crop_thresholds`, chosen round only), else one probability on the crop evidence."""
+    from mlrelabel.relabel.evidence import to_log_odds
+
+    fitted, fitted_path = read_crop_thresholds(run) if round is None else (None, '')
+    if fitted is not None and threshold is None:
         return {
             'evidence': 'crops',
             'space': 'log_odds',
-            'thresholds': values,
+            'thresholds': fitted,
             'topk': None,
-            'source': source,
-            'groups': [[a, b] for _, a, b in run.groups] if exclusive else [],
+            'source': fitted_path,
         }
+    t = float(threshold if threshold is not None else run.config.eval.threshold)
+    source = f'--threshold={t:g}' if threshold is not None else f'config.eval.threshold={t:g}'
+    return {
+        'evidence': 'crops',
+        'space': 'log_odds',
+        'thresholds': np.full(run.num_classes, float(to_log_odds(t))),
+        'topk': None,
+        'source': f'{source} on crop evidence',
+        **({'note': UNCALIBRATED_CROPS} if threshold is None else {}),  # a threshold the user chose: theirs
+    }
+
+
+def _own_crop_rule(run, doc: dict, path: str, threshold: float | None) -> dict:
+    """`rule` of a relabel round on its crop evidence: its thresholds.json (`doc` at `path`: per-class log-odds,
+    or a top-k), or one probability `threshold`."""
+    from mlrelabel.relabel.evidence import to_log_odds
+
+    c = run.num_classes
+    if threshold is not None:
+        values, source = np.full(c, float(to_log_odds(threshold))), f'--threshold={threshold:g}'
+    elif doc.get('log_odds') is not None:
+        values = np.asarray([np.inf if t is None else float(t) for t in doc['log_odds']], np.float64)
+        source = path
+    else:  # a top-k round: the same k on the crop evidence
+        k = int(run.config.relabel.topk)
+        return {'evidence': 'crops', 'space': 'log_odds', 'thresholds': None, 'topk': k, 'source': path}
+    _check_length(values, c, path)
+    exclusive = bool(run.config.relabel.exclusive_groups)
+    return {
+        'evidence': 'crops',
+        'space': 'log_odds',
+        'thresholds': values,
+        'topk': None,
+        'source': source,
+        'groups': [[a, b] for _, a, b in run.groups] if exclusive else [],
+    }
+
+
+def _image_rule(run, doc: dict | None, path: str, threshold: float | None) -> dict:
+    """`rule` on whole images: one probability `threshold`, the per-class probabilities of `doc` (at `path`;
+    None: none on whole images), or `config.eval.threshold`."""
+    c = run.num_classes
     if threshold is not None:
         values, source = np.full(c, float(threshold)), f'--threshold={threshold:g}'
     elif (
         doc is not None
-        and not own_crops  # a relabel round's thresholds are on its crop evidence, not on whole images
         and doc.get('thresholds') is not None
         and doc.get('space', 'probability') == 'probability'
     ):

@@ -34,26 +34,55 @@ from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
 )
 
 
+def _json_or_empty(path: str) -> dict:
+    """The JSON document at `path`, or {} when there is none."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _round_fields(workdir: str, config, rounds: list) -> tuple[str, dict]:
+    """`(head, manifest fields)` of a relabel run whose `rounds` have checkpoints: its chosen round (the one
+    summary.json names, else the last), every round's checkpoint and head, and its label file."""
+    from mlrelabel import evaluate
+
+    summary = _json_or_empty(os.path.join(workdir, 'summary.json'))
+    chosen = summary.get('chosen_round', summary.get('best_round'))
+    chosen = int(chosen) if chosen in rounds else rounds[-1]
+    heads = {k: evaluate.head_of(config.train.loss if k == 0 else config.relabel.loss) for k in rounds}
+    label_file = next(
+        (
+            p
+            for p in ('labels.json', f'round_{chosen}/labels.json')
+            if os.path.exists(os.path.join(workdir, p))
+        ),
+        None,
+    )
+    fields = {
+        'checkpoint': f'round_{chosen}/checkpoints',
+        'chosen_round': chosen,
+        'rounds': [{'round': k, 'checkpoint': f'round_{k}/checkpoints', 'head': heads[k]} for k in rounds],
+        'labels': label_file,
+    }
+    return heads[chosen], fields
+
+
 def derive_manifest(workdir: str, config) -> dict:
     """The manifest of a run that wrote none: from config.json, partial_labels.json, summary.json and the
     checkpoints on disk (relabel rounds: the last trained round unless summary.json names one; MILe: the
     network metrics.json names)."""
     from mlrelabel import evaluate
 
-    info = {}
-    if os.path.exists(os.path.join(workdir, 'partial_labels.json')):
-        with open(os.path.join(workdir, 'partial_labels.json')) as f:
-            info = json.load(f)
+    info = _json_or_empty(os.path.join(workdir, 'partial_labels.json'))
     head = evaluate.head_of(config.train.loss)
     network = None  # MILe: read from metrics.json below
     if 'mile' in config:
         from mlrelabel.methods.mile import SCHEMA_LOSSES
 
         head = evaluate.head_of(SCHEMA_LOSSES[config.mile.schema])
-        metrics_path = os.path.join(workdir, 'metrics.json')
-        if os.path.exists(metrics_path):  # the network the run returned (teacher or student)
-            with open(metrics_path) as f:
-                network = json.load(f).get('network')
+        # the network the run returned (teacher or student)
+        network = _json_or_empty(os.path.join(workdir, 'metrics.json')).get('network')
     if 'partial' in config:
         head = config.partial.head
     fields = {}
@@ -65,30 +94,7 @@ def derive_manifest(workdir: str, config) -> dict:
         and has_steps(os.path.join(workdir, n, 'checkpoints'))
     )
     if rounds and not has_steps(os.path.join(workdir, 'checkpoints')):
-        summary = {}
-        if os.path.exists(os.path.join(workdir, 'summary.json')):
-            with open(os.path.join(workdir, 'summary.json')) as f:
-                summary = json.load(f)
-        chosen = summary.get('chosen_round', summary.get('best_round'))
-        chosen = int(chosen) if chosen in rounds else rounds[-1]
-        heads = {k: evaluate.head_of(config.train.loss if k == 0 else config.relabel.loss) for k in rounds}
-        label_file = next(
-            (
-                p
-                for p in ('labels.json', f'round_{chosen}/labels.json')
-                if os.path.exists(os.path.join(workdir, p))
-            ),
-            None,
-        )
-        head = heads[chosen]
-        fields = {
-            'checkpoint': f'round_{chosen}/checkpoints',
-            'chosen_round': chosen,
-            'rounds': [
-                {'round': k, 'checkpoint': f'round_{k}/checkpoints', 'head': heads[k]} for k in rounds
-            ],
-            'labels': label_file,
-        }
+        head, fields = _round_fields(workdir, config, rounds)
     elif not has_steps(os.path.join(workdir, 'checkpoints')):
         raise FileNotFoundError(f'{workdir}: no checkpoint in checkpoints/ or round_<k>/checkpoints/')
     if os.path.exists(os.path.join(workdir, 'thresholds.json')):

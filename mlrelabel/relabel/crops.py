@@ -92,6 +92,23 @@ def _proposal_boxes(dense_logits, exclude, num_boxes, box_size, window, normaliz
     return jax.vmap(fn)(dense_logits, exclude)
 
 
+def _excluded_classes(exclude_class, num_images: int) -> jax.Array:
+    """`[num_images]` int32: `proposal_boxes`' `exclude_class` per image (-1: none), checked."""
+    if exclude_class is None:
+        return jnp.full((num_images,), -1, jnp.int32)
+    exclude = jnp.asarray(exclude_class)
+    if (
+        not jnp.issubdtype(exclude.dtype, jnp.integer)
+        or exclude.ndim > 1
+        or (exclude.ndim == 1 and exclude.shape[0] != num_images)
+    ):
+        raise ValueError(
+            f"crops.proposal_boxes: exclude_class must be None, an int or an int array [{num_images}], "
+            f"got dtype {exclude.dtype} shape {exclude.shape}"
+        )
+    return jnp.broadcast_to(exclude.astype(jnp.int32), (num_images,))
+
+
 def proposal_boxes(
     dense_logits: jax.Array,
     num_boxes: int,
@@ -137,24 +154,9 @@ def proposal_boxes(
     window = _positive_int("proposal_boxes", "window", window)
     if window % 2 == 0:
         raise ValueError(f"crops.proposal_boxes: window must be odd so it centres on a cell, got {window}")
-    num_images = dense_logits.shape[0]
-    if exclude_class is None:
-        exclude = jnp.full((num_images,), -1, jnp.int32)
-    else:
-        exclude = jnp.asarray(exclude_class)
-        if (
-            not jnp.issubdtype(exclude.dtype, jnp.integer)
-            or exclude.ndim > 1
-            or (exclude.ndim == 1 and exclude.shape[0] != num_images)
-        ):
-            raise ValueError(
-                f"crops.proposal_boxes: exclude_class must be None, an int or an int array [{num_images}], "
-                f"got dtype {exclude.dtype} shape {exclude.shape}"
-            )
-        exclude = jnp.broadcast_to(exclude.astype(jnp.int32), (num_images,))
     return _proposal_boxes(
         dense_logits,
-        exclude,
+        _excluded_classes(exclude_class, dense_logits.shape[0]),
         num_boxes=num_boxes,
         box_size=box_size,
         window=window,
