@@ -94,8 +94,9 @@ def test_manifest_and_predict_of_a_supervised_run(supervised_run):
     assert run.predict(images[:0]).shape == (0, 10)
     # Compiled once: calls of 5 and 3 images share one padded batch shape.
     assert run._model('checkpoints')._fn._cache_size() == 1
-    with pytest.raises(ValueError, match='uint8'):
-        run.predict(images.astype(np.float32))
+    np.testing.assert_allclose(run.predict(images.astype(np.float32) / 255.0), run.predict(images), atol=1e-6)
+    with pytest.raises(ValueError, match=r'values in \[0, 1\]'):
+        run.predict(images.astype(np.float32))  # floats are read as [0, 1]: 0-255 floats are refused
     with pytest.raises(ValueError, match=r'\[N, H, W, 3\]'):
         run.predict(images[0])
     with pytest.raises(ValueError, match='no round 1'):
