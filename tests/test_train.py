@@ -229,9 +229,9 @@ def test_mixup_changes_training_reproducibly_and_leaves_losses_without_soft_targ
         state_an.params, state_an_plain.params, atol=0, rtol=0
     )
     with pytest.raises(ValueError, match=r'train\.augment\.mixup.*an'):  # the step itself refuses the pair
-        from mlrelabel.train.step import make_train_step
+        from mlrelabel.train.step import StepOptions, make_train_step
 
-        make_train_step(None, None, loss='an', mean=0.0, std=1.0, mixup=0.4)
+        make_train_step(None, None, loss='an', mean=0.0, std=1.0, options=StepOptions(mixup=0.4))
 
 
 def test_zoom_out_shrinks_each_image_onto_a_mean_canvas_keeping_what_it_shows():

@@ -13,6 +13,7 @@ non-finite state is never saved and `TrainingDiverged` names the phase (`desc`) 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable
@@ -26,7 +27,7 @@ from mlrelabel.data import pipeline
 from mlrelabel.train import divergence, label_hooks, optim
 from mlrelabel.train.inference import predict  # noqa: F401  (loop.predict, as before)
 from mlrelabel.train.state import TrainState
-from mlrelabel.train.step import SOFT_TARGET_LOSSES, jit_train_step, make_train_step
+from mlrelabel.train.step import SOFT_TARGET_LOSSES, StepOptions, jit_train_step, make_train_step
 from mlrelabel.train.task import Task
 
 
@@ -72,55 +73,71 @@ def _host_augment(cfg) -> dict | None:
     return {'scale': _crop_scale(a), 'ratio': tuple(a.ratio), 'flip': bool(a.flip)}
 
 
-def fit(
-    model,
-    variables: dict,
-    dataset,
-    cfg,
-    *,
-    mesh,
-    ckpt_dir: str,
-    eval_fn: Callable[[TrainState], dict] | None = None,
-    stop_at_step: int | None = None,
-    tensorboard_dir: str | None = None,
-    **task_options,
-) -> tuple[TrainState, list[dict]]:
-    """Trains `model` from `variables` on `dataset`: `run_task` on a `SupervisedTask` (its options: labels, loss,
-    desc, seed_offset, transform_fn, loss_fn, tx, sampler).
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+    """How `run_task` (and `fit`) run beyond what the config says.
 
-    Args:
-      cfg: the run config (`train`, `optim`, `data.mean/std`, `seed`).
-      ckpt_dir: Orbax directory; an existing checkpoint there is resumed.
-      eval_fn: called on the state after each evaluated epoch; its dict joins that epoch's history row.
+    Attributes:
+      eval_fn: called on `task.evaluated()` after each evaluated epoch; its dict joins that epoch's history row.
       stop_at_step: stop early once this global step is reached, unsaved (tests use it to simulate a kill).
       tensorboard_dir: event-file folder; None: the active run's (`tensorboard_writer.active_run`, set by
         `main.run`), or no events outside a run. The phase's steps follow the run's earlier phases.
-    Returns:
-      `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
     """
-    task = SupervisedTask(model, variables, dataset, cfg, mesh=mesh, ckpt_dir=ckpt_dir, **task_options)
-    return run_task(
-        task,
-        cfg,
-        mesh=mesh,
-        ckpt_dir=ckpt_dir,
-        eval_fn=eval_fn,
-        stop_at_step=stop_at_step,
-        tensorboard_dir=tensorboard_dir,
-    )
+
+    eval_fn: Callable | None = None
+    stop_at_step: int | None = None
+    tensorboard_dir: str | None = None
 
 
-def run_task(
-    task: Task,
-    cfg,
-    *,
-    mesh,
-    ckpt_dir: str,
-    eval_fn: Callable | None = None,
-    stop_at_step: int | None = None,
-    tensorboard_dir: str | None = None,
-):
+@dataclasses.dataclass(frozen=True)
+class TaskOptions:
+    """What a `SupervisedTask` trains on and how, beyond the config (every default: the config's).
+
+    Attributes:
+      labels: the label source (a LabelTable or an object with `batch(indices) -> dict`); None: `dataset.labels`.
+      loss: overrides `cfg.train.loss` (e.g. 'sigmoid_bce' for relabeled rounds). Single-positive losses
+        (`mlrelabel.single_positive`, e.g. 'an') take `cfg.train.single_positive`; those that rewrite their
+        labels between epochs ('ll_cp', 'em_apl') run a `label_hooks` hook.
+      desc: the phase's name in logs and the progress bar.
+      seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).
+      transform_fn, loss_fn: extension points of the train step (`step.StepOptions`).
+      tx: an optax optimizer replacing `config.optim`'s (e.g. per-group learning rates when fine-tuning); the
+        config's schedule is still the one logged.
+      sampler: replaces the uniform `pipeline.IndexSampler` (e.g. class-balanced); needs `steps_per_epoch`,
+        `batch_size` and `global_indices(step)`, a pure function of the step.
+    """
+
+    labels: object = None
+    loss: str | None = None
+    desc: str = 'train'
+    seed_offset: int = 0
+    transform_fn: Callable | None = None
+    loss_fn: Callable | None = None
+    tx: object = None
+    sampler: object = None
+
+
+_LOOP_FIELDS = tuple(f.name for f in dataclasses.fields(LoopOptions))
+
+
+def fit(
+    model, variables: dict, dataset, cfg, *, mesh, ckpt_dir: str, **options
+) -> tuple[TrainState, list[dict]]:
+    """Trains `model` from `variables` on `dataset` (`cfg`: `train`, `optim`, `data.mean/std`, `seed`):
+    `run_task` on a `SupervisedTask`. An existing checkpoint in `ckpt_dir` is resumed.
+
+    `options`: keywords of `LoopOptions` (eval_fn, stop_at_step, tensorboard_dir) and of `TaskOptions`
+    (labels, loss, desc, seed_offset, transform_fn, loss_fn, tx, sampler).
+    Returns `(state, history)`: final state (replicated on the mesh) and one dict per epoch.
+    """
+    loop_options = {k: options.pop(k) for k in _LOOP_FIELDS if k in options}
+    task = SupervisedTask(model, variables, dataset, cfg, mesh=mesh, ckpt_dir=ckpt_dir, **options)
+    return run_task(task, cfg, mesh=mesh, ckpt_dir=ckpt_dir, **loop_options)
+
+
+def run_task(task: Task, cfg, *, mesh, ckpt_dir: str, **options):
     """The one training loop: drives `task` for `train.epochs` epochs; returns `(task.evaluated(), history)`.
+    `options`: the keywords of `LoopOptions`.
 
     Resumes from the latest checkpoint in `ckpt_dir`; fetches metrics every `train.log_every_steps` steps and
     before every save (only finite states are saved); at each epoch end builds the history row, validates
@@ -128,165 +145,158 @@ def run_task(
     epochs saves every `train.checkpoint_every_steps` steps, but no sooner than `checkpoint_every_seconds`
     after the last save (the last step always saves). `stop_at_step` stops as a kill would: unsaved.
     """
-    tcfg = cfg.train
-    spe = task.steps_per_epoch
-    total = spe * tcfg.epochs
-    ckpt = Checkpointer(ckpt_dir)
-    history: list[dict] = []
-    step = task.start_step()
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(task.state(step))
-        history = meta['history']
-        step = task.restore(state, meta)
-        logging.info('%s: resumed from step %d', task.desc, step)
-
-    end = total if stop_at_step is None else min(total, stop_at_step)
-    # TensorBoard: this phase's place on the run's step axis; a killed attempt's events after the last
-    # checkpoint are purged (writers flush before each checkpoint).
-    events, offset = tensorboard_writer.open_phase(tensorboard_dir, ckpt_dir, total, step, end)
-    last_save = time.time()
-
-    def save(at, force=False):
-        """Checkpoints step `at` unless the last save is under `train.checkpoint_every_seconds` old."""
-        nonlocal last_save
-        if not force and time.time() - last_save < tcfg.checkpoint_every_seconds:
-            return
-        events.flush()
-        ckpt.save(at, task.state(at), {'history': history, **task.meta(at)})
-        last_save = time.time()
-
-    bar = parallel.progress_bar(total, task.desc, 'step', initial=step)
+    run = _Run(task, cfg, LoopOptions(**options), ckpt_dir)
+    tcfg, step, bar = cfg.train, run.step, run.bar
     watch = divergence.FiniteWatch(
         task.desc,
         step,
-        lambda: divergence.describe_checkpoint(ckpt, ckpt_dir),
+        lambda: divergence.describe_checkpoint(run.ckpt, ckpt_dir),
         hint=divergence.remedy(cfg),
         on_stop=bar.close,
     )
     pending = []
     t0 = time.time()
-    for batch in task.batches(step, end):
+    for batch in task.batches(step, run.end):
         metrics = task.step(step, parallel.host_to_global(batch, mesh))
         watch.add(metrics.pop('finite'))
         pending.append(metrics)
         step += 1
         bar.update(1)
         watch.step_done(step)
-        epoch_end = step % spe == 0
+        epoch_end = step % task.steps_per_epoch == 0
         save_due = bool(tcfg.checkpoint_every_steps) and step % tcfg.checkpoint_every_steps == 0
-        if epoch_end or step % tcfg.log_every_steps == 0 or step == end or save_due:
+        if epoch_end or step % tcfg.log_every_steps == 0 or step == run.end or save_due:
             watch.check()  # every step so far was finite: only now may the state be saved
-            fetched = jax.device_get(pending)
-            first = step - len(fetched) + 1  # the fetched metrics are those of steps first..step
-            for i, scalars in enumerate(task.record(fetched, first)):
-                events.scalars(offset + first + i, scalars)
+            run.record(pending, step)
             pending = []
-            bar.set_postfix(**task.postfix())
         if epoch_end:
-            epoch = step // spe
-            row = {'epoch': epoch, 'step': step, **task.end_epoch(epoch, step)}
-            if eval_fn is not None and (
-                step == total or (tcfg.eval_every_epochs and epoch % tcfg.eval_every_epochs == 0)
-            ):
-                row.update(eval_fn(task.evaluated()))
-            history.append(row)
-            events.scalars(offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))
-            save(step, force=step == total)
-            bar.write(
-                f'{task.desc} epoch {epoch}/{tcfg.epochs}{task.epoch_note(row)}: '
-                + ', '.join(f'{k}={v:.4f}' for k, v in row.items() if isinstance(v, float))
-            )
+            run.end_epoch(step)
         elif save_due:
-            save(step)
+            run.save(step)
     bar.close()
-    events.close()
+    run.events.close()
     logging.info('%s: %d steps in %.1fs', task.desc, step, time.time() - t0)
-    ckpt.close()
-    return task.evaluated(), history
+    run.ckpt.close()
+    return task.evaluated(), run.history
+
+
+def _resume(task: Task, ckpt: Checkpointer) -> tuple[int, list[dict]]:
+    """`(step, history)` to start from: the latest checkpoint's (restored into `task`), else the task's start."""
+    step = task.start_step()
+    if ckpt.latest_step() is None:
+        return step, []
+    state, meta = ckpt.restore(task.state(step))
+    step = task.restore(state, meta)
+    logging.info('%s: resumed from step %d', task.desc, step)
+    return step, meta['history']
+
+
+class _Run:
+    """The bookkeeping of one `run_task`: the step to resume from, metrics to TensorBoard and the progress
+    bar, history rows with validation, and checkpoints (at most one per `train.checkpoint_every_seconds`
+    unless forced)."""
+
+    def __init__(self, task: Task, cfg, options: LoopOptions, ckpt_dir: str):
+        self.task, self.tcfg, self.options = task, cfg.train, options
+        self.total = total = task.steps_per_epoch * cfg.train.epochs
+        self.ckpt = Checkpointer(ckpt_dir)
+        self.step, self.history = _resume(task, self.ckpt)
+        self.end = total if options.stop_at_step is None else min(total, options.stop_at_step)
+        # TensorBoard: this phase's place on the run's step axis; a killed attempt's events after the last
+        # checkpoint are purged (writers flush before each checkpoint).
+        self.events, self.offset = tensorboard_writer.open_phase(
+            options.tensorboard_dir, ckpt_dir, total, self.step, self.end
+        )
+        self.last_save = time.time()
+        self.bar = parallel.progress_bar(total, task.desc, 'step', initial=self.step)
+
+    def save(self, at: int, force: bool = False):
+        """Checkpoints step `at` unless the last save is under `train.checkpoint_every_seconds` old."""
+        if not force and time.time() - self.last_save < self.tcfg.checkpoint_every_seconds:
+            return
+        self.events.flush()
+        self.ckpt.save(at, self.task.state(at), {'history': self.history, **self.task.meta(at)})
+        self.last_save = time.time()
+
+    def record(self, pending: list, step: int):
+        """Fetches the metrics of the steps up to `step` and writes them to TensorBoard and the progress bar."""
+        fetched = jax.device_get(pending)
+        first = step - len(fetched) + 1  # the fetched metrics are those of steps first..step
+        for i, scalars in enumerate(self.task.record(fetched, first)):
+            self.events.scalars(self.offset + first + i, scalars)
+        self.bar.set_postfix(**self.task.postfix())
+
+    def end_epoch(self, step: int):
+        """The epoch's history row (validated when due), its events, a checkpoint and a progress line."""
+        task, tcfg, eval_fn, total = self.task, self.tcfg, self.options.eval_fn, self.total
+        epoch = step // task.steps_per_epoch
+        row = {'epoch': epoch, 'step': step, **task.end_epoch(epoch, step)}
+        if eval_fn is not None and (
+            step == total or (tcfg.eval_every_epochs and epoch % tcfg.eval_every_epochs == 0)
+        ):
+            row.update(eval_fn(task.evaluated()))
+        self.history.append(row)
+        self.events.scalars(self.offset + step, tensorboard_writer.scalar_tags(row, 'epoch'))
+        self.save(step, force=step == total)
+        self.bar.write(
+            f'{task.desc} epoch {epoch}/{tcfg.epochs}{task.epoch_note(row)}: '
+            + ', '.join(f'{k}={v:.4f}' for k, v in row.items() if isinstance(v, float))
+        )
 
 
 class SupervisedTask(Task):
-    """One network trained on `labels` (or `dataset.labels`) with `train.loss` (or `loss`).
+    """One network trained on `dataset` with `cfg` and `options` (the keywords of `TaskOptions`)."""
 
-    Args:
-      labels: the label source (a LabelTable or an object with `batch(indices) -> dict`).
-      loss: overrides `cfg.train.loss` (e.g. 'sigmoid_bce' for relabeled rounds). Single-positive losses
-        (`mlrelabel.single_positive`, e.g. 'an') take `cfg.train.single_positive`; those that rewrite their
-        labels between epochs ('ll_cp', 'em_apl') run a `label_hooks` hook.
-      desc: the phase's name in logs and the progress bar.
-      seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).
-      transform_fn, loss_fn: extension points of `make_train_step` (on-device targets / mixing, custom losses).
-      tx: an optax optimizer replacing `config.optim`'s (e.g. per-group learning rates when fine-tuning); the
-        config's schedule is still the one logged.
-      sampler: replaces the uniform `pipeline.IndexSampler` (e.g. class-balanced); needs `steps_per_epoch`,
-        `batch_size` and `global_indices(step)`, a pure function of the step.
-    """
-
-    def __init__(
-        self,
-        model,
-        variables: dict,
-        dataset,
-        cfg,
-        *,
-        mesh,
-        ckpt_dir: str,
-        labels=None,
-        loss: str | None = None,
-        desc: str = 'train',
-        seed_offset: int = 0,
-        transform_fn: Callable | None = None,
-        loss_fn: Callable | None = None,
-        tx=None,
-        sampler=None,
-    ):
+    def __init__(self, model, variables: dict, dataset, cfg, *, mesh, ckpt_dir: str, **options):
+        o = TaskOptions(**options)
         tcfg = cfg.train
         batch_size = tcfg.batch_size
         parallel.check_batch_size(batch_size, mesh, 'config.train.batch_size')
-        self.cfg, self.dataset, self.desc, self.mesh = cfg, dataset, desc, mesh
-        self.seed = cfg.seed + seed_offset
-        self.sampler = sampler or pipeline.IndexSampler(len(dataset), batch_size, self.seed)
+        self.cfg, self.dataset, self.desc, self.mesh = cfg, dataset, o.desc, mesh
+        self.seed = cfg.seed + o.seed_offset
+        self.sampler = o.sampler or pipeline.IndexSampler(len(dataset), batch_size, self.seed)
         spe = self.steps_per_epoch = self.sampler.steps_per_epoch
         default_tx, self.schedule = optim.make_optimizer(cfg.optim, spe, tcfg.epochs, batch_size)
-        tx = default_tx if tx is None else tx
-        loss = loss or tcfg.loss
+        tx = default_tx if o.tx is None else o.tx
+        loss = o.loss or tcfg.loss
         # The step donates the state's buffers: copy device arrays so the caller's `variables` stay valid.
         variables = jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array) else x, variables)
         self.train_state = parallel.replicate(
             TrainState.create(variables, tx, jax.random.PRNGKey(self.seed)), mesh
         )
+        self._init_labels(model, o.labels, loss, ckpt_dir)
+        self.epoch_losses: list[float] = []
+        self.epoch_accs: list[float] = []
+        self.epoch_floors: list[float] = []  # the loss's floor on blended targets (mixup), else empty
+        step_options = StepOptions(
+            label_smoothing=tcfg.label_smoothing,
+            augment_cfg=augment_config(cfg),
+            mixup=mixup_alpha(cfg, loss, o.loss_fn),
+            transform_fn=o.transform_fn,
+            loss_fn=o.loss_fn,
+            loss_hparams=dict(tcfg.single_positive),
+            steps_per_epoch=spe,
+            num_epochs=tcfg.epochs,
+        )
+        train_step = make_train_step(
+            model, tx, loss=loss, mean=cfg.data.mean, std=cfg.data.std, options=step_options
+        )
+        self.step_fn = jit_train_step(train_step, mesh)
 
-        sp_hparams = dict(tcfg.single_positive)
-        # Losses that rewrite their labels between epochs (single-positive ll_cp, em_apl).
+    def _init_labels(self, model, labels, loss: str, ckpt_dir: str):
+        """`self.labels` and `self.label_hook`: the hook of losses that rewrite their labels between epochs
+        (single-positive ll_cp, em_apl), which then owns the labels."""
+        cfg, dataset, mesh = self.cfg, self.dataset, self.mesh
         self.labels = dataset.labels if labels is None else labels
         self.label_hook = label_hooks.make_label_hook(
             loss,
-            sp_hparams,
+            dict(cfg.train.single_positive),
             self.labels,
-            tcfg.epochs,
+            cfg.train.epochs,
             lambda st: predict(model, st.variables, dataset.images, len(dataset), cfg, mesh=mesh),
             ckpt_dir,
         )
         self.labels = labels if self.label_hook is None else self.label_hook.labels
-        self.epoch_losses: list[float] = []
-        self.epoch_accs: list[float] = []
-        self.epoch_floors: list[float] = []  # the loss's floor on blended targets (mixup), else empty
-        train_step = make_train_step(
-            model,
-            tx,
-            loss=loss,
-            mean=cfg.data.mean,
-            std=cfg.data.std,
-            label_smoothing=tcfg.label_smoothing,
-            augment_cfg=augment_config(cfg),
-            mixup=mixup_alpha(cfg, loss, loss_fn),
-            transform_fn=transform_fn,
-            loss_fn=loss_fn,
-            loss_hparams=sp_hparams,
-            steps_per_epoch=spe,
-            num_epochs=tcfg.epochs,
-        )
-        self.step_fn = jit_train_step(train_step, mesh)
 
     def state(self, step):
         return self.train_state

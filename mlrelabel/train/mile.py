@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from mlrelabel.train.state import TrainState
-from mlrelabel.train.step import make_train_step
+from mlrelabel.train.step import StepOptions, make_train_step
 
 INTERACTIVE = 'interactive'
 IMITATION = 'imitation'
@@ -128,7 +128,8 @@ def pseudo_labels(
 def make_interactive_step(model, tx, *, mean, std, augment_cfg=None) -> Callable:
     """`step(teacher: TrainState, batch) -> (teacher, metrics)`: sigmoid BCE on the given labels
     (`batch['target'] [B, C]`); exactly `train.step.make_train_step` with the 'sigmoid_bce' loss."""
-    return make_train_step(model, tx, loss='sigmoid_bce', mean=mean, std=std, augment_cfg=augment_cfg)
+    options = StepOptions(augment_cfg=augment_cfg)
+    return make_train_step(model, tx, loss='sigmoid_bce', mean=mean, std=std, options=options)
 
 
 def make_imitation_step(
@@ -154,9 +155,8 @@ def make_imitation_step(
             seen['target'] = target  # same trace: read back below for the metrics
             return images, target
 
-        train_step = make_train_step(
-            model, tx, loss='sigmoid_bce', mean=mean, std=std, augment_cfg=augment_cfg, transform_fn=transform
-        )
+        options = StepOptions(augment_cfg=augment_cfg, transform_fn=transform)
+        train_step = make_train_step(model, tx, loss='sigmoid_bce', mean=mean, std=std, options=options)
         student, metrics = train_step(student, batch)
         target = seen['target']
         given = batch['target'] > 0

@@ -1,7 +1,17 @@
-"""Pure train and predict steps. `loop.fit` jits them over the device mesh."""
+"""Pure train and predict steps. `loop.fit` jits them over the device mesh.
+
+`make_train_step` builds `train_step(state, batch) -> (state, metrics)`. `batch`: `image [B, H, W, 3]` uint8,
+`target [B, C]` float (one-hot, multi-hot or soft). The per-step key is `fold_in(state.key, state.step)`,
+split into augmentation, dropout and target keys. Batch norm uses the statistics of the (global) batch.
+With `StepOptions.augment_cfg` images get a random-resized-crop and flip, then a zoom-out
+(`augment.zoom_out`; the `boxes` handed to `transform_fn` still describe the crop before it); with `mixup`
+> 0 (Beta(mixup, mixup)) images and targets are then blended with the example before them in the batch
+(`augment.mixup`), also when the crops are made on the host.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -20,80 +30,52 @@ FULL_BOX = (0.0, 0.0, 1.0, 1.0)
 SOFT_TARGET_LOSSES = ('softmax_ce', 'sigmoid_bce', 'soft_ce')
 
 
-def make_train_step(
-    model,
-    tx: optax.GradientTransformation,
-    *,
-    loss: str,
-    mean,
-    std,
-    label_smoothing=0.0,
-    augment_cfg=None,
-    mixup: float = 0.0,
-    transform_fn: Callable | None = None,
-    loss_fn: Callable | None = None,
-    loss_hparams: dict | None = None,
-    steps_per_epoch: int = 1,
-    num_epochs: int = 1,
-) -> Callable:
-    """Returns `train_step(state, batch) -> (state, metrics)`.
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """What a train step does beyond normalising and stepping on the named loss (every default is off).
 
-    `batch`: `image [B, H, W, 3]` uint8, `target [B, C]` float (one-hot, multi-hot or soft). The per-step key
-    is `fold_in(state.key, state.step)`; with `augment_cfg` (`scale`, `ratio`, `flip`, optional `zoom_out`,
-    `zoom_out_prob`) images get a random-resized-crop and flip, then a zoom-out (`augment.zoom_out`; the
-    `boxes` below still describe the crop before it); with `mixup` > 0 (Beta(mixup, mixup)) images and
-    targets are then blended with the example before them in the batch (`augment.mixup`), also when the crops
-    are made on the host.
-    Batch norm uses the statistics of the (global) batch.
-
-    Extension points for methods whose targets or losses are not a plain `[B, C]` table:
-      `transform_fn(images, batch, boxes [B, 4], flipped [B], key, step) -> (images, target [B, C])` runs on
+    Attributes:
+      label_smoothing: of the 'softmax_ce' loss.
+      augment_cfg: on-device augmentation, a dict with `scale`, `ratio`, `flip` and optional `zoom_out`,
+        `zoom_out_prob` (`loop.augment_config`); None: none.
+      mixup: Beta(mixup, mixup) blending of images and targets (only `SOFT_TARGET_LOSSES`); 0: none.
+      transform_fn: `(images, batch, boxes [B, 4], flipped [B], key, step) -> (images, target [B, C])`, run on
         device after augmentation: it may mix images (CutMix) and build targets (LabelPooling of a label map
-        over the crop's box). `images` are normalised `[B, H, W, 3]`; `boxes` are the crops'
-        `(y0, x0, y1, x1)` in source-image fractions (the whole image without augmentation); `step` is the
-        global step (e.g. to switch CutMix off for the last epochs).
-      `loss_fn(logits [B, C], target [B, C], batch) -> [B]` replaces the named loss (e.g. partial labels).
-
-    Single-positive kinds (`single_positive.KINDS`, e.g. 'an', 'll_ct') take `loss_hparams`
-    (`config.train.single_positive`); the epoch `step // steps_per_epoch` drives their schedules, and
-    `ll_cp` adds its label corrections `corrections [B, C]` to the metrics (popped by `loop.fit`).
+        over the crop's box). `images` are normalised; `boxes` are the crops' `(y0, x0, y1, x1)` in
+        source-image fractions (the whole image without augmentation); `step` is the global step.
+      loss_fn: `(logits [B, C], target [B, C], batch) -> [B]`, replacing the named loss (e.g. partial labels).
+      loss_hparams: `config.train.single_positive` for the single-positive kinds (`single_positive.KINDS`);
+        `ll_cp` adds its label corrections `corrections [B, C]` to the metrics.
+      steps_per_epoch, num_epochs: the epoch `step // steps_per_epoch` drives single-positive schedules.
     """
-    if mixup > 0 and (loss not in SOFT_TARGET_LOSSES or loss_fn is not None):
+
+    label_smoothing: float = 0.0
+    augment_cfg: dict | None = None
+    mixup: float = 0.0
+    transform_fn: Callable | None = None
+    loss_fn: Callable | None = None
+    loss_hparams: dict | None = None
+    steps_per_epoch: int = 1
+    num_epochs: int = 1
+
+
+def make_train_step(
+    model, tx: optax.GradientTransformation, *, loss: str, mean, std, options=None
+) -> Callable:
+    """Returns `train_step(state, batch) -> (state, metrics)` (module docstring) for the named `loss`, with
+    `options` (`StepOptions`, default: plain) for augmentation, mixup and the extension points."""
+    o = StepOptions() if options is None else options
+    if o.mixup > 0 and (loss not in SOFT_TARGET_LOSSES or o.loss_fn is not None):
         raise ValueError(
-            f'config.train.augment.mixup={mixup} blends targets, which the loss {loss!r} cannot read (single '
+            f'config.train.augment.mixup={o.mixup} blends targets, which the loss {loss!r} cannot read (single '
             'positive or partial labels mark entries as observed / unknown); set it to 0 for this loss'
         )
-    step_loss = None
-    if loss in single_positive.KINDS and loss_fn is None:
-        step_loss = single_positive.make_step_loss(
-            loss, dict(loss_hparams or {}), steps_per_epoch, num_epochs
-        )
-    named_loss = None if loss in single_positive.KINDS else losses.get_loss(loss)
+    loss_value = _make_loss_value(loss, o)
 
     def train_step(state: TrainState, batch):
         key = jax.random.fold_in(state.key, state.step)
         k_aug, k_drop, k_target = jax.random.split(key, 3)
-        images = augment.normalize(batch['image'], mean, std)
-        batch_size = images.shape[0]
-        boxes = jnp.tile(jnp.asarray([FULL_BOX], jnp.float32), (batch_size, 1))
-        flipped = jnp.zeros((batch_size,), bool)
-        if augment_cfg is not None:
-            images, boxes, flipped = augment.random_resized_crop_flip(
-                k_aug, images, augment_cfg['scale'], augment_cfg['ratio'], augment_cfg['flip']
-            )
-            if augment_cfg['zoom_out'] > 0:
-                images = augment.zoom_out(
-                    jax.random.fold_in(k_aug, 1),
-                    images,
-                    augment_cfg['zoom_out'],
-                    augment_cfg['zoom_out_prob'],
-                )
-        if transform_fn is None:
-            target = batch['target']
-        else:
-            images, target = transform_fn(images, batch, boxes, flipped, k_target, state.step)
-        if mixup > 0:
-            images, target = augment.mixup(jax.random.fold_in(k_target, 1), images, target, mixup)
+        images, target = _step_inputs(batch, (k_aug, k_target), state.step, (mean, std), o)
 
         def objective(params):
             logits, updates = model.apply(
@@ -103,33 +85,19 @@ def make_train_step(
                 mutable=['batch_stats'],
                 rngs={'dropout': k_drop},
             )
-            aux = {}
-            if loss_fn is not None:
-                value = loss_fn(logits, target, batch).mean()
-            elif step_loss is not None:
-                value, aux = step_loss(logits, target, state.step)
-            elif loss == 'softmax_ce':
-                value = named_loss(logits, target, label_smoothing=label_smoothing).mean()
-            else:
-                value = named_loss(logits, target).mean()
+            value, aux = loss_value(logits, target, batch, state.step)
             return value, (logits, updates['batch_stats'], aux)
 
         (value, (logits, batch_stats, aux)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        # Whether the top-1 class is among the (positive) targets, per example; for soft targets (every class
-        # has some mass) whether it is the target's own top class.
-        if loss == 'soft_ce':
-            top1_in_target = jnp.argmax(logits, -1) == jnp.argmax(target, -1)
-        else:
-            top1_in_target = jnp.take_along_axis(target, jnp.argmax(logits, -1)[:, None], axis=1)[:, 0] > 0
         metrics = {
             'loss': value,
-            'accuracy': top1_in_target.mean(),
+            'accuracy': _top1_in_target(loss, logits, target).mean(),
             'grad_norm': optax.tree.norm(grads),
             **aux,
         }
-        if mixup > 0:
+        if o.mixup > 0:
             metrics['loss_floor'] = loss_floor(loss, target)
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
@@ -137,6 +105,57 @@ def make_train_step(
         return new_state, metrics
 
     return train_step
+
+
+def _make_loss_value(loss: str, o: StepOptions) -> Callable:
+    """`loss_value(logits, target, batch, step) -> (mean loss, aux metrics)`: `o.loss_fn`, a single-positive
+    kind's step loss, or the named loss."""
+    named_loss = None if loss in single_positive.KINDS else losses.get_loss(loss)
+    if o.loss_fn is not None:
+        return lambda logits, target, batch, step: (o.loss_fn(logits, target, batch).mean(), {})
+    if loss in single_positive.KINDS:
+        step_loss = single_positive.make_step_loss(
+            loss, dict(o.loss_hparams or {}), o.steps_per_epoch, o.num_epochs
+        )
+        return lambda logits, target, batch, step: step_loss(logits, target, step)
+    if loss == 'softmax_ce':
+        return lambda logits, target, batch, step: (
+            named_loss(logits, target, label_smoothing=o.label_smoothing).mean(),
+            {},
+        )
+    return lambda logits, target, batch, step: (named_loss(logits, target).mean(), {})
+
+
+def _step_inputs(batch, keys: tuple, step, mean_std: tuple, o: StepOptions) -> tuple:
+    """`(images, target)` of one step: normalised, augmented, transformed and mixed as `o` says;
+    `keys` = (augmentation key, target key)."""
+    k_aug, k_target = keys
+    images = augment.normalize(batch['image'], *mean_std)
+    batch_size = images.shape[0]
+    boxes = jnp.tile(jnp.asarray([FULL_BOX], jnp.float32), (batch_size, 1))
+    flipped = jnp.zeros((batch_size,), bool)
+    a = o.augment_cfg
+    if a is not None:
+        images, boxes, flipped = augment.random_resized_crop_flip(
+            k_aug, images, a['scale'], a['ratio'], a['flip']
+        )
+        if a['zoom_out'] > 0:
+            images = augment.zoom_out(jax.random.fold_in(k_aug, 1), images, a['zoom_out'], a['zoom_out_prob'])
+    if o.transform_fn is None:
+        target = batch['target']
+    else:
+        images, target = o.transform_fn(images, batch, boxes, flipped, k_target, step)
+    if o.mixup > 0:
+        images, target = augment.mixup(jax.random.fold_in(k_target, 1), images, target, o.mixup)
+    return images, target
+
+
+def _top1_in_target(loss: str, logits, target):
+    """Whether the top-1 class is among the (positive) targets, per example; for soft targets (every class
+    has some mass) whether it is the target's own top class."""
+    if loss == 'soft_ce':
+        return jnp.argmax(logits, -1) == jnp.argmax(target, -1)
+    return jnp.take_along_axis(target, jnp.argmax(logits, -1)[:, None], axis=1)[:, 0] > 0
 
 
 def loss_floor(loss: str, target: jax.Array) -> jax.Array:
