@@ -9,6 +9,10 @@ normalise by. Partial targets use the convention 1 = positive, 0 = negative, -1 
 - `partial_asymmetric_loss`: the partial-annotation loss with the 'negative' / 'ignore' /
   'ignore_normalize_classes' / 'selective' treatments of unknown labels, Ben-Baruch et al. 2022,
   "Multi-label Classification with Partial Annotations using Class-aware Selective Loss" (CSL).
+  Its 'ignore_normalize_classes' weight g_b = alpha_norm / (1 + n_b) + beta_norm, alpha_norm = beta_norm = 1,
+  is the CSL reference code's (its comment cites the normalisation of Durand et al. 2019, "Learning a Deep
+  ConvNet for Multi-label Classification with Partial Labels"; the +1 avoids division by zero), so g_b lies
+  in (1, 2]: a sample with fewer annotations weighs somewhat more; an all-unknown sample contributes 0.
 - `estimate_class_prior`, `prior_to_csv`, `load_prior_csv`: the class prior of CSL (average predicted
   probability per class) as a running mean, and its `Classes,avg_pred` CSV file.
 - `simulate_fpc`, `simulate_rps`: partial annotations from a fully labelled multi-hot matrix, the
@@ -16,6 +20,8 @@ normalise by. Partial targets use the convention 1 = positive, 0 = negative, -1 
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +38,7 @@ __all__ = [
     'PARTIAL_MODES',
     'asymmetric_loss',
     'partial_asymmetric_loss',
+    'PartialLossOptions',
     'estimate_class_prior',
     'prior_to_csv',
     'load_prior_csv',
@@ -130,30 +137,32 @@ def _selective_weights(p, unknown, likelihood_topk, prior, prior_threshold):
     return jnp.where(ignored, 0.0, 1.0)
 
 
-def partial_asymmetric_loss(
-    logits,
-    targets,
-    mode,
-    *,
-    gamma_pos=0.0,
-    gamma_neg=1.0,
-    gamma_unann=2.0,
-    clip=0.0,
-    alpha_pos=1.0,
-    alpha_neg=1.0,
-    alpha_unann=1.0,
-    likelihood_topk=None,
-    prior=None,
-    prior_threshold=None,
-    eps=1e-8,
-    reduction='sum',
-):
+@dataclasses.dataclass(frozen=True)
+class PartialLossOptions:
+    """Hyper-parameters of `partial_asymmetric_loss` (its docstring gives each one's role); every field but
+    `likelihood_topk` may be a traced scalar (or `[C]` array for `prior`)."""
+
+    gamma_pos: float = 0.0
+    gamma_neg: float = 1.0
+    gamma_unann: float = 2.0
+    clip: float = 0.0
+    alpha_pos: float = 1.0
+    alpha_neg: float = 1.0
+    alpha_unann: float = 1.0
+    likelihood_topk: int | None = None
+    prior: object = None
+    prior_threshold: float | None = None
+    eps: float = 1e-8
+
+
+def partial_asymmetric_loss(logits, targets, mode, *, reduction='sum', options=None, **hparams):
     """Asymmetric loss with partial annotations, summed: `[B, C]`, `[B, C]` in {1, 0, -1} -> scalar.
 
     Ben-Baruch et al. 2022, "Multi-label Classification with Partial Annotations using Class-aware
     Selective Loss" (reference implementation `PartialSelectiveLoss`). targets: 1 positive,
-    0 negative, -1 unknown (any other value contributes nothing). With p = sigmoid(logits),
-    p_m = max(p - clip, 0) and log(x) meaning log(max(x, eps)), each entry's term is
+    0 negative, -1 unknown (any other value contributes nothing). The hyper-parameters are `options`
+    (`PartialLossOptions`) with any of its fields given as keywords (`**hparams`) replacing its values.
+    With p = sigmoid(logits), p_m = max(p - clip, 0) and log(x) meaning log(max(x, eps)), each entry's term is
 
         positive:               alpha_pos   * log(p)       * (1 - p)^gamma_pos
         negative:               alpha_neg   * log(1 - p_m) * p_m^gamma_neg
@@ -165,76 +174,85 @@ def partial_asymmetric_loss(
     - 'negative': every unknown counts as a negative (w = 1 everywhere).
     - 'ignore': unknowns contribute nothing (w = 0 on unknowns, 1 elsewhere).
     - 'ignore_normalize_classes': as 'ignore', and every annotated entry of sample b is weighted by
-      g_b = alpha_norm / (1 + n_b) + beta_norm with alpha_norm = beta_norm = 1 and n_b the number of
-      annotated (non -1) classes of sample b, exactly as the CSL reference code does (its comment
-      cites the normalisation of Durand et al. 2019, "Learning a Deep ConvNet for Multi-label
-      Classification with Partial Labels"; the +1 avoids division by zero). So g_b lies in (1, 2]:
-      a sample with fewer annotations weighs somewhat more; an all-unknown sample contributes 0.
+      g_b = 1 / (1 + n_b) + 1 with n_b the number of annotated (non -1) classes of sample b, as the CSL
+      reference code does (module docstring).
     - 'selective': (1) if `prior [C]` is given, the unknowns of every class with
       prior > `prior_threshold` are ignored; (2) among all unknowns (prior-ignored ones included, as
       in the reference), the `likelihood_topk * B` entries with the highest p_m over the whole
       (flattened) batch are ignored too; (3) the rest count as negatives. Requires `likelihood_topk`
-      (a python int >= 0).
-      `prior` and `prior_threshold` go together (both or neither) and may be traced.
+      (a python int >= 0). `prior` and `prior_threshold` go together (both or neither).
 
     `reduction` (static): 'sum' (default) returns the scalar sum over batch and classes;
     'per_example' returns `[B]` sums over classes (what a train step averages). Both see the same
     weights: the selective top-k is always taken over the whole batch, so `per_example(...).sum()`
     equals the 'sum' value.
-
-    Hyper-parameters other than `mode`, `likelihood_topk` and `reduction` may be traced scalars.
     """
+    o = dataclasses.replace(PartialLossOptions() if options is None else options, **hparams)
+    _check_partial_args(logits, targets, mode, reduction, o)
+    logits = logits.astype(jnp.float32)
+    unknown = targets == -1
+    term, p_m = _partial_terms(logits, targets, o)
+    weight = _partial_weight(mode, unknown, p_m, o)
+    if reduction == 'per_example':
+        return -jnp.sum(weight * term, axis=1)
+    return -jnp.sum(weight * term)
+
+
+def _check_partial_args(logits, targets, mode, reduction, o: PartialLossOptions) -> None:
+    """ValueError naming the argument of `partial_asymmetric_loss` that is out of its domain."""
     _check_shapes('partial_asymmetric_loss', logits, targets)
     if reduction not in ('sum', 'per_example'):
         raise ValueError(
             f"partial_asymmetric_loss: reduction must be 'sum' or 'per_example', got {reduction!r}"
         )
-    _check_clip('partial_asymmetric_loss', clip)
+    _check_clip('partial_asymmetric_loss', o.clip)
     if mode not in PARTIAL_MODES:
         raise ValueError(f'partial_asymmetric_loss: mode must be one of {PARTIAL_MODES}, got {mode!r}')
-    if mode == 'selective':
-        if (
-            not isinstance(likelihood_topk, (int, np.integer))
-            or isinstance(likelihood_topk, bool)
-            or likelihood_topk < 0
-        ):
-            raise ValueError(
-                "partial_asymmetric_loss: mode 'selective' needs likelihood_topk, an int >= 0 "
-                f'(unknowns ignored per sample), got {likelihood_topk!r}'
-            )
-        if (prior is None) != (prior_threshold is None):
-            raise ValueError(
-                "partial_asymmetric_loss: mode 'selective' takes prior and prior_threshold together, got "
-                f'prior={"None" if prior is None else "given"}, prior_threshold={prior_threshold!r}'
-            )
-    logits = logits.astype(jnp.float32)
+    if mode != 'selective':
+        return
+    topk = o.likelihood_topk
+    if not isinstance(topk, (int, np.integer)) or isinstance(topk, bool) or topk < 0:
+        raise ValueError(
+            "partial_asymmetric_loss: mode 'selective' needs likelihood_topk, an int >= 0 "
+            f'(unknowns ignored per sample), got {topk!r}'
+        )
+    if (o.prior is None) != (o.prior_threshold is None):
+        raise ValueError(
+            "partial_asymmetric_loss: mode 'selective' takes prior and prior_threshold together, got "
+            f'prior={"None" if o.prior is None else "given"}, prior_threshold={o.prior_threshold!r}'
+        )
+
+
+def _partial_terms(logits, targets, o: PartialLossOptions) -> tuple:
+    """`(term [B, C], p_m [B, C])`: each entry's unweighted loss term by its annotation, and the
+    clip-shifted probability."""
     positive = targets == 1
     negative = targets == 0
     unknown = targets == -1
-    p, q_m, p_m = _probabilities(logits, clip)
+    p, q_m, p_m = _probabilities(logits, o.clip)
     q = jax.nn.sigmoid(-logits)  # 1 - p, unshifted: the positives' focusing weight (1 - p)^gamma_pos
 
     sg = jax.lax.stop_gradient
-    term_pos = alpha_pos * _log_clamped(p, eps) * sg(jnp.power(q, gamma_pos))
-    term_neg = alpha_neg * _log_clamped(q_m, eps) * sg(jnp.power(p_m, gamma_neg))
-    term_unk = alpha_unann * _log_clamped(q_m, eps) * sg(jnp.power(p_m, gamma_unann))
+    term_pos = o.alpha_pos * _log_clamped(p, o.eps) * sg(jnp.power(q, o.gamma_pos))
+    term_neg = o.alpha_neg * _log_clamped(q_m, o.eps) * sg(jnp.power(p_m, o.gamma_neg))
+    term_unk = o.alpha_unann * _log_clamped(q_m, o.eps) * sg(jnp.power(p_m, o.gamma_unann))
     term = jnp.where(positive, term_pos, 0.0) + jnp.where(negative, term_neg, 0.0)
     term = term + jnp.where(unknown, term_unk, 0.0)
+    return term, p_m
 
+
+def _partial_weight(mode: str, unknown, p_m, o: PartialLossOptions):
+    """The weight `w [B, C]` of each entry's term under `mode` (`partial_asymmetric_loss`)."""
     if mode == 'negative':
-        weight = jnp.ones_like(term)
-    elif mode == 'ignore':
-        weight = jnp.where(unknown, 0.0, 1.0)
-    elif mode == 'ignore_normalize_classes':
+        return jnp.ones_like(p_m)
+    if mode == 'ignore':
+        return jnp.where(unknown, 0.0, 1.0)
+    if mode == 'ignore_normalize_classes':
         alpha_norm, beta_norm = 1.0, 1.0
         num_known = jnp.sum(~unknown, axis=1, keepdims=True).astype(jnp.float32)  # [B, 1]
         per_sample = alpha_norm / (1.0 + num_known) + beta_norm
-        weight = jnp.where(unknown, 0.0, per_sample)
-    else:  # selective
-        weight = _selective_weights(p_m, unknown, likelihood_topk, prior, prior_threshold)
-    if reduction == 'per_example':
-        return -jnp.sum(weight * term, axis=1)
-    return -jnp.sum(weight * term)
+        return jnp.where(unknown, 0.0, per_sample)
+    return _selective_weights(p_m, unknown, o.likelihood_topk, o.prior, o.prior_threshold)
 
 
 # --------------------------------------------------------------------------------------------------

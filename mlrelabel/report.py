@@ -5,6 +5,7 @@ Figures are written atomically (rendered to a temporary file in the target folde
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from typing import Sequence
 
@@ -132,6 +133,21 @@ def _wrap(caption: str, width: int) -> str:
     return '\n'.join(textwrap.fill(line, width) if line else line for line in caption.split('\n'))
 
 
+@dataclasses.dataclass(frozen=True)
+class GridLayout:
+    """How `draw_examples` lays out its grid.
+
+    Attributes:
+      columns: images per row.
+      title: the figure's title.
+      wrap: caption lines are wrapped at this many characters.
+    """
+
+    columns: int = 8
+    title: str = ''
+    wrap: int = 40
+
+
 def draw_examples(
     images: np.ndarray,
     captions: Sequence[str],
@@ -139,44 +155,51 @@ def draw_examples(
     *,
     boxes: Sequence[np.ndarray] | None = None,
     box_captions: Sequence[Sequence[str]] | None = None,
-    columns: int = 8,
-    title: str = '',
-    wrap: int = 40,
+    **layout,
 ) -> None:
-    """Grid of `images [N, H, W, 3]` uint8 with a caption each (lines wrapped at `wrap` characters) and
-    optional boxes `[K, 4]` (y0, x0, y1, x1) in [0, 1] fractions drawn on top (e.g. the crops that produced a
-    new label)."""
+    """Grid of `images [N, H, W, 3]` uint8 with a caption each and optional boxes `[K, 4]` (y0, x0, y1, x1) in
+    [0, 1] fractions drawn on top (e.g. the crops that produced a new label), each with an optional caption
+    (`box_captions[i][j]`). `layout`: the keywords of `GridLayout` (columns, title, wrap)."""
+    grid = GridLayout(**layout)
     n = len(images)
-    rows = max(1, -(-n // columns))
-    fig = Figure(figsize=(2.6 * columns, 3.0 * rows))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    colours = matplotlib.colormaps['tab10'].colors
+    rows = max(1, -(-n // grid.columns))
+    fig = Figure(figsize=(2.6 * grid.columns, 3.0 * rows))
+    axes = fig.subplots(rows, grid.columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis('off')
         if i >= n:
             continue
-        h, w = images[i].shape[:2]
         ax.imshow(images[i], interpolation='nearest')
-        ax.set_title(_wrap(captions[i], wrap), fontsize=7)
+        ax.set_title(_wrap(captions[i], grid.wrap), fontsize=7)
         if boxes is not None:
-            for j, (y0, x0, y1, x1) in enumerate(np.asarray(boxes[i]).reshape(-1, 4)):
-                if y1 <= y0:
-                    continue
-                colour = colours[j % len(colours)]
-                ax.add_patch(
-                    Rectangle(
-                        (x0 * w - 0.5, y0 * h - 0.5),
-                        (x1 - x0) * w,
-                        (y1 - y0) * h,
-                        fill=False,
-                        edgecolor=colour,
-                        linewidth=1,
-                    )
-                )
-                if box_captions is not None and j < len(box_captions[i]) and box_captions[i][j]:
-                    ax.text(x0 * w, y0 * h, box_captions[i][j], color=colour, fontsize=6, va='bottom')
-    fig.suptitle(title)
+            _draw_boxes(
+                ax, np.asarray(boxes[i]), None if box_captions is None else box_captions[i], images[i].shape
+            )
+    fig.suptitle(grid.title)
     _save(fig, path)
+
+
+def _draw_boxes(ax, boxes: np.ndarray, captions, shape: tuple) -> None:
+    """Draws `boxes` (any shape reshaping to `[K, 4]` fractions; empty ones skipped) on an image of `shape`
+    in `ax`, one colour each, with `captions[j]` where given."""
+    h, w = shape[:2]
+    colours = matplotlib.colormaps['tab10'].colors
+    for j, (y0, x0, y1, x1) in enumerate(boxes.reshape(-1, 4)):
+        if y1 <= y0:
+            continue
+        colour = colours[j % len(colours)]
+        ax.add_patch(
+            Rectangle(
+                (x0 * w - 0.5, y0 * h - 0.5),
+                (x1 - x0) * w,
+                (y1 - y0) * h,
+                fill=False,
+                edgecolor=colour,
+                linewidth=1,
+            )
+        )
+        if captions is not None and j < len(captions) and captions[j]:
+            ax.text(x0 * w, y0 * h, captions[j], color=colour, fontsize=6, va='bottom')
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:

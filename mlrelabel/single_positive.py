@@ -139,6 +139,22 @@ def single_positive_loss(logits, observed, kind: str, **hparams):
     if kind not in KINDS:
         raise ValueError(f'single_positive_loss: kind={kind!r}; expected one of {KINDS}')
     hp = _resolve(hparams)
+    logits, y = _checked_inputs(logits, observed, hp['log_eps'])
+    lp, ln = _neg_logs(logits, hp['log_eps'])
+    if kind == 'epr':
+        k = hp['expected_positives']
+        if k is None:
+            raise ValueError('single_positive_loss: epr needs expected_positives')
+        p = jax.nn.sigmoid(logits)
+        regulariser = (jnp.mean(jnp.sum(p, axis=1)) - k) ** 2 / logits.shape[1] ** 2
+        return jnp.mean(y * lp) + regulariser
+    if kind in LL_KINDS:
+        return jnp.mean(_large_loss_entries(kind, y, (lp, ln), hp))
+    return jnp.mean(_entry_losses(kind, logits, y, (lp, ln), hp))
+
+
+def _checked_inputs(logits, observed, log_eps) -> tuple:
+    """`(logits, y)` as arrays of at least float32, after checking their shapes and `log_eps`."""
     logits = jnp.asarray(logits)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     y = jnp.asarray(observed).astype(logits.dtype)
@@ -147,43 +163,41 @@ def single_positive_loss(logits, observed, kind: str, **hparams):
             f'single_positive_loss: logits and observed must both be [batch, classes], got {logits.shape} '
             f'and {y.shape}'
         )
-    log_eps = hp['log_eps']
     if isinstance(log_eps, (int, float)) and log_eps < 0:
         raise ValueError(f'single_positive_loss: log_eps must be >= 0, got {log_eps}')
-    lp, ln = _neg_logs(logits, log_eps)
-    num_classes = logits.shape[1]
+    return logits, y
+
+
+def _entry_losses(kind: str, logits, y, neg_logs: tuple, hp: dict):
+    """Per-entry losses `[B, C]` of the kinds an, an_ls, wan, em and em_apl (`single_positive_loss`)."""
+    lp, ln = neg_logs
     if kind == 'an':
-        entry = y * lp + (1 - y) * ln
-    elif kind == 'an_ls':
+        return y * lp + (1 - y) * ln
+    if kind == 'an_ls':
         s = hp['label_smoothing']
-        entry = y * ((1 - s) * lp + s * ln) + (1 - y) * ((1 - s) * ln + s * lp)
-    elif kind == 'wan':
-        gamma = hp['gamma'] or 1.0 / (num_classes - 1)
-        entry = y * lp + (1 - y) * gamma * ln
-    elif kind == 'epr':
-        k = hp['expected_positives']
-        if k is None:
-            raise ValueError('single_positive_loss: epr needs expected_positives')
-        p = jax.nn.sigmoid(logits)
-        regulariser = (jnp.mean(jnp.sum(p, axis=1)) - k) ** 2 / num_classes**2
-        return jnp.mean(y * lp) + regulariser
-    elif kind in ('em', 'em_apl'):
-        p, q = jax.nn.sigmoid(logits), jax.nn.sigmoid(-logits)
-        entry = y * lp - hp['alpha'] * (1 - y) * (p * lp + q * ln)
-        if kind == 'em_apl':
-            s = -y
-            entry = jnp.where(y < 0, hp['beta'] * (s * lp + (1 - s) * ln), entry)
-    else:
-        k = hp['num_rejected']
-        if k is None:
-            k = rejected_count(kind, y.size, hp['rejection_rate'], hp['delta_rel'])
-        l0 = y * lp + (1 - y) * ln
-        rejected, _ = _largest_loss_rejection(l0, y, k)
-        if kind == 'll_r':
-            entry = jnp.where(rejected, 0.0, l0)
-        else:
-            entry = jnp.where(rejected, (1 - y) * lp + y * ln, l0)
-    return jnp.mean(entry)
+        return y * ((1 - s) * lp + s * ln) + (1 - y) * ((1 - s) * ln + s * lp)
+    if kind == 'wan':
+        gamma = hp['gamma'] or 1.0 / (logits.shape[1] - 1)
+        return y * lp + (1 - y) * gamma * ln
+    p, q = jax.nn.sigmoid(logits), jax.nn.sigmoid(-logits)
+    entry = y * lp - hp['alpha'] * (1 - y) * (p * lp + q * ln)
+    if kind == 'em_apl':
+        s = -y
+        entry = jnp.where(y < 0, hp['beta'] * (s * lp + (1 - s) * ln), entry)
+    return entry
+
+
+def _large_loss_entries(kind: str, y, neg_logs: tuple, hp: dict):
+    """Per-entry losses `[B, C]` of the large-loss kinds ll_r, ll_ct and ll_cp (`single_positive_loss`)."""
+    lp, ln = neg_logs
+    k = hp['num_rejected']
+    if k is None:
+        k = rejected_count(kind, y.size, hp['rejection_rate'], hp['delta_rel'])
+    l0 = y * lp + (1 - y) * ln
+    rejected, _ = _largest_loss_rejection(l0, y, k)
+    if kind == 'll_r':
+        return jnp.where(rejected, 0.0, l0)
+    return jnp.where(rejected, (1 - y) * lp + y * ln, l0)
 
 
 def check_hparams(kind: str, hparams: dict, field: str = 'config.train.single_positive') -> None:

@@ -181,7 +181,7 @@ def test_imitation_step_is_one_function_equal_to_two_passes(tiny_config, tiny_da
         'index': idx.astype(np.int32),
     }
     args = dict(mean=cfg.data.mean, std=cfg.data.std)
-    joint = jax.jit(M.make_imitation_step(model, tx, rho=0.25, or_given=True, **args))
+    joint = jax.jit(M.make_imitation_step(model, tx, rule=M.PseudoLabelRule(rho=0.25, or_given=True), **args))
     new_student, metrics = joint(teacher_vars, student, batch)
 
     logits = model.apply(teacher_vars, augment.normalize(batch['image'], *args.values()), train=False)

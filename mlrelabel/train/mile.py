@@ -14,6 +14,7 @@ and `start_generation` / `start_imitation` the hand-overs between phases. `metho
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -132,17 +133,30 @@ def make_interactive_step(model, tx, *, mean, std, augment_cfg=None) -> Callable
     return make_train_step(model, tx, loss='sigmoid_bce', mean=mean, std=std, options=options)
 
 
-def make_imitation_step(
-    model, tx, *, mean, std, rho: float, or_given: bool = False, sample: bool = False, augment_cfg=None
-) -> Callable:
+@dataclasses.dataclass(frozen=True)
+class PseudoLabelRule:
+    """How `pseudo_labels` binarizes the teacher's probabilities (`config.mile`).
+
+    Attributes:
+      rho: the threshold on probabilities (unused with `sample`).
+      or_given: always keep the given labels.
+      sample: draw each label from Bernoulli(p) instead of thresholding.
+    """
+
+    rho: float
+    or_given: bool = False
+    sample: bool = False
+
+
+def make_imitation_step(model, tx, *, mean, std, rule: PseudoLabelRule, augment_cfg=None) -> Callable:
     """`step(teacher_variables, student: TrainState, batch) -> (student, metrics)`.
 
     One jittable function: the student's augmented view of `batch['image']` goes through the teacher (batch
-    norm in inference, no gradient), `pseudo_labels` binarizes its probabilities, and the student takes one
-    sigmoid-BCE step on them. Both networks see the same crop, and the batch is read once. The pseudo-label
-    key is the student's per-step target key, so sampled labels are reproducible by `(seed, step)`.
-    Metrics add `pseudo_per_image` (mean positives per image) and `pseudo_has_given` (fraction of images
-    whose given label is among the pseudo-labels) to the train step's `loss`, `accuracy`, `grad_norm`.
+    norm in inference, no gradient), `pseudo_labels` binarizes its probabilities by `rule`, and the student
+    takes one sigmoid-BCE step on them. Both networks see the same crop, and the batch is read once. The
+    pseudo-label key is the student's per-step target key, so sampled labels are reproducible by
+    `(seed, step)`. Metrics add `pseudo_per_image` (mean positives per image) and `pseudo_has_given` (fraction
+    of images whose given label is among the pseudo-labels) to the train step's `loss`, `accuracy`, `grad_norm`.
     """
 
     def step(teacher_variables, student: TrainState, batch):
@@ -151,7 +165,9 @@ def make_imitation_step(
         def transform(images, batch, boxes, flipped, key, step_number):
             del boxes, flipped, step_number
             logits = jax.lax.stop_gradient(model.apply(teacher_variables, images, train=False))
-            target = pseudo_labels(logits, batch['target'], key, rho=rho, or_given=or_given, sample=sample)
+            target = pseudo_labels(
+                logits, batch['target'], key, rho=rule.rho, or_given=rule.or_given, sample=rule.sample
+            )
             seen['target'] = target  # same trace: read back below for the metrics
             return images, target
 

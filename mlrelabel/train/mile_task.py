@@ -100,9 +100,8 @@ class MileTask(Task):
 
         common = dict(mean=cfg.data.mean, std=cfg.data.std, augment_cfg=augment_cfg)
         interactive = mile_steps.make_interactive_step(model, tx_t, **common)
-        imitation = mile_steps.make_imitation_step(
-            model, tx_s, rho=mc.rho, or_given=mc.or_given, sample=mc.sample, **common
-        )
+        rule = mile_steps.PseudoLabelRule(rho=mc.rho, or_given=mc.or_given, sample=mc.sample)
+        imitation = mile_steps.make_imitation_step(model, tx_s, rule=rule, **common)
         self.teacher_fn = jit_train_step(interactive, mesh)
         self.student_fn = jit_train_step(imitation, mesh, replicated_args=2, donate=1)
         self._last_phase, self._next_step = mile_steps.INTERACTIVE, 0
