@@ -83,7 +83,9 @@ def prepare_images(images, size: int) -> np.ndarray:
     from mlrelabel.data.sources import resize_and_crop
 
     if isinstance(images, (str, os.PathLike)):
-        raise ValueError(f'images: expected a sequence of images or image paths, got the single path {images!r}')
+        raise ValueError(
+            f'images: expected a sequence of images or image paths, got the single path {images!r}'
+        )
     if isinstance(images, (list, tuple)):
         items = [_read_if_path(im) for im in images]
     else:
@@ -124,38 +126,37 @@ def _float_to_uint8(images: np.ndarray, name: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _predict_fn(model, mean: tuple, std: tuple, dense: bool, mesh):
+def _predict_fn(model, mean: tuple, std: tuple, mesh):
     """The jitted forward pass, built once per model, normalisation and mesh: every evaluation, label hook
     and prediction of a run reuses it instead of tracing it again."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    step = make_predict_step(model, mean=mean, std=std, dense=dense)
+    step = make_predict_step(model, mean=mean, std=std)
     return jax.jit(step, in_shardings=(rep, dat), out_shardings=dat)
 
 
-def batched_outputs(fn, variables, images, rows: range, batch_size: int, mesh, *, desc: str | None = None):
+def batched_outputs(fn, variables, images, rows: range, batch_size: int, mesh):
     """Yields `fn(variables, images[rows] as uint8 [B, H, W, 3])` batch by batch, as numpy pytrees without the
     padding of the last batch: the one batched inference stream of evaluation, label hooks and label maps.
 
     `fn` is jitted with the batch sharded over `mesh` (`in_shardings=(replicated, data)`); with several
-    processes each batch's outputs are gathered from all of them. `desc` shows a progress bar."""
+    processes each batch's outputs are gathered from all of them."""
     offset, count = rows.start, len(rows)
     batches = pipeline.eval_batches(
         count, batch_size, lambda idx: {'image': np.asarray(images[offset + idx])}
     )
-    disable = desc is None or not parallel.is_main_process()
-    for batch, valid in tqdm(batches, total=-(-count // batch_size), desc=desc, disable=disable, leave=False):
+    for batch, valid in batches:
         out = fn(variables, parallel.host_to_global(batch['image'], mesh))
         if jax.process_count() > 1:
             out = multihost_utils.process_allgather(out, tiled=True)
         yield jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], out)
 
 
-def predict(
-    model, variables, images, num_examples: int, cfg, *, mesh, dense: bool = False, desc: str | None = None
-) -> np.ndarray:
-    """Logits `[N, C]` (or dense `[N, h, w, C]`) for `images[0..N-1]` (uint8, indexable by index arrays)."""
+def predict(model, variables, images, num_examples: int, cfg, *, mesh, desc: str | None = None) -> np.ndarray:
+    """Logits `[N, C]` for `images[0..N-1]` (uint8, indexable by index arrays); `desc` shows a progress bar."""
     batch_size = cfg.eval.batch_size
     parallel.check_batch_size(batch_size, mesh, 'config.eval.batch_size')
-    fn = _predict_fn(model, tuple(cfg.data.mean), tuple(cfg.data.std), bool(dense), mesh)
-    outputs = list(batched_outputs(fn, variables, images, range(num_examples), batch_size, mesh, desc=desc))
-    return np.concatenate(outputs, axis=0)
+    fn = _predict_fn(model, tuple(cfg.data.mean), tuple(cfg.data.std), mesh)
+    outputs = batched_outputs(fn, variables, images, range(num_examples), batch_size, mesh)
+    disable = desc is None or not parallel.is_main_process()
+    total = -(-num_examples // batch_size)
+    return np.concatenate(list(tqdm(outputs, total=total, desc=desc, disable=disable, leave=False)), axis=0)
