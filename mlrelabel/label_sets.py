@@ -305,6 +305,4 @@ def crop_evidence_fn(run, head: str, variables, step: int):
     score = make_score_fn(run._build_model(), head, options)
     key = jax.random.PRNGKey(int(run.config.seed))
     batch = int(rc.batch_size or run.batch_size)
-    return Predictor(
-        None, variables, m['mean'], m['std'], batch, step, fn=lambda v, x: score(v, x, key)['log_odds']
-    )
+    return Predictor(lambda v, x: score(v, x, key)['log_odds'], variables, batch, step)

@@ -257,7 +257,7 @@ class Run:
         if checkpoint not in self._models:
             variables, step = self._restore(checkpoint)
             m = self.manifest
-            self._models[checkpoint] = inference.Predictor(
+            self._models[checkpoint] = inference.Predictor.of_model(
                 self._build_model(), variables, m['mean'], m['std'], self.batch_size, step
             )
         return self._models[checkpoint]

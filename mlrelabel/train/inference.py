@@ -22,19 +22,21 @@ from mlrelabel.train.step import make_predict_step
 
 
 class Predictor:
-    """One model's logits for batches of images: jitted once, every batch padded to a fixed bucket size
-    (`batch_size` for full batches, the next power of two >= 8 for a short last one) so shapes repeat.
+    """Outputs of `fn(variables, images uint8 [B, H, W, 3]) -> [B, ...]` for batches of images: jitted once,
+    every batch padded to a fixed bucket size (`batch_size` for full batches, the next power of two >= 8 for
+    a short last one) so shapes repeat. `step`: the checkpoint step of `variables`. `Predictor.of_model` gives
+    a model's logits; other `fn`s replace them (e.g. the relabel rounds' crop evidence, `mlrelabel.label_sets`)."""
 
-    `fn(variables, images uint8 [B, H, W, 3]) -> [B, ...]` replaces the logits (e.g. the relabel rounds' crop
-    evidence, `mlrelabel.label_sets`); `model` is then unused."""
-
-    def __init__(self, model, variables, mean, std, batch_size: int, step: int, fn=None):
+    def __init__(self, fn, variables, batch_size: int, step: int):
         self.step = step
         self.batch_size = batch_size
         self.variables = jax.device_put(variables)
-        self._fn = jax.jit(
-            fn if fn is not None else make_predict_step(model, mean=tuple(mean), std=tuple(std))
-        )
+        self._fn = jax.jit(fn)
+
+    @classmethod
+    def of_model(cls, model, variables, mean, std, batch_size: int, step: int) -> Predictor:
+        """The `Predictor` of `model`'s logits on images normalised by `mean`, `std`."""
+        return cls(make_predict_step(model, mean=tuple(mean), std=tuple(std)), variables, batch_size, step)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         out = []
