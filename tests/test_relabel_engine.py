@@ -277,13 +277,15 @@ def test_an_under_trained_round_0_trains_on_once_then_names_the_steps_to_retry_w
     assert row['epochs'] == 6 and [h['epoch'] for h in row['history']] == [1, 2, 3, 4, 5, 6]
     assert json.load(open(tmp_path / 'on' / 'round_0' / 'extended.json'))['epochs'] == 6
     notes = row['notes']
-    assert len(notes) == 2 and 'after 3 epochs; it trained 3 more' in notes[0]
-    assert 'under-trained' in notes[1] and '--config.train.min_steps=' in notes[1]
+    advice = [n for n in notes if 'learnt nothing usable' not in n]  # a model at chance is also told so
+    assert len(advice) == 2 and 'after 3 epochs; it trained 3 more' in advice[0]
+    assert 'under-trained' in advice[1] and '--config.train.min_steps=' in advice[1]
     err = capsys.readouterr().err
     assert 'it trains 3 more epochs from where it stopped' in err
-    assert err.rstrip().endswith(f'note: {notes[1]}')  # the advice is the run's last word
+    assert err.rstrip().endswith(f'note: {notes[-1]}')  # the advice is the run's last word
     c.relabel.extend_underfit_round0 = False
     main.run(c, str(tmp_path / 'off'))
     row = json.load(open(tmp_path / 'off' / 'summary.json'))['rounds'][0]
-    assert row['epochs'] == 3 and len(row['notes']) == 1 and '--config.train.min_steps=' in row['notes'][0]
+    advice = [n for n in row['notes'] if 'learnt nothing usable' not in n]
+    assert row['epochs'] == 3 and len(advice) == 1 and '--config.train.min_steps=' in advice[0]
     assert not (tmp_path / 'off' / 'round_0' / 'extended.json').exists()
