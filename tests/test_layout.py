@@ -247,3 +247,27 @@ def test_the_exit_finder_sees_every_form():
 
 def test_import_finder_sees_imports_inside_functions():
     assert 'mlrelabel.main' in GRAPH['mlrelabel.run']  # imported inside run_config
+
+
+MAX_FUNCTIONS_OVER = 12  # functions a reader can hold: few exceed 6 parameters or 60 lines
+
+
+def _functions():
+    for module, path in MODULES.items():
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield module, node
+
+
+def test_few_functions_take_more_than_six_parameters_or_sixty_lines():
+    many, long = [], []
+    for module, node in _functions():
+        a = node.args
+        params = [p for p in a.posonlyargs + a.args + a.kwonlyargs if p.arg not in ('self', 'cls')]
+        if len(params) > 6:
+            many.append(f'{module}.{node.name} ({len(params)} parameters)')
+        if node.end_lineno - node.lineno + 1 > 60:
+            long.append(f'{module}.{node.name} ({node.end_lineno - node.lineno + 1} lines)')
+    assert len(many) <= MAX_FUNCTIONS_OVER, many
+    assert len(long) <= MAX_FUNCTIONS_OVER, long
