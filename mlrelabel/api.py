@@ -28,6 +28,7 @@ from mlrelabel.relabel import review as review_rows
 from mlrelabel.relabel import rule
 from mlrelabel.relabel.rule import AssignOptions
 
+AGGREGATE_CHUNK = 256  # finished images aggregated at a time: memory grows with it, not with the dataset
 __all__ = [
     'AssignOptions',
     'Assignment',
@@ -122,22 +123,24 @@ def crop_evidence(
         class count, or probabilities that are not finite or outside [0, 1].
     """
     from mlrelabel import parallel
-    from mlrelabel.relabel.evidence import to_log_odds
 
     options = options or CropOptions()
     _check_images(images)
     boxes = window_boxes(options)
     stream = _CropStream(score_fn, len(boxes), options)
     bar = parallel.progress_bar(len(images), 'crop evidence', 'img') if progress else None
+    evidence = []  # [n, C] per chunk of finished images: their windows' scores are dropped once aggregated
     for i in range(len(images)):
         stream.add(_crops_of(_image_at(images, i), boxes, options.crop_size))
+        if len(stream.outputs) >= AGGREGATE_CHUNK:
+            evidence.append(_aggregate(stream, options.aggregate))
         if bar is not None:
             bar.update(1)
     stream.finish()
     if bar is not None:
         bar.close()
-    per_crop = [to_log_odds(p).astype(np.float32) for p in stream.outputs]  # one [K, C] per image
-    return _aggregate(per_crop, options.aggregate, stream.num_classes)
+    evidence.append(_aggregate(stream, options.aggregate))
+    return np.concatenate(evidence)
 
 
 class _CropStream:
@@ -199,16 +202,17 @@ class _CropStream:
         return np.clip(out, 0.0, 1.0)
 
 
-def _aggregate(per_crop: list, how: str, num_classes: int | None) -> np.ndarray:
+def _aggregate(stream: _CropStream, how: str) -> np.ndarray:
+    """`[n, C]` float32 evidence of the images `stream` has finished (their windows' log-odds aggregated by
+    `how`), which it then forgets."""
     from mlrelabel.relabel.confidence import aggregate_crops
+    from mlrelabel.relabel.evidence import to_log_odds
 
-    if not per_crop:
-        return np.zeros((0, num_classes or 0), np.float32)
-    out = []
-    for start in range(0, len(per_crop), 256):  # a few hundred images per aggregation call
-        chunk = np.stack(per_crop[start : start + 256])
-        out.append(np.asarray(aggregate_crops(chunk, how), np.float32))
-    return np.concatenate(out)
+    if not stream.outputs:
+        return np.zeros((0, stream.num_classes or 0), np.float32)
+    log_odds = to_log_odds(np.stack(stream.outputs)).astype(np.float32)  # [n, K, C]
+    stream.outputs.clear()
+    return np.asarray(aggregate_crops(log_odds, how), np.float32)
 
 
 def _check_images(images) -> None:

@@ -427,3 +427,14 @@ def test_relabel_decisions_keep_accepted_labels_and_never_add_rejected_ones(one_
     for r in records:
         (expected[r['image']].add if r['action'] == 'accept' else expected[r['image']].discard)(r['class'])
     assert second == expected
+
+
+def test_crop_evidence_aggregates_finished_images_in_chunks(monkeypatch):
+    """Only a chunk of finished images' windows is held: chunked and whole aggregation agree."""
+    images = [scene([i % 3], (40 + i, 50), seed=i) for i in range(7)]
+    options = api.CropOptions(crop_size=16, scales=(1.0, 0.5), overlap=0.0, batch_size=6)
+    whole = mlrelabel.crop_evidence(colour_scorer(), images, options, progress=False)
+    monkeypatch.setattr(api, 'AGGREGATE_CHUNK', 2)
+    chunked = mlrelabel.crop_evidence(colour_scorer(), images, options, progress=False)
+    np.testing.assert_array_equal(whole, chunked)
+    assert whole.shape == (7, 3) and (np.argmax(whole, 1) == np.arange(7) % 3).all()
