@@ -438,3 +438,19 @@ def test_crop_evidence_aggregates_finished_images_in_chunks(monkeypatch):
     chunked = mlrelabel.crop_evidence(colour_scorer(), images, options, progress=False)
     np.testing.assert_array_equal(whole, chunked)
     assert whole.shape == (7, 3) and (np.argmax(whole, 1) == np.arange(7) % 3).all()
+
+
+@pytest.mark.slow
+def test_round0_sources_run_directory_and_orbax_folder_give_their_models(one_model_run):
+    import jax
+
+    from mlrelabel.methods import common, relabel_models
+
+    run = mlrelabel.load_run(one_model_run)
+    config = relabel_config('smoke')
+    template = common.init_variables(common.build_model(config, 10), config, 0, pretrained=False)
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+    chosen = relabel_models.round0_variables(one_model_run, template, config)  # a run: its chosen model
+    assert same(chosen, run.variables())
+    orbax = relabel_models.round0_variables(os.path.join(one_model_run, 'round_0', 'checkpoints'), template, config)
+    assert same(orbax, run.variables(round=0))

@@ -74,7 +74,7 @@ class TakenModel:
 
 
 def take_round0(ctx, loss: str):
-    """Round 0 from `relabel.round0_checkpoint` (`round0_source`), not trained: the model is copied into
+    """Round 0 from `relabel.round0_checkpoint` (`round0_variables`), not trained: the model is copied into
     `round_0/checkpoints` (a resumed run reads that copy) and validated on the given labels. Returns `(state,
     history, info)` like `train_round0`; `info['round0_checkpoint']` names where it came from."""
     config = ctx.config
@@ -104,7 +104,7 @@ def take_round0(ctx, loss: str):
 
 def round0_variables(source: str, template: dict, config) -> dict:
     """`{'params', 'batch_stats'}` of `relabel.round0_checkpoint`: a finished run's work directory (its chosen
-    model), one of its round folders (that round's model), an Orbax checkpoint folder, or torchvision ResNet
+    model), one of its round folders (that round's model), an Orbax checkpoint folder, or torchvision
     weights (`.pth`/`.pt`/`.npz` or `torchvision:<name>`, imported like `model.pretrained`). Raises ConfigError
     naming both sides when its network or classes differ from the run's (`template`)."""
     field = f'config.relabel.round0_checkpoint={source!r}'
