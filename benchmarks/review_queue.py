@@ -25,7 +25,7 @@ def review_rows(workdir: str):
     from mlrelabel.data.labels import read_label_file
     from mlrelabel.manifest import read_config
     from mlrelabel.methods import common
-    from mlrelabel.relabel import review, stream
+    from mlrelabel.relabel import review, rule, stream
     from mlrelabel.relabel.evidence import RoundEvidence
 
     config = read_config(workdir)
@@ -41,7 +41,7 @@ def review_rows(workdir: str):
     thresholds = None
     if chosen > 0:
         with open(os.path.join(workdir, f'round_{chosen}', 'thresholds.json')) as f:
-            thresholds = np.asarray([np.inf if v is None else v for v in json.load(f)['log_odds']])
+            thresholds = rule.thresholds_from_json(json.load(f)['log_odds'])
     paths = [str(i) for i in range(len(train))]
     names = [str(c) for c in range(train.num_classes)]
     rows = review.candidate_rows(

@@ -26,6 +26,7 @@ import numpy as np
 
 from mlrelabel.relabel import review as review_rows
 from mlrelabel.relabel import rule
+from mlrelabel.relabel.evidence import RoundEvidence
 from mlrelabel.relabel.rule import AssignOptions
 
 AGGREGATE_CHUNK = 256  # finished images aggregated at a time: memory grows with it, not with the dataset
@@ -267,8 +268,10 @@ def average_evidence(evidence: Sequence, votes: Sequence[float] | None = None) -
     votes = [1.0] * len(arrays) if votes is None else [float(v) for v in votes]
     if len(votes) != len(arrays) or not all(v > 0 and math.isfinite(v) for v in votes):
         raise ValueError(f'votes: expected {len(arrays)} positive numbers, got {votes!r}')
-    total = sum(v * a for v, a in zip(votes, arrays))
-    return (total / sum(votes)).astype(np.float32)
+    rounds = RoundEvidence()
+    for array, vote in zip(arrays, votes):
+        rounds.add(lambda rows, array=array: array[rows], vote)
+    return rounds.dense(np.arange(len(arrays[0])))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,7 +81,9 @@ def read_crop_thresholds(run) -> tuple[np.ndarray | None, str]:
     doc = _read(path)
     if (doc.get('checkpoint'), doc.get('step')) != (run.manifest.get('checkpoint'), run.step()):
         return None, path  # stale: the run has trained on or chosen another round since
-    values = np.asarray([np.inf if t is None else float(t) for t in doc.get('log_odds') or []], np.float64)
+    from mlrelabel.relabel.rule import thresholds_from_json
+
+    values = thresholds_from_json(doc.get('log_odds') or [])
     _check_length(values, run.num_classes, path)
     return values, path
 
@@ -185,7 +187,9 @@ def _own_crop_rule(run, doc: dict, path: str, threshold: float | None) -> dict:
     if threshold is not None:
         values, source = np.full(c, float(to_log_odds(threshold))), f'--threshold={threshold:g}'
     elif doc.get('log_odds') is not None:
-        values = np.asarray([np.inf if t is None else float(t) for t in doc['log_odds']], np.float64)
+        from mlrelabel.relabel.rule import thresholds_from_json
+
+        values = thresholds_from_json(doc['log_odds'])
         source = path
     else:  # a top-k round: the same k on the crop evidence
         k = int(run.config.relabel.topk)

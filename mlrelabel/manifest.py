@@ -41,6 +41,18 @@ def has_steps(directory: str) -> bool:
     return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
 
 
+def model_folder(source: str) -> str | None:
+    """The Orbax folder a model source names: a finished run's work directory (its chosen model, from run.json),
+    one of its round folders (`W/round_<k>/checkpoints`) or an Orbax folder itself; None for anything else
+    (a run without a finished run.json included)."""
+    if os.path.isfile(os.path.join(source, 'config.json')):
+        manifest = read_manifest(source)
+        return os.path.join(source, manifest['checkpoint']) if manifest and manifest.get('checkpoint') else None
+    if has_steps(os.path.join(source, 'checkpoints')):
+        return os.path.join(source, 'checkpoints')
+    return source if has_steps(source) else None
+
+
 def write_manifest(workdir: str, manifest: dict) -> None:
     """Checks `manifest` against the schema above and writes `<workdir>/run.json` atomically (process 0)."""
     from mlrelabel import parallel  # jax: imported only when a run is written

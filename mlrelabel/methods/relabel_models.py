@@ -16,11 +16,15 @@ import numpy as np
 from mlrelabel import evaluate, parallel
 from mlrelabel.errors import ConfigError
 from mlrelabel.io_utils import atomic_write_json
-from mlrelabel.manifest import has_steps, read_manifest
+from mlrelabel.manifest import has_steps, model_folder
 from mlrelabel.methods import common
 from mlrelabel.relabel import select, stream
 
 WEIGHT_FILES = ('.pth', '.pt', '.npz')  # torchvision state_dicts (`models.torchvision`)
+ROUND0_SOURCES = (
+    'expected a finished run directory (with run.json), one of its round folders (W/round_0), an Orbax checkpoint '
+    'folder or torchvision weights (.pth, .npz, torchvision:<name>)'
+)
 
 INIT_SEED_STRIDE = 10007  # a round k > 0 that starts afresh initialises from seed + k * this
 MODEL_SEED_STRIDE = (
@@ -112,7 +116,9 @@ def round0_variables(source: str, template: dict, config) -> dict:
         cfg = config.copy_and_resolve_references()
         cfg.model.pretrained = source
         return common.pretrained_variables(template, cfg)
-    directory = checkpoint_folder(source)  # a source run's network and classes: `validation.rules`
+    directory = model_folder(source)  # a source run's network and classes: `validation.rules`
+    if directory is None:
+        raise ConfigError([f'{field}: {ROUND0_SOURCES}'])
     from mlrelabel.train import inference
 
     try:
@@ -136,31 +142,6 @@ def round0_variables(source: str, template: dict, config) -> dict:
 def _classes(variables: dict):
     kernel = variables['params'].get('fc', {}).get('kernel')
     return None if kernel is None else int(np.shape(kernel)[-1])
-
-
-def checkpoint_folder(source: str) -> str:
-    """The Orbax folder of a round-0 source folder (see `round0_variables`)."""
-    if os.path.isfile(os.path.join(source, 'config.json')):  # a run's work directory: its chosen model
-        manifest = read_manifest(source)
-        checkpoint = manifest['checkpoint'] if manifest else None
-        if not checkpoint:
-            raise ConfigError(
-                [
-                    f'config.relabel.round0_checkpoint={source!r}: a run directory without a finished run.json; '
-                    'name one of its round folders instead (e.g. round_0)'
-                ]
-            )
-        return os.path.join(source, checkpoint)
-    if has_steps(os.path.join(source, 'checkpoints')):  # a round folder: W/round_k
-        return os.path.join(source, 'checkpoints')
-    if has_steps(source):
-        return source
-    raise ConfigError(
-        [
-            f'config.relabel.round0_checkpoint={source!r}: expected a run directory, one of its round folders '
-            '(W/round_0), an Orbax checkpoint folder or torchvision weights (.pth, .npz, torchvision:<name>)'
-        ]
-    )
 
 
 def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:

@@ -16,7 +16,7 @@ import numpy as np
 from mlrelabel import evaluate, parallel, report
 from mlrelabel.checkpoint import assert_finite
 from mlrelabel.io_utils import atomic_write_json, atomic_write_text
-from mlrelabel.relabel import review, stream
+from mlrelabel.relabel import review, rule, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
 from mlrelabel.train import inference
 
@@ -78,7 +78,7 @@ def _round_thresholds(workdir: str, chosen: int):
         return None
     with open(path) as f:
         values = json.load(f).get('log_odds')
-    return None if values is None else np.asarray([np.inf if v is None else v for v in values], np.float64)
+    return None if values is None else rule.thresholds_from_json(values)
 
 
 def _review_crops(ctx, k: int, images: list) -> dict:

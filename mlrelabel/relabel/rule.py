@@ -255,5 +255,11 @@ def thresholds_json(thresholds, details, class_names, assign_name: str) -> dict:
     return doc
 
 
+def thresholds_from_json(values) -> np.ndarray:
+    """`[C]` float64 log-odds from a thresholds file's `log_odds` list (null: +inf, the class adds no label): the
+    inverse of `thresholds_json`."""
+    return np.asarray([np.inf if v is None else float(v) for v in values], np.float64)
+
+
 def _finite_or_none(values) -> list:
     return [float(t) if np.isfinite(t) else None for t in values]

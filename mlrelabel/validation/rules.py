@@ -13,7 +13,7 @@ import os
 import pkgutil
 
 from mlrelabel.config.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
-from mlrelabel.manifest import has_steps
+from mlrelabel.manifest import has_steps, model_folder
 from mlrelabel.models import weights  # the published-weights registry (no JAX import)
 
 __all__ = ['RULES', 'available_methods', 'model_min_side', 'model_stride']
@@ -335,11 +335,11 @@ def _round0_checkpoint(config, devices) -> list[str]:
     network, field = get(config, 'model.name', None), 'relabel.round0_checkpoint'
     if weights.is_weights_name(path):
         return _published_weights(path, network, field)
-    is_run = os.path.isfile(os.path.join(path, 'config.json'))
-    if os.path.isdir(path) and not (is_run or has_steps(os.path.join(path, 'checkpoints')) or has_steps(path)):
+    if os.path.isdir(path) and model_folder(path) is None:
         return [
-            f'config.{field}={path!r}: expected a run directory, one of its round folders (W/round_0), an Orbax '
-            'checkpoint folder or torchvision weights (.pth, .npz, torchvision:<name>); this folder is none of them'
+            f'config.{field}={path!r}: expected a finished run directory (with run.json), one of its round folders '
+            '(W/round_0), an Orbax checkpoint folder or torchvision weights (.pth, .npz, torchvision:<name>); this '
+            'folder is none of them'
         ]
     if os.path.isfile(path) and not path.endswith(('.pth', '.pt', '.npz')):
         return [f'config.{field}={path!r}: a weights file must be a torchvision state_dict (.pth, .pt or .npz)']
