@@ -19,8 +19,8 @@ import numpy as np
 
 def compare(workdir: str) -> dict:
     import mlrelabel
-    from mlrelabel import evaluate, metrics
     from mlrelabel.data.labels import read_label_file
+    from mlrelabel.eval import evaluate, metrics
     from mlrelabel.manifest import read_config
     from mlrelabel.methods import common
 
@@ -64,7 +64,9 @@ def compare(workdir: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('--workdir', required=True)
     parser.add_argument('--out', default='')
     args = parser.parse_args()

@@ -5,7 +5,7 @@
 Writes photo scenes (`mlrelabel.data.photo_scenes`: 96-224 px JPEG, 1-3 digits pasted on scikit-learn's sample
 photographs, one given label: the largest object) once, trains the supervised recipe on them through label files
 (`--config.data.source=json`, the data-driven defaults), then scores each run's model on the validation images'
-hidden sets twice: whole-image probabilities (`Run.predict`) and crop evidence (`mlrelabel.label_sets.
+hidden sets twice: whole-image probabilities (`Run.predict`) and crop evidence (`mlrelabel.relabel.label_sets.
 crop_scores`: the relabel grid of 42 windows, one naive pass). Label sets too: per-class crop thresholds fitted on
 the first half of the validation images from their given labels (`label_sets.fit_crop_thresholds`, what predict
 does), scored on the second half against the whole-image sets at p > 0.5. `full` trains on the hidden training
@@ -39,12 +39,14 @@ def main():
         help='field=value for every entry, e.g. train.augment.zoom_out=0.5',
     )
     args = parser.parse_args()
-    from mlrelabel import evaluate, label_sets, metrics, parallel
+    from mlrelabel import parallel
     from mlrelabel import run as run_api
     from mlrelabel.compare import parse_set
     from mlrelabel.config import base_config
     from mlrelabel.data.photo_scenes import make_photo_scenes
     from mlrelabel.data.sources import load_image_dataset
+    from mlrelabel.eval import evaluate, metrics
+    from mlrelabel.relabel import label_sets
 
     parallel.split_cpu(base_config().parallel.cpu_devices)  # as mlrelabel.main does, before JAX starts
     data = os.path.join(args.workdir, f'data_{args.seed}')

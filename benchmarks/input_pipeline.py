@@ -47,12 +47,12 @@ def measure(paths, workers: int, batch_size: int, epochs: int, image_size: int, 
     workers start (each imports JAX) and then hand over what they filled their buffers with in a burst; after
     it the buffers drain once decoding has ended. Give it several margins of batches (`epochs`).
     `images_per_s` is the older figure: every batch after the first, which that burst inflates."""
-    from mlrelabel.data import grain_loader, imagenet, pipeline
-    from mlrelabel.data.labels import LabelTable
+    from mlrelabel.data import grain_loader, imagenet_readers, pipeline
+    from mlrelabel.data.label_table import LabelTable
     from mlrelabel.data.sources import Dataset
 
     dataset = Dataset(
-        images=imagenet.FolderImages(paths, image_size, num_threads=1),
+        images=imagenet_readers.FolderImages(paths, image_size, num_threads=1),
         labels=LabelTable.from_single(np.zeros(len(paths), np.int64), 1),
     )
     sampler = pipeline.IndexSampler(len(paths), batch_size, seed=0)
@@ -61,7 +61,9 @@ def measure(paths, workers: int, batch_size: int, epochs: int, image_size: int, 
     buffer = 2
     aug = {'scale': (0.08, 1.0), 'ratio': (3 / 4, 4 / 3), 'flip': True}
     t_start = time.perf_counter()
-    options = grain_loader.LoaderOptions(num_workers=workers, threads=threads, prefetch=buffer, host_augment=aug)
+    options = grain_loader.LoaderOptions(
+        num_workers=workers, threads=threads, prefetch=buffer, host_augment=aug
+    )
     batches = grain_loader.worker_batches(dataset, sampler, 0, steps, options=options)
     stamps = []
     for batch in batches:

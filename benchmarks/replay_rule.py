@@ -30,9 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from score_labels import _truth_by_path  # noqa: E402
 
-from mlrelabel import evaluate, metrics  # noqa: E402
 from mlrelabel.compare import parse_set  # noqa: E402
-from mlrelabel.data.labels import LabelTable, read_label_file  # noqa: E402
+from mlrelabel.data.label_table import LabelTable  # noqa: E402
+from mlrelabel.data.labels import read_label_file
+from mlrelabel.eval import evaluate, metrics  # noqa: E402
 
 
 def _tables(config, workdir: str, truth_file: str):

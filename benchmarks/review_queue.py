@@ -21,8 +21,8 @@ import numpy as np
 
 def review_rows(workdir: str):
     """`(rows, final lists, truth, paths)` of a finished run with hidden truth."""
-    from mlrelabel import evaluate
     from mlrelabel.data.labels import read_label_file
+    from mlrelabel.eval import evaluate
     from mlrelabel.manifest import read_config
     from mlrelabel.methods import common
     from mlrelabel.relabel import review, rule, stream
@@ -66,7 +66,8 @@ def person(row: dict, truth: set) -> str:
 
 
 def simulate(rows, final, truth_table, step: int) -> dict:
-    from mlrelabel import decisions, metrics
+    from mlrelabel import decisions
+    from mlrelabel.eval import metrics
 
     truth = truth_table.to_lists()
     orders = {

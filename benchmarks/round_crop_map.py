@@ -7,7 +7,7 @@ weak model in the middle drags every later round down. For every round's model t
 evidence on the validation images against their full label sets (scoring only: the hidden sets of the built-in
 data, or `--val_truth`), and the mAP of the evidence averaged over rounds 0..k, which is what round k+1's labels
 are made from. `--confidence=naive` (default) scores one deterministic pass per crop, `run` the run's own
-confidence (MC dropout: slower). The evidence is `mlrelabel.label_sets.crop_scores`, as predict computes it.
+confidence (MC dropout: slower). The evidence is `mlrelabel.relabel.label_sets.crop_scores`, as predict computes it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mlrelabel import label_sets, metrics  # noqa: E402
 from mlrelabel import run as run_api  # noqa: E402
 from mlrelabel.data.labels import read_label_file  # noqa: E402
+from mlrelabel.eval import metrics  # noqa: E402
+from mlrelabel.relabel import label_sets
 
 CHUNK = 256  # validation images decoded at a time
 

@@ -18,8 +18,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mlrelabel import metrics  # noqa: E402
 from mlrelabel.data.labels import read_label_file  # noqa: E402
+from mlrelabel.eval import metrics  # noqa: E402
 
 
 def _truth_by_path(truth_file: str, num_classes: int) -> dict:
@@ -42,7 +42,7 @@ def score_run(workdir: str, truth_file: str = '') -> dict:
         )
         by_given = {os.path.normpath(p): row for p, row in zip(given_paths, given.to_lists())}
         keys = [os.path.normpath(p) for p in paths]
-        from mlrelabel.data.labels import LabelTable
+        from mlrelabel.data.label_table import LabelTable
 
         truth = LabelTable.from_lists([sorted(truth_map[k]) for k in keys], num_classes)
         given = LabelTable.from_lists([by_given[k] for k in keys], num_classes)

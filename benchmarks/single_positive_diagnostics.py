@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score
 
 
 def diagnose(workdir: str) -> dict:
-    from mlrelabel import metrics
+    from mlrelabel.eval import metrics
     from mlrelabel.methods import common
     from mlrelabel.run import load_run
     from mlrelabel.train.inference import prepare_images

@@ -15,7 +15,9 @@ from mlrelabel.config import apply_imagenet_relabel_smoke, relabel_config, resne
 def get_config(variant: str = ''):
     c = relabel_config('', confidence='mc_dropout')
     resnet50_imagenet(c)
-    c.model.dropout_rate = 0.1  # before the classifier: MC dropout needs it (torchvision's ResNet-50 has none)
+    c.model.dropout_rate = (
+        0.1  # before the classifier: MC dropout needs it (torchvision's ResNet-50 has none)
+    )
     r = c.relabel
     r.round0_checkpoint = 'torchvision:resnet50'
     r.num_samples = 16

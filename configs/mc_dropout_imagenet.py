@@ -26,7 +26,9 @@ def get_config(variant: str = ''):
     r.batch_size = 1024
     r.save_every_batches = 100
     r.epochs = 15  # fine-tuning epochs of rounds >= 1 (warm start)
-    r.fresh_rounds = 0  # a fresh round retrains as long as round 0 (90 ResNet-50 epochs): every round warm-starts
+    r.fresh_rounds = (
+        0  # a fresh round retrains as long as round 0 (90 ResNet-50 epochs): every round warm-starts
+    )
     r.round0_models = 1  # a second round-0 model would be another 90 ResNet-50 epochs
     r.max_rounds = 3
     # 26 windows: the small-data default's 42 make every relabel pass over the 1.28M images 1.6x longer, for a

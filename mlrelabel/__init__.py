@@ -17,7 +17,9 @@ Your own model (any callable from crops to probabilities), one relabel round by 
 """
 
 __version__ = '0.1.0'
-_API = tuple('AssignOptions Assignment CropOptions assign_labels average_evidence crop_evidence window_boxes'.split())
+_API = tuple(
+    'AssignOptions Assignment CropOptions assign_labels average_evidence crop_evidence window_boxes'.split()
+)
 __all__ = ['Run', 'load_run', 'read_image', 'run_config', *_API, '__version__']
 
 

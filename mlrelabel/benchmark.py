@@ -27,7 +27,9 @@ from absl import app, flags
 
 from mlrelabel import parallel
 from mlrelabel.ops import augment
-from mlrelabel.relabel import confidence, crops
+from mlrelabel.ops import boxes as ops_boxes
+from mlrelabel.ops import crops as ops_crops
+from mlrelabel.relabel import confidence
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_train_step
 
@@ -130,7 +132,7 @@ def run(
         record('inference', _timeit(lambda: infer(variables, images), p['iters'], repeats), b, p['iters'])
     if not only or 'relabel' in only:
         k, t = p['crops'], p['samples']
-        boxes = crops.random_boxes(jax.random.PRNGKey(2), b, k, scale=(0.15, 0.5))
+        boxes = ops_boxes.random_boxes(jax.random.PRNGKey(2), b, k, scale=(0.15, 0.5))
         key = jax.random.PRNGKey(3)
         for method in methods:
             samples = 1 if method == 'naive' else t
@@ -234,7 +236,7 @@ def _relabel_fn(conf: Callable, batch: int, k: int, side: int) -> Callable:
     # Weights, images and boxes are arguments, not closed-over constants baked into the program.
     def relabel_call(v, images, boxes, key):
         x = augment.normalize(images, _MEAN, _STD)
-        patches = crops.extract_crops(x, boxes, side).reshape(batch * k, side, side, 3)
+        patches = ops_crops.extract_crops(x, boxes, side).reshape(batch * k, side, side, 3)
         return conf(v, patches, key)['mean']
 
     return jax.jit(relabel_call)

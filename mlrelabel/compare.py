@@ -159,7 +159,7 @@ def run_entry(entry: Entry, seed: int, workdir: str, variant: str = '', extra: d
 def crop_map(workdir: str) -> float:
     """Val mAP of a finished run's output model on crop evidence (`label_sets.crop_scores`: the run's own crop
     settings, or the relabel recipe's grid with one naive pass) against the validation images' hidden sets."""
-    from mlrelabel import metrics
+    from mlrelabel.eval import metrics
     from mlrelabel.predict import validation_crop_evidence
     from mlrelabel.run import load_run
 
@@ -171,7 +171,7 @@ def crop_map(workdir: str) -> float:
 def best_against_full(summary: dict, metric: str) -> dict | None:
     """The single-positive loss (`single_positive.KINDS` on the supervised recipe) with the best mean `metric`,
     and that mean as a share of the full-label model's (`full`): the #17 target is >= 95 %. None without both."""
-    from mlrelabel.single_positive import KINDS
+    from mlrelabel.losses.single_positive import KINDS
 
     full = summary.get('full', {}).get(metric)
     losses = {n: s[metric] for n, s in summary.items() if n in KINDS and metric in s}
@@ -297,7 +297,7 @@ def compare(seeds, workdir: str, names=None, variant: str = '', extra: dict | No
 
 def _applicable(extra: dict | None, recipe: str) -> dict:
     """The `--set` fields whose section the recipe's config has (`relabel.*` reaches the relabel recipes only)."""
-    from mlrelabel import recipes
+    from mlrelabel.config import recipes
 
     cfg = recipes.load(recipe)
     return {k: v for k, v in (extra or {}).items() if '.' not in k or k.split('.')[0] in cfg}
@@ -305,7 +305,7 @@ def _applicable(extra: dict | None, recipe: str) -> dict:
 
 def _check_sections(extra: dict | None, entries: list[Entry], variant: str) -> None:
     """Refuses a `--set` field that no selected entry's recipe has a section for (a typo would do nothing)."""
-    from mlrelabel import recipes
+    from mlrelabel.config import recipes
 
     recipes_used = {e.recipe + (f':{variant}' if variant else '') for e in entries}
     recipes_used |= {

@@ -12,11 +12,12 @@ deletes them. `record_timing` merges one segment into `timing.json` instead of o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -128,3 +129,14 @@ def record_timing(workdir: str | os.PathLike, key: Any, seconds: dict) -> dict:
     record.setdefault(str(key), {}).update(seconds)
     atomic_write_json(path, record)
     return record
+
+
+def order_digest(order: Sequence[str]) -> str:
+    """sha256 of the image order (ids joined by newlines): identifies which image each row belongs to."""
+    h = hashlib.sha256()
+    for i, name in enumerate(order):
+        if '\n' in str(name):
+            raise ValueError(f'label map store: image id {i} contains a newline: {name!r}')
+        h.update(str(name).encode('utf-8'))
+        h.update(b'\n')
+    return h.hexdigest()

@@ -32,15 +32,10 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mlrelabel import compile_cache, recipes, validation
-from mlrelabel.config import schema
+from mlrelabel import compile_cache, validation
+from mlrelabel.config import recipes, schema
 from mlrelabel.console import run_app
 from mlrelabel.errors import ConfigError, Interrupted
-from mlrelabel.workdir import (  # noqa: F401  (importable from here as before)
-    ADDED_FIELDS,
-    RESUMABLE_DIFFERENCES,
-    prepare_workdir,
-)
 
 # Nothing above imports JAX: a config mistake is reported before the heavy imports.
 
@@ -57,6 +52,7 @@ _parse_config_file = flags.FLAGS['config'].parser.parse
 # The schema fills in the fields a recipe does not list before the --config.x=y overrides apply to them.
 flags.FLAGS['config'].parser.parse = lambda path: schema.complete(_parse_config_file(recipes.resolve(path)))
 _WORKDIR = flags.DEFINE_string('workdir', '', 'Work directory (default: a new folder under runs/).')
+
 
 def default_workdir(config_path: str) -> str:
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
@@ -75,7 +71,11 @@ def resume_command(workdir: str, argv: Sequence[str], workdir_given: bool) -> st
     """The command that resumes a run started by `argv`: the same arguments, plus `--workdir=<workdir>` when
     it was defaulted (`workdir_given` False)."""
     spec = getattr(sys.modules.get('__main__'), '__spec__', None)
-    prog = 'python -m mlrelabel.main' if spec is not None and spec.name == 'mlrelabel.main' else os.path.basename(argv[0])
+    prog = (
+        'python -m mlrelabel.main'
+        if spec is not None and spec.name == 'mlrelabel.main'
+        else os.path.basename(argv[0])
+    )
     args = list(argv[1:])
     if not workdir_given:
         args = [a for a in args if not a.lstrip('-').startswith('workdir=')] + [f'--workdir={workdir}']
@@ -92,7 +92,9 @@ def _interrupted(workdir: str) -> Interrupted:
 
 def main(argv):
     if len(argv) > 1:
-        raise ConfigError(f'unexpected arguments {argv[1:]}: every option is a --flag=value (mlrelabel --help)')
+        raise ConfigError(
+            f'unexpected arguments {argv[1:]}: every option is a --flag=value (mlrelabel --help)'
+        )
     if not flags.FLAGS['verbosity'].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax and JAX log every save at INFO
     config = _CONFIG.value

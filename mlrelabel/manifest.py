@@ -7,7 +7,7 @@ run.json (format 1), written atomically:
   (int or null), rounds ([{round, checkpoint, head}], [] for single-model methods), labels (the final
   label file, relative, or null) and thresholds ('thresholds.json' or null: {"classes", "thresholds"
   [C] in the head's probability space, "space": "probability"}; relabel rounds add "evidence": "crops" and
-  "log_odds" [C], thresholds on the crop evidence, see `mlrelabel.label_sets`) and network (MILe: which of
+  "log_odds" [C], thresholds on the crop evidence, see `mlrelabel.relabel.label_sets`) and network (MILe: which of
   the checkpoint's 'teacher' and 'student' the run returned; null elsewhere).
 `mlrelabel.run.load_run` reads it (predict, the Python API; `read_manifest` below); nothing reads a method's
 internals.
@@ -47,7 +47,9 @@ def model_folder(source: str) -> str | None:
     (a run without a finished run.json included)."""
     if os.path.isfile(os.path.join(source, 'config.json')):
         manifest = read_manifest(source)
-        return os.path.join(source, manifest['checkpoint']) if manifest and manifest.get('checkpoint') else None
+        return (
+            os.path.join(source, manifest['checkpoint']) if manifest and manifest.get('checkpoint') else None
+        )
     if has_steps(os.path.join(source, 'checkpoints')):
         return os.path.join(source, 'checkpoints')
     return source if has_steps(source) else None

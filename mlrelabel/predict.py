@@ -11,7 +11,7 @@ directly in DIR (with --recursive, in its subfolders too), sorted by path, resiz
 training images; unreadable files are skipped with a warning. Without --out, a table of each image's labels and
 their scores is printed.
 
-The label sets follow the rule the run's own labels were made with (`mlrelabel.label_sets`): a relabel round
+The label sets follow the rule the run's own labels were made with (`mlrelabel.relabel.label_sets`): a relabel round
 saved per-class thresholds on the crop evidence (each crop's log-odds aggregated over the crops by the run's
 `relabel.aggregate`), so its sets are the classes whose crop evidence reaches them, computed with that round's
 model (--round=K: round K's thresholds.json); other runs use whole-image probabilities p > threshold (the run's
@@ -101,8 +101,8 @@ def predict_folder(
     ('crops' | 'image' | 'groups'), 'threshold' (a probability or a per-class list; 1.0 = never),
     'threshold_source', 'head', 'round', 'step', 'note' (a warning about the rule, or None)}` for the images in
     `images_dir` (`Run.predict_labels`)."""
-    from mlrelabel import label_sets
     from mlrelabel.data.sources import ImageFiles
+    from mlrelabel.relabel import label_sets
     from mlrelabel.relabel.evidence import to_probability
     from mlrelabel.run import load_run
 
@@ -151,7 +151,8 @@ def save_crop_thresholds(run) -> str:
     given labels (`label_sets.fit_crop_thresholds`, as a relabel round fits them) and saves them atomically as
     `<workdir>/crop_thresholds.json` with the model they belong to (a file fitted for another model is replaced);
     returns its path."""
-    from mlrelabel import evaluate, label_sets
+    from mlrelabel.eval import evaluate
+    from mlrelabel.relabel import label_sets
 
     fitted, path = label_sets.read_crop_thresholds(run)
     if fitted is not None:
@@ -182,8 +183,8 @@ def save_crop_thresholds(run) -> str:
 def validation_crop_evidence(run) -> tuple:
     """`(val Dataset, crop evidence [N, C] log-odds)` of `run`'s chosen model on its validation split, decoded
     CHUNK images at a time (`label_sets.crop_scores`)."""
-    from mlrelabel import label_sets
     from mlrelabel.methods import common
+    from mlrelabel.relabel import label_sets
 
     val = common.load_datasets(run.config.copy_and_resolve_references(), run.workdir)['val']
     rows = np.arange(len(val))

@@ -3,7 +3,7 @@
     run = mlrelabel.load_run('runs/demo')
     run.class_names, run.head, run.rounds, run.chosen_round, run.labels, run.thresholds
     probs = run.predict(images)      # uint8 [N, H, W, 3] -> float32 [N, C], the chosen round's model
-    sets, scores = run.predict_labels(images)   # label sets by the run's own rule (mlrelabel.label_sets)
+    sets, scores = run.predict_labels(images)   # label sets by the run's own rule (mlrelabel.relabel.label_sets)
     mlrelabel.run_config('mc_dropout:smoke', 'runs/demo', train__epochs=1)
 
 The manifest's schema and writer: `mlrelabel.manifest`. A run without run.json (older runs, interrupted
@@ -20,17 +20,11 @@ import ml_collections
 import numpy as np
 
 from mlrelabel.config import schema
-from mlrelabel.manifest import (  # noqa: F401  (importable from here as before)
-    FIELDS,
-    FORMAT,
-    HEADS,
-    MANIFEST,
-    REQUIRED,
+from mlrelabel.manifest import (
     has_steps,
     manifest_fields,
     read_config,
     read_manifest,
-    write_manifest,
 )
 
 
@@ -45,7 +39,7 @@ def _json_or_empty(path: str) -> dict:
 def _round_fields(workdir: str, config, rounds: list) -> tuple[str, dict]:
     """`(head, manifest fields)` of a relabel run whose `rounds` have checkpoints: its chosen round (the one
     summary.json names, else the last), every round's checkpoint and head, and its label file."""
-    from mlrelabel import evaluate
+    from mlrelabel.eval import evaluate
 
     summary = _json_or_empty(os.path.join(workdir, 'summary.json'))
     chosen = summary.get('chosen_round', summary.get('best_round'))
@@ -72,13 +66,13 @@ def derive_manifest(workdir: str, config) -> dict:
     """The manifest of a run that wrote none: from config.json, partial_labels.json, summary.json and the
     checkpoints on disk (relabel rounds: the last trained round unless summary.json names one; MILe: the
     network metrics.json names)."""
-    from mlrelabel import evaluate
+    from mlrelabel.eval import evaluate
 
     info = _json_or_empty(os.path.join(workdir, 'partial_labels.json'))
     head = evaluate.head_of(config.train.loss)
     network = None  # MILe: read from metrics.json below
     if 'mile' in config:
-        from mlrelabel.methods.mile import SCHEMA_LOSSES
+        from mlrelabel.mile.method import SCHEMA_LOSSES
 
         head = evaluate.head_of(SCHEMA_LOSSES[config.mile.schema])
         # the network the run returned (teacher or student)
@@ -206,8 +200,8 @@ class Run:
         `mlrelabel.read_image`); any H, W: each image is resized (shorter side) and centre-cropped to the run's
         image size exactly as training images from files are. Float images with values in [0, 1] are accepted.
         """
-        from mlrelabel import evaluate
-        from mlrelabel import partial as P
+        from mlrelabel.eval import evaluate
+        from mlrelabel.partial import losses as P
         from mlrelabel.train import inference
 
         info = self.round_info(round)
@@ -229,14 +223,14 @@ class Run:
     ) -> tuple[list[list], np.ndarray]:
         """`(label sets, scores [N, C] float32)` of the chosen round's model (or `round`'s) for uint8 images.
 
-        The rule is the one the run's labels were made with (`label_rule`, `mlrelabel.label_sets`): per-class
+        The rule is the one the run's labels were made with (`label_rule`, `mlrelabel.relabel.label_sets`): per-class
         thresholds on the crop evidence for relabel rounds (scores = that evidence as probabilities), else
         whole-image probabilities above the saved or configured threshold; `threshold` replaces the thresholds
         by one global probability on the same evidence. `evidence='crops'` (or 'image') asks for that evidence
         from any run: crops find the objects a single-label model ranks low on whole images. Sets hold class
         ids, or class names with `names=True`. `images` as for `predict` (arrays or paths).
         """
-        from mlrelabel import label_sets
+        from mlrelabel.relabel import label_sets
 
         sets, scores = label_sets.predict_labels(self, images, round, threshold, evidence)
         if names:
@@ -246,8 +240,8 @@ class Run:
     def label_rule(
         self, round: int | None = None, threshold: float | None = None, evidence: str | None = None
     ) -> dict:
-        """How `predict_labels` decides (`mlrelabel.label_sets.rule`): evidence, thresholds and their source."""
-        from mlrelabel import label_sets
+        """How `predict_labels` decides (`mlrelabel.relabel.label_sets.rule`): evidence, thresholds and their source."""
+        from mlrelabel.relabel import label_sets
 
         return label_sets.rule(self, round, threshold, evidence)
 
@@ -284,8 +278,8 @@ class Run:
         """`({'params', 'batch_stats'}, step)` of the latest checkpoint in `checkpoint` (numpy arrays)."""
         if checkpoint in self._restored:
             return self._restored.pop(checkpoint)  # restored early for the class count; used once more
-        from mlrelabel.checkpoint import assert_finite
         from mlrelabel.train import inference
+        from mlrelabel.train.checkpoint import assert_finite
 
         directory = os.path.join(self.workdir, checkpoint)
         state, step = inference.restore_latest(directory)
@@ -321,7 +315,8 @@ def run_config(config, workdir: str, **overrides) -> dict:
     `config`: a ConfigDict, a recipe name ('mc_dropout', 'mc_dropout:smoke') or a config file path.
     `overrides`: fields to set, `train__epochs=3` for `config.train.epochs`; a dict value sets a subtree.
     """
-    from mlrelabel import main, recipes
+    from mlrelabel import main
+    from mlrelabel.config import recipes
 
     if isinstance(config, str):
         cfg = recipes.load(config)

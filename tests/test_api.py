@@ -140,7 +140,9 @@ def test_crop_evidence_refuses_a_class_count_that_changes():
         return np.full((len(batch), next(counts)), 0.25)
 
     with pytest.raises(ValueError, match=r'batch 1.*\[8, 3\], got \(8, 4\)'):
-        mlrelabel.crop_evidence(scorer, [scene([0])], api.CropOptions(crop_size=8, batch_size=8), progress=False)
+        mlrelabel.crop_evidence(
+            scorer, [scene([0])], api.CropOptions(crop_size=8, batch_size=8), progress=False
+        )
 
 
 def test_average_evidence_is_the_commands_round_average():
@@ -149,7 +151,9 @@ def test_average_evidence_is_the_commands_round_average():
     rounds = RoundEvidence()
     rounds.add(lambda rows: a[rows], 2.0)
     rounds.add(lambda rows: b[rows], 1.0)
-    np.testing.assert_array_equal(mlrelabel.average_evidence([a, b], votes=[2, 1]), rounds.dense(np.arange(5)))
+    np.testing.assert_array_equal(
+        mlrelabel.average_evidence([a, b], votes=[2, 1]), rounds.dense(np.arange(5))
+    )
     with pytest.raises(ValueError, match='votes'):
         mlrelabel.average_evidence([a, b], votes=[1])
     with pytest.raises(ValueError, match='one shape'):
@@ -200,8 +204,14 @@ def test_assign_labels_on_one_object_images_says_keep_the_given_labels():
 @pytest.mark.parametrize(
     'change, match',
     [
-        (dict(train_given=np.zeros(3, int)), r'train_evidence and train_given: 400 rows of evidence but 3 labels'),
-        (dict(val_evidence=np.zeros((200, 5), np.float32)), r'val_evidence: 5 classes, but train_evidence has 4'),
+        (
+            dict(train_given=np.zeros(3, int)),
+            r'train_evidence and train_given: 400 rows of evidence but 3 labels',
+        ),
+        (
+            dict(val_evidence=np.zeros((200, 5), np.float32)),
+            r'val_evidence: 5 classes, but train_evidence has 4',
+        ),
         (dict(train_given=np.full(400, 4)), r'train_given\[0\] = 4: expected a class in \[0, 4\) or -1'),
         (dict(train_evidence=np.zeros(400, np.float32)), r'train_evidence: expected log-odds \[N, C\]'),
         (dict(val_given=np.full(200, -1)), r'val_given: no held-out image has a given label'),
@@ -235,7 +245,7 @@ def one_model_run(tmp_path_factory):
 
 
 def _given_and_evidence(work):
-    from mlrelabel import evaluate
+    from mlrelabel.eval import evaluate
     from mlrelabel.manifest import read_config
     from mlrelabel.methods import common
 
@@ -299,14 +309,24 @@ def test_round0_checkpoint_of_another_network_or_classes_is_refused_naming_both(
     config.model.name = 'resnet18'
     config.data.num_classes = 7
     problems = validation.problems(config)
-    assert any("that run trained config.model.name='resnet_tiny', this run builds 'resnet18'" in p for p in problems)
+    assert any(
+        "that run trained config.model.name='resnet_tiny', this run builds 'resnet18'" in p for p in problems
+    )
     assert any('that run has 10 classes, this run has 7' in p for p in problems)
     config = relabel_config('smoke')
     config.relabel.round0_checkpoint = 'torchvision:resnet50'
-    assert any("holds resnet50 weights, but config.model.name='resnet_tiny'" in p for p in validation.problems(config))
+    assert any(
+        "holds resnet50 weights, but config.model.name='resnet_tiny'" in p
+        for p in validation.problems(config)
+    )
     work = tmp_path / 'refused'
     with pytest.raises(ConfigError, match='round0_checkpoint'):
-        mlrelabel.run_config('mc_dropout:smoke', str(work), relabel={'round0_checkpoint': str(tmp_path)}, data={'num_classes': 7})
+        mlrelabel.run_config(
+            'mc_dropout:smoke',
+            str(work),
+            relabel={'round0_checkpoint': str(tmp_path)},
+            data={'num_classes': 7},
+        )
     assert not work.exists()
 
 
@@ -315,13 +335,17 @@ def test_the_worked_example_loop_runs_with_a_numpy_scorer():
     rng = np.random.default_rng(0)
     train = [scene(sorted(set(rng.integers(0, 3, 2))), (80, 96), seed=i) for i in range(24)]
     val = [scene([i % 3], (80, 96), seed=100 + i) for i in range(12)]
-    train_given = np.array([int(np.argmax(colour_scorer()(np.asarray(im, np.float32)[None] / 255.0))) for im in train])
+    train_given = np.array(
+        [int(np.argmax(colour_scorer()(np.asarray(im, np.float32)[None] / 255.0))) for im in train]
+    )
     options = api.CropOptions(crop_size=24)
     rounds = []
     for _ in range(2):  # your fine-tuning would go between the rounds
         rounds.append(mlrelabel.crop_evidence(colour_scorer(), train, options, progress=False))
         held_out = mlrelabel.crop_evidence(colour_scorer(), val, options, progress=False)
-        result = mlrelabel.assign_labels(mlrelabel.average_evidence(rounds), train_given, held_out, np.arange(12) % 3)
+        result = mlrelabel.assign_labels(
+            mlrelabel.average_evidence(rounds), train_given, held_out, np.arange(12) % 3
+        )
     assert len(result.labels) == 24 and all(train_given[i] in x for i, x in enumerate(result.labels))
     assert dataclasses.is_dataclass(result)
 
@@ -332,7 +356,9 @@ def test_docs_example_relabels_a_folder_of_jpeg_photos(tmp_path):
 
     from conftest import ROOT
 
-    spec = importlib.util.spec_from_file_location('relabel_folder', os.path.join(ROOT, 'docs/examples/relabel_folder.py'))
+    spec = importlib.util.spec_from_file_location(
+        'relabel_folder', os.path.join(ROOT, 'docs/examples/relabel_folder.py')
+    )
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     names = ['blue', 'green', 'red']  # sorted folder names; the scorer's columns are red, green, blue
@@ -341,7 +367,9 @@ def test_docs_example_relabels_a_folder_of_jpeg_photos(tmp_path):
         colour = {'red': 0, 'green': 1, 'blue': 2}[name]
         for i in range(10):
             others = [colour] + ([(colour + 1 + i % 2) % 3] if i % 2 else [])
-            Image.fromarray(scene(others, (120, 160), seed=10 * c + i)).save(tmp_path / name / f'{i}.jpg', quality=95)
+            Image.fromarray(scene(others, (120, 160), seed=10 * c + i)).save(
+                tmp_path / name / f'{i}.jpg', quality=95
+            )
 
     def scorer(batch):
         return colour_scorer()(batch)[:, [2, 1, 0]]  # the folder's class order
@@ -367,7 +395,9 @@ def test_readme_your_model_block_runs(one_model_run, tmp_path):
     block = re.search(r'```python\n(.*?)```', section, re.S).group(1)
     os.makedirs(tmp_path / 'runs')
     os.symlink(one_model_run, tmp_path / 'runs' / 'demo')
-    out = subprocess.run([sys.executable, '-c', block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, '-c', block], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().split()[0] in ('True', 'False')
 
@@ -378,7 +408,8 @@ def test_cs570_recipe_relabels_from_torchvision_weights_without_training_round_0
     .npz of the recipe's network: round 0 is taken, its weights score round 1, round 1 fine-tunes from them."""
     from conftest import ROOT
 
-    from mlrelabel import main, recipes
+    from mlrelabel import main
+    from mlrelabel.config import recipes
     from mlrelabel.data import imagenet
     from mlrelabel.methods import common
     from mlrelabel.models.torchvision import to_torchvision
@@ -417,12 +448,17 @@ def test_relabel_decisions_keep_accepted_labels_and_never_add_rejected_ones(one_
         {'image': p, 'class': c, 'action': 'reject' if i % 2 else 'accept', 'kind': 'add', 'time': 't'}
         for i, (p, c) in enumerate(additions)
     ]
-    records.append({'image': first[0]['img_path'], 'class': 9, 'action': 'accept', 'kind': 'add', 'time': 't'})
+    records.append(
+        {'image': first[0]['img_path'], 'class': 9, 'action': 'accept', 'kind': 'add', 'time': 't'}
+    )
     path = tmp_path / 'decisions.jsonl'
     path.write_text(''.join(json.dumps(r) + '\n' for r in records))
     work = str(tmp_path / 'decided')
     mlrelabel.run_config('mc_dropout:smoke', work, relabel={'round0_models': 1, 'decisions': str(path)})
-    second = {e['img_path']: set(e['labels']) for e in json.load(open(os.path.join(work, 'round_1', 'labels.json')))['data']}
+    second = {
+        e['img_path']: set(e['labels'])
+        for e in json.load(open(os.path.join(work, 'round_1', 'labels.json')))['data']
+    }
     expected = {e['img_path']: set(e['labels']) for e in first}
     for r in records:
         (expected[r['image']].add if r['action'] == 'accept' else expected[r['image']].discard)(r['class'])
@@ -444,7 +480,8 @@ def test_crop_evidence_aggregates_finished_images_in_chunks(monkeypatch):
 def test_round0_sources_run_directory_and_orbax_folder_give_their_models(one_model_run):
     import jax
 
-    from mlrelabel.methods import common, relabel_models
+    from mlrelabel.methods import common
+    from mlrelabel.relabel import round_models as relabel_models
 
     run = mlrelabel.load_run(one_model_run)
     config = relabel_config('smoke')
@@ -452,5 +489,7 @@ def test_round0_sources_run_directory_and_orbax_folder_give_their_models(one_mod
     same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
     chosen = relabel_models.round0_variables(one_model_run, template, config)  # a run: its chosen model
     assert same(chosen, run.variables())
-    orbax = relabel_models.round0_variables(os.path.join(one_model_run, 'round_0', 'checkpoints'), template, config)
+    orbax = relabel_models.round0_variables(
+        os.path.join(one_model_run, 'round_0', 'checkpoints'), template, config
+    )
     assert same(orbax, run.variables(round=0))

@@ -5,6 +5,7 @@ import pytest
 from sklearn.mixture import GaussianMixture
 
 from mlrelabel.relabel import assign as asg
+from mlrelabel.relabel import mixtures
 
 
 def test_assign_threshold_global_and_per_class():
@@ -47,7 +48,7 @@ def test_gmm_recovers_modes_and_matches_sklearn():
     conf = np.stack([p0, p1[perm]], axis=1).astype(np.float32)  # [N=1000, C=2]
     truth = np.stack([truth0, truth1[perm]], axis=1)
 
-    mix = asg.fit_class_gmms(conf, asg.GmmOptions(seed=0))
+    mix = mixtures.fit_class_gmms(conf, mixtures.GmmOptions(seed=0))
     assert mix.valid.all()
     np.testing.assert_allclose(mix.means[0], [-3.0, 2.0], atol=0.2)
     np.testing.assert_allclose(mix.means[1], [-3.0, 2.0], atol=0.2)
@@ -55,11 +56,11 @@ def test_gmm_recovers_modes_and_matches_sklearn():
     np.testing.assert_allclose(mix.weights[1], [0.3, 0.7], atol=0.05)
     assert np.all(mix.means[:, 1] > mix.means[:, 0])
 
-    assigned = np.asarray(asg.assign_gmm(conf, mix))
+    assigned = np.asarray(mixtures.assign_gmm(conf, mix))
     assert (assigned == truth).mean() > 0.99
 
     # The stored-parameter posterior equals sklearn's predict_proba on the same fit.
-    post = np.asarray(asg.gmm_posterior(mix, conf))
+    post = np.asarray(mixtures.gmm_posterior(mix, conf))
     for c in range(2):
         x = np.log(np.clip(conf[:, c], 1e-6, 1 - 1e-6).astype(np.float64))
         x = x - np.log1p(-np.clip(conf[:, c], 1e-6, 1 - 1e-6).astype(np.float64))
@@ -68,25 +69,25 @@ def test_gmm_recovers_modes_and_matches_sklearn():
         np.testing.assert_allclose(post[:, c], gmm.predict_proba(x[:, None])[:, high], atol=1e-4)
 
     # Probability-space fit also separates this sample.
-    mix_p = asg.fit_class_gmms(conf, asg.GmmOptions(seed=0, space="prob"))
-    assert (np.asarray(asg.assign_gmm(conf, mix_p)) == truth).mean() > 0.97
+    mix_p = mixtures.fit_class_gmms(conf, mixtures.GmmOptions(seed=0, space="prob"))
+    assert (np.asarray(mixtures.assign_gmm(conf, mix_p)) == truth).mean() > 0.97
 
 
 def test_gmm_bounded_sample_and_degenerate_class():
     rng = np.random.default_rng(1)
     p, _ = _bimodal(rng)
     conf = np.stack([p, np.full(1000, 0.3)], axis=1).astype(np.float32)
-    mix = asg.fit_class_gmms(conf, asg.GmmOptions(max_samples=200, seed=3))
+    mix = mixtures.fit_class_gmms(conf, mixtures.GmmOptions(max_samples=200, seed=3))
     np.testing.assert_array_equal(mix.valid, [True, False])
     np.testing.assert_allclose(mix.means[0], [-3.0, 2.0], atol=0.4)
-    assert not np.asarray(asg.assign_gmm(conf, mix, min_posterior=0.0))[:, 1].any()
-    assert not np.asarray(asg.gmm_posterior(mix, conf))[:, 1].any()
+    assert not np.asarray(mixtures.assign_gmm(conf, mix, min_posterior=0.0))[:, 1].any()
+    assert not np.asarray(mixtures.gmm_posterior(mix, conf))[:, 1].any()
 
 
 def test_gmm_monotone_guards_the_tails():
     # Narrow low component, wide high component: far below the low mean the raw posterior of the
     # high component rises again; the assignment must not follow it.
-    mix = asg.ClassMixtures(
+    mix = mixtures.ClassMixtures(
         means=np.array([[-2.0, 2.0]], np.float32),
         variances=np.array([[0.1, 4.0]], np.float32),
         weights=np.array([[0.5, 0.5]], np.float32),
@@ -94,10 +95,10 @@ def test_gmm_monotone_guards_the_tails():
         space="logit",
     )
     conf = 1 / (1 + np.exp(-np.array([[-6.0], [-2.0], [0.0], [2.0], [8.0]], np.float32)))
-    raw = np.asarray(asg.gmm_posterior(mix, conf))[:, 0]
+    raw = np.asarray(mixtures.gmm_posterior(mix, conf))[:, 0]
     assert raw[0] > 0.5  # the tail inversion exists
     np.testing.assert_array_equal(
-        np.asarray(asg.assign_gmm(conf, mix))[:, 0], [False, False, True, True, True]
+        np.asarray(mixtures.assign_gmm(conf, mix))[:, 0], [False, False, True, True, True]
     )
 
 
@@ -180,10 +181,10 @@ def test_gmm_on_log_odds_with_saturated_and_spiky_scores():
     flat = np.full(1000, 3.0, np.float32)  # no spread at all
     overlap = rng.normal(0.0, 1.0, 1000).astype(np.float32)  # one mode: no split to make
     conf = np.stack([x, flat, overlap], 1)
-    mix = asg.fit_class_gmms(conf, asg.GmmOptions(seed=0, space='log_odds'))
+    mix = mixtures.fit_class_gmms(conf, mixtures.GmmOptions(seed=0, space='log_odds'))
     assert mix.valid.tolist() == [True, False, False]
     assert mix.reasons[1] == 'no spread' and mix.reasons[2].startswith('modes overlap')
-    t = asg.mixture_thresholds(mix, 0.97)
+    t = mixtures.mixture_thresholds(mix, 0.97)
     assert -9.0 < t[0] < 14.0 and np.isinf(t[1:]).all()
     assigned = conf >= t
     assert assigned[:, 0].sum() == pytest.approx(300, abs=3) and not assigned[:, 1:].any()
@@ -192,10 +193,10 @@ def test_gmm_on_log_odds_with_saturated_and_spiky_scores():
 def test_mixture_thresholds_agree_with_the_posterior_rule():
     rng = np.random.default_rng(2)
     p, _ = _bimodal(rng)
-    mix = asg.fit_class_gmms(p[:, None].astype(np.float32), asg.GmmOptions(seed=0))
-    t = asg.mixture_thresholds(mix, 0.9)
+    mix = mixtures.fit_class_gmms(p[:, None].astype(np.float32), mixtures.GmmOptions(seed=0))
+    t = mixtures.mixture_thresholds(mix, 0.9)
     x = np.log(p) - np.log1p(-p)
-    by_rule = np.asarray(asg.assign_gmm(p[:, None], mix, 0.9))[:, 0]
+    by_rule = np.asarray(mixtures.assign_gmm(p[:, None], mix, 0.9))[:, 0]
     by_threshold = x >= t[0]
     assert (by_rule != by_threshold).sum() <= 2  # equal up to the grid's resolution
 

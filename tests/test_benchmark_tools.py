@@ -58,8 +58,9 @@ def test_round_crop_map_scores_every_round_and_their_running_mean(finished_run):
     import numpy as np
     from round_crop_map import round_crop_map
 
-    from mlrelabel import label_sets, metrics
     from mlrelabel import run as run_api
+    from mlrelabel.eval import metrics
+    from mlrelabel.relabel import label_sets
 
     doc = round_crop_map(finished_run)
     rows = doc['rounds']

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mlrelabel import report
 from mlrelabel.data import formats
-from mlrelabel.data.labels import LabelTable
+from mlrelabel.data.label_table import LabelTable
 from mlrelabel.data.sources import Dataset
 from mlrelabel.errors import DataError
 
@@ -40,7 +40,9 @@ def test_dataset_names_default_check_and_travel_with_subsets():
 def _json_split(root, split, classes, n=4):
     entries = []
     for i in range(n):
-        _image(str(root / split / f'{i}.png'), 40 * i + (0 if split == 'train' else 7))  # no train/val overlap
+        _image(
+            str(root / split / f'{i}.png'), 40 * i + (0 if split == 'train' else 7)
+        )  # no train/val overlap
         entries.append({'img_path': f'{split}/{i}.png', 'labels': [i % 3]})
     doc = {'data': entries} if classes is None else {'classes': classes, 'data': entries}
     (root / f'{split}.json').write_text(json.dumps(doc))

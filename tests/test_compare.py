@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from mlrelabel import compare
 from mlrelabel.errors import ConfigError
-from mlrelabel.methods import relabel_maps
+from mlrelabel.label_maps import method as relabel_maps
 
 
 def test_mean_sd_and_the_two_sd_rule():
@@ -82,7 +82,7 @@ def test_entry_metrics_reads_every_result_shape():
 
 
 def test_every_entry_names_a_recipe_and_valid_fields():
-    from mlrelabel import recipes
+    from mlrelabel.config import recipes
     from mlrelabel.run import _override
 
     names = [e.name for e in compare.ENTRIES]

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from mlrelabel import compile_cache
+from mlrelabel import compile_cache, workdir
 
 
 def test_cache_folder_from_config_and_environment(monkeypatch, tmp_path):
@@ -40,13 +40,12 @@ def test_every_program_is_counted_once_as_compiled_or_loaded():
 
 
 def test_resuming_with_another_cache_folder_is_allowed(tmp_path):
-    from mlrelabel import main
     from mlrelabel.config import base_config
 
     cfg = base_config('smoke')
-    main.prepare_workdir(cfg, str(tmp_path))
+    workdir.prepare_workdir(cfg, str(tmp_path))
     cfg.compile_cache = ''
-    main.prepare_workdir(cfg, str(tmp_path))  # no ConfigError: the cache does not change results
+    workdir.prepare_workdir(cfg, str(tmp_path))  # no ConfigError: the cache does not change results
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from mlrelabel import recipes, validation
-from mlrelabel.config import schema
+from mlrelabel import validation
+from mlrelabel.config import recipes, schema
 
 RECIPES = recipes.available()
 

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mlrelabel.ops import boxes as ops_boxes
+from mlrelabel.ops import crops as ops_crops
 from mlrelabel.relabel import crops
 
 
@@ -24,7 +26,7 @@ def _areas(boxes):
 
 
 def test_random_boxes_default_range_valid_and_bounded():
-    boxes = crops.random_boxes(jax.random.key(0), 3, 64)
+    boxes = ops_boxes.random_boxes(jax.random.key(0), 3, 64)
     assert boxes.shape == (3, 64, 4)
     _check_valid(boxes)
     areas = _areas(boxes)
@@ -35,7 +37,7 @@ def test_random_boxes_default_range_valid_and_bounded():
 
 def test_random_boxes_area_and_ratio_when_boxes_fit():
     # Longest side sqrt(0.4 * 2) < 1: no clipping, so area and width/height must land exactly in range.
-    boxes = np.asarray(crops.random_boxes(jax.random.key(1), 3, 200, scale=(0.1, 0.4), ratio=(1.0, 2.0)))
+    boxes = np.asarray(ops_boxes.random_boxes(jax.random.key(1), 3, 200, scale=(0.1, 0.4), ratio=(1.0, 2.0)))
     _check_valid(boxes)
     areas = _areas(boxes)
     assert areas.min() >= 0.1 - 1e-5 and areas.max() <= 0.4 + 1e-5
@@ -48,45 +50,45 @@ def test_random_boxes_area_and_ratio_when_boxes_fit():
 
 def test_random_boxes_deterministic_by_key_and_keys_differ():
     # Shapes shared with other tests keep the number of compilations small.
-    a = crops.random_boxes(jax.random.key(7), 3, 64)
-    b = crops.random_boxes(jax.random.key(7), 3, 64)
-    c = crops.random_boxes(jax.random.key(8), 3, 64)
+    a = ops_boxes.random_boxes(jax.random.key(7), 3, 64)
+    b = ops_boxes.random_boxes(jax.random.key(7), 3, 64)
+    c = ops_boxes.random_boxes(jax.random.key(8), 3, 64)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.allclose(np.asarray(a), np.asarray(c))
     # Different images get different boxes (per-image keys).
     assert not np.allclose(np.asarray(a[0]), np.asarray(a[1]))
     # Legacy uint32 keys work too.
-    _check_valid(crops.random_boxes(jax.random.PRNGKey(0), 3, 64))
+    _check_valid(ops_boxes.random_boxes(jax.random.PRNGKey(0), 3, 64))
 
 
 def test_random_boxes_vmap_and_jit():
     keys = jax.random.split(jax.random.key(2), 2)
-    boxes = jax.jit(jax.vmap(lambda k: crops.random_boxes(k, 3, 64)))(keys)
+    boxes = jax.jit(jax.vmap(lambda k: ops_boxes.random_boxes(k, 3, 64)))(keys)
     assert boxes.shape == (2, 3, 64, 4)
     _check_valid(boxes)
     np.testing.assert_allclose(
-        np.asarray(boxes[1]), np.asarray(crops.random_boxes(keys[1], 3, 64)), atol=1e-7
+        np.asarray(boxes[1]), np.asarray(ops_boxes.random_boxes(keys[1], 3, 64)), atol=1e-7
     )
 
 
 def test_random_boxes_rejects_bad_arguments():
     with pytest.raises(ValueError, match="scale"):
-        crops.random_boxes(jax.random.key(0), 2, 3, scale=(0.5, 0.1))
+        ops_boxes.random_boxes(jax.random.key(0), 2, 3, scale=(0.5, 0.1))
     with pytest.raises(ValueError, match="num_crops"):
-        crops.random_boxes(jax.random.key(0), 2, 0)
+        ops_boxes.random_boxes(jax.random.key(0), 2, 0)
     with pytest.raises(ValueError, match="key"):
-        crops.random_boxes(jax.random.split(jax.random.key(0), 2), 2, 3)
+        ops_boxes.random_boxes(jax.random.split(jax.random.key(0), 2), 2, 3)
 
 
 def test_fixed_size_boxes():
-    boxes = np.asarray(crops.fixed_size_boxes(jax.random.key(3), 4, 16, size=(0.25, 0.5)))
+    boxes = np.asarray(ops_boxes.fixed_size_boxes(jax.random.key(3), 4, 16, size=(0.25, 0.5)))
     assert boxes.shape == (4, 16, 4)
     _check_valid(boxes)
     np.testing.assert_allclose(boxes[..., 2] - boxes[..., 0], 0.25, atol=1e-6)
     np.testing.assert_allclose(boxes[..., 3] - boxes[..., 1], 0.5, atol=1e-6)
     assert np.unique(boxes[..., 0]).size > 1  # positions vary
     with pytest.raises(ValueError, match="size"):
-        crops.fixed_size_boxes(jax.random.key(3), 1, 1, size=1.5)
+        ops_boxes.fixed_size_boxes(jax.random.key(3), 1, 1, size=1.5)
 
 
 # ------------------------------------------------------------------------------------------------ grid
@@ -102,17 +104,17 @@ def _covered(boxes, resolution=64):
 
 
 def test_grid_boxes_default_count_full_image_and_coverage():
-    grid = crops.grid_boxes()
+    grid = ops_boxes.grid_boxes()
     assert grid.shape == (10, 4)  # full image + 3x3 windows of side 0.5, stride 0.25
     _check_valid(grid)
-    np.testing.assert_array_equal(grid[0], crops.FULL_BOX)
+    np.testing.assert_array_equal(grid[0], ops_boxes.FULL_BOX)
     np.testing.assert_allclose(np.unique(grid[1:, 0]), [0.0, 0.25, 0.5], atol=1e-7)
     assert _covered(grid[1:]).all()
 
 
 @pytest.mark.parametrize("side, overlap, per_axis", [(0.5, 0.0, 2), (0.3, 0.5, 6), (0.4, 0.25, 3)])
 def test_grid_boxes_single_scale_count_flush_and_coverage(side, overlap, per_axis):
-    grid = crops.grid_boxes(scales=(side,), overlap=overlap)
+    grid = ops_boxes.grid_boxes(scales=(side,), overlap=overlap)
     assert grid.shape == (per_axis**2, 4)
     _check_valid(grid)
     np.testing.assert_allclose(grid[..., 2] - grid[..., 0], side, atol=1e-6)
@@ -123,14 +125,14 @@ def test_grid_boxes_single_scale_count_flush_and_coverage(side, overlap, per_axi
 
 
 def test_tile_boxes_and_full_boxes():
-    tiled = crops.tile_boxes(crops.grid_boxes(), 3)
+    tiled = ops_boxes.tile_boxes(ops_boxes.grid_boxes(), 3)
     assert tiled.shape == (3, 10, 4)
-    np.testing.assert_array_equal(np.asarray(tiled[2]), crops.grid_boxes())
-    full = crops.full_boxes(2, 3)
+    np.testing.assert_array_equal(np.asarray(tiled[2]), ops_boxes.grid_boxes())
+    full = ops_boxes.full_boxes(2, 3)
     assert full.shape == (2, 3, 4)
-    np.testing.assert_array_equal(np.asarray(full), np.broadcast_to(crops.FULL_BOX, (2, 3, 4)))
+    np.testing.assert_array_equal(np.asarray(full), np.broadcast_to(ops_boxes.FULL_BOX, (2, 3, 4)))
     with pytest.raises(ValueError, match="overlap"):
-        crops.grid_boxes(overlap=1.0)
+        ops_boxes.grid_boxes(overlap=1.0)
 
 
 # ------------------------------------------------------------------------------------------- proposals
@@ -211,11 +213,11 @@ def _image(n=2, size=16, channels=3):
 @pytest.mark.parametrize("antialias", [True, False])
 def test_extract_full_box_and_aligned_box_are_exact(antialias):
     images = _image()
-    boxes = np.array([[crops.FULL_BOX, [4 / 16, 8 / 16, 12 / 16, 1.0]]] * 2, np.float32)
-    full = crops.extract_crops(images, boxes[:, :1], 16, antialias=antialias)
+    boxes = np.array([[ops_boxes.FULL_BOX, [4 / 16, 8 / 16, 12 / 16, 1.0]]] * 2, np.float32)
+    full = ops_crops.extract_crops(images, boxes[:, :1], 16, antialias=antialias)
     assert full.shape == (2, 1, 16, 16, 3) and full.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(full)[:, 0], images, atol=1e-3)
-    part = crops.extract_crops(images, boxes, 8, antialias=antialias)
+    part = ops_crops.extract_crops(images, boxes, 8, antialias=antialias)
     assert part.shape == (2, 2, 8, 8, 3)
     np.testing.assert_allclose(np.asarray(part)[:, 1], images[:, 4:12, 8:16], atol=1e-3)
 
@@ -242,15 +244,15 @@ def test_extract_upsampling_matches_numpy_bilinear():
     images = _image(n=1)
     # Pixels [2:6, 3:7] upsampled 2x, and a border box [12:16, 0:4] (exercises edge handling).
     boxes = np.array([[[2 / 16, 3 / 16, 6 / 16, 7 / 16], [12 / 16, 0.0, 1.0, 4 / 16]]], np.float32)
-    out = np.asarray(crops.extract_crops(images, boxes, 8))
+    out = np.asarray(ops_crops.extract_crops(images, boxes, 8))
     np.testing.assert_allclose(out[0, 0], _bilinear_reference(images[0], 2, 3, 4, 8), atol=1e-3)
     np.testing.assert_allclose(out[0, 1], _bilinear_reference(images[0], 12, 0, 4, 8), atol=1e-3)
 
 
 def test_extract_downsampling_with_and_without_antialias():
     image = _image(n=1, size=8, channels=1).astype(np.float64)
-    boxes = np.array([[crops.FULL_BOX]], np.float32)
-    plain = np.asarray(crops.extract_crops(image.astype(np.float32), boxes, 4, antialias=False))[0, 0]
+    boxes = np.array([[ops_boxes.FULL_BOX]], np.float32)
+    plain = np.asarray(ops_crops.extract_crops(image.astype(np.float32), boxes, 4, antialias=False))[0, 0]
     # Without antialias, halving samples exactly between pixel pairs: the 2x2 block mean.
     block_mean = image[0].reshape(4, 2, 4, 2, 1).mean(axis=(1, 3))
     np.testing.assert_allclose(plain, block_mean, atol=1e-3)
@@ -261,7 +263,7 @@ def test_extract_downsampling_with_and_without_antialias():
             taps[o, i] = max(0.0, 1 - abs(2 * o + 0.5 - i) / 2)
     taps /= taps.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(taps[1, 1:5], [1 / 8, 3 / 8, 3 / 8, 1 / 8])
-    smooth = np.asarray(crops.extract_crops(image.astype(np.float32), boxes, 4, antialias=True))[0, 0]
+    smooth = np.asarray(ops_crops.extract_crops(image.astype(np.float32), boxes, 4, antialias=True))[0, 0]
     np.testing.assert_allclose(smooth, np.einsum("oh,pw,hwc->opc", taps, taps, image[0]), atol=1e-3)
 
 
@@ -270,14 +272,14 @@ def test_extract_random_crops_stay_in_value_range_under_jit():
 
     @jax.jit
     def crop(key, images):
-        boxes = crops.sample_boxes(key, "random", images.shape[0], 4, include_full_image=True)
-        return crops.extract_crops(images, boxes, 6)
+        boxes = ops_boxes.sample_boxes(key, "random", images.shape[0], 4, include_full_image=True)
+        return ops_crops.extract_crops(images, boxes, 6)
 
     out = np.asarray(crop(jax.random.key(4), images))
     assert out.shape == (2, 4, 6, 6, 3) and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 255.0
     with pytest.raises(ValueError, match="boxes"):
-        crops.extract_crops(images, np.zeros((3, 1, 4), np.float32), 4)
+        ops_crops.extract_crops(images, np.zeros((3, 1, 4), np.float32), 4)
 
 
 # ------------------------------------------------------------------------------------------ dispatcher
@@ -286,21 +288,21 @@ def test_extract_random_crops_stay_in_value_range_under_jit():
 def test_sample_boxes_dispatch():
     key = jax.random.key(5)
     params = dict(scale=(0.1, 0.4), ratio=(1.0, 2.0))  # as in test_random_boxes_area_and_ratio_when_boxes_fit
-    random = crops.sample_boxes(key, "random", 3, 200, include_full_image=True, **params)
+    random = ops_boxes.sample_boxes(key, "random", 3, 200, include_full_image=True, **params)
     assert random.shape == (3, 200, 4)
-    np.testing.assert_array_equal(np.asarray(random[:, 0]), np.broadcast_to(crops.FULL_BOX, (3, 4)))
-    direct = np.asarray(crops.random_boxes(key, 3, 200, **params))
+    np.testing.assert_array_equal(np.asarray(random[:, 0]), np.broadcast_to(ops_boxes.FULL_BOX, (3, 4)))
+    direct = np.asarray(ops_boxes.random_boxes(key, 3, 200, **params))
     np.testing.assert_array_equal(np.asarray(random[:, 1:]), direct[:, 1:])
-    fixed = crops.sample_boxes(key, "fixed", 2, 3, size=0.5)
+    fixed = ops_boxes.sample_boxes(key, "fixed", 2, 3, size=0.5)
     np.testing.assert_allclose(_areas(fixed), 0.25, atol=1e-6)
-    grid = crops.sample_boxes(key, "grid", 2, scales=(0.5,), overlap=0.0)
-    np.testing.assert_array_equal(np.asarray(grid[1]), crops.grid_boxes((0.5,), 0.0))
-    assert crops.sample_boxes(key, "full", 3).shape == (3, 1, 4)
+    grid = ops_boxes.sample_boxes(key, "grid", 2, scales=(0.5,), overlap=0.0)
+    np.testing.assert_array_equal(np.asarray(grid[1]), ops_boxes.grid_boxes((0.5,), 0.0))
+    assert ops_boxes.sample_boxes(key, "full", 3).shape == (3, 1, 4)
     with pytest.raises(ValueError, match="num_crops"):
-        crops.sample_boxes(key, "grid", 2, 5)
+        ops_boxes.sample_boxes(key, "grid", 2, 5)
     with pytest.raises(ValueError, match="proposal_boxes"):
-        crops.sample_boxes(key, "proposals", 2, 5)
+        ops_boxes.sample_boxes(key, "proposals", 2, 5)
     with pytest.raises(ValueError, match="kind"):
-        crops.sample_boxes(key, "sliding", 2, 5)
+        ops_boxes.sample_boxes(key, "sliding", 2, 5)
     with pytest.raises(TypeError, match="random"):
-        crops.sample_boxes(key, "random", 2, 5, size=0.3)
+        ops_boxes.sample_boxes(key, "random", 2, 5, size=0.3)

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from mlrelabel.relabel import cutmix
+from mlrelabel.label_maps import cutmix
 
 
 def test_lam_is_the_kept_pixel_fraction():

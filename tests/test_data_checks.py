@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from mlrelabel.config import base_config
-from mlrelabel.data import checks, formats
-from mlrelabel.data.labels import LabelFileError, read_label_file
+from mlrelabel.data import checks, formats, imagenet_labels
+from mlrelabel.data.label_table import LabelFileError
+from mlrelabel.data.labels import read_label_file
 from mlrelabel.data.preflight import preflight
 from mlrelabel.errors import DataError
 
@@ -90,7 +91,7 @@ def test_folder_val_label_file_with_a_duplicate_line(tmp_path):
     lines = (root / 'val_labels.txt').read_text().splitlines()
     (root / 'val_labels.txt').write_text('\n'.join(lines + [lines[0]]) + '\n')
     with pytest.raises(DataError, match=r'val_labels\.txt:3: image .* is listed twice \(first on line 1\)'):
-        imagenet.folder_split(str(root), 'val', wnids, str(root / 'val_labels.txt'))
+        imagenet_labels.folder_split(str(root), 'val', wnids, str(root / 'val_labels.txt'))
 
 
 # ------------------------------------------------------------------------------------------ attribute CSV

@@ -12,10 +12,11 @@ import pytest
 from conftest import ROOT
 
 from mlrelabel import parallel
-from mlrelabel.checkpoint import Checkpointer, NonFiniteCheckpoint, assert_finite
+from mlrelabel import workdir as workdir_mod
 from mlrelabel.errors import TrainingDiverged
 from mlrelabel.methods import common
 from mlrelabel.train import divergence, loop
+from mlrelabel.train.checkpoint import Checkpointer, NonFiniteCheckpoint, assert_finite
 from mlrelabel.train.divergence import FiniteWatch
 
 
@@ -122,10 +123,9 @@ def test_assert_finite_names_the_leaf():
 
 def test_predict_refuses_a_non_finite_checkpoint(tiny_config, tiny_data, tmp_path):
     import mlrelabel
-    from mlrelabel import main
 
     work = tmp_path / 'run'
-    main.prepare_workdir(tiny_config, str(work))
+    workdir_mod.prepare_workdir(tiny_config, str(work))
     state = _template(tiny_config)
     state = state.replace(params=jax.tree.map(lambda p: p * jnp.nan, state.params))
     ckpt = Checkpointer(str(work / 'checkpoints'))

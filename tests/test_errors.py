@@ -140,4 +140,8 @@ def test_everything_printed_has_one_style(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert lines == ['tool.py: warning: from logging 1', 'tool.py: warning: from absl', 'tool.py: warning: from warnings']
+    assert lines == [
+        'tool.py: warning: from logging 1',
+        'tool.py: warning: from absl',
+        'tool.py: warning: from warnings',
+    ]

@@ -10,7 +10,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from mlrelabel import errors, io_utils, main
+from mlrelabel import errors, io_utils
+from mlrelabel import workdir as workdir_mod
 from mlrelabel.config import base_config
 from mlrelabel.errors import ConfigError, DataError, ResourceError, TrainingDiverged
 
@@ -44,11 +45,11 @@ def test_atomic_writes_use_a_recognisable_temp_name_and_stale_ones_are_removed(t
 
 def test_a_resumed_workdir_loses_its_stale_temp_files(tmp_path):
     config = base_config('smoke')
-    main.prepare_workdir(config, str(tmp_path))
+    workdir_mod.prepare_workdir(config, str(tmp_path))
     (tmp_path / 'round_0').mkdir()
     leftover = tmp_path / 'round_0' / '.metrics.json.zz99yy88.mlrelabel-tmp'
     leftover.write_text('{"partial": tr')
-    main.prepare_workdir(config, str(tmp_path))  # the resume
+    workdir_mod.prepare_workdir(config, str(tmp_path))  # the resume
     assert not leftover.exists() and (tmp_path / 'config.json').exists()
 
 
@@ -64,13 +65,13 @@ def test_record_timing_keeps_every_segment(tmp_path):
 def test_checkpoints_without_config_json_are_refused(leftover, tmp_path):
     (tmp_path / leftover).mkdir(parents=True)
     with pytest.raises(ConfigError, match=r'holds checkpoints .* but no config\.json'):
-        main.prepare_workdir(base_config('smoke'), str(tmp_path))
+        workdir_mod.prepare_workdir(base_config('smoke'), str(tmp_path))
     assert not (tmp_path / 'config.json').exists()
 
 
 def test_a_workdir_with_only_data_is_adopted(tmp_path):
     (tmp_path / 'data').mkdir()
-    main.prepare_workdir(base_config('smoke'), str(tmp_path))
+    workdir_mod.prepare_workdir(base_config('smoke'), str(tmp_path))
     assert (tmp_path / 'config.json').exists()
 
 
@@ -92,7 +93,10 @@ def test_failures_become_one_line_and_an_exit_code():
     assert errors.describe_failure(TrainingDiverged('round 1 train', 9, 'no checkpoint'))[0] == 3
     assert errors.describe_failure(ResourceError('pip install torch'))[0] == 4
     assert errors.describe_failure(KeyboardInterrupt()) == (130, 'mlrelabel: interrupted (Ctrl-C)')
-    assert errors.describe_failure(errors.Interrupted('interrupted; resume with: x'), 'p') == (130, 'p: interrupted; resume with: x')
+    assert errors.describe_failure(errors.Interrupted('interrupted; resume with: x'), 'p') == (
+        130,
+        'p: interrupted; resume with: x',
+    )
     assert errors.describe_failure(KeyError('bug')) is None  # anything else keeps its traceback
 
 

@@ -4,7 +4,7 @@ assigned one with the most evidence) and leaves every other class alone."""
 import numpy as np
 import pytest
 
-from mlrelabel.relabel.assign import enforce_groups
+from mlrelabel.relabel.groups import enforce_groups
 
 GROUPS = [[0, 3], [3, 5]]  # classes 0-2: one group, 3-4: another, 5: no group
 

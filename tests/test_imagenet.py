@@ -14,7 +14,15 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from mlrelabel.data import grain_loader, imagenet, pipeline
+from mlrelabel.data import (
+    grain_loader,
+    imagenet,
+    imagenet_labels,
+    imagenet_readers,
+    imagenet_tfds,
+    pipeline,
+    reference_labels,
+)
 
 IMAGENET_CONFIGS = sorted(
     os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs', '*_imagenet.py'))
@@ -68,7 +76,9 @@ def test_folder_source_sorted_wnids_val_labels_real_and_corrupt_files(folder, tm
     assert x.shape == (2, 32, 32, 3) and x.dtype == np.uint8 and x.std() > 0
     assert os.path.exists(tmp_path / 'data' / 'folder_train_verified.json')  # cached verification
     # A file damaged after verification: a black substitute, recorded, no crash.
-    broken = imagenet.FolderImages([train.paths[0], str(tmp_path / 'missing.JPEG')], 32, num_threads=2)
+    broken = imagenet_readers.FolderImages(
+        [train.paths[0], str(tmp_path / 'missing.JPEG')], 32, num_threads=2
+    )
     with pytest.warns(RuntimeWarning, match='row 1 could not be decoded'):
         y = broken[np.array([0, 1])]
     assert y[1].max() == 0 and y[0].max() > 0 and list(broken.failures) == [1]
@@ -76,9 +86,8 @@ def test_folder_source_sorted_wnids_val_labels_real_and_corrupt_files(folder, tm
 
 def test_flat_val_folder_labelled_by_tfds_validation_labels(tmp_path):
     """ILSVRC2012_val_* files get their labels from TFDS's validation_labels.txt, mapped to our WNIDs."""
-    from mlrelabel import metrics
 
-    original = metrics.load_tfds_imagenet_validation_labels()
+    original = reference_labels.load_tfds_imagenet_validation_labels()
     spec = importlib.util.find_spec('tensorflow_datasets')
     with open(
         os.path.join(list(spec.submodule_search_locations)[0], 'datasets', 'imagenet2012', 'labels.txt')
@@ -90,7 +99,7 @@ def test_flat_val_folder_labelled_by_tfds_validation_labels(tmp_path):
     os.makedirs(tmp_path / 'val')
     for k in (1, 2):
         Image.new('RGB', (8, 8)).save(tmp_path / 'val' / f'ILSVRC2012_val_{k:08d}.JPEG')
-    paths, labels = imagenet.folder_split(str(tmp_path), 'val', sorted(wnids))
+    paths, labels = imagenet_labels.folder_split(str(tmp_path), 'val', sorted(wnids))
     assert [sorted(wnids)[c] for c in labels] == wnids
 
 
@@ -121,11 +130,13 @@ def test_grain_batches_equal_the_index_sampler_batches_and_host_augment_is_seede
 def test_random_resized_box_stays_inside_and_respects_scale():
     rng = np.random.default_rng(0)
     for _ in range(200):
-        left, top, right, bottom = imagenet.random_resized_box(rng, 500, 375, (0.08, 1.0), (3 / 4, 4 / 3))
+        left, top, right, bottom = imagenet_readers.random_resized_box(
+            rng, 500, 375, (0.08, 1.0), (3 / 4, 4 / 3)
+        )
         assert 0 <= left < right <= 500 and 0 <= top < bottom <= 375
         area = (right - left) * (bottom - top) / (500 * 375)
         assert 0.07 <= area <= 1.0
-    assert imagenet.random_resized_box(rng, 1000, 10, (0.9, 1.0), (3 / 4, 4 / 3)) == (
+    assert imagenet_readers.random_resized_box(rng, 1000, 10, (0.9, 1.0), (3 / 4, 4 / 3)) == (
         493,
         0,
         506,
@@ -153,7 +164,7 @@ def tfds_dir(tmp_path_factory):
         f'ILSVRC2012_val_{k:08d}.JPEG' for k in (3, 1, 2, 4, 8, 6, 5, 7)
     ]  # record order ≠ file order
     val = [{'image': _jpeg(i % 4), 'label': i % 4, 'file_name': n} for i, n in enumerate(val_names)]
-    imagenet.write_tfds_array_record(d, 'imagenet2012', {'train': train, 'validation': val})
+    imagenet_tfds.write_tfds_array_record(d, 'imagenet2012', {'train': train, 'validation': val})
     real = [
         {
             'image': _jpeg(0),
@@ -163,7 +174,7 @@ def tfds_dir(tmp_path_factory):
         }
         for n in sorted(val_names)
     ]
-    imagenet.write_tfds_array_record(d, 'imagenet2012_real', {'validation': real})
+    imagenet_tfds.write_tfds_array_record(d, 'imagenet2012_real', {'validation': real})
     return d
 
 
@@ -173,7 +184,7 @@ def test_tfds_source_reads_array_record_without_tensorflow(tfds_dir, tmp_path):
     c = _config('imagenet_resnet50.py')
     c.data.tfds_data_dir = tfds_dir
     c.data.image_size = 32
-    data = imagenet.load_tfds(c, str(tmp_path))
+    data = imagenet_tfds.load_tfds(c, str(tmp_path))
     assert 'tensorflow' not in sys.modules
     train, val = data['train'], data['val']
     assert len(train) == 24 and train.num_classes == 1000
@@ -193,7 +204,7 @@ def test_tfds_source_reads_array_record_without_tensorflow(tfds_dir, tmp_path):
 
 
 def test_imagenet_eval_protocols_by_hand():
-    from mlrelabel import imagenet_eval
+    from mlrelabel.eval import imagenet_eval
 
     # multilabel: image 2 problematic (skipped); class 0 images: hit (correct), hit (unclear); class 1: miss.
     top1 = np.array([5, 6, 0, 2])

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter, MapShape
 from mlrelabel.errors import ResourceError
+from mlrelabel.label_maps import maps as label_maps
+from mlrelabel.label_maps import pooling as label_pooling
+from mlrelabel.label_maps.store import LabelMapSource, LabelMapStore, LabelMapWriter, MapShape
 from mlrelabel.ops import augment
-from mlrelabel.relabel import crops, label_maps, label_pooling
+from mlrelabel.ops import boxes as ops_boxes
 from mlrelabel.tools import import_relabel_maps as imp
 
 # ----------------------------------------------------------------------------------------------------------
@@ -97,9 +99,9 @@ def test_compose_boxes_locates_the_pixels_of_an_augmented_crop():
         jax.random.key(5), images, (0.3, 1.0), (3 / 4, 4 / 3)
     )
     assert np.asarray(flipped).any() and not np.asarray(flipped).all()
-    inner = np.asarray(crops.random_boxes(jax.random.key(6), batch, 1, scale=(0.1, 0.3), ratio=(0.75, 1.33)))[
-        :, 0
-    ]
+    inner = np.asarray(
+        ops_boxes.random_boxes(jax.random.key(6), batch, 1, scale=(0.1, 0.3), ratio=(0.75, 1.33))
+    )[:, 0]
     src = np.asarray(label_maps.compose_boxes(boxes, inner, flipped))
     out = np.asarray(out)
     for i in range(batch):
@@ -131,7 +133,7 @@ def test_transform_pools_the_crop_box_and_mixes_by_pasted_area():
         np.broadcast_to(np.arange(batch, dtype=np.float32)[:, None, None, None], (batch, size, size, 3))
     )
     boxes = jnp.asarray(
-        crops.random_boxes(jax.random.key(0), batch, 1, scale=(0.3, 1.0), ratio=(0.75, 1.33))[:, 0]
+        ops_boxes.random_boxes(jax.random.key(0), batch, 1, scale=(0.3, 1.0), ratio=(0.75, 1.33))[:, 0]
     )
     flipped = jnp.asarray(np.arange(batch) % 2 == 0)
     plain = label_maps.make_pooling_transform(num_classes)
@@ -246,7 +248,7 @@ def test_store_round_trip_lazy_reads_and_order_checks(tmp_path):
 
 _KILLED_WRITER = r'''
 import os, sys, time
-from mlrelabel.data import label_map_store as store
+from mlrelabel.label_maps import store
 import numpy as np
 out, marker = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(0)
@@ -418,9 +420,9 @@ def test_the_recipes_teacher_is_the_relabel_recipe_on_the_same_data_seed_and_net
     """`relabel_maps.teacher_recipe='mc_dropout'` (the digit recipe's default) runs exactly the config that
     `python -m mlrelabel.main --config=mc_dropout` runs on the same data and seed (so `mlrelabel.compare` may
     reuse its relabel entry's run), with the student's network and the recipe's own dropout and budget."""
-    from mlrelabel import recipes
+    from mlrelabel.config import recipes
     from mlrelabel.data import inspect
-    from mlrelabel.methods.relabel_maps import teacher_config
+    from mlrelabel.label_maps.method import teacher_config
 
     maps, direct = recipes.load('relabel_maps'), recipes.load('mc_dropout')
     assert maps.relabel_maps.teacher_recipe == 'mc_dropout'
@@ -443,7 +445,7 @@ def test_a_relabel_teacher_runs_once_in_teacher_and_its_chosen_model_writes_the_
     """The relabel run is made in `<workdir>/teacher` (a run of its own: config.json, run.json, labels), its chosen
     round's model writes the maps, and rerunning the finished run does not run the teacher again."""
     import mlrelabel
-    from mlrelabel.methods import relabel_maps as method
+    from mlrelabel.label_maps import method
 
     work = tmp_path / 'run'
     tiny = {

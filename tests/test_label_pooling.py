@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlrelabel.relabel import label_pooling as lp
+from mlrelabel.label_maps import pooling as lp
 
 # ----------------------------------------------------------------------------------------------------------
 # A straightforward NumPy reference of torchvision's roi_align CPU kernel (output 1x1, spatial_scale 1,

@@ -1,4 +1,4 @@
-"""Which rule a finished run predicts label sets with (`mlrelabel.label_sets.rule`) and the pure decision
+"""Which rule a finished run predicts label sets with (`mlrelabel.relabel.label_sets.rule`) and the pure decision
 (`apply_rule`), on hand-made thresholds files and scores."""
 
 import json
@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mlrelabel import label_sets
+from mlrelabel.relabel import label_sets
 from mlrelabel.relabel.evidence import to_log_odds
 
 

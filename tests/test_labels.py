@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mlrelabel import io_utils
-from mlrelabel.data.labels import LabelFileError, LabelTable, read_label_file, write_label_file
+from mlrelabel.data.label_table import LabelFileError, LabelTable
+from mlrelabel.data.labels import read_label_file, write_label_file
 
 LISTS = [[3, 1], [0], [], [4, 2, 3], [1]]
 SCORES = [[0.9, 0.25], [1.0], [], [0.5, 0.125, 0.75], [0.3]]

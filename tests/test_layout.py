@@ -25,27 +25,18 @@ LAYERS = (
         'console',
         'compile_cache',
         'config',
-        'recipes',
-        'checkpoint',
         'manifest',
         'workdir',
         'tensorboard_writer',
         'report',
+        'decisions',
     ),  # fmt: skip
-    ('ops', 'models'),  # pure array functions and networks
-    (
-        'metrics',
-        'reference_labels',
-        'losses',
-        'single_positive',
-        'partial',
-        'class_prior',
-        'evaluate',
-    ),  # pure
-    ('data', 'validation', 'imagenet_eval'),  # sources, label files, config checks
-    ('train',),  # state, step, the fit loop, the inference stream
-    ('relabel', 'label_sets', 'decisions'),  # crop → confidence → label, label maps
-    ('methods',),  # orchestration of one recipe each
+    ('ops', 'models', 'losses'),  # pure array functions, networks and losses
+    ('data', 'validation'),  # sources, label files, config checks
+    ('eval',),  # metrics and the evaluation protocols
+    ('train',),  # state, step, the fit loop, the inference stream, checkpoints
+    ('methods',),  # what every method shares: launch, data and model set-up, the end of a run; supervised
+    ('relabel', 'label_maps', 'partial', 'mile'),  # one folder per method: its core and its orchestration
     (
         '__init__',
         'api',
@@ -203,7 +194,9 @@ def _exits(tree: ast.AST) -> list[ast.AST]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == 'SystemExit' and id(node) not in caught:
             found.append(node)
-        elif isinstance(node, ast.Attribute) and node.attr == 'exit' and getattr(node.value, 'id', '') == 'sys':
+        elif (
+            isinstance(node, ast.Attribute) and node.attr == 'exit' and getattr(node.value, 'id', '') == 'sys'
+        ):
             found.append(node)
         elif isinstance(node, ast.Call) and getattr(node.func, 'id', '') in ('exit', 'quit'):
             found.append(node)
@@ -223,7 +216,9 @@ def _exits_outside_entry_functions(module: str, source: str) -> list[str]:
 
 
 def test_library_code_raises_typed_exceptions_not_system_exit():
-    bad = [hit for m, p in sorted(MODULES.items()) for hit in _exits_outside_entry_functions(m, open(p).read())]
+    bad = [
+        hit for m, p in sorted(MODULES.items()) for hit in _exits_outside_entry_functions(m, open(p).read())
+    ]
     assert not bad, f'SystemExit / sys.exit outside an entry point main/cli (raise mlrelabel.errors.*): {bad}'
 
 

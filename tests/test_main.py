@@ -11,6 +11,7 @@ import time
 import pytest
 from conftest import ROOT
 
+from mlrelabel import workdir as workdir_mod
 from mlrelabel.errors import ConfigError
 
 # `*_imagenet.py` recipes need ImageNet-layout data: their smoke variants run in tests/test_imagenet.py on a
@@ -70,42 +71,41 @@ def test_smoke_variant_runs_end_to_end(name, tmp_path):
 
 
 def test_workdir_with_another_config_is_refused(tmp_path):
-    from mlrelabel import main
 
     cfg = _load('supervised.py')
-    main.prepare_workdir(cfg, str(tmp_path))
-    main.prepare_workdir(cfg, str(tmp_path))  # same config: resumable
+    workdir_mod.prepare_workdir(cfg, str(tmp_path))
+    workdir_mod.prepare_workdir(cfg, str(tmp_path))  # same config: resumable
     cfg.train.epochs = 7
     with pytest.raises(ConfigError, match=r'train\.epochs: 2 → 7'):
-        main.prepare_workdir(cfg, str(tmp_path))
+        workdir_mod.prepare_workdir(cfg, str(tmp_path))
 
 
 def test_a_run_made_before_a_field_existed_resumes_when_the_field_keeps_the_old_behaviour(tmp_path):
     import json
 
-    from mlrelabel import main
-
     cfg = _load('supervised.py')
-    main.prepare_workdir(cfg, str(tmp_path))
+    workdir_mod.prepare_workdir(cfg, str(tmp_path))
     path = tmp_path / 'config.json'
     saved = json.loads(path.read_text())
     del saved['train']['augment']['zoom_out'], saved['train']['augment']['zoom_out_prob']
     path.write_text(json.dumps(saved))  # as written by mlrelabel before zoom-out
-    main.prepare_workdir(cfg, str(tmp_path))  # off, as before it: resumable
+    workdir_mod.prepare_workdir(cfg, str(tmp_path))  # off, as before it: resumable
     cfg.train.augment.zoom_out = 0.5
     with pytest.raises(ConfigError, match=r'train\.augment\.zoom_out: 0\.0 → 0\.5'):
-        main.prepare_workdir(cfg, str(tmp_path))
+        workdir_mod.prepare_workdir(cfg, str(tmp_path))
     # A ReLabel run made when its teacher was trained on the visible labels.
     maps = _load('relabel_maps.py', '')
-    main.prepare_workdir(maps, str(tmp_path / 'maps'))
+    workdir_mod.prepare_workdir(maps, str(tmp_path / 'maps'))
     path = tmp_path / 'maps' / 'config.json'
     saved = json.loads(path.read_text())
     del saved['relabel_maps']['teacher_recipe']
     path.write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match=r"relabel_maps\.teacher_recipe: '' → 'mc_dropout'"):
-        main.prepare_workdir(maps, str(tmp_path / 'maps'))  # the new default teacher would make another run
+        workdir_mod.prepare_workdir(
+            maps, str(tmp_path / 'maps')
+        )  # the new default teacher would make another run
     maps.relabel_maps.teacher_recipe = ''
-    main.prepare_workdir(maps, str(tmp_path / 'maps'))
+    workdir_mod.prepare_workdir(maps, str(tmp_path / 'maps'))
 
 
 def _cli(workdir, *extra):

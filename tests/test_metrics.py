@@ -1,4 +1,4 @@
-"""Tests for mlrelabel.metrics: hand-computed cases, sklearn agreement, and the real ReaL labels."""
+"""Tests for mlrelabel.eval.metrics: hand-computed cases, sklearn agreement, and the real ReaL labels."""
 
 import json
 import math
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from mlrelabel import metrics
+from mlrelabel.data import reference_labels
+from mlrelabel.eval import metrics
 
 REAL_JSON = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'imagenet' / 'real.json'
 
@@ -91,15 +92,15 @@ def test_set_accuracy_errors():
 def test_load_real_labels_rejects_bad_entries(tmp_path):
     good = tmp_path / 'good.json'
     good.write_text(json.dumps([[], [1, 2], [3]]))
-    assert metrics.load_real_labels(good) == [[], [1, 2], [3]]
+    assert reference_labels.load_real_labels(good) == [[], [1, 2], [3]]
     bad = tmp_path / 'bad.json'
     bad.write_text(json.dumps([[1], [2, 'x']]))
     with pytest.raises(ValueError, match=r'bad\.json: entry 1'):
-        metrics.load_real_labels(bad)
+        reference_labels.load_real_labels(bad)
 
 
 def test_tfds_validation_labels():
-    labels = metrics.load_tfds_imagenet_validation_labels()
+    labels = reference_labels.load_tfds_imagenet_validation_labels()
     assert labels.shape == (50000,)
     assert labels.min() == 0 and labels.max() == 999
     assert np.all(np.bincount(labels, minlength=1000) == 50)  # 50 validation images per class
@@ -111,8 +112,8 @@ def test_tfds_validation_labels():
     not REAL_JSON.is_file(), reason=f'ReaL labels not found at {REAL_JSON} (shared data absent)'
 )
 def test_real_accuracy_of_original_labels():
-    real = metrics.load_real_labels(REAL_JSON)
-    original = metrics.load_tfds_imagenet_validation_labels()
+    real = reference_labels.load_real_labels(REAL_JSON)
+    original = reference_labels.load_tfds_imagenet_validation_labels()
     assert len(real) == 50000
     assert sum(1 for s in real if s) == 46837
     acc = metrics.real_accuracy(original, real)

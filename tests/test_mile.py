@@ -15,9 +15,9 @@ from conftest import ROOT, leaves_close
 
 from mlrelabel import parallel
 from mlrelabel.errors import ConfigError
-from mlrelabel.methods import mile as mile_method
+from mlrelabel.mile import method as mile_method
+from mlrelabel.mile import steps as M
 from mlrelabel.ops import augment
-from mlrelabel.train import mile as M
 from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_train_step
@@ -92,7 +92,7 @@ def test_global_step_of_inverts_the_schedule_for_each_network(burn_in):
 
 
 def test_run_schedule_gives_teacher_and_student_the_rate_of_the_global_step(tiny_config, tiny_data):
-    from mlrelabel.train.mile_task import MileTask
+    from mlrelabel.mile.task import MileTask
 
     cfg = tiny_config
     cfg.mile = _config('mile.py', 'smoke').mile
@@ -205,7 +205,7 @@ def _fit_mile(cfg, data, ckpt_dir, **kw):
 
 @pytest.mark.parametrize('student_init', M.STUDENT_INITS)
 def test_resume_mid_phase_matches_uninterrupted(student_init, tiny_config, tiny_data, tmp_path):
-    from mlrelabel.checkpoint import Checkpointer
+    from mlrelabel.train.checkpoint import Checkpointer
 
     cfg = tiny_config
     cfg.mile = _config('mile.py', 'smoke').mile  # k_t=3, k_s=2: 8 steps = gens 0, 1 (+ 2 interactive)

@@ -99,7 +99,7 @@ def test_vgg_small_inputs_and_dense_map():
 
 
 def test_image_size_rule():
-    from mlrelabel import recipes
+    from mlrelabel.config import recipes
     from mlrelabel.validation import rules
 
     def problems(name, size):

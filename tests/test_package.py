@@ -12,7 +12,7 @@ import tomllib
 import pytest
 from conftest import ROOT
 
-from mlrelabel import recipes
+from mlrelabel.config import recipes
 
 
 def _pyproject() -> dict:

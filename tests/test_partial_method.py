@@ -14,9 +14,9 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from mlrelabel import partial as P
 from mlrelabel.errors import ConfigError
-from mlrelabel.methods import partial as method
+from mlrelabel.partial import class_prior, method
+from mlrelabel.partial import losses as P
 
 
 def _config(**partial):
@@ -100,7 +100,7 @@ def test_selective_run_with_prior_phase_resumes_and_predicts(tmp_path):
     final = result['final']
     assert 0.0 <= final['val_map'] <= 1.0 and len(final['val_ap_per_class']) == 10
     assert final['train_unknown_fraction'] == pytest.approx(0.5, abs=0.1)  # RPS 0.5
-    prior = P.load_prior_csv(os.path.join(work, 'prior.csv'), [str(c) for c in range(10)])
+    prior = class_prior.load_prior_csv(os.path.join(work, 'prior.csv'), [str(c) for c in range(10)])
     np.testing.assert_allclose(prior, result['prior'], rtol=1e-6)
     assert np.all((prior > 0) & (prior < 1))
     assert os.path.getsize(os.path.join(work, 'training.png')) > 1000

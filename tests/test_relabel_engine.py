@@ -51,7 +51,9 @@ def test_evidence_record_is_float32_and_unsaturated(tmp_path):
     variables = common.init_variables(model, c, 0)
     variables['params']['fc']['kernel'] = variables['params']['fc']['kernel'] * 500.0  # saturating logits
     mesh = common.mesh_from_config(c)
-    scorer = stream.ScorePass(model, 'sigmoid', stream.StreamOptions.from_config(c), mesh, jax.random.PRNGKey(0))
+    scorer = stream.ScorePass(
+        model, 'sigmoid', stream.StreamOptions.from_config(c), mesh, jax.random.PRNGKey(0)
+    )
     record, _ = stream.score_images(scorer, variables, data['train'].images, np.arange(32))
     assert record['log_odds'].dtype == np.float32
     probabilities = 1 / (1 + np.exp(-record['log_odds'].astype(np.float64)))
@@ -147,7 +149,7 @@ def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_p
     """`relabel.fresh_rounds=1`: round 1 initialises from its own seed for `relabel.fresh_epochs`; round 2
     warm-starts from round 1 for `relabel.epochs`."""
     from mlrelabel import main
-    from mlrelabel.methods import relabel_models
+    from mlrelabel.relabel import round_models as relabel_models
     from mlrelabel.relabel import select
 
     monkeypatch.setattr(select, 'guard', lambda *a, **k: [])  # the smoke model's rounds must not stop the run
@@ -167,7 +169,7 @@ def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(
     crops into a record of its own, and round 1's evidence (what its labels come from) is their mean, with one vote
     per model."""
     from mlrelabel import main
-    from mlrelabel.methods import relabel_models
+    from mlrelabel.relabel import round_models as relabel_models
     from mlrelabel.relabel import stream
 
     c = _config(rounds=1)
@@ -194,7 +196,7 @@ def test_a_round_0_that_learnt_too_little_trains_no_more_models(tmp_path, init_s
     """Round 0's first model under `relabel.round0_models_min_top1` (validation top-1 on the given labels): no
     sibling is trained, round 1's crops are scored by that model alone, and round 0's row says why."""
     from mlrelabel import main
-    from mlrelabel.methods import relabel_models
+    from mlrelabel.relabel import round_models as relabel_models
 
     c = _config(rounds=1)
     c.relabel.round0_models, c.relabel.round0_models_min_top1 = 3, 1.0

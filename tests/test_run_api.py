@@ -182,7 +182,9 @@ def test_relabel_run_rounds_labels_thresholds_and_predict(relabel_run, tmp_path)
     from mlrelabel.relabel.evidence import to_probability
 
     p = to_probability(
-        stream.dense_evidence(stream.load_record(os.path.join(relabel_run, 'round_1', 'evidence_train.npz')), 10)
+        stream.dense_evidence(
+            stream.load_record(os.path.join(relabel_run, 'round_1', 'evidence_train.npz')), 10
+        )
     )
     assert table  # an untrained tiny model: every given label is suspect
     for r in table:
@@ -197,7 +199,7 @@ def test_relabel_run_rounds_labels_thresholds_and_predict(relabel_run, tmp_path)
 def test_any_run_predicts_on_crop_evidence_when_asked(supervised_run, relabel_run, tmp_path):
     """`evidence='crops'`: a supervised model scored on the relabel recipe's grid of crops (one naive pass),
     thresholded at config.eval.threshold; batching does not change the evidence; the CLI flag does the same."""
-    from mlrelabel import label_sets
+    from mlrelabel.relabel import label_sets
     from mlrelabel.relabel.evidence import to_probability
 
     run = mlrelabel.load_run(supervised_run)
@@ -228,7 +230,14 @@ def test_any_run_predicts_on_crop_evidence_when_asked(supervised_run, relabel_ru
     folder.mkdir()
     for i, im in enumerate(images):
         Image.fromarray(im).save(folder / f'{i}.png')
-    cli = [sys.executable, '-m', 'mlrelabel.predict', f'--workdir={work}', f'--images={folder}', '--evidence=crops']
+    cli = [
+        sys.executable,
+        '-m',
+        'mlrelabel.predict',
+        f'--workdir={work}',
+        f'--images={folder}',
+        '--evidence=crops',
+    ]
     out = subprocess.run([*cli, f'--out={tmp_path}/p.json'], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     saved = work / label_sets.CROP_THRESHOLDS
@@ -245,15 +254,17 @@ def test_any_run_predicts_on_crop_evidence_when_asked(supervised_run, relabel_ru
     assert again.returncode == 0 and 'fitted' not in again.stderr and saved.stat().st_mtime_ns == before
     assert json.load(open(tmp_path / 'q.json'))['predictions'] == doc['predictions']
     assert fitted['checkpoint'] == 'checkpoints' and fitted['step'] == run.step()
-    json.dump(dict(fitted, step=fitted['step'] - 1), open(saved, 'w'))  # fitted for another model: fitted again
+    json.dump(
+        dict(fitted, step=fitted['step'] - 1), open(saved, 'w')
+    )  # fitted for another model: fitted again
     third = subprocess.run([*cli, f'--out={tmp_path}/r.json'], cwd=ROOT, capture_output=True, text=True)
     assert third.returncode == 0 and 'fitted per-class crop thresholds' in third.stderr
     assert json.load(open(saved)) == fitted
 
 
 def test_non_finite_checkpoint_is_refused(supervised_run, tmp_path):
-    from mlrelabel.checkpoint import Checkpointer
     from mlrelabel.train import inference
+    from mlrelabel.train.checkpoint import Checkpointer
 
     work = tmp_path / 'copy'
     shutil.copytree(supervised_run, work, ignore=shutil.ignore_patterns('data'))
@@ -296,7 +307,14 @@ def test_predict_reads_paths_walks_subfolders_names_classes_and_prints_a_table(r
     np.testing.assert_array_equal(scores, same)
     assert predict.list_images(str(folder)) == ['a.png']
     assert predict.list_images(str(folder), recursive=True) == ['a.png', 'sub/b.jpg', 'sub/deeper/c.png']
-    cli = [sys.executable, '-m', 'mlrelabel.predict', f'--workdir={relabel_run}', f'--images={folder}', '--recursive']
+    cli = [
+        sys.executable,
+        '-m',
+        'mlrelabel.predict',
+        f'--workdir={relabel_run}',
+        f'--images={folder}',
+        '--recursive',
+    ]
     out = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

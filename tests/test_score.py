@@ -27,9 +27,7 @@ def test_every_crop_kind_scores_and_aggregates(setup, kind):
     c, model, variables, images = setup
     c = c.copy_and_resolve_references()
     c.relabel.crops.kind = kind
-    fn = jax.jit(
-        score.make_score_fn(model, 'softmax', score.ScoreOptions.from_config(c))
-    )
+    fn = jax.jit(score.make_score_fn(model, 'softmax', score.ScoreOptions.from_config(c)))
     out = fn(variables, images, jax.random.PRNGKey(0))
     k = out['boxes'].shape[1]
     assert out['conf'].shape == (4, 10) and out['crop_conf'].shape == (4, k, 10)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import leaves_close
 
-from mlrelabel import evaluate, parallel, single_positive
-from mlrelabel.data.labels import LabelTable
+from mlrelabel import parallel
+from mlrelabel.data.label_table import LabelTable
 from mlrelabel.errors import ConfigError
-from mlrelabel.losses import single_positive_loss
+from mlrelabel.eval import evaluate
+from mlrelabel.losses import single_positive, single_positive_loss
 from mlrelabel.train import label_hooks
 
 # ---------------------------------------------------------------- numpy float64 references (the papers' code)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlrelabel.data.labels import LabelTable
+from mlrelabel.data.label_table import LabelTable
 from mlrelabel.data.sources import (
     Dataset,
     ImageFiles,

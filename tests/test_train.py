@@ -45,7 +45,7 @@ def test_resume_with_mixup_matches_uninterrupted_floor_included(tiny_config, tin
 def test_checkpoint_every_seconds_spaces_saves_but_the_phase_end_always_saves(
     tiny_config, tiny_data, tmp_path, monkeypatch
 ):
-    from mlrelabel import checkpoint
+    from mlrelabel.train import checkpoint
 
     saved = []
     original = checkpoint.Checkpointer.save
@@ -73,7 +73,7 @@ def test_training_reduces_loss_and_updates_batch_stats(tiny_config, tiny_data, t
 
 
 def test_eval_fn_rows_and_labels_override(tiny_config, tiny_data, tmp_path):
-    from mlrelabel.data.labels import LabelTable
+    from mlrelabel.data.label_table import LabelTable
 
     tiny_config.train.epochs = 1
     truth = tiny_data['train'].truth
@@ -157,7 +157,7 @@ SHARDING_SCRIPT = textwrap.dedent('''
     for n in (1, 8):
         mesh = parallel.make_mesh(n)
         state, hist = loop.fit(model, v, data['train'], c, mesh=mesh, ckpt_dir=tempfile.mkdtemp())
-        logits = loop.predict(model, state.variables, data['val'].images, 16, c, mesh=mesh)
+        logits = inference.predict(model, state.variables, data['val'].images, 16, c, mesh=mesh)
         out[n] = (state, hist, logits)
     (s1, h1, l1), (s8, h8, l8) = out[1], out[8]
     assert len(s8.params['fc']['kernel'].sharding.device_set) == 8

@@ -14,6 +14,7 @@ from mlrelabel import validation
 from mlrelabel.config import base_config, relabel_config
 from mlrelabel.config import schema as S
 from mlrelabel.errors import ConfigError
+from mlrelabel.ops import boxes
 from mlrelabel.validation import problems, validate_config
 
 # Recipes whose defaults need the user's data (ImageNet folders, label files): only those fields may be reported.
@@ -124,13 +125,16 @@ def test_fields_outside_the_schema_are_accepted_but_unknown_values_are_not():
 
 
 def test_enumerations_equal_their_sources_of_truth():
-    from mlrelabel import losses, partial, single_positive
+    from mlrelabel import losses
     from mlrelabel.config import relabel_config
-    from mlrelabel.methods import common, mile
-    from mlrelabel.methods import relabel as relabel_method
+    from mlrelabel.losses import single_positive
+    from mlrelabel.methods import common
+    from mlrelabel.mile import method as mile
+    from mlrelabel.mile import steps as mile_steps
     from mlrelabel.models import MODEL_NAMES
-    from mlrelabel.relabel import confidence, crops, score, select
-    from mlrelabel.train import mile as mile_steps
+    from mlrelabel.partial import losses as partial
+    from mlrelabel.relabel import confidence, score, select
+    from mlrelabel.relabel import method as relabel_method
 
     def choices(field):
         return set(S.SCHEMA[field].choices)
@@ -145,7 +149,7 @@ def test_enumerations_equal_their_sources_of_truth():
     assert choices('data.source') == {'digit_scenes', 'json'} | set(common.EXTERNAL_SOURCES)
     assert choices('eval.imagenet_sets') == set(common.IMAGENET_SETS)
     assert choices('relabel.confidence') == set(confidence.METHODS)
-    assert choices('relabel.crops.kind') == set(crops.SAMPLE_KINDS) | {'proposals'}
+    assert choices('relabel.crops.kind') == set(boxes.SAMPLE_KINDS) | {'proposals'}
     assert choices('relabel.uncertainty') == set(score.UNCERTAINTIES)
     assert choices('relabel.assign') == set(relabel_method.ASSIGN_METHODS)
     assert choices('relabel.metric') == set(select.TRUTH_FREE_METRICS)

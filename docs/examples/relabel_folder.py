@@ -18,7 +18,8 @@ import sys
 import numpy as np
 
 import mlrelabel
-from mlrelabel.data.labels import LabelTable, write_label_file
+from mlrelabel.data.label_table import LabelTable
+from mlrelabel.data.labels import write_label_file
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
@@ -48,7 +49,11 @@ def relabel_folder(score_fn, root: str, crop_size: int = 224, rounds: int = 1):
         held_out = mlrelabel.crop_evidence(score_fn, val_paths, options)
         # ... fine-tune your model on the labels assigned below, then score again ...
     result = mlrelabel.assign_labels(
-        mlrelabel.average_evidence(evidence), train_given, held_out, val_given, class_names=classes,
+        mlrelabel.average_evidence(evidence),
+        train_given,
+        held_out,
+        val_given,
+        class_names=classes,
         paths=train_paths,
     )
     return result, classes, train_paths

@@ -7,7 +7,8 @@ from mlrelabel.data.digit_scenes import (
     make_digit_scenes,
     split_pool,
 )
-from mlrelabel.data.labels import LabelFileError, LabelTable, read_label_file, write_label_file
+from mlrelabel.data.label_table import LabelFileError, LabelTable
+from mlrelabel.data.labels import read_label_file, write_label_file
 from mlrelabel.data.sources import Dataset, ImageFiles, digit_scenes_dataset, load_image_dataset
 
 DIGIT_SCENES_NUM_CLASSES = _digit_scenes.NUM_CLASSES  # 10

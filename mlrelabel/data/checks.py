@@ -71,8 +71,7 @@ def find_unreadable(
     """`{row: reason}` for the files of `paths` that do not decode. With `cache` (a JSON file), the result is
     stored keyed by the whole path list and reused while that list is unchanged. `progress`: a progress bar
     for lists of 5,000 files or more."""
-    from mlrelabel.data.label_map_store import order_digest
-    from mlrelabel.io_utils import atomic_write_json
+    from mlrelabel.io_utils import atomic_write_json, order_digest
 
     fingerprint = order_digest(paths) if cache else None
     if cache and os.path.exists(cache):

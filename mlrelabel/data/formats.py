@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from mlrelabel.data.checks import drop_unreadable
-from mlrelabel.data.labels import LabelFileError
+from mlrelabel.data.label_table import LabelFileError
 from mlrelabel.data.partial_labels import NEGATIVE, POSITIVE, UNKNOWN, PartialLabels, read_partial_label_file
 from mlrelabel.data.sources import Dataset, ImageFiles
 from mlrelabel.errors import ConfigError, DataError

@@ -29,7 +29,7 @@ import grain
 import numpy as np
 from absl import flags
 
-from mlrelabel.data import imagenet
+from mlrelabel.data import imagenet_readers
 from mlrelabel.data.pipeline import IndexSampler
 
 __all__ = ['LoaderOptions', 'ReadBatch', 'GrainBatches', 'worker_batches', 'process_rows']
@@ -83,14 +83,14 @@ class ReadBatch:
     ):
         self.images, self.sampler, self.rows = images, sampler, rows
         self.image_size, self.host_augment, self.seed = int(image_size), host_augment, int(seed)
-        if host_augment is not None and not isinstance(images, imagenet.EncodedImages):
+        if host_augment is not None and not isinstance(images, imagenet_readers.EncodedImages):
             raise TypeError('host_augment needs encoded images (FolderImages / TfdsImages)')
 
     def _augmented(self, step: int, row: int, index: int) -> tuple[np.ndarray, bool]:
         a = self.host_augment
         rng = np.random.default_rng([self.seed, step, row])
         try:
-            image = imagenet.decode_random_resized_crop(
+            image = imagenet_readers.decode_random_resized_crop(
                 self.images.encoded(index),
                 self.image_size,
                 rng,

@@ -41,8 +41,7 @@ from PIL import Image
 
 from mlrelabel import parallel
 from mlrelabel.data.checks import drop_unreadable
-from mlrelabel.data.imagenet_labels import (  # noqa: F401  (importable from here as before)
-    _images_in,
+from mlrelabel.data.imagenet_labels import (
     _num_classes,
     _read_real,
     _real_truth,
@@ -50,35 +49,14 @@ from mlrelabel.data.imagenet_labels import (  # noqa: F401  (importable from her
     folder_split,
     list_wnids,
 )
-from mlrelabel.data.imagenet_readers import (  # noqa: F401
-    IMAGE_EXTENSIONS,
-    EncodedImages,
+from mlrelabel.data.imagenet_readers import (
     FolderImages,
-    TfdsImages,
-    decode_center_crop,
-    decode_random_resized_crop,
-    open_tfds_source,
-    random_resized_box,
 )
-from mlrelabel.data.imagenet_tfds import load_tfds, tfds_metadata, write_tfds_array_record  # noqa: F401
-from mlrelabel.data.labels import LabelTable
+from mlrelabel.data.label_table import LabelTable
 from mlrelabel.data.sources import Dataset
 from mlrelabel.errors import ConfigError
 
-__all__ = [
-    'IMAGE_EXTENSIONS',
-    'EncodedImages',
-    'FolderImages',
-    'TfdsImages',
-    'decode_center_crop',
-    'decode_random_resized_crop',
-    'list_wnids',
-    'folder_split',
-    'load_folder',
-    'load_tfds',
-    'make_synthetic_folder',
-    'write_tfds_array_record',
-]
+__all__ = ['load_folder', 'make_synthetic_folder']
 
 
 _SYNTHETIC_SIZE = (40, 48)  # (height, width) of the images `make_synthetic_folder` writes

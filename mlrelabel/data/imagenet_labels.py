@@ -10,9 +10,9 @@ import re
 
 import numpy as np
 
-from mlrelabel import metrics
+from mlrelabel.data import reference_labels
 from mlrelabel.data.imagenet_readers import IMAGE_EXTENSIONS
-from mlrelabel.data.labels import LabelTable
+from mlrelabel.data.label_table import LabelTable
 from mlrelabel.errors import ConfigError, DataError
 
 _VAL_NUMBER = re.compile(r'ILSVRC2012_val_(\d{8})')
@@ -53,9 +53,7 @@ def _parse_class(token: str, index: dict, where: str) -> int:
         return index[token]
     if token.isdigit() and int(token) < len(index):
         return int(token)
-    raise DataError(
-        f'{where}: {token!r} is neither one of the {len(index)} training WNIDs nor a class index'
-    )
+    raise DataError(f'{where}: {token!r} is neither one of the {len(index)} training WNIDs nor a class index')
 
 
 def _read_val_label_file(path: str, names: list[str], index: dict) -> np.ndarray:
@@ -96,7 +94,7 @@ def _tfds_val_labels(names: list[str], wnids: list[str], folder: str) -> np.ndar
     )
     with open(labels_txt) as f:
         all_wnids = [w.strip() for w in f if w.strip()]
-    original = metrics.load_tfds_imagenet_validation_labels()
+    original = reference_labels.load_tfds_imagenet_validation_labels()
     index = {w: i for i, w in enumerate(wnids)}
     out = np.empty(len(names), np.int64)
     for j, name in enumerate(names):
@@ -151,7 +149,7 @@ def _subsample(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 def _read_real(path: str, num_classes: int) -> list[list[int]]:
-    real = metrics.load_real_labels(path)
+    real = reference_labels.load_real_labels(path)
     for i, entry in enumerate(real):
         if any(c >= num_classes for c in entry):
             raise DataError(f'{path}: entry {i} has a class >= num_classes={num_classes}')

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from mlrelabel import parallel
 from mlrelabel.data.imagenet_labels import _num_classes, _read_real, _real_truth, _subsample
 from mlrelabel.data.imagenet_readers import TfdsImages, open_tfds_source
-from mlrelabel.data.labels import LabelTable
+from mlrelabel.data.label_table import LabelTable
 from mlrelabel.data.sources import Dataset
 from mlrelabel.errors import DataError
 from mlrelabel.io_utils import atomic_save_npz

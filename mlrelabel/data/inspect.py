@@ -176,9 +176,7 @@ def resolve_data_defaults(config) -> list[str]:
         found = {'num_classes': num_classes} if num_classes else {}
         measure = needs['image_size'] or needs['stats'] or m.name == 'auto' or needs_models or needs_scale
         if paths and measure:
-            stats = image_statistics(
-                paths, config.seed, d.max_image_size or _auto_max_size(len(paths))
-            )
+            stats = image_statistics(paths, config.seed, d.max_image_size or _auto_max_size(len(paths)))
             found.update(stats, num_images=len(paths))
         origin = f'a sample of {min(SAMPLE, len(paths))} training images' if paths else 'the data source'
     else:

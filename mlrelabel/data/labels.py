@@ -23,7 +23,7 @@ import os
 from typing import Any, Sequence
 
 from mlrelabel.data.checks import check_unique
-from mlrelabel.data.label_table import LabelFileError, LabelTable, _gather_positions, _is_int, _is_number
+from mlrelabel.data.label_table import LabelFileError, LabelTable, _is_int, _is_number
 from mlrelabel.io_utils import atomic_write_text
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "read_label_file",
     "write_label_file",
 ]
-_REEXPORTED = (_gather_positions, _is_int, _is_number)  # kept importable from here for older callers
 
 CLASSES_TXT = "classes.txt"  # the class names of the label files in a folder, one per line
 

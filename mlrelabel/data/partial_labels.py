@@ -2,7 +2,7 @@
 
 `PartialLabels` is a label source for `pipeline.gather` / `loop.fit(labels=...)`: `batch(indices)`
 returns `{'target': [B, C] float32}` with -1 for unknown entries, which the partial losses of
-`mlrelabel.partial` read (Ben-Baruch et al. 2022, CSL). Storage is a dense int8 `[N, C]` matrix:
+`mlrelabel.partial.losses` read (Ben-Baruch et al. 2022, CSL). Storage is a dense int8 `[N, C]` matrix:
 one byte per entry, i.e. 1.2 GB for Open Images (9M x 9.6k classes would be 86 GB, so very large C
 needs a sparse store); fine up to moderate C (COCO, VOC, attribute data sets, tens of millions of
 entries).
@@ -26,14 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mlrelabel.data.labels import (
-    LabelFileError,
-    LabelTable,
-    _check_entry_names,
-    _is_int,
-    class_id_list,
-    names_and_count,
-)
+from mlrelabel.data.label_table import LabelFileError, LabelTable, _is_int
+from mlrelabel.data.labels import _check_entry_names, class_id_list, names_and_count
 from mlrelabel.io_utils import atomic_write_text
 
 __all__ = ['PartialLabels', 'read_partial_label_file', 'write_partial_label_file']

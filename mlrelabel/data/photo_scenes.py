@@ -52,7 +52,9 @@ class PhotoSceneOptions:
 
     def __post_init__(self):
         if self.visible not in ('largest', 'random'):
-            raise ValueError(f"make_photo_scenes: visible must be 'largest' or 'random', got {self.visible!r}")
+            raise ValueError(
+                f"make_photo_scenes: visible must be 'largest' or 'random', got {self.visible!r}"
+            )
 
 
 def _backgrounds() -> list[np.ndarray]:

@@ -18,7 +18,8 @@ from mlrelabel.data.checks import drop_unreadable
 from mlrelabel.data.digit_scenes import NUM_CLASSES as DIGIT_CLASSES
 from mlrelabel.data.digit_scenes import load_or_build_digit_scenes
 from mlrelabel.data.images import index_array, open_image
-from mlrelabel.data.labels import LabelTable, read_labels_and_root
+from mlrelabel.data.label_table import LabelTable
+from mlrelabel.data.labels import read_labels_and_root
 
 __all__ = [
     "Dataset",

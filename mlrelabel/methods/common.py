@@ -13,12 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel import evaluate, parallel, tensorboard_writer
+from mlrelabel import parallel, tensorboard_writer
 from mlrelabel.data import checks, inspect, sources
 from mlrelabel.errors import ConfigError, DataError
+from mlrelabel.eval import evaluate
 from mlrelabel.manifest import manifest_fields, write_manifest
 from mlrelabel.models import get_model, zoo
-from mlrelabel.train import loop
+from mlrelabel.train import inference, loop
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -232,7 +233,7 @@ def make_eval_fn(model, dataset, config, mesh, head: str, prefix: str = 'val_'):
     """`eval_fn(state) -> {prefix + metric: value}` on `dataset` (the shared evaluation protocol)."""
 
     def eval_fn(state):
-        logits = loop.predict(model, state.variables, dataset.images, len(dataset), config, mesh=mesh)
+        logits = inference.predict(model, state.variables, dataset.images, len(dataset), config, mesh=mesh)
         return evaluate.evaluate_logits(logits, dataset, head, config.eval.threshold, prefix=prefix)
 
     return eval_fn
@@ -275,7 +276,7 @@ IMAGENET_SETS = ('real', 'multilabel', 'v2')
 
 def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) -> dict:
     """The TFDS evaluation sets named in `config.eval.imagenet_sets` (ReaL, imagenet2012_multilabel,
-    ImageNet-V2; mlrelabel.imagenet_eval), as `{'eval_' + metric: value}`; {} when none are named."""
+    ImageNet-V2; mlrelabel.eval.imagenet_eval), as `{'eval_' + metric: value}`; {} when none are named."""
     names = [s.strip() for s in config.eval.imagenet_sets.split(',') if s.strip()]
     unknown = sorted(set(names) - set(IMAGENET_SETS))
     if unknown:
@@ -284,10 +285,10 @@ def imagenet_eval_sets(model, variables, config, mesh, head: str, workdir: str) 
         )
     if not names:
         return {}
-    from mlrelabel import imagenet_eval
+    from mlrelabel.eval import imagenet_eval
 
     def predict_fn(images, n):
-        logits = loop.predict(model, variables, images, n, config, mesh=mesh, desc='eval sets')
+        logits = inference.predict(model, variables, images, n, config, mesh=mesh, desc='eval sets')
         return evaluate.probabilities(logits, head)
 
     out = imagenet_eval.evaluate_sets(

@@ -9,7 +9,7 @@ import sys
 
 from mlrelabel.config import schema
 from mlrelabel.errors import DataError
-from mlrelabel.validation.rules import METHODS_PACKAGE
+from mlrelabel.validation.rules import METHOD_MODULES
 
 
 class WorkdirBusy(DataError):
@@ -62,6 +62,6 @@ def run_method(config, workdir: str) -> dict:
         if parallel.is_main_process():  # after the workdir is claimed: a failure to claim it stays one line
             for note in notes:
                 print(f'mlrelabel: {note}', file=sys.stderr)
-        module = importlib.import_module(f'{METHODS_PACKAGE}.{config.method}')
+        module = importlib.import_module(METHOD_MODULES[config.method])
         with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
             return module.run(config, workdir)

@@ -11,9 +11,10 @@ import os
 
 import numpy as np
 
-from mlrelabel import evaluate, parallel, report
+from mlrelabel import parallel, report
+from mlrelabel.eval import evaluate
 from mlrelabel.methods import common
-from mlrelabel.train import loop
+from mlrelabel.train import inference
 
 
 def run(config, workdir: str) -> dict:
@@ -40,7 +41,9 @@ def _draw_predictions(setup: common.ModelSetup, state, head: str, path: str) -> 
     n = min(config.report.num_examples, len(dataset))
     idx = np.arange(n)
     images = np.asarray(dataset.images[idx])
-    probs = evaluate.probabilities(loop.predict(model, state.variables, images, n, config, mesh=mesh), head)
+    probs = evaluate.probabilities(
+        inference.predict(model, state.variables, images, n, config, mesh=mesh), head
+    )
     truth = dataset.truth if dataset.truth is not None else dataset.labels
     captions = []
     for i in range(n):

@@ -1,5 +1,5 @@
 """A model whose backbone is fixed: transfer learning that trains the classifier only
-(`model.freeze_backbone`, mlrelabel.methods.partial); checkpoints of such runs store its variables."""
+(`model.freeze_backbone`, mlrelabel.partial.method); checkpoints of such runs store its variables."""
 
 from __future__ import annotations
 

@@ -152,6 +152,8 @@ class PooledClassifier(nn.Module):
             return self.classify(self.embed(images, train=train), dropout=active)
         fmap = self.feature_map(images, train=train)
         if active and self.dropout_rate > 0.0:
-            keep = self.head_dropout(jnp.ones(fmap.shape[:1] + fmap.shape[3:], jnp.float32), deterministic=False)
+            keep = self.head_dropout(
+                jnp.ones(fmap.shape[:1] + fmap.shape[3:], jnp.float32), deterministic=False
+            )
             fmap = fmap * keep[:, None, None, :]
         return self.fc(fmap)

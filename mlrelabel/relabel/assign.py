@@ -26,16 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel.relabel.groups import enforce_groups  # noqa: F401  (one value per attribute group; re-exported)
-from mlrelabel.relabel.mixtures import (  # noqa: F401  (the GMM rule, importable from here as before)
-    SPACES,
-    ClassMixtures,
-    GmmOptions,
+from mlrelabel.relabel.mixtures import (
     _check_conf,
-    assign_gmm,
-    fit_class_gmms,
-    gmm_posterior,
-    mixture_thresholds,
 )
 
 # --------------------------------------------------------------------------------------------

@@ -32,22 +32,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel.ops import boxes as _boxes
-from mlrelabel.ops.boxes import (  # noqa: F401  (the crop samplers, importable from here as before)
-    FULL_BOX,
-    SAMPLE_KINDS,
+from mlrelabel.ops.boxes import (
     _box_size,
     _positive_int,
-    fixed_size_boxes,
-    full_boxes,
-    grid_boxes,
-    random_boxes,
-    sample_boxes,
-    tile_boxes,
 )
-from mlrelabel.ops.crops import extract_crops  # noqa: F401
 
-__all__ = [*_boxes.__all__, "proposal_boxes", "extract_crops"]
+__all__ = ['proposal_boxes']
 
 
 # ----------------------------------------------------------------------------------------------------------

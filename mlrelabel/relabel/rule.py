@@ -18,6 +18,8 @@ import numpy as np
 
 from mlrelabel.errors import ConfigError
 from mlrelabel.relabel import assign, select
+from mlrelabel.relabel import groups as relabel_groups
+from mlrelabel.relabel import mixtures as relabel_mixtures
 from mlrelabel.relabel.evidence import to_log_odds, to_probability
 
 RULES = ('gmm', 'threshold', 'topk')
@@ -108,9 +110,9 @@ def fit_mixtures(train_dense: Callable, num_train: int, options: AssignOptions):
     `train_dense(rows) -> [len(rows), C]` log-odds."""
     rng = np.random.default_rng([options.seed, 1])
     sample = np.sort(rng.permutation(num_train)[: options.gmm_max_samples])
-    return assign.fit_class_gmms(
+    return relabel_mixtures.fit_class_gmms(
         train_dense(sample),
-        assign.GmmOptions(
+        relabel_mixtures.GmmOptions(
             max_samples=options.gmm_max_samples,
             seed=options.seed,
             space='log_odds',
@@ -123,7 +125,7 @@ def gmm_thresholds(mixtures, evidence_given, given, options) -> tuple[np.ndarray
     """'gmm' thresholds `[C]` (log-odds): each class's mixture threshold at posterior `gmm_min_posterior`, raised
     to the `positive_floor` quantile of the evidence of the images given that class (`evidence_given [N, C]`,
     `given [N]`, -1: none). Returns `(thresholds, mixture part, floor part)`."""
-    mixture = assign.mixture_thresholds(mixtures, options.gmm_min_posterior)
+    mixture = relabel_mixtures.mixture_thresholds(mixtures, options.gmm_min_posterior)
     floor = assign.positive_floor(evidence_given, np.asarray(given), options.positive_floor)
     return np.maximum(mixture, floor), mixture, floor
 
@@ -181,7 +183,7 @@ def heldout_checks(evidence_val: np.ndarray, thresholds, mixtures, given_val, op
     assigned = threshold_evidence(evidence_val, thresholds, options)
     info = select.heldout_stats(assigned, given_val)
     info.update(select.addition_precision(assigned, evidence_val, given_val))
-    posterior = assign.gmm_posterior(mixtures, evidence_val, monotone=True)
+    posterior = relabel_mixtures.gmm_posterior(mixtures, evidence_val, monotone=True)
     info.update(select.heldout_mixture_f1(assigned, posterior, given_val, mixtures.valid))
     return info
 
@@ -219,7 +221,7 @@ def assign_round(evidence: RoundEvidenceArrays, options: AssignOptions) -> Round
         assigned = threshold_evidence(ev, thresholds, options)
         if evidence.group_bounds:  # one value per attribute group (the given one first)
             given_here = evidence.given_dense(rows) > 0 if options.keep_given else np.full(len(rows), -1)
-            assigned = assign.enforce_groups(assigned, ev, evidence.group_bounds, given_here)
+            assigned = relabel_groups.enforce_groups(assigned, ev, evidence.group_bounds, given_here)
         chunk_lists, chunk_scores = assign.finalize_labels(
             assigned,
             evidence.train_given[rows],

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from mlrelabel.ops import augment
+from mlrelabel.ops import boxes as ops_boxes
+from mlrelabel.ops import crops as ops_crops
 from mlrelabel.relabel import confidence, crops
 
 UNCERTAINTIES = ('std', 'mutual_information', 'entropy')
@@ -143,7 +145,7 @@ def make_score_fn(model, head: str, options: ScoreOptions) -> Callable:
         if kind == 'proposals':
             dense = model.apply(variables, x, train=False, dense=True)
             return crops.proposal_boxes(dense, num, c.proposal_box_size)[0]
-        return crops.sample_boxes(key, kind, x.shape[0], num, **params)
+        return ops_boxes.sample_boxes(key, kind, x.shape[0], num, **params)
 
     def score(variables, images, key):
         k_box, k_conf = jax.random.split(key)
@@ -153,12 +155,12 @@ def make_score_fn(model, head: str, options: ScoreOptions) -> Callable:
         parts = []
         has_full = c.kind == 'full' or (c.kind == 'grid' and 1.0 in tuple(c.grid_scales))
         if c.include_full_image and not has_full:
-            parts.append(jnp.broadcast_to(jnp.asarray(crops.FULL_BOX, jnp.float32), (b, 1, 4)))
+            parts.append(jnp.broadcast_to(jnp.asarray(ops_boxes.FULL_BOX, jnp.float32), (b, 1, 4)))
         for g, (kind, params, num, _) in enumerate(groups):
             parts.append(group_boxes(variables, jax.random.fold_in(k_box, g), x, kind, params, num))
         boxes = jnp.concatenate(parts, axis=1)
         k = boxes.shape[1]
-        patches = crops.extract_crops(x, boxes, side).reshape(b * k, side, side, x.shape[-1])
+        patches = ops_crops.extract_crops(x, boxes, side).reshape(b * k, side, side, x.shape[-1])
         s = conf_fn(variables, patches, k_conf)
         per_crop = {name: v.reshape((b, k) + v.shape[1:]) for name, v in s.items()}
         return {

@@ -39,7 +39,7 @@ import numpy as np
 # end at 0.12-0.21 (BENCHMARKS.md).
 UNDERFIT_RATIO = 0.4
 
-# Metrics that need nothing but the given labels (see mlrelabel.evaluate): a round may be chosen on these.
+# Metrics that need nothing but the given labels (see mlrelabel.eval.evaluate): a round may be chosen on these.
 TRUTH_FREE_METRICS = (
     'val_top1', 'val_top5', 'val_given_map', 'heldout_pu_score', 'heldout_given_recall', 'heldout_mixture_f1',
 )  # fmt: skip

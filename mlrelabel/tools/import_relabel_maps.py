@@ -7,7 +7,7 @@ ReLabel releases one ``.pt`` file per ImageNet training image, ``root/<wnid>/<im
 floats (sorted-WNID class order). ``--order`` gives the image order of the dataset the maps will train:
 a CS570 label file (``.json``, its ``img_path`` values, resolved like the training data with
 ``--image_root``) or a text file with one image path per line. The image at ``<...>/<wnid>/<stem>.<ext>``
-reads ``root/<wnid>/<stem>.pt``. The store (``mlrelabel.data.label_map_store``) is written shard by shard,
+reads ``root/<wnid>/<stem>.pt``. The store (``mlrelabel.label_maps.store``) is written shard by shard,
 so rerunning a killed import resumes it. torch is needed only here (``pip install torch``).
 """
 
@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mlrelabel import parallel
-from mlrelabel.data.label_map_store import LabelMapWriter, MapShape
 from mlrelabel.errors import ResourceError
+from mlrelabel.label_maps.store import LabelMapWriter, MapShape
 
 
 def map_file(root: str, image_path: str) -> str:

@@ -25,7 +25,7 @@ class Predictor:
     """Outputs of `fn(variables, images uint8 [B, H, W, 3]) -> [B, ...]` for batches of images: jitted once,
     every batch padded to a fixed bucket size (`batch_size` for full batches, the next power of two >= 8 for
     a short last one) so shapes repeat. `step`: the checkpoint step of `variables`. `Predictor.of_model` gives
-    a model's logits; other `fn`s replace them (e.g. the relabel rounds' crop evidence, `mlrelabel.label_sets`)."""
+    a model's logits; other `fn`s replace them (e.g. the relabel rounds' crop evidence, `mlrelabel.relabel.label_sets`)."""
 
     def __init__(self, fn, variables, batch_size: int, step: int):
         self.step = step

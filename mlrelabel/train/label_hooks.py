@@ -1,6 +1,6 @@
 """Label hooks: training losses that rewrite their own labels between epochs (`loop.fit(..., loss=...)`).
 
-Two single-positive losses change the stored labels as training goes (mlrelabel.single_positive):
+Two single-positive losses change the stored labels as training goes (mlrelabel.losses.single_positive):
   ll_cp   LL-Cp (Kim et al. 2022): every step flags the unobserved entries with the largest losses, which
           become positives for good (`corrections` from the train step).
   em_apl  EM+APL (Zhou et al. 2022): after every epoch from `warmup_epochs` on, the least likely unobserved
@@ -20,9 +20,10 @@ import os
 import jax
 import numpy as np
 
-from mlrelabel import parallel, single_positive
-from mlrelabel.data.labels import LabelTable
+from mlrelabel import parallel
+from mlrelabel.data.label_table import LabelTable
 from mlrelabel.io_utils import atomic_save_npz
+from mlrelabel.losses import single_positive
 
 KEEP_FILES = 3  # label files kept: enough for the checkpoints Orbax keeps (2) plus the one being written
 

@@ -22,10 +22,10 @@ import jax
 import numpy as np
 
 from mlrelabel import parallel, tensorboard_writer
-from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.data import pipeline
 from mlrelabel.train import divergence, label_hooks, optim
-from mlrelabel.train.inference import predict  # noqa: F401  (loop.predict, as before)
+from mlrelabel.train.checkpoint import Checkpointer
+from mlrelabel.train.inference import predict
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import SOFT_TARGET_LOSSES, StepOptions, jit_train_step, make_train_step
 from mlrelabel.train.task import Task
@@ -96,7 +96,7 @@ class TaskOptions:
     Attributes:
       labels: the label source (a LabelTable or an object with `batch(indices) -> dict`); None: `dataset.labels`.
       loss: overrides `cfg.train.loss` (e.g. 'sigmoid_bce' for relabeled rounds). Single-positive losses
-        (`mlrelabel.single_positive`, e.g. 'an') take `cfg.train.single_positive`; those that rewrite their
+        (`mlrelabel.losses.single_positive`, e.g. 'an') take `cfg.train.single_positive`; those that rewrite their
         labels between epochs ('ll_cp', 'em_apl') run a `label_hooks` hook.
       desc: the phase's name in logs and the progress bar.
       seed_offset: decorrelates data order and keys between phases that share a seed (e.g. rounds).

@@ -49,9 +49,7 @@ def make_optimizer(cfg, steps_per_epoch: int, num_epochs: float, batch_size: int
             optax.sgd(schedule, momentum=cfg.momentum or None, nesterov=cfg.nesterov),
         )
     elif cfg.name == 'adamw':
-        tx = optax.adamw(
-            schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask
-        )
+        tx = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask)
     else:
         raise ValueError(f"config.optim.name={cfg.name!r}: expected 'sgd' or 'adamw'")
     if cfg.grad_clip:

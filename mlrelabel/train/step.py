@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mlrelabel import losses, parallel, single_positive
+from mlrelabel import losses, parallel
+from mlrelabel.losses import single_positive
 from mlrelabel.ops import augment
 from mlrelabel.train import divergence
 from mlrelabel.train.state import TrainState

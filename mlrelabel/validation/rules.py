@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import pkgutil
 
 from mlrelabel.config.schema import FORMAT_SOURCES, MISSING, MODEL_NAMES, get
 from mlrelabel.manifest import has_steps, model_folder
@@ -18,7 +17,14 @@ from mlrelabel.models import weights  # the published-weights registry (no JAX i
 
 __all__ = ['RULES', 'available_methods', 'model_min_side', 'model_stride']
 
-METHODS_PACKAGE = 'mlrelabel.methods'
+# config.method → the module whose `run(config, workdir)` runs it (imported by name: no heavy imports here).
+METHOD_MODULES = {
+    'relabel': 'mlrelabel.relabel.method',
+    'relabel_maps': 'mlrelabel.label_maps.method',
+    'partial': 'mlrelabel.partial.method',
+    'mile': 'mlrelabel.mile.method',
+    'supervised': 'mlrelabel.methods.supervised',
+}
 # config.method → the config section it reads.
 METHOD_SECTIONS = {'relabel': 'relabel', 'relabel_maps': 'relabel_maps', 'partial': 'partial', 'mile': 'mile'}
 # Fields read only by some data sources: field → those sources (anything else ignores the field).
@@ -39,17 +45,9 @@ BATCH_FIELDS = ('train.batch_size', 'eval.batch_size', 'relabel.batch_size', 're
 IMAGE_SIDES = ('data.image_size', 'relabel.crops.crop_size', 'relabel_maps.teacher_image_size')
 
 
-# Modules of methods/ that are not methods.
-HELPER_MODULES = ('common', 'launch', 'relabel_models', 'relabel_review')
-
-
 def available_methods() -> list[str]:
-    """Every module of `mlrelabel/methods/` except the shared helpers (`HELPER_MODULES`) defines
-    `run(config, workdir)`: a method."""
-    import importlib
-
-    package = importlib.import_module(METHODS_PACKAGE)  # an empty package: no heavy imports
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name not in HELPER_MODULES)
+    """The values `config.method` takes (`METHOD_MODULES`)."""
+    return sorted(METHOD_MODULES)
 
 
 def _int(config, field: str, default: int = 0) -> int:
@@ -240,7 +238,7 @@ def _relabel_maps(config, devices) -> list[str]:
 
 def _teacher_recipe(recipe) -> list[str]:
     """`relabel_maps.teacher_recipe` must name a relabel recipe (its run teaches the label maps)."""
-    from mlrelabel import recipes
+    from mlrelabel.config import recipes
 
     try:
         method = recipes.load(recipe).get('method')
@@ -342,8 +340,12 @@ def _round0_checkpoint(config, devices) -> list[str]:
             'folder is none of them'
         ]
     if os.path.isfile(path) and not path.endswith(('.pth', '.pt', '.npz')):
-        return [f'config.{field}={path!r}: a weights file must be a torchvision state_dict (.pth, .pt or .npz)']
-    run_dir = path if os.path.isfile(os.path.join(path, 'config.json')) else os.path.dirname(os.path.abspath(path))
+        return [
+            f'config.{field}={path!r}: a weights file must be a torchvision state_dict (.pth, .pt or .npz)'
+        ]
+    run_dir = (
+        path if os.path.isfile(os.path.join(path, 'config.json')) else os.path.dirname(os.path.abspath(path))
+    )
     if not os.path.isfile(os.path.join(run_dir, 'config.json')):
         return []  # an Orbax folder or a weights file: checked against the network when it is loaded
     with open(os.path.join(run_dir, 'config.json')) as f:

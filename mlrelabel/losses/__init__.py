@@ -2,7 +2,7 @@
 
 Callers reduce (e.g. average with the batch `mask`). Logits are upcast to float32 so that bf16 compute
 still gives float32 losses. The single-positive losses (`single_positive_loss`, a scalar per batch: Cole et
-al. 2021, Zhou et al. 2022, Kim et al. 2022) live in `mlrelabel.single_positive` and are re-exported here.
+al. 2021, Zhou et al. 2022, Kim et al. 2022) live in `mlrelabel.losses.single_positive` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mlrelabel.single_positive import KINDS as SINGLE_POSITIVE_KINDS
-from mlrelabel.single_positive import single_positive_loss
+from mlrelabel.losses.single_positive import KINDS as SINGLE_POSITIVE_KINDS
+from mlrelabel.losses.single_positive import single_positive_loss
 
 __all__ = [
     'softmax_cross_entropy',

@@ -20,7 +20,6 @@ only the rows of a batch are ever read.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -29,25 +28,14 @@ from typing import Sequence
 
 import numpy as np
 
-from mlrelabel.io_utils import atomic_write_bytes, atomic_write_json
+from mlrelabel.io_utils import atomic_write_bytes, atomic_write_json, order_digest
 
-__all__ = ['FORMAT', 'order_digest', 'MapShape', 'LabelMapWriter', 'LabelMapStore', 'LabelMapSource']
+__all__ = ['FORMAT', 'MapShape', 'LabelMapWriter', 'LabelMapStore', 'LabelMapSource']
 
 FORMAT = 'mlrelabel-label-maps'
 VERSION = 1
 INDEX = 'index.json'
 ORDER = 'order.json'
-
-
-def order_digest(order: Sequence[str]) -> str:
-    """sha256 of the image order (ids joined by newlines): identifies which image each row belongs to."""
-    h = hashlib.sha256()
-    for i, name in enumerate(order):
-        if '\n' in str(name):
-            raise ValueError(f'label map store: image id {i} contains a newline: {name!r}')
-        h.update(str(name).encode('utf-8'))
-        h.update(b'\n')
-    return h.hexdigest()
 
 
 def _shard_files(directory: str, shard: int) -> tuple[str, str]:

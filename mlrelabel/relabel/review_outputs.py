@@ -13,14 +13,15 @@ import os
 import jax
 import numpy as np
 
-from mlrelabel import evaluate, parallel, report
-from mlrelabel.checkpoint import assert_finite
+from mlrelabel import parallel, report
+from mlrelabel.eval import evaluate
 from mlrelabel.io_utils import atomic_write_json, atomic_write_text
 from mlrelabel.relabel import review, rule, stream
 from mlrelabel.relabel.evidence import RoundEvidence, to_probability
 from mlrelabel.train import inference
+from mlrelabel.train.checkpoint import assert_finite
 
-# `ctx` below is the run's `mlrelabel.methods.relabel.RelabelRun` (config, workdir, mesh, model, train, paths).
+# `ctx` below is the run's `mlrelabel.relabel.method.RelabelRun` (config, workdir, mesh, model, train, paths).
 CHUNK = 8192  # rows densified at a time: memory grows with the chunk, not the dataset
 
 

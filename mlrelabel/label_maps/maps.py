@@ -19,9 +19,9 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from mlrelabel.label_maps import cutmix as cutmix_ops
+from mlrelabel.label_maps import pooling as label_pooling
 from mlrelabel.ops import augment
-from mlrelabel.relabel import cutmix as cutmix_ops
-from mlrelabel.relabel import label_pooling
 
 __all__ = [
     'resize_dense',

@@ -35,15 +35,17 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mlrelabel import parallel, report
-from mlrelabel.checkpoint import Checkpointer
 from mlrelabel.config.schema import migrate
-from mlrelabel.data.label_map_store import LabelMapSource, LabelMapStore, LabelMapWriter, MapShape
 from mlrelabel.errors import ConfigError, DataError
 from mlrelabel.io_utils import atomic_write_json
+from mlrelabel.label_maps import maps as label_maps
+from mlrelabel.label_maps import pooling as label_pooling
+from mlrelabel.label_maps.store import LabelMapSource, LabelMapStore, LabelMapWriter, MapShape
 from mlrelabel.manifest import has_steps, read_manifest
 from mlrelabel.methods import common, launch
-from mlrelabel.relabel import crops, label_maps, label_pooling
+from mlrelabel.ops import boxes as ops_boxes
 from mlrelabel.train import inference, optim
+from mlrelabel.train.checkpoint import Checkpointer
 from mlrelabel.train.state import TrainState
 
 
@@ -210,7 +212,7 @@ def teacher_config(config) -> ml_collections.ConfigDict:
     """The config of the relabel run that teaches (`relabel_maps.teacher_recipe`, e.g. 'mc_dropout'): that
     recipe on this run's data, seed, devices and network; the recipe keeps its own dropout (its confidence needs
     it), training budget and relabel rounds."""
-    from mlrelabel import recipes
+    from mlrelabel.config import recipes
 
     cfg = recipes.load(config.relabel_maps.teacher_recipe)  # a relabel recipe: validation checked it
     mine = config.copy_and_resolve_references()
@@ -376,7 +378,7 @@ def _draw_examples(train, source, config, path):
     palette = _palette(num_classes)
     size = images.shape[1]
     boxes = np.asarray(
-        crops.random_boxes(
+        ops_boxes.random_boxes(
             jax.random.PRNGKey(config.seed),
             n,
             2,

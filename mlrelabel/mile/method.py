@@ -6,12 +6,12 @@
   'mile'     sigmoid + BCE + iterated learning: generations of an interactive phase (`k_t` steps, the
              teacher learns the given labels) and an imitation phase (`k_s` steps, the student learns the
              teacher's binarized predictions `sigmoid(logits) > rho`); the student then becomes the
-             teacher. The pure pieces are in `mlrelabel.train.mile`; the student is the evaluated model.
+             teacher. The pure pieces are in `mlrelabel.mile.steps`; the student is the evaluated model.
 
 Leaves in the work directory: `checkpoints/` (Orbax: teacher and student train states and the
 step / generation / phase counters, so a killed run resumes inside the right phase), `metrics.json`
 (per-epoch history and final metrics), `training.png`, `tensorboard/` (event files), `run.json` (the
-manifest). Validation follows `mlrelabel.evaluate`: top-1 on the given label, ReaL-style accuracy and
+manifest). Validation follows `mlrelabel.eval.evaluate`: top-1 on the given label, ReaL-style accuracy and
 sample-F1 of `argmax ∪ {p > eval.threshold}` on the full sets.
 """
 
@@ -21,9 +21,9 @@ import os
 
 from mlrelabel.errors import ConfigError
 from mlrelabel.methods import common
+from mlrelabel.mile import steps as mile_steps
+from mlrelabel.mile.task import MileTask, counters
 from mlrelabel.train import loop
-from mlrelabel.train import mile as mile_steps
-from mlrelabel.train.mile_task import MileTask, counters
 
 SCHEMA_LOSSES = {'softmax': 'softmax_ce', 'sigmoid': 'sigmoid_bce', 'mile': 'sigmoid_bce'}
 TABLE_KEYS = ('val_top1', 'val_real_accuracy', 'val_f1', 'val_map')
@@ -61,7 +61,7 @@ def fit_mile(model, variables: dict, dataset, cfg, *, mesh, ckpt_dir: str, **loo
     the final teacher and student on `mile.select_metric` when `eval_fn` validates (`choose_final`), else the
     student.
 
-    MILe's phases are a task (`mlrelabel.train.mile_task.MileTask`) of the one training loop
+    MILe's phases are a task (`mlrelabel.mile.task.MileTask`) of the one training loop
     (`loop.run_task`): checkpoints, resume, divergence checks and validation are those of every method.
     `loop_options` are `run_task`'s: eval_fn, stop_at_step (tests use it to simulate a kill), tensorboard_dir.
     TensorBoard events as in `loop.fit` (`tensorboard_dir`, default the active run's): per step the

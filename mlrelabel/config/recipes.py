@@ -15,7 +15,7 @@ import ml_collections
 
 from mlrelabel.config import schema
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # mlrelabel/
 
 
 def recipes_dir() -> str:

@@ -1,5 +1,5 @@
 """ImageNet's published label files, read without any download: the ReaL sets (Beyer et al. 2020) and the
-original validation labels that tensorflow-datasets ships. Re-exported by `mlrelabel.metrics`.
+original validation labels that tensorflow-datasets ships. Re-exported by `mlrelabel.eval.metrics`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training with partial labels (1 positive, 0 negative, -1 unknown): CSL and its baselines.
 
 Ben-Baruch et al. 2022, "Multi-label Classification with Partial Annotations using Class-aware
-Selective Loss" (CSL); the losses are `mlrelabel.partial.partial_asymmetric_loss` (ASL focusing,
+Selective Loss" (CSL); the losses are `mlrelabel.partial.losses.partial_asymmetric_loss` (ASL focusing,
 Ridnik et al. 2021) with `config.partial.mode`:
   negative                  unknowns are negatives
   ignore                    unknowns contribute nothing
@@ -17,7 +17,7 @@ the remaining `train.epochs - prior_epochs` epochs (warm-started from phase one 
 `partial.prior_path` skips phase one.
 
 Heads: `partial.head='sigmoid'` (one sigmoid per class) or 'group_softmax' (one softmax per attribute
-group over slices of the flat logits; unknown groups ignored; `mlrelabel.partial.group_softmax_loss`).
+group over slices of the flat logits; unknown groups ignored; `mlrelabel.partial.losses.group_softmax_loss`).
 
 Data: the built-in digit scenes with partial labels simulated from the hidden full truth
 (`partial.simulate` = 'rps' | 'fpc'), or the formats of `mlrelabel.data.formats` (annotation folder,
@@ -46,14 +46,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlrelabel import evaluate, metrics, parallel, report
-from mlrelabel import partial as P
+from mlrelabel import parallel, report
 from mlrelabel.data.partial_labels import PartialLabels
 from mlrelabel.errors import ConfigError
+from mlrelabel.eval import evaluate, metrics
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.methods import common
 from mlrelabel.models.frozen import FrozenBackbone
-from mlrelabel.train import loop, optim
+from mlrelabel.partial import class_prior
+from mlrelabel.partial import losses as P
+from mlrelabel.train import inference, loop, optim
 
 FORMAT_SOURCES = ('annotation_folder', 'attribute_csv', 'partial_json')
 
@@ -174,7 +176,7 @@ def partial_probabilities(logits, config, groups) -> np.ndarray:
 
 def evaluate_partial(logits, val, targets, config, groups, per_class=False) -> dict:
     """`val_*` metrics: mAP against `targets [N, C]` in {1, 0, -1} (unknowns ignored) plus, for the sigmoid head,
-    the shared protocol of `mlrelabel.evaluate`; for group heads the accuracy of each group's argmax."""
+    the shared protocol of `mlrelabel.eval.evaluate`; for group heads the accuracy of each group's argmax."""
     prefix = 'val_'
     probs = partial_probabilities(logits, config, groups)
     out = {}
@@ -256,11 +258,11 @@ def _with_epochs(config, epochs: int):
 
 def estimate_prior(model, variables, train, config, mesh) -> np.ndarray:
     """Mean sigmoid prediction per class over the training images (CSL's class prior), `[C]`."""
-    logits = loop.predict(model, variables, train.images, len(train), config, mesh=mesh, desc='prior')
+    logits = inference.predict(model, variables, train.images, len(train), config, mesh=mesh, desc='prior')
     running = None
     step = config.eval.batch_size
     for start in range(0, len(logits), step):
-        running = P.estimate_class_prior(running, jnp.asarray(logits[start : start + step]))
+        running = class_prior.estimate_class_prior(running, jnp.asarray(logits[start : start + step]))
     return np.asarray(running['prior'])
 
 
@@ -297,7 +299,7 @@ def run(config, workdir: str) -> dict:
         seed_offset=1 if pc.prior_epochs > 0 and pc.prior_warm_start and not pc.prior_path else 0,
     )
     state, history = _fit(task, variables, main)
-    logits = loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
+    logits = inference.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
     final = dict(history[-1])
     final.update(evaluate_partial(logits, val, val_targets, config, groups, per_class=True))
     final['train_unknown_fraction'] = counts['unknown_fraction']
@@ -327,7 +329,7 @@ def _validation(model, data: dict, config, mesh):
     val = data['val']
 
     def eval_fn(state):
-        logits = loop.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
+        logits = inference.predict(model, state.variables, val.images, len(val), config, mesh=mesh)
         return evaluate_partial(logits, val, data['val_targets'], config, data['groups'])
 
     return eval_fn
@@ -367,7 +369,7 @@ def _prior_phase(task: PartialTask, variables, workdir: str, train, names: list,
     config = task.config
     pc = config.partial
     if pc.prior_path:
-        return P.load_prior_csv(pc.prior_path, names), variables, config
+        return class_prior.load_prior_csv(pc.prior_path, names), variables, config
     if pc.prior_epochs <= 0:
         return None, variables, config
     if pc.prior_epochs >= config.train.epochs:
@@ -383,11 +385,11 @@ def _prior_phase(task: PartialTask, variables, workdir: str, train, names: list,
     state, _ = _fit(task, variables, phase)
     prior_file = os.path.join(workdir, 'prior.csv')
     if os.path.exists(prior_file):
-        prior = P.load_prior_csv(prior_file, names)
+        prior = class_prior.load_prior_csv(prior_file, names)
     else:
         prior = estimate_prior(task.model, state.variables, train, config, task.mesh)
         if parallel.is_main_process():
-            P.prior_to_csv(prior_file, prior, names)
+            class_prior.prior_to_csv(prior_file, prior, names)
     if pc.prior_warm_start:
         variables = jax.tree.map(np.asarray, jax.device_get(state.variables))
     return prior, variables, _with_epochs(config, config.train.epochs - pc.prior_epochs)

@@ -22,7 +22,7 @@ import numpy as np
 from mlrelabel import parallel
 from mlrelabel.data import pipeline
 from mlrelabel.errors import ConfigError, DataError
-from mlrelabel.train import mile as mile_steps
+from mlrelabel.mile import steps as mile_steps
 from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import jit_train_step

@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from mlrelabel.reference_labels import load_real_labels, load_tfds_imagenet_validation_labels  # noqa: F401
-
 __all__ = [
     'topk_hits',
     'topk_accuracy',
@@ -25,8 +23,6 @@ __all__ = [
     'sample_set_metrics',
     'label_quality',
     'mean_average_precision',
-    'load_real_labels',
-    'load_tfds_imagenet_validation_labels',
 ]
 
 _SET_METRIC_KEYS = ('precision', 'recall', 'f1', 'jaccard')

@@ -32,11 +32,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from mlrelabel import decisions, evaluate, metrics, parallel, report, tensorboard_writer
+from mlrelabel import decisions, parallel, report, tensorboard_writer
 from mlrelabel.data.checks import skipped_count
-from mlrelabel.data.labels import LabelTable, read_label_file, write_label_file
+from mlrelabel.data.label_table import LabelTable
+from mlrelabel.data.labels import read_label_file, write_label_file
+from mlrelabel.eval import evaluate, metrics
 from mlrelabel.io_utils import atomic_write_json, record_timing
-from mlrelabel.methods import common, relabel_models, relabel_review
+from mlrelabel.methods import common
+from mlrelabel.relabel import review_outputs as relabel_review
+from mlrelabel.relabel import round_models as relabel_models
 from mlrelabel.relabel import rule, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence
 

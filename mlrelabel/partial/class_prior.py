@@ -1,7 +1,7 @@
 """The class prior of the class-aware selective loss (CSL, Ben-Baruch et al. 2022): the average predicted
 probability per class as a running mean (pure, jittable), and its `Classes,avg_pred` CSV file.
 
-Re-exported by `mlrelabel.partial`.
+Re-exported by `mlrelabel.partial.losses`.
 """
 
 from __future__ import annotations

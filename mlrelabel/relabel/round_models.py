@@ -1,6 +1,6 @@
 """Training the relabel rounds' models (`methods.relabel`): round 0 and its extra models, fresh and warm rounds.
 
-`ctx` below is the run's `mlrelabel.methods.relabel.RelabelRun` (config, workdir, mesh, model, train, val).
+`ctx` below is the run's `mlrelabel.relabel.method.RelabelRun` (config, workdir, mesh, model, train, val).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import sys
 import jax
 import numpy as np
 
-from mlrelabel import evaluate, parallel
+from mlrelabel import parallel
 from mlrelabel.errors import ConfigError
+from mlrelabel.eval import evaluate
 from mlrelabel.io_utils import atomic_write_json
 from mlrelabel.manifest import has_steps, model_folder
 from mlrelabel.methods import common
@@ -96,7 +97,7 @@ def take_round0(ctx, loss: str):
     eval_fn = common.make_eval_fn(ctx.model, ctx.val, config, ctx.mesh, evaluate.head_of(loss))
     history = [{'epoch': 0, 'step': 0, **eval_fn(state)}]
     if not has_steps(directory):
-        from mlrelabel.checkpoint import Checkpointer
+        from mlrelabel.train.checkpoint import Checkpointer
 
         saver = Checkpointer(directory)
         saver.save(0, state.variables, {'history': history, 'round0_checkpoint': source})

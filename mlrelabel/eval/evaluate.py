@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from mlrelabel import metrics
+from mlrelabel.eval import metrics
 
 
 def head_of(loss: str) -> str:

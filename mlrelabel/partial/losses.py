@@ -27,21 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlrelabel.class_prior import (  # noqa: F401  (importable from here as before)
-    PRIOR_CSV_HEADER,
-    estimate_class_prior,
-    load_prior_csv,
-    prior_to_csv,
-)
-
 __all__ = [
     'PARTIAL_MODES',
     'asymmetric_loss',
     'partial_asymmetric_loss',
     'PartialLossOptions',
-    'estimate_class_prior',
-    'prior_to_csv',
-    'load_prior_csv',
     'simulate_fpc',
     'simulate_rps',
     'group_softmax_loss',

@@ -50,13 +50,13 @@ def fit_crop_thresholds(evidence, given, rc) -> tuple[np.ndarray, dict]:
     (`relabel.rule.thresholds_from_config`, 'gmm'): a two-component mixture per class on `evidence [N, C]`,
     posterior >= `rc.gmm_min_posterior`, and at least the `rc.positive_floor` quantile of the evidence of the
     images given that class (`given [N]` int, -1: none). Only single labels are read: no multi-label truth."""
-    from mlrelabel.relabel import assign
+    from mlrelabel.relabel import mixtures as relabel_mixtures
     from mlrelabel.relabel.rule import gmm_thresholds
 
     evidence = np.asarray(evidence, np.float32)
-    mixtures = assign.fit_class_gmms(
+    mixtures = relabel_mixtures.fit_class_gmms(
         evidence,
-        assign.GmmOptions(
+        relabel_mixtures.GmmOptions(
             max_samples=rc.gmm_max_samples, seed=0, space='log_odds', min_separation=rc.gmm_min_separation
         ),
     )

@@ -16,9 +16,10 @@ import os
 
 import numpy as np
 
-from mlrelabel import metrics
-from mlrelabel.data.imagenet import TfdsImages, tfds_metadata
-from mlrelabel.data.labels import LabelTable
+from mlrelabel.data.imagenet_readers import TfdsImages
+from mlrelabel.data.imagenet_tfds import tfds_metadata
+from mlrelabel.data.label_table import LabelTable
+from mlrelabel.eval import metrics
 
 __all__ = [
     'real_metrics',
