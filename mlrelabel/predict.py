@@ -194,7 +194,7 @@ def validation_crop_evidence(run) -> tuple:
     return val, evidence
 
 
-def format_table(preds: dict) -> str:
+def format_predictions(preds: dict) -> str:
     """The predictions as a plain-text table for a terminal: file, label names, and each label's score."""
     names = preds['class_names']
     index = {n: c for c, n in enumerate(names)}
@@ -270,7 +270,7 @@ def main(argv):
         print(f'mlrelabel-predict: note: {preds["note"]}', file=sys.stderr)
     rule = f'{RULE_WORDS[preds["evidence"]]}, thresholds: {preds["threshold_source"]}'
     if not f.out:  # no file asked for: the table on stdout, the rule on stderr
-        print(format_table(preds))
+        print(format_predictions(preds))
         print(
             f'{len(preds["files"])} images (round {preds["round"]}, step {preds["step"]}; {rule})',
             file=sys.stderr,

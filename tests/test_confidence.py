@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlrelabel.models.resnet import get_model
+from mlrelabel.models.resnet import get_resnet
 from mlrelabel.relabel import confidence as cf
 
 NUM_CLASSES = 5
@@ -17,7 +17,7 @@ NUM_CLASSES = 5
 def setup():
     """resnet_tiny (dropout 0.5) with perturbed BN statistics, 16x16 'normalised' crops, and the
     jitted reference pieces shared by the tests (compiled once per module)."""
-    model = get_model("resnet_tiny", NUM_CLASSES, dropout_rate=0.5, small_stem=True)
+    model = get_resnet("resnet_tiny", NUM_CLASSES, dropout_rate=0.5, small_stem=True)
     images = jax.random.normal(jax.random.key(1), (4, 16, 16, 3), jnp.float32)
 
     # Parameters drawn on the host from the init shapes (He-scaled kernels, BN parameters and
@@ -240,7 +240,7 @@ def test_confidence_fn_methods_and_errors(setup):
         cf.confidence_fn("naive", model, "tanh")
     with pytest.raises(ValueError, match="num_samples"):
         cf.confidence_fn("mc_dropout", model, "softmax", 0)
-    no_dropout = get_model("resnet_tiny", NUM_CLASSES, dropout_rate=0.0, small_stem=True)
+    no_dropout = get_resnet("resnet_tiny", NUM_CLASSES, dropout_rate=0.0, small_stem=True)
     for method in ("mc_dropout", "mc_dropout_full"):
         with pytest.raises(ValueError, match="dropout_rate"):
             cf.confidence_fn(method, no_dropout, "softmax", 4)

@@ -56,9 +56,9 @@ def test_rewrites_only_tiny_stride_one_maps():
 
 def test_resnet_outputs_unchanged_on_small_crops(monkeypatch):
     """A ResNet whose last stage sees 2x2 maps gives XLA's outputs (the relabel pass's 28 px crops)."""
-    from mlrelabel.models.resnet import get_model
+    from mlrelabel.models.resnet import get_resnet
 
-    model = get_model('resnet_tiny', num_classes=3, small_stem=True, stem_stride=2)
+    model = get_resnet('resnet_tiny', num_classes=3, small_stem=True, stem_stride=2)
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 3))
     variables = model.init(jax.random.PRNGKey(0), x)
     ours = model.apply(variables, x)

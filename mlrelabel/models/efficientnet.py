@@ -186,6 +186,6 @@ class EfficientNet(layers.PooledClassifier):
         return nn.silu(self.features_8_1(x, use_running_average=not train)).astype(jnp.float32)
 
 
-def build(name: str, num_classes: int, **options: Any) -> EfficientNet:
+def build_efficientnet(name: str, num_classes: int, **options: Any) -> EfficientNet:
     """`efficientnet_b0` with options width, dropout_rate, stochastic_depth_prob, dtype."""
     return EfficientNet(num_classes=num_classes, **options)

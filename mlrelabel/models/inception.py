@@ -251,6 +251,6 @@ class Inception3(layers.PooledClassifier):
         return self.AuxLogits(self._to_6e(images, train), train)
 
 
-def build(name: str, num_classes: int, **options: Any) -> Inception3:
+def build_inception(name: str, num_classes: int, **options: Any) -> Inception3:
     """`inception_v3` with options width, aux_logits, transform_input, dropout_rate, dtype."""
     return Inception3(num_classes=num_classes, **options)

@@ -19,7 +19,7 @@ BN_MOMENTUM = 0.9  # flax convention: ra = m * ra + (1 - m) * batch; torch momen
 KAIMING_FAN_OUT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
-def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
@@ -36,11 +36,11 @@ def conv2d(
     name: str | None = None,
 ) -> nn.Conv:
     """`torch.nn.Conv2d(..., kernel, stride, padding, groups, bias)` in NHWC: symmetric explicit padding."""
-    ph, pw = pair(padding)
+    ph, pw = _pair(padding)
     return nn.Conv(
         features,
-        pair(kernel),
-        strides=pair(stride),
+        _pair(kernel),
+        strides=_pair(stride),
         padding=((ph, ph), (pw, pw)),
         feature_group_count=groups,
         use_bias=use_bias,

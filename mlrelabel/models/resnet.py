@@ -1,4 +1,4 @@
-"""Linen ResNet family with torchvision's (v1.5) topology, small CPU presets, and `get_model`.
+"""Linen ResNet family with torchvision's (v1.5) topology, small CPU presets, and `get_resnet`.
 
 ResNet: He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
 The v1.5 variant (stride on the 3x3 conv of the bottleneck instead of the first 1x1) is the one
@@ -274,7 +274,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(_CONFIGS)
 _OPTIONS = ("width", "small_stem", "stem_stride", "dropout_rate", "dtype", "zero_init_residual")
 
 
-def get_model(name: str, num_classes: int, **options: Any) -> ResNet:
+def get_resnet(name: str, num_classes: int, **options: Any) -> ResNet:
     """Build a ResNet by name.
 
     Args:
@@ -287,21 +287,21 @@ def get_model(name: str, num_classes: int, **options: Any) -> ResNet:
       ValueError: unknown name or option, or an invalid value.
     """
     if name not in _CONFIGS:
-        raise ValueError(f"get_model: unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+        raise ValueError(f"get_resnet: unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise ValueError(
-            f"get_model({name!r}): unknown option(s) {unknown}; valid options: {', '.join(_OPTIONS)}"
+            f"get_resnet({name!r}): unknown option(s) {unknown}; valid options: {', '.join(_OPTIONS)}"
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"get_model({name!r}): num_classes must be a positive int, got {num_classes!r}")
+        raise ValueError(f"get_resnet({name!r}): num_classes must be a positive int, got {num_classes!r}")
     block, stage_sizes, defaults = _CONFIGS[name]
     kwargs = {**defaults, **options}
     width = kwargs.get("width", 64)
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"get_model({name!r}): width must be a positive int, got {width!r}")
+        raise ValueError(f"get_resnet({name!r}): width must be a positive int, got {width!r}")
     rate = float(kwargs.get("dropout_rate", 0.0))
     if not 0.0 <= rate < 1.0:
-        raise ValueError(f"get_model({name!r}): dropout_rate must be in [0, 1), got {rate!r}")
+        raise ValueError(f"get_resnet({name!r}): dropout_rate must be in [0, 1), got {rate!r}")
     kwargs["dropout_rate"] = rate
     return ResNet(stage_sizes=stage_sizes, block=block, num_classes=num_classes, **kwargs)

@@ -187,6 +187,6 @@ class VGG(nn.Module):
 STAGES = {'vgg16': (2, 2, 3, 3, 3), 'vgg16_bn': (2, 2, 3, 3, 3)}
 
 
-def build(name: str, num_classes: int, **options: Any) -> VGG:
+def build_vgg(name: str, num_classes: int, **options: Any) -> VGG:
     """`vgg16` / `vgg16_bn` with options width, dropout_rate, dtype (checked by `models.zoo.get_model`)."""
     return VGG(stage_sizes=STAGES[name], num_classes=num_classes, batch_norm=name.endswith('_bn'), **options)

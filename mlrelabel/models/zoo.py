@@ -28,7 +28,11 @@ OPTIONS = {
     'inception': ('width', 'aux_logits', 'transform_input', 'dropout_rate', 'dtype'),
     'efficientnet': ('width', 'dropout_rate', 'stochastic_depth_prob', 'dtype'),
 }
-_BUILDERS = {'vgg': vgg.build, 'inception': inception.build, 'efficientnet': efficientnet.build}
+_BUILDERS = {
+    'vgg': vgg.build_vgg,
+    'inception': inception.build_inception,
+    'efficientnet': efficientnet.build_efficientnet,
+}
 
 
 def family(name: str) -> str:
@@ -44,7 +48,7 @@ def get_model(name: str, num_classes: int, **options: Any):
     Args:
       name: one of MODEL_NAMES.
       num_classes: C >= 1.
-      **options: the family's `OPTIONS` (ResNets: see `models.resnet.get_model`; the others: width,
+      **options: the family's `OPTIONS` (ResNets: see `models.resnet.get_resnet`; the others: width,
         dropout_rate in [0, 1), dtype; Inception-v3 also aux_logits (default True, as torchvision) and
         transform_input; EfficientNet-B0 also stochastic_depth_prob). Defaults are torchvision's.
     Raises:
@@ -52,7 +56,7 @@ def get_model(name: str, num_classes: int, **options: Any):
     """
     fam = family(name)
     if fam == 'resnet':
-        return resnet.get_model(name, num_classes, **options)
+        return resnet.get_resnet(name, num_classes, **options)
     unknown = sorted(set(options) - set(OPTIONS[fam]))
     if unknown:
         raise ValueError(

@@ -24,7 +24,7 @@ CROP_KINDS = ('grid', 'random', 'fixed', 'full', 'proposals')
 
 
 @dataclasses.dataclass(frozen=True)
-class CropOptions:
+class GridOptions:
     """Which crops of each image are scored (`config.relabel.crops`; the defaults are the schema's).
 
     kind: one of CROP_KINDS.
@@ -50,7 +50,7 @@ class CropOptions:
     crop_size: int = 0
 
     @classmethod
-    def from_config(cls, crops) -> 'CropOptions':
+    def from_config(cls, crops) -> 'GridOptions':
         """The options of a `config.relabel.crops` block (sequences become tuples: the options are hashable)."""
         values = {f.name: crops[f.name] for f in dataclasses.fields(cls) if f.name in crops}
         return cls(**{n: tuple(v) if isinstance(v, (list, tuple)) else v for n, v in values.items()})
@@ -63,7 +63,7 @@ class ScoreOptions:
     compiled score functions.
 
     mean, std: per-channel normalisation of the images (`augment.normalize`).
-    image_size: the images' side; crops are resized relative to it (`CropOptions.size_fraction`).
+    image_size: the images' side; crops are resized relative to it (`GridOptions.size_fraction`).
     crops: which crops are scored.
     confidence: 'naive' | 'mc_dropout' | 'mc_dropout_full' | 'mc_perturbation' (`confidence.confidence_fn`).
     num_samples: Monte-Carlo samples per crop.
@@ -74,7 +74,7 @@ class ScoreOptions:
     mean: tuple
     std: tuple
     image_size: int
-    crops: CropOptions = CropOptions()
+    crops: GridOptions = GridOptions()
     confidence: str = 'mc_dropout'
     num_samples: int = 16
     perturbation: tuple = ()
@@ -89,7 +89,7 @@ class ScoreOptions:
             mean=tuple(mean),
             std=tuple(std),
             image_size=int(image_size),
-            crops=CropOptions.from_config(rc.crops),
+            crops=GridOptions.from_config(rc.crops),
             confidence=rc.confidence,
             num_samples=rc.num_samples,
             perturbation=tuple(sorted(dict(perturbation).items())) if perturbation is not None else None,
@@ -103,7 +103,7 @@ class ScoreOptions:
         return cls.from_relabel(config.relabel, mean=d.mean, std=d.std, image_size=d.image_size)
 
 
-def crop_groups(c: CropOptions, image_size: int) -> list[tuple[str, dict, int | None, int]]:
+def crop_groups(c: GridOptions, image_size: int) -> list[tuple[str, dict, int | None, int]]:
     """The crop groups of the crop options `c`: `(kind, params, num_crops, output side)` each.
 
     Every crop is resized to one side, `crop_size` pixels or else `size_fraction * image_size`: a fraction of
