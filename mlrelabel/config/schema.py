@@ -158,7 +158,8 @@ def _is_url(v: str) -> bool:
 
 
 def existing(kind: str = 'path', pre: str = '') -> Check:
-    """'' or an existing `file`, `dir` or `path` (URLs such as gs://... are not checked), or a name `<pre>...`."""
+    """'' or an existing `file`, `dir` or `path` (URLs such as gs://... are not checked), or a name "
+    "`<pre>...`."""
     exists = {'file': os.path.isfile, 'dir': os.path.isdir, 'path': os.path.exists}[kind]
     noun = {'file': 'file', 'dir': 'folder', 'path': 'file or folder'}[kind]
     return Check(
@@ -219,7 +220,8 @@ FIELDS: dict[str, Field] = {
     'compile_cache': F(
         '~/.cache/mlrelabel/xla',
         text(),
-        "compiled XLA programs are reused by reruns, resumes and later rounds ('' = no cache); never changes results",
+        "compiled XLA programs are reused by reruns, resumes and later rounds ('' = no cache); never "
+        "changes results",
     ),
     # data: what is read, and how
     'data.source': F('digit_scenes', one_of(*DATA_SOURCES), 'where images and given labels come from'),
@@ -351,9 +353,13 @@ FIELDS: dict[str, Field] = {
     ),
     'train.augment.ratio': F((0.75, 1.3333333333333333), pair(0, lo_open=True), 'crop aspect-ratio range'),
     'train.augment.flip': F(False, boolean(), 'horizontal flips (off: digits are not mirror-symmetric)'),
-    'train.augment.mixup': F(0.0, number(0), '> 0: mixup Beta(a, a) (BENCHMARKS.md: mixup on photo scenes)'),
+    'train.augment.mixup': F(
+        0.0, number(0), '> 0: mixup Beta(a, a) (benchmarks/history/methods.md: mixup on photo scenes)'
+    ),
     'train.augment.zoom_out': F(
-        0.0, number(0, 1, hi_open=True), '> 0: shrink crops onto a canvas (BENCHMARKS.md: Zoom-out)'
+        0.0,
+        number(0, 1, hi_open=True),
+        '> 0: shrink crops onto a canvas (benchmarks/history/methods.md: Zoom-out)',
     ),
     'train.augment.zoom_out_prob': F(0.5, FRACTION, 'probability of a zoom-out per example'),
     'train.checkpoint_every_steps': F(
@@ -405,7 +411,8 @@ FIELDS: dict[str, Field] = {
     'relabel.crops.overlap': F(
         0.67,
         number(0, 1, hi_open=True),
-        'grid: overlap of windows of one scale (BENCHMARKS.md: 42 windows instead of 26)',
+        'grid: overlap of windows of one scale (benchmarks/history/label-quality.md: 42 windows instead of '
+        '26)',
     ),
     'relabel.crops.proposal_box_size': F(
         0.45, number(0, 1, lo_open=True), 'proposals: box side around each peak'
@@ -418,7 +425,8 @@ FIELDS: dict[str, Field] = {
     'relabel.aggregate': F(
         'top2',
         AGGREGATE,
-        "each class's evidence from the crops (BENCHMARKS.md: The mean of the two best crops)",
+        "each class's evidence from the crops (benchmarks/history/label-quality.md: The mean of the two "
+        "best crops)",
     ),
     'relabel.evidence': F(
         'mean', one_of('mean', 'last'), "log-odds averaged over the rounds so far | this round's"
@@ -430,7 +438,8 @@ FIELDS: dict[str, Field] = {
     'relabel.gmm_min_posterior': F(
         0.9,
         number(0, 1, lo_open=True, hi_open=True),
-        "'gmm': posterior for a label (BENCHMARKS.md: Posterior 0.9, positive floor 0.05)",
+        "'gmm': posterior for a label (benchmarks/history/label-quality.md: Posterior 0.9, positive floor "
+        "0.05)",
     ),
     'relabel.gmm_max_samples': F(20000, integer(1), "'gmm': images sampled per class fit"),
     'relabel.gmm_min_separation': F(
@@ -452,13 +461,15 @@ FIELDS: dict[str, Field] = {
     'relabel.loss': F(
         'sigmoid_bce',
         one_of(*LOSSES, *(k for k in SINGLE_POSITIVE_LOSSES if k not in LABEL_REWRITING_LOSSES)),
-        'loss of the relabel rounds on multi-hot targets; single-positive kinds see left-out classes as unobserved',
+        'loss of the relabel rounds on multi-hot targets; single-positive kinds see left-out classes as '
+        'unobserved',
     ),
     'relabel.warm_start': F(True, boolean(), "start round k from round k-1's weights (else a fresh init)"),
     'relabel.round0_models': F(
         0,
         integer(0),
-        'round-0 models averaged for round 1; 0 = by the data (BENCHMARKS.md: Three round-0 models)',
+        'round-0 models averaged for round 1; 0 = by the data (benchmarks/history/label-quality.md: Three '
+        'round-0 models)',
     ),
     'relabel.round0_models_min_top1': F(
         0.5,
@@ -472,10 +483,13 @@ FIELDS: dict[str, Field] = {
             "'' or an existing run directory, round folder, Orbax checkpoint folder or weights file, or "
             "'torchvision:<name>'",
         ),
-        "a model that replaces round 0's training and scores round 1's crops: a run directory, round folder, Orbax checkpoint folder, torchvision weights (.pth/.npz) or 'torchvision:<name>' ('' = train round 0)",
+        "a model that replaces round 0's training and scores round 1's crops: a run directory, round "
+        "folder, Orbax checkpoint folder, torchvision weights (.pth/.npz) or 'torchvision:<name>' ('' = train round 0)",
     ),
     'relabel.fresh_rounds': F(
-        2, integer(0), 'rounds 1..k start from a new init (BENCHMARKS.md: Two fresh rounds)'
+        2,
+        integer(0),
+        'rounds 1..k start from a new init (benchmarks/history/label-quality.md: Two fresh rounds)',
     ),
     'relabel.fresh_epochs': F(
         0, integer(0), 'epochs of a fresh round (0 = train.epochs); set from fresh_min_steps'
@@ -484,7 +498,8 @@ FIELDS: dict[str, Field] = {
     'relabel.extend_underfit_round0': F(
         True,
         boolean(),
-        'an under-trained round 0 trains once more (BENCHMARKS.md: Round 0 sometimes learns late)',
+        'an under-trained round 0 trains once more (benchmarks/history/label-quality.md: Round 0 sometimes '
+        'learns late)',
     ),
     'relabel.epochs': F(
         6, integer(0), 'epochs of warm rounds (0 = train.epochs); raised to relabel.min_steps'
@@ -494,24 +509,30 @@ FIELDS: dict[str, Field] = {
     'relabel.metric': F(
         'heldout_mixture_f1',
         one_of(*TRUTH_FREE_METRICS),
-        'chooses rounds (BENCHMARKS.md: Round choice by the held-out mixture F1)',
+        'chooses rounds (benchmarks/history/label-quality.md: Round choice by the held-out mixture F1)',
     ),
     'relabel.tolerance': F(
         0.05, number(0, 1, hi_open=True), 'stop once `metric` stays this fraction below its best'
     ),
     'relabel.choose_tolerance': F(
-        0.0, FRACTION, 'output: the latest round within this of the best (BENCHMARKS.md: The best round)'
+        0.0,
+        FRACTION,
+        'output: the latest round within this of the best (benchmarks/history/label-quality.md: The best '
+        'round)',
     ),
     'relabel.round1_margin': F(
         0.02,
         NONNEGATIVE,
-        'round 1 is the output only with this lead (BENCHMARKS.md: Round 1 needs a clear lead)',
+        'round 1 is the output only with this lead (benchmarks/history/label-quality.md: Round 1 needs a '
+        'clear lead)',
     ),
     'relabel.patience': F(2, integer(1), 'stop after this many rounds below the best (by `tolerance`)'),
     'relabel.stable_fraction': F(
         0.01, FRACTION, 'also stop when fewer images than this fraction changed labels'
     ),
-    'relabel.max_rounds': F(6, integer(0), 'relabel rounds after round 0 (BENCHMARKS.md: Six rounds)'),
+    'relabel.max_rounds': F(
+        6, integer(0), 'relabel rounds after round 0 (benchmarks/history/label-quality.md: Six rounds)'
+    ),
     'relabel.control': F(
         False, boolean(), 'also train round 1 on the given labels: an A/B gate of the labels'
     ),
@@ -549,7 +570,9 @@ FIELDS: dict[str, Field] = {
     'relabel_maps.cutmix': F(False, boolean(), 'CutMix with region-pooled targets'),
     'relabel_maps.cutmix_alpha': F(1.0, POSITIVE, 'lam ~ Beta(alpha, alpha)'),
     'relabel_maps.cutmix_prob': F(
-        0.5, FRACTION, "probability that an example is mixed (BENCHMARKS.md: ReLabel's teacher)"
+        0.5,
+        FRACTION,
+        "probability that an example is mixed (benchmarks/history/methods.md: ReLabel's teacher)",
     ),
     'relabel_maps.cutmix_off_epochs': F(5, integer(0), 'no CutMix during the last N epochs'),
     # partial labels (only in configs with a partial section)
