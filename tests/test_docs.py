@@ -292,13 +292,45 @@ def pytest_problem(args: list[str], help_text: str | None = None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def module_help(module: str) -> str:
+    """What `python -m <module> --help` prints (the flags a command of it may name)."""
+    env = {**os.environ, 'PYTHONPATH': ROOT}
+    out = subprocess.run(
+        [sys.executable, '-m', module, '--help'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return out.stdout + out.stderr
+
+
+def flag_problems(args: list[str], help_text: str) -> list[str]:
+    """The `--flags` of `args` that `help_text` does not list (`--config.<field>` overrides are checked apart)."""
+    known = set(re.findall(r'--[A-Za-z][\w-]*', help_text))
+    known |= {f'--{x}' for x in re.findall(r'--\[no\]([A-Za-z][\w-]*)', help_text)}  # absl booleans
+    problems = []
+    for arg in args:
+        name = arg.split('=', 1)[0]
+        if not name.startswith('--') or name.startswith('--config.'):
+            continue
+        if name not in known and not (name.startswith('--no') and '--' + name[4:] in known):
+            problems.append(f'{name}: not a flag of this command')
+    return problems
+
+
 def static_problems(command: Command) -> list[str]:
     """What a command that is not run names wrongly: modules, recipes, config fields, repository files."""
     from mlrelabel.config import schema
 
     problems = []
-    if command.kind in ('main', 'module', 'review') and not module_exists(command.target):
-        problems.append(f'no module {command.target}')
+    if command.kind in ('main', 'module', 'review'):
+        if not module_exists(command.target):
+            problems.append(f'no module {command.target}')
+        else:
+            problems += flag_problems(command.args, module_help(command.target))
     if command.kind == 'pip':
         problems.append(pip_problem(command.args))
     if command.kind == 'pytest':
@@ -636,8 +668,14 @@ def test_pytest_problem_checks_options_and_paths():
 
 
 def test_static_problems_name_missing_modules_recipes_fields_and_files():
-    good = split_command('python -m mlrelabel.main --config=configs/mc_dropout_imagenet.py --config.seed=2')
+    good = split_command(
+        'python -m mlrelabel.main --config=configs/mc_dropout_imagenet.py --config.seed=2 --workdir=W'
+    )
     assert static_problems(good) == []
+    assert static_problems(split_command('mlrelabel-review W --no-serve --port=0')) == []
+    assert static_problems(split_command('mlrelabel-review W --serve')) == [
+        '--serve: not a flag of this command'
+    ]
     assert static_problems(split_command('launch/single_node_gpu.sh --config=...')) == []
     bad = split_command('python -m mlrelabel.nope --config=nope.py --config.relabel.no_field=1 launch/x.sh')
     problems = static_problems(bad)
@@ -645,6 +683,14 @@ def test_static_problems_name_missing_modules_recipes_fields_and_files():
     assert "no recipe named 'nope'" in problems[1]
     assert problems[2] == '--config.relabel.no_field: no such config field'
     assert problems[3] == 'no such file launch/x.sh'
+
+
+def test_flag_problems_reads_the_help_text():
+    help_text = '  --workdir: a folder\n  --[no]recursive: ...\n  --no-serve  write the page only'
+    assert (
+        flag_problems(['--workdir=W', '--norecursive', '--no-serve', '--config.seed=1', 'x'], help_text) == []
+    )
+    assert flag_problems(['--work_dir=W'], help_text) == ['--work_dir: not a flag of this command']
 
 
 def test_page_run_runs_python_and_shell_and_reports_failures(tmp_path):
