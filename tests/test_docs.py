@@ -36,6 +36,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -366,7 +367,8 @@ class PageRun:
         os.makedirs(os.path.join(tmp, 'tmp'), exist_ok=True)
         self.env = {**os.environ, 'PYTHONPATH': os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')])}
 
-    def call(self, argv: list[str], where: str, timeout: int, env: dict | None = None) -> None:
+    def call(self, argv: list[str], where: str, timeout: int, env: dict | None = None) -> bool:
+        start = time.monotonic()
         try:
             out = subprocess.run(
                 argv, cwd=self.tmp, env={**self.env, **(env or {})}, capture_output=True, text=True,
@@ -374,10 +376,12 @@ class PageRun:
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             self.failures.append(f'{where}: still running after {timeout} s')
-            return
+            return False
+        print(f'{where}: {time.monotonic() - start:.0f} s')  # shown when the test fails
         if out.returncode != 0:
             tail = (out.stdout + out.stderr)[-3000:]
             self.failures.append(f'{where}: exit {out.returncode}\n{tail}')
+        return out.returncode == 0
 
     def block(self, block: Block, page: str) -> None:
         where = f'{page}:{block.line}'
@@ -402,11 +406,15 @@ class PageRun:
 
     def workdir_of(self, path: str) -> str:
         """`path` (a run directory a command names), or the page's last smoke run where it does not exist."""
-        full = os.path.join(self.tmp, path)
-        if not os.path.exists(full) and self.last_run:
-            os.makedirs(os.path.dirname(full) or '.', exist_ok=True)
-            os.symlink(self.last_run, full)
+        self.link(path, self.last_run)
         return path
+
+    def link(self, path: str, run: str) -> None:
+        """Makes the run directory `path` (in the page's folder) the smoke run `run` unless it exists."""
+        full = os.path.join(self.tmp, path)
+        if run and not os.path.lexists(full):
+            os.makedirs(os.path.dirname(full) or '.', exist_ok=True)
+            os.symlink(run, full)
 
     def command(self, command: Command, where: str) -> None:
         args = [map_tmp(a, self.tmp) for a in command.args]
@@ -443,12 +451,13 @@ class PageRun:
         except ValueError as error:
             self.failures.append(f'{where}: {error}')
             return
-        if name in self.runs:  # one smoke run per recipe and page: a later command is validated only
-            self.validate(args, where)
+        if name in self.runs:  # one smoke run per recipe and page: a later command is validated, and its work
+            self.validate(args, where)  # directory is the earlier run's
+            self.link(option(args, 'workdir'), self.runs[name])
+            self.last_run = self.runs[name]
             return
-        self.call([sys.executable, '-m', 'mlrelabel.main', *args], where, MAIN_TIMEOUT_S, env)
-        workdir = os.path.join(self.tmp, option(args, 'workdir'))
-        self.runs[name] = self.last_run = workdir
+        if self.call([sys.executable, '-m', 'mlrelabel.main', *args], where, MAIN_TIMEOUT_S, env):
+            self.runs[name] = self.last_run = os.path.join(self.tmp, option(args, 'workdir'))
 
     def validate(self, args: list[str], where: str) -> None:
         script = (
@@ -718,7 +727,11 @@ def test_page_run_review_gets_no_serve_and_the_last_run(tmp_path, monkeypatch):
     runner.command(split_command('mlrelabel-review /tmp/rv_smoke --apply'), 'x')
     assert '--no-serve' not in calls[-1]
     runner.runs['mc_dropout'] = runner.last_run
-    runner.command(split_command('mlrelabel --config=mc_dropout --config.seed=3'), 'x')
+    runner.command(split_command('mlrelabel --config=mc_dropout --config.seed=3 --workdir=W2'), 'x')
     assert calls[-1][1] == '-c' and calls[-1][-1] == 'seed=3'  # validated, not run a second time
+    assert os.path.realpath(tmp_path / 'W2') == runner.last_run  # commands naming W2 read the earlier run
+    runner.last_run = str(tmp_path / 'no_such_run')
+    runner.command(split_command('mlrelabel-review /tmp/other'), 'x')
+    runner.command(split_command('mlrelabel-review /tmp/other'), 'x')  # a dangling link is not made twice
     runner.command(split_command('python -m mlrelabel.compare --entries=a,b --seeds=0,1,2'), 'x')
     assert calls[-1][3:] == ['--variant=smoke', '--seeds=0', '--entries=a']
