@@ -51,6 +51,10 @@ CONSOLE_SCRIPTS = {
     'mlrelabel-review': 'mlrelabel.review',
 }
 MAIN_TIMEOUT_S = 600
+UNKNOWN = (
+    'not a command the doc test knows how to run (see tests/test_docs.py); '
+    'mark the block `bash gpu` / `bash imagenet` or show it as `text`'
+)
 COMMAND_TIMEOUT_S = 300
 
 
@@ -440,10 +444,7 @@ class PageRun:
         elif kind == 'shell':
             self.call(['bash', '-c', shlex.join([command.target, *args])], where, 60, command.env)
         else:
-            self.failures.append(
-                f'{where}: not a command the doc test knows how to run (see tests/test_docs.py); '
-                'mark the block `bash gpu` / `bash imagenet` or show it as `text`'
-            )
+            self.failures.append(f'{where}: {UNKNOWN}')
 
     def main(self, args: list[str], env: dict, where: str) -> None:
         try:
@@ -514,7 +515,11 @@ def read_blocks(page: str) -> list[Block]:
 def heavy(page: str) -> bool:
     """Whether running a page's blocks takes a training run (over 30 s): a main command or a python block
     that trains."""
-    for block in read_blocks(page):
+    try:
+        blocks = read_blocks(page)
+    except ValueError:  # a fence left open: test_page_fences_follow_the_convention says where
+        return False
+    for block in blocks:
         if not block.runs:
             continue
         if block.lang == 'python' and re.search(r'run_config|mlrelabel\.main|compare', block.code):
@@ -531,13 +536,18 @@ def heavy(page: str) -> bool:
 def test_page_fences_follow_the_convention(page):
     """Every fence's language is one the test knows, and blocks that are not run name what exists."""
     problems = [p for p in map(fence_problem, read_blocks(page)) if p]
-    for block in read_blocks(page):
-        if block.lang != 'bash' or problems:
-            continue
-        for text in bash_commands(block.code):
+    for block in [] if problems else read_blocks(page):
+        if block.lang == 'python':
+            try:
+                compile(block.code, f'{page}:{block.line}', 'exec')
+            except SyntaxError as error:
+                problems.append(f'line {block.line}: {error}')
+        for text in bash_commands(block.code) if block.lang == 'bash' else []:
             command = split_command(text)
-            if block.tag or command.kind in ('pip', 'pytest'):
-                problems += [f'line {block.line} `{text}`: {p}' for p in static_problems(command)]
+            found = static_problems(command)
+            if command.kind == 'unknown' and not block.tag:
+                found.append(UNKNOWN)
+            problems += [f'line {block.line} `{text}`: {p}' for p in found]
     assert not problems, f'{page}:\n' + '\n'.join(problems)
 
 
