@@ -121,19 +121,22 @@ def _anchor(section: str) -> str:
     return (section or 'general').replace('.', '').lower()
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog='python -m mlrelabel.config.reference', description=__doc__.split('\n')[0]
+    )
+    parser.add_argument('--write', action='store_true', help=f'rewrite {DOC_PATH} instead of printing')
+    args = parser.parse_args(argv)
     text = reference()
-    if argv[1:] == ['--write']:
+    if args.write:
         with open(DOC_PATH, 'w', encoding='utf-8') as f:
             f.write(text)
         print(f'wrote {DOC_PATH}', file=sys.stderr)
-    elif argv[1:]:
-        print(f'usage: {COMMAND.replace(" --write", " [--write]")}', file=sys.stderr)
-        return 2
     else:
         sys.stdout.write(text)
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv))
+    main()
