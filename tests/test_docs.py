@@ -191,19 +191,22 @@ def option(args: list[str], name: str) -> str | None:
 
 
 def set_option(args: list[str], name: str, value: str) -> list[str]:
-    """`args` with `--name=value` replacing any `--name...` (or added at the end)."""
-    out, skip = [], False
+    """`args` with `--name=value` in the place of `--name...` (absl reads `--config` before its overrides), or
+    added at the end."""
+    out, skip, done = [], False, False
     for k, arg in enumerate(args):
         if skip:
             skip = False
             continue
-        if arg.startswith(f'--{name}='):
-            continue
-        if arg == f'--{name}' and k + 1 < len(args) and not args[k + 1].startswith('-'):
-            skip = True
+        pair = arg == f'--{name}' and k + 1 < len(args) and not args[k + 1].startswith('-')
+        if arg.startswith(f'--{name}=') or pair:
+            skip = pair
+            if not done:
+                out.append(f'--{name}={value}')
+            done = True
             continue
         out.append(arg)
-    return [*out, f'--{name}={value}']
+    return out if done else [*out, f'--{name}={value}']
 
 
 def map_tmp(arg: str, tmp: str) -> str:
@@ -646,12 +649,12 @@ def test_smoke_main_substitutes_the_smoke_variant_and_a_workdir():
     args, name = smoke_main(['--config=configs/mc_dropout.py', '--config.seed=1'])
     assert name == 'mc_dropout'
     assert args == [
+        f'--config={ROOT}/configs/mc_dropout.py:smoke',  # before its overrides, where absl reads it
         '--config.seed=1',
-        f'--config={ROOT}/configs/mc_dropout.py:smoke',
         '--workdir=runs/mc_dropout',
     ]
     args, name = smoke_main(['--config', 'naive:smoke', '--workdir=W'])
-    assert (name, args) == ('naive', ['--workdir=W', f'--config={ROOT}/configs/naive.py:smoke'])
+    assert (name, args) == ('naive', [f'--config={ROOT}/configs/naive.py:smoke', '--workdir=W'])
     with pytest.raises(ValueError, match='no recipe named'):
         smoke_main(['--config=no_such_recipe'])
 
@@ -665,7 +668,8 @@ def test_map_tmp_moves_tmp_paths_into_the_page_folder():
 def test_option_and_set_option():
     args = ['--seeds', '0,1', '--entries=a,b', 'x']
     assert option(args, 'seeds') == '0,1' and option(args, 'entries') == 'a,b' and option(args, 'no') is None
-    assert set_option(args, 'seeds', '0') == ['--entries=a,b', 'x', '--seeds=0']
+    assert set_option(args, 'seeds', '0') == ['--seeds=0', '--entries=a,b', 'x']
+    assert set_option(args, 'variant', 'smoke') == [*args, '--variant=smoke']
 
 
 def test_pip_problem_accepts_the_install_command_only():
@@ -744,4 +748,4 @@ def test_page_run_review_gets_no_serve_and_the_last_run(tmp_path, monkeypatch):
     runner.command(split_command('mlrelabel-review /tmp/other'), 'x')
     runner.command(split_command('mlrelabel-review /tmp/other'), 'x')  # a dangling link is not made twice
     runner.command(split_command('python -m mlrelabel.compare --entries=a,b --seeds=0,1,2'), 'x')
-    assert calls[-1][3:] == ['--variant=smoke', '--seeds=0', '--entries=a']
+    assert calls[-1][3:] == ['--entries=a', '--seeds=0', '--variant=smoke']
