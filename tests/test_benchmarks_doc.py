@@ -48,9 +48,24 @@ def test_benchmarks_md_opens_with_the_table():
         assert re.search(r'\| `[^`]+` \|$', row), row
 
 
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    heads = re.findall(r'^#+ (.+)$', markdown, re.M)
+    return {re.sub(r'[^\w\- ]', '', h.strip().lower()).replace(' ', '-') for h in heads}
+
+
+def test_anchors_follow_github():
+    assert anchors("## The array-level API with a run's round-0 model (2026-12-07, seed 0)\n") == {
+        'the-array-level-api-with-a-runs-round-0-model-2026-12-07-seed-0'
+    }
+
+
 def test_links_of_benchmarks_md_exist():
-    for target in re.findall(r'\]\(([^)#]+)(?:#[^)]*)?\)', _read('BENCHMARKS.md')):
-        assert os.path.exists(os.path.join(ROOT, target)), target
+    for target, anchor in re.findall(r'\]\(([^)#]*)(?:#([^)]*))?\)', _read('BENCHMARKS.md')):
+        path = target or 'BENCHMARKS.md'
+        assert os.path.exists(os.path.join(ROOT, path)), target
+        if anchor:
+            assert anchor in anchors(_read(path)), f'{path}#{anchor}'
 
 
 def test_every_section_code_names_exists():
