@@ -407,7 +407,7 @@ def test_configs_build(name):
         ) == ('sgd', True, 0.1, 1024, 1e-4, 5.0, 'cosine')
         assert full.train.epochs == 300 and full.model.name == 'resnet50' and full.relabel_maps.map_size == 15
         assert (full.relabel_maps.cutmix_prob, full.relabel_maps.cutmix_off_epochs) == (1.0, 0)  # ReLabel's
-    else:  # at 10 epochs every example mixed until the last 2 under-fits (BENCHMARKS.md)
+    else:  # at 10 epochs every example mixed until the last 2 under-fits (benchmarks/history/methods.md: ReLabel's teacher)
         assert (full.relabel_maps.cutmix_prob, full.relabel_maps.cutmix_off_epochs) == (0.5, 5)
 
 

@@ -164,7 +164,8 @@ def relabel_recipe(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
     c.method = 'relabel'
     c.model.dropout_rate = 0.1  # every confidence shares the model; MC dropout needs some
     c.train.epochs = 20  # round 0; later rounds warm-start for relabel.epochs
-    c.train.min_steps = 2400  # round 0's steps on small data (BENCHMARKS.md: A round 0 twice as long)
+    # round 0's steps on small data (benchmarks/history/label-quality.md: A round 0 twice as long)
+    c.train.min_steps = 2400
     c.train.eval_every_epochs = 0  # validation once per round, at its end (BENCHMARKS.md: Config defaults)
     c.train.augment.scale = ()  # by the data: photos train on crops as small as the scored windows
     r = c.relabel

@@ -158,7 +158,8 @@ def _is_url(v: str) -> bool:
 
 
 def existing(kind: str = 'path', pre: str = '') -> Check:
-    """'' or an existing `file`, `dir` or `path` (URLs such as gs://... are not checked), or a name `<pre>...`."""
+    """'' or an existing `file`, `dir` or `path` (URLs such as gs://... are not checked), or a name "
+    "`<pre>...`."""
     exists = {'file': os.path.isfile, 'dir': os.path.isdir, 'path': os.path.exists}[kind]
     noun = {'file': 'file', 'dir': 'folder', 'path': 'file or folder'}[kind]
     return Check(
@@ -199,252 +200,282 @@ POSITIVE = number(0, lo_open=True)
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """A config field's default and its `Check`."""
+    """A config field's default, its `Check` and, in one line, what it does (docs/config.md shows them)."""
 
     default: Any
     check: Check
+    doc: str
 
 
 F = Field
 
 # Every config field: its default, its check and, in one line, what it does. A recipe (configs/*.py) sets only
-# what it decides; `complete` fills in the rest from here, before --config.x=y overrides apply.
+# what it decides; `complete` fills in the rest from here, before --config.x=y overrides apply. docs/config.md is
+# generated from this table: `python -m mlrelabel.config.reference --write` after a change.
 FIELDS: dict[str, Field] = {
     'method': F(
-        'supervised', text()
-    ),  # the method module run (mlrelabel/methods/<method>.py; rules check the name)
-    'seed': F(0, integer(0)),  # training seed: inits, data order, dropout and augmentation keys
-    # Compiled XLA programs are reused by reruns, resumes and later rounds ('' = no cache); never changes results.
-    'compile_cache': F('~/.cache/mlrelabel/xla', text()),
+        'supervised', text(), 'the method module run (mlrelabel/methods/<method>.py; rules check the name)'
+    ),
+    'seed': F(0, integer(0), 'training seed: inits, data order, dropout and augmentation keys'),
+    'compile_cache': F(
+        '~/.cache/mlrelabel/xla',
+        text(),
+        "compiled XLA programs are reused by reruns, resumes and later rounds ('' = no cache); never "
+        "changes results",
+    ),
     # data: what is read, and how
-    'data.source': F('digit_scenes', one_of(*DATA_SOURCES)),  # where images and given labels come from
+    'data.source': F('digit_scenes', one_of(*DATA_SOURCES), 'where images and given labels come from'),
     'data.num_classes': F(
-        0, integer(0)
-    ),  # 0 = from the data (label file's class list, folders, largest label + 1)
-    'data.seed': F(0, integer(0)),  # data composition seed (separate from the training seed)
+        0, integer(0), "classes; 0 = from the data (label file's class list, folders, largest label + 1)"
+    ),
+    'data.seed': F(0, integer(0), 'data composition seed (separate from the training seed)'),
     'data.image_size': F(
-        0, integer(0)
-    ),  # square side in pixels; 0 = from the data (mlrelabel/data/inspect.py)
+        0, integer(0), 'square side in pixels; 0 = from the data (mlrelabel/data/inspect.py)'
+    ),
     'data.max_image_size': F(
-        0, integer(0)
-    ),  # cap of the data-driven image size (0 = by the number of training images)
+        0, integer(0), 'cap of the data-driven image size (0 = by the number of training images)'
+    ),
     'data.train_labels': F(
-        'visible', one_of('visible', 'full')
-    ),  # digit scenes: train on the visible label or all
+        'visible', one_of('visible', 'full'), 'digit scenes: train on the visible label or all'
+    ),
     'data.val_given': F(
-        'single', one_of('single', 'full')
-    ),  # digit scenes: validation given one label or all
+        'single', one_of('single', 'full'), 'digit scenes: validation given one label or all'
+    ),
     'data.given_noise': F(
-        0.0, number(0, 1, hi_open=True)
-    ),  # digit scenes: fraction of wrong given training labels
-    'data.num_train': F(3000, integer(0)),  # training images (digit scenes; ImageNet: > 0 = a seeded subset)
-    'data.num_val': F(1000, integer(0)),  # validation images (digit scenes; ImageNet: > 0 = a seeded subset)
-    'data.num_test': F(0, integer(0)),  # digit scenes: test images (0 = no test split)
+        0.0, number(0, 1, hi_open=True), 'digit scenes: fraction of wrong given training labels'
+    ),
+    'data.num_train': F(3000, integer(0), 'training images (digit scenes; ImageNet: > 0 = a seeded subset)'),
+    'data.num_val': F(1000, integer(0), 'validation images (digit scenes; ImageNet: > 0 = a seeded subset)'),
+    'data.num_test': F(0, integer(0), 'digit scenes: test images (0 = no test split)'),
     'data.layout': F(
-        'scenes', one_of('scenes', 'grid')
-    ),  # digit scenes: 1-4 digits at random places | 3x3 grid (MILe)
-    'data.min_digits': F(1, integer(1)),  # digit scenes: fewest digits per image
-    'data.max_digits': F(4, integer(1)),  # digit scenes: most digits per image
-    'data.min_scale': F(12, integer(2)),  # digit scenes: smallest digit side in pixels
-    'data.max_scale': F(20, integer(2)),  # digit scenes: largest digit side in pixels
-    'data.visible': F('largest', one_of('largest', 'random')),  # digit scenes: which digit is the given label
-    'data.train_json': F('', existing('file')),  # source 'json': CS570 label file of the training images
-    'data.val_json': F('', existing('file')),  # source 'json': CS570 label file of the validation images
-    'data.root': F('', existing('dir')),  # resolves relative img_path values ('' = the label file's folder)
+        'scenes', one_of('scenes', 'grid'), 'digit scenes: 1-4 digits at random places | 3x3 grid (MILe)'
+    ),
+    'data.min_digits': F(1, integer(1), 'digit scenes: fewest digits per image'),
+    'data.max_digits': F(4, integer(1), 'digit scenes: most digits per image'),
+    'data.min_scale': F(12, integer(2), 'digit scenes: smallest digit side in pixels'),
+    'data.max_scale': F(20, integer(2), 'digit scenes: largest digit side in pixels'),
+    'data.visible': F('largest', one_of('largest', 'random'), 'digit scenes: which digit is the given label'),
+    'data.train_json': F('', existing('file'), "source 'json': CS570 label file of the training images"),
+    'data.val_json': F('', existing('file'), "source 'json': CS570 label file of the validation images"),
+    'data.root': F('', existing('dir'), "resolves relative img_path values ('' = the label file's folder)"),
     'data.loader_workers': F(
-        0, integer(0)
-    ),  # > 0: decode in this many grain worker processes (large JPEG sets)
-    'data.loader_threads': F(0, integer(0)),  # batches each loader process builds at once (0 = grain's 16)
-    'data.host_augment': F(False, boolean()),  # random-resized-crop + flip in the loader instead of on device
-    'data.tfds_name': F('imagenet2012', matches(r'\S+', 'a TFDS dataset name')),  # source 'tfds': the dataset
-    'data.tfds_data_dir': F('', existing('dir')),  # source 'tfds': its data folder ('' = TFDS's default)
+        0, integer(0), '> 0: decode in this many grain worker processes (large JPEG sets)'
+    ),
+    'data.loader_threads': F(0, integer(0), "batches each loader process builds at once (0 = grain's 16)"),
+    'data.host_augment': F(False, boolean(), 'random-resized-crop + flip in the loader instead of on device'),
+    'data.tfds_name': F('imagenet2012', matches(r'\S+', 'a TFDS dataset name'), "source 'tfds': the dataset"),
+    'data.tfds_data_dir': F('', existing('dir'), "source 'tfds': its data folder ('' = TFDS's default)"),
     'data.val_labels': F(
-        '', existing('file')
-    ),  # source 'folder': flat val/ labels ('' = TFDS validation_labels.txt)
+        '', existing('file'), "source 'folder': flat val/ labels ('' = TFDS validation_labels.txt)"
+    ),
     'data.real_json': F(
-        '', existing('file')
-    ),  # ReaL label sets of the validation images (the evaluation truth)
-    'data.synthetic': F(False, boolean()),  # source 'folder' without a root: generate a tiny one (smoke runs)
+        '', existing('file'), 'ReaL label sets of the validation images (the evaluation truth)'
+    ),
+    'data.synthetic': F(False, boolean(), "source 'folder' without a root: generate a tiny one (smoke runs)"),
     'data.train_path': F(
-        '', existing('path')
-    ),  # annotation folder / attribute CSV / partial JSON of the training split
+        '', existing('path'), 'annotation folder / attribute CSV / partial JSON of the training split'
+    ),
     'data.val_path': F(
-        '', existing('path')
-    ),  # the same for validation ('' = hold out val_fraction of train_path)
+        '', existing('path'), "the same for validation ('' = hold out val_fraction of train_path)"
+    ),
     'data.val_fraction': F(
-        0.2, number(0, 1, lo_open=True, hi_open=True)
-    ),  # held-out share when val_path is ''
+        0.2, number(0, 1, lo_open=True, hi_open=True), "held-out share when val_path is ''"
+    ),
     'data.images_dir': F(
-        '', existing('dir')
-    ),  # attribute CSV: folder of the `filename`s ('' = <csv folder>/images)
-    'data.attribute_groups': F('', text()),  # attribute CSV: 'neck:7,sleeve_length:4' ('' = every column)
+        '', existing('dir'), "attribute CSV: folder of the `filename`s ('' = <csv folder>/images)"
+    ),
+    'data.attribute_groups': F('', text(), "attribute CSV: 'neck:7,sleeve_length:4' ('' = every column)"),
     'data.unlisted': F(
-        'negative', one_of('negative', 'unknown')
-    ),  # annotation folder: an unlisted image's label
+        'negative', one_of('negative', 'unknown'), "annotation folder: an unlisted image's label"
+    ),
     'data.allow_overlap': F(
-        False, boolean()
-    ),  # True: images in both train and val (same path or bytes) warn, not stop
-    'data.check_images': F(True, boolean()),  # open every image once; unreadable ones are skipped and counted
-    'data.mean': F((), empty_or(numbers(3))),  # per-channel mean of [0, 1] pixels; () = measured on the data
-    'data.std': F((), empty_or(numbers(3, 0, lo_open=True))),  # per-channel std; () = measured on the data
+        False, boolean(), 'True: images in both train and val (same path or bytes) warn, not stop'
+    ),
+    'data.check_images': F(True, boolean(), 'open every image once; unreadable ones are skipped and counted'),
+    'data.mean': F((), empty_or(numbers(3)), 'per-channel mean of [0, 1] pixels; () = measured on the data'),
+    'data.std': F((), empty_or(numbers(3, 0, lo_open=True)), 'per-channel std; () = measured on the data'),
     # model
     'model.name': F(
-        'auto', one_of('auto', *MODEL_NAMES)
-    ),  # the ResNet; 'auto' = by image size (data/inspect.py)
+        'auto', one_of('auto', *MODEL_NAMES), "the ResNet; 'auto' = by image size (data/inspect.py)"
+    ),
     'model.width': F(
-        0, integer(0)
-    ),  # stem channels; 0 = the network's own (64 torchvision, 16 small presets)
+        0, integer(0), "stem channels; 0 = the network's own (64 torchvision, 16 small presets)"
+    ),
     'model.small_stem': F(
-        True, boolean()
-    ),  # 3x3 stem without max-pool (small images); set by model.name='auto'
+        True, boolean(), "3x3 stem without max-pool (small images); set by model.name='auto'"
+    ),
     'model.stem_stride': F(
-        2, integer(0)
-    ),  # stride of the stem conv (0 = the stem's own: 1 small, 2 ImageNet)
+        2, integer(0), "stride of the stem conv (0 = the stem's own: 1 small, 2 ImageNet)"
+    ),
     'model.dropout_rate': F(
-        0.0, number(0, 1, hi_open=True)
-    ),  # dropout before the classifier (MC dropout needs it)
-    'model.dtype': F('float32', one_of('float32', 'bfloat16')),  # compute dtype (params stay float32)
-    # torchvision ResNet weights to start from: a .pth/.pt/.npz file or 'torchvision:<name>' (rules.py checks it)
-    'model.pretrained': F('', existing('file', 'torchvision:')),
-    'model.freeze_backbone': F(False, boolean()),  # train the classifier only
-    'model.backbone_lr_scale': F(1.0, NONNEGATIVE),  # backbone learning rate = optim.learning_rate * this
+        0.0, number(0, 1, hi_open=True), 'dropout before the classifier (MC dropout needs it)'
+    ),
+    'model.dtype': F('float32', one_of('float32', 'bfloat16'), 'compute dtype (params stay float32)'),
+    'model.pretrained': F(
+        '',
+        existing('file', 'torchvision:'),
+        "torchvision ResNet weights to start from: a .pth/.pt/.npz file or 'torchvision:<name>'",
+    ),
+    'model.freeze_backbone': F(False, boolean(), 'train the classifier only'),
+    'model.backbone_lr_scale': F(1.0, NONNEGATIVE, 'backbone learning rate = optim.learning_rate * this'),
     # train
-    'train.epochs': F(10, integer(1)),  # training epochs (relabel: of round 0)
+    'train.epochs': F(10, integer(1), 'training epochs (relabel: of round 0)'),
     'train.min_steps': F(
-        0, integer(0)
-    ),  # > 0: epochs are raised so that training takes at least this many steps
-    'train.batch_size': F(64, integer(1)),  # images per training step (a multiple of the device count)
-    'train.loss': F('softmax_ce', one_of(*LOSSES, *SINGLE_POSITIVE_LOSSES)),  # or a single-positive loss
-    'train.label_smoothing': F(0.0, FRACTION),  # softmax_ce only
+        0, integer(0), '> 0: epochs are raised so that training takes at least this many steps'
+    ),
+    'train.batch_size': F(64, integer(1), 'images per training step (a multiple of the device count)'),
+    'train.loss': F('softmax_ce', one_of(*LOSSES, *SINGLE_POSITIVE_LOSSES), 'or a single-positive loss'),
+    'train.label_smoothing': F(0.0, FRACTION, 'softmax_ce only'),
     # Hyper-parameters of the single-positive losses (mlrelabel/losses/single_positive.py); each names the kinds using it.
     'train.single_positive.log_eps': F(
-        1e-05, number(0, 1)
-    ),  # every kind: L(q) = -log(q + log_eps); 0 = exact
-    'train.single_positive.label_smoothing': F(0.1, number(0, 1, hi_open=True)),  # an_ls
-    'train.single_positive.gamma': F(0.0, NONNEGATIVE),  # wan: weight of unobserved entries (0 = 1/(C-1))
-    'train.single_positive.expected_positives': F(0.0, NONNEGATIVE),  # epr: positives per image (required)
+        1e-05, number(0, 1), 'every kind: L(q) = -log(q + log_eps); 0 = exact'
+    ),
+    'train.single_positive.label_smoothing': F(0.1, number(0, 1, hi_open=True), 'an_ls'),
+    'train.single_positive.gamma': F(0.0, NONNEGATIVE, 'wan: weight of unobserved entries (0 = 1/(C-1))'),
+    'train.single_positive.expected_positives': F(0.0, NONNEGATIVE, 'epr: positives per image (required)'),
     'train.single_positive.alpha': F(
-        0.1, NONNEGATIVE
-    ),  # em, em_apl: weight of the unobserved entries' entropy
-    'train.single_positive.beta': F(1.0, NONNEGATIVE),  # em_apl: weight of the soft pseudo-negatives
+        0.1, NONNEGATIVE, "em, em_apl: weight of the unobserved entries' entropy"
+    ),
+    'train.single_positive.beta': F(1.0, NONNEGATIVE, 'em_apl: weight of the soft pseudo-negatives'),
     'train.single_positive.warmup_epochs': F(
-        3, integer(1)
-    ),  # em_apl: first epoch (1-based) choosing pseudo-labels
+        3, integer(1), 'em_apl: first epoch (1-based) choosing pseudo-labels'
+    ),
     'train.single_positive.neg_proportion': F(
-        0.9, FRACTION
-    ),  # em_apl: share of unobserved entries pseudo-labelled
+        0.9, FRACTION, 'em_apl: share of unobserved entries pseudo-labelled'
+    ),
     'train.single_positive.rejection_rate': F(
-        0.0, number(0, 1, hi_open=True)
-    ),  # ll_*: first epoch's rejection rate
-    'train.single_positive.delta_rel': F(0.002, number(0, 1, hi_open=True)),  # ll_*: its growth per epoch
-    'train.augment.enabled': F(True, boolean()),  # random-resized-crop (+ flip) on device
+        0.0, number(0, 1, hi_open=True), "ll_*: first epoch's rejection rate"
+    ),
+    'train.single_positive.delta_rel': F(0.002, number(0, 1, hi_open=True), 'll_*: its growth per epoch'),
+    'train.augment.enabled': F(True, boolean(), 'random-resized-crop (+ flip) on device'),
     'train.augment.scale': F(
-        (0.6, 1.0), empty_or(pair(0, 1, lo_open=True))
-    ),  # crop area range; () = by the data
-    'train.augment.ratio': F((0.75, 1.3333333333333333), pair(0, lo_open=True)),  # crop aspect-ratio range
-    'train.augment.flip': F(False, boolean()),  # horizontal flips (off: digits are not mirror-symmetric)
-    'train.augment.mixup': F(0.0, number(0)),  # > 0: mixup Beta(a, a) (BENCHMARKS.md: mixup on photo scenes)
+        (0.6, 1.0), empty_or(pair(0, 1, lo_open=True)), 'crop area range; () = by the data'
+    ),
+    'train.augment.ratio': F((0.75, 1.3333333333333333), pair(0, lo_open=True), 'crop aspect-ratio range'),
+    'train.augment.flip': F(False, boolean(), 'horizontal flips (off: digits are not mirror-symmetric)'),
+    'train.augment.mixup': F(
+        0.0, number(0), '> 0: mixup Beta(a, a) (benchmarks/history/methods.md: mixup on photo scenes)'
+    ),
     'train.augment.zoom_out': F(
-        0.0, number(0, 1, hi_open=True)
-    ),  # > 0: shrink crops onto a canvas (BENCHMARKS.md: Zoom-out)
-    'train.augment.zoom_out_prob': F(0.5, FRACTION),  # probability of a zoom-out per example
-    'train.checkpoint_every_steps': F(50, integer(0)),  # checkpoint this often, plus at every epoch end ...
+        0.0,
+        number(0, 1, hi_open=True),
+        '> 0: shrink crops onto a canvas (benchmarks/history/methods.md: Zoom-out)',
+    ),
+    'train.augment.zoom_out_prob': F(0.5, FRACTION, 'probability of a zoom-out per example'),
+    'train.checkpoint_every_steps': F(
+        50, integer(0), 'checkpoint this often, and at every epoch end (see checkpoint_every_seconds)'
+    ),
     'train.checkpoint_every_seconds': F(
-        30.0, number(0)
-    ),  # ... but not sooner (BENCHMARKS.md: Config defaults)
-    'train.log_every_steps': F(10, integer(1)),  # training log and TensorBoard interval
-    'train.eval_every_epochs': F(1, integer(0)),  # validation interval (0 = only at the end of each phase)
+        30.0, number(0), 'no checkpoint sooner than this after the last (BENCHMARKS.md: Config defaults)'
+    ),
+    'train.log_every_steps': F(10, integer(1), 'training log and TensorBoard interval'),
+    'train.eval_every_epochs': F(1, integer(0), 'validation interval (0 = only at the end of each phase)'),
     # optim
-    'optim.name': F('adamw', one_of('sgd', 'adamw')),  # optimizer
-    'optim.learning_rate': F(0.003, POSITIVE),  # peak learning rate
-    'optim.lr_base_batch': F(0, integer(0)),  # > 0: lr scaled by batch_size / lr_base_batch
-    'optim.momentum': F(0.9, number(0, 1, hi_open=True)),  # sgd momentum
-    'optim.nesterov': F(True, boolean()),  # sgd: Nesterov momentum
-    'optim.weight_decay': F(0.05, NONNEGATIVE),  # decoupled (adamw) or L2 (sgd) weight decay
-    'optim.decay_norm_and_bias': F(False, boolean()),  # also decay norm scales and biases
-    'optim.warmup_epochs': F(1.0, NONNEGATIVE),  # linear warm-up epochs
-    'optim.schedule': F('cosine', one_of('cosine', 'constant')),  # learning-rate schedule after the warm-up
-    'optim.grad_clip': F(0.0, NONNEGATIVE),  # > 0: clip gradients to this global norm
-    'optim.b1': F(0.9, number(0, 1, hi_open=True)),  # adamw beta1
-    'optim.b2': F(0.999, number(0, 1, hi_open=True)),  # adamw beta2
+    'optim.name': F('adamw', one_of('sgd', 'adamw'), 'optimizer'),
+    'optim.learning_rate': F(0.003, POSITIVE, 'peak learning rate'),
+    'optim.lr_base_batch': F(0, integer(0), '> 0: lr scaled by batch_size / lr_base_batch'),
+    'optim.momentum': F(0.9, number(0, 1, hi_open=True), 'sgd momentum'),
+    'optim.nesterov': F(True, boolean(), 'sgd: Nesterov momentum'),
+    'optim.weight_decay': F(0.05, NONNEGATIVE, 'decoupled (adamw) or L2 (sgd) weight decay'),
+    'optim.decay_norm_and_bias': F(False, boolean(), 'also decay norm scales and biases'),
+    'optim.warmup_epochs': F(1.0, NONNEGATIVE, 'linear warm-up epochs'),
+    'optim.schedule': F('cosine', one_of('cosine', 'constant'), 'learning-rate schedule after the warm-up'),
+    'optim.grad_clip': F(0.0, NONNEGATIVE, '> 0: clip gradients to this global norm'),
+    'optim.b1': F(0.9, number(0, 1, hi_open=True), 'adamw beta1'),
+    'optim.b2': F(0.999, number(0, 1, hi_open=True), 'adamw beta2'),
     # eval
-    'eval.batch_size': F(256, integer(1)),  # images per evaluation batch
-    'eval.threshold': F(0.5, FRACTION),  # predicted set = argmax and every class with p > threshold
+    'eval.batch_size': F(256, integer(1), 'images per evaluation batch'),
+    'eval.threshold': F(0.5, FRACTION, 'predicted set = argmax and every class with p > threshold'),
     'eval.imagenet_sets': F(
-        '', names_in(*IMAGENET_SETS)
-    ),  # extra TFDS evaluation sets after training ('' = none)
+        '', names_in(*IMAGENET_SETS), "extra TFDS evaluation sets after training ('' = none)"
+    ),
     # relabel (the crop → confidence → label rounds; only in configs with a relabel section)
     'relabel.confidence': F(
-        'mc_dropout', one_of(*CONFIDENCES)
-    ),  # how each crop's class probabilities are sampled
-    'relabel.num_samples': F(16, integer(1)),  # T Monte-Carlo samples per crop
-    'relabel.perturbation.flip': F(0.0, FRACTION),  # mc_perturbation: flip probability
-    'relabel.perturbation.scale': F(0.1, number(0, 1, hi_open=True)),  # mc_perturbation: zoom range
-    'relabel.perturbation.shift': F(0.1, NONNEGATIVE),  # mc_perturbation: shift as a fraction of the side
-    'relabel.perturbation.brightness': F(0.1, NONNEGATIVE),  # mc_perturbation: brightness jitter
-    'relabel.perturbation.contrast': F(0.1, FRACTION),  # mc_perturbation: contrast jitter
-    'relabel.perturbation.noise': F(0.05, NONNEGATIVE),  # mc_perturbation: Gaussian pixel noise std
-    'relabel.crops.kind': F('grid', one_of(*CROP_KINDS)),  # which crops of each image are scored
-    'relabel.crops.num_crops': F(8, integer(1)),  # random / fixed / proposals: crops per image
-    'relabel.crops.scale': F((0.15, 0.5), pair(0, 1, lo_open=True)),  # random: area fraction range
-    'relabel.crops.ratio': F((0.75, 1.3333333333333333), pair(0, lo_open=True)),  # random: aspect-ratio range
-    'relabel.crops.size': F((0.5, 0.5), pair(0, 1, lo_open=True)),  # fixed: box height, width fractions
+        'mc_dropout', one_of(*CONFIDENCES), "how each crop's class probabilities are sampled"
+    ),
+    'relabel.num_samples': F(16, integer(1), 'T Monte-Carlo samples per crop'),
+    'relabel.perturbation.flip': F(0.0, FRACTION, 'mc_perturbation: flip probability'),
+    'relabel.perturbation.scale': F(0.1, number(0, 1, hi_open=True), 'mc_perturbation: zoom range'),
+    'relabel.perturbation.shift': F(0.1, NONNEGATIVE, 'mc_perturbation: shift as a fraction of the side'),
+    'relabel.perturbation.brightness': F(0.1, NONNEGATIVE, 'mc_perturbation: brightness jitter'),
+    'relabel.perturbation.contrast': F(0.1, FRACTION, 'mc_perturbation: contrast jitter'),
+    'relabel.perturbation.noise': F(0.05, NONNEGATIVE, 'mc_perturbation: Gaussian pixel noise std'),
+    'relabel.crops.kind': F('grid', one_of(*CROP_KINDS), 'which crops of each image are scored'),
+    'relabel.crops.num_crops': F(8, integer(1), 'random / fixed / proposals: crops per image'),
+    'relabel.crops.scale': F((0.15, 0.5), pair(0, 1, lo_open=True), 'random: area fraction range'),
+    'relabel.crops.ratio': F((0.75, 1.3333333333333333), pair(0, lo_open=True), 'random: aspect-ratio range'),
+    'relabel.crops.size': F((0.5, 0.5), pair(0, 1, lo_open=True), 'fixed: box height, width fractions'),
     'relabel.crops.grid_scales': F(
-        (1.0, 0.6, 0.45), numbers(None, 0, 1, lo_open=True)
-    ),  # grid: window sides / image side
+        (1.0, 0.6, 0.45), numbers(None, 0, 1, lo_open=True), 'grid: window sides / image side'
+    ),
     'relabel.crops.overlap': F(
-        0.67, number(0, 1, hi_open=True)
-    ),  # grid: overlap of windows of one scale (BENCHMARKS.md: 42 windows instead of 26)
+        0.67,
+        number(0, 1, hi_open=True),
+        'grid: overlap of windows of one scale (benchmarks/history/label-quality.md: 42 windows instead of '
+        '26)',
+    ),
     'relabel.crops.proposal_box_size': F(
-        0.45, number(0, 1, lo_open=True)
-    ),  # proposals: box side around each peak
-    'relabel.crops.include_full_image': F(True, boolean()),  # the whole image is always one of the crops
+        0.45, number(0, 1, lo_open=True), 'proposals: box side around each peak'
+    ),
+    'relabel.crops.include_full_image': F(True, boolean(), 'the whole image is always one of the crops'),
     'relabel.crops.size_fraction': F(
-        0.7, number(0, 4, lo_open=True)
-    ),  # crops are resized to this * data.image_size
-    'relabel.crops.crop_size': F(0, integer(0)),  # > 0: crops are resized to this many pixels instead
+        0.7, number(0, 4, lo_open=True), 'crops are resized to this * data.image_size'
+    ),
+    'relabel.crops.crop_size': F(0, integer(0), '> 0: crops are resized to this many pixels instead'),
     'relabel.aggregate': F(
-        'top2', AGGREGATE
-    ),  # each class's evidence from the crops (BENCHMARKS.md: The mean of the two best crops)
+        'top2',
+        AGGREGATE,
+        "each class's evidence from the crops (benchmarks/history/label-quality.md: The mean of the two "
+        "best crops)",
+    ),
     'relabel.evidence': F(
-        'mean', one_of('mean', 'last')
-    ),  # log-odds averaged over the rounds so far | this round's
-    'relabel.assign': F('gmm', one_of(*ASSIGN_METHODS)),  # how labels are assigned from the evidence
-    'relabel.threshold': F(0.5, number(0, 1, lo_open=True, hi_open=True)),  # 'threshold': global probability
-    'relabel.topk': F(2, integer(1)),  # 'topk': labels per image
-    'relabel.min_conf': F(0.0, FRACTION),  # 'topk': ignore classes below this probability
+        'mean', one_of('mean', 'last'), "log-odds averaged over the rounds so far | this round's"
+    ),
+    'relabel.assign': F('gmm', one_of(*ASSIGN_METHODS), 'how labels are assigned from the evidence'),
+    'relabel.threshold': F(0.5, number(0, 1, lo_open=True, hi_open=True), "'threshold': global probability"),
+    'relabel.topk': F(2, integer(1), "'topk': labels per image"),
+    'relabel.min_conf': F(0.0, FRACTION, "'topk': ignore classes below this probability"),
     'relabel.gmm_min_posterior': F(
-        0.9, number(0, 1, lo_open=True, hi_open=True)
-    ),  # 'gmm': posterior for a label (BENCHMARKS.md: Posterior 0.9, positive floor 0.05)
-    'relabel.gmm_max_samples': F(20000, integer(1)),  # 'gmm': images sampled per class fit
+        0.9,
+        number(0, 1, lo_open=True, hi_open=True),
+        "'gmm': posterior for a label (benchmarks/history/label-quality.md: Posterior 0.9, positive floor "
+        "0.05)",
+    ),
+    'relabel.gmm_max_samples': F(20000, integer(1), "'gmm': images sampled per class fit"),
     'relabel.gmm_min_separation': F(
-        1.0, NONNEGATIVE
-    ),  # 'gmm': a class whose modes overlap more adds no label
+        1.0, NONNEGATIVE, "'gmm': a class whose modes overlap more adds no label"
+    ),
     'relabel.positive_floor': F(
-        0.05, number(0, 1, hi_open=True)
-    ),  # 'gmm': evidence quantile of held-out positives (keep < 0.25)
-    'relabel.uncertainty': F('std', one_of(*UNCERTAINTIES)),  # uncertainty filter's measure
-    'relabel.max_uncertainty': F(0.0, NONNEGATIVE),  # drop assignments above this uncertainty (0 = no filter)
-    'relabel.keep_given': F(True, boolean()),  # the given label is always kept
-    'relabel.max_labels': F(0, integer(0)),  # cap on labels per image (0 = no cap)
+        0.05, number(0, 1, hi_open=True), "'gmm': evidence quantile of held-out positives (keep < 0.25)"
+    ),
+    'relabel.uncertainty': F('std', one_of(*UNCERTAINTIES), "uncertainty filter's measure"),
+    'relabel.max_uncertainty': F(0.0, NONNEGATIVE, 'drop assignments above this uncertainty (0 = no filter)'),
+    'relabel.keep_given': F(True, boolean(), 'the given label is always kept'),
+    'relabel.max_labels': F(0, integer(0), 'cap on labels per image (0 = no cap)'),
     'relabel.exclusive_groups': F(
-        True, boolean()
-    ),  # attribute groups: at most one value per group, given first
-    'relabel.record_topk': F(20, integer(0)),  # evidence kept per image: the top-k classes (0 = all C)
-    'relabel.batch_size': F(64, integer(1)),  # images per relabel batch (a multiple of the device count)
-    'relabel.save_every_batches': F(50, integer(1)),  # relabel progress is checkpointed this often
-    # multi-hot targets; single-positive kinds see left-out classes as unobserved (rewriting kinds would fight them)
+        True, boolean(), 'attribute groups: at most one value per group, given first'
+    ),
+    'relabel.record_topk': F(20, integer(0), 'evidence kept per image: the top-k classes (0 = all C)'),
+    'relabel.batch_size': F(64, integer(1), 'images per relabel batch (a multiple of the device count)'),
+    'relabel.save_every_batches': F(50, integer(1), 'relabel progress is checkpointed this often'),
     'relabel.loss': F(
         'sigmoid_bce',
         one_of(*LOSSES, *(k for k in SINGLE_POSITIVE_LOSSES if k not in LABEL_REWRITING_LOSSES)),
+        'loss of the relabel rounds on multi-hot targets; single-positive kinds see left-out classes as '
+        'unobserved',
     ),
-    'relabel.warm_start': F(True, boolean()),  # start round k from round k-1's weights (else a fresh init)
+    'relabel.warm_start': F(True, boolean(), "start round k from round k-1's weights (else a fresh init)"),
     'relabel.round0_models': F(
-        0, integer(0)
-    ),  # round-0 models averaged for round 1; 0 = by the data (BENCHMARKS.md: Three round-0 models)
-    'relabel.round0_models_min_top1': F(0.5, FRACTION),
-    # A model that replaces round 0's training: a run directory, a round folder, an Orbax checkpoint folder,
-    # torchvision weights (.pth/.npz) or 'torchvision:<name>'; it scores round 1's crops ('' = train round 0).
+        0,
+        integer(0),
+        'round-0 models averaged for round 1; 0 = by the data (benchmarks/history/label-quality.md: Three '
+        'round-0 models)',
+    ),
+    'relabel.round0_models_min_top1': F(
+        0.5,
+        FRACTION,
+        'more round-0 models are trained only when the first reached this val top-1 (0 = always)',
+    ),
     'relabel.round0_checkpoint': F(
         '',
         Check(
@@ -452,131 +483,154 @@ FIELDS: dict[str, Field] = {
             "'' or an existing run directory, round folder, Orbax checkpoint folder or weights file, or "
             "'torchvision:<name>'",
         ),
-    ),  # fmt: skip  # ... only when the first reached this val top-1 (0 = always)
+        "a model that replaces round 0's training and scores round 1's crops: a run directory, round "
+        "folder, Orbax checkpoint folder, torchvision weights (.pth/.npz) or 'torchvision:<name>' ('' = train round 0)",
+    ),
     'relabel.fresh_rounds': F(
-        2, integer(0)
-    ),  # rounds 1..k start from a new init (BENCHMARKS.md: Two fresh rounds)
+        2,
+        integer(0),
+        'rounds 1..k start from a new init (benchmarks/history/label-quality.md: Two fresh rounds)',
+    ),
     'relabel.fresh_epochs': F(
-        0, integer(0)
-    ),  # epochs of a fresh round (0 = train.epochs); set from fresh_min_steps
-    'relabel.fresh_min_steps': F(1200, integer(0)),  # > 0: a fresh round trains at least this many steps
+        0, integer(0), 'epochs of a fresh round (0 = train.epochs); set from fresh_min_steps'
+    ),
+    'relabel.fresh_min_steps': F(1200, integer(0), '> 0: a fresh round trains at least this many steps'),
     'relabel.extend_underfit_round0': F(
-        True, boolean()
-    ),  # an under-trained round 0 trains once more (BENCHMARKS.md: Round 0 sometimes learns late)
+        True,
+        boolean(),
+        'an under-trained round 0 trains once more (benchmarks/history/label-quality.md: Round 0 sometimes '
+        'learns late)',
+    ),
     'relabel.epochs': F(
-        6, integer(0)
-    ),  # epochs of warm rounds (0 = train.epochs); raised to relabel.min_steps
-    'relabel.min_steps': F(300, integer(0)),  # > 0: warm rounds train at least this many steps
+        6, integer(0), 'epochs of warm rounds (0 = train.epochs); raised to relabel.min_steps'
+    ),
+    'relabel.min_steps': F(300, integer(0), '> 0: warm rounds train at least this many steps'),
     # Which round is the output and when to stop, without multi-label truth (mlrelabel/relabel/select.py).
     'relabel.metric': F(
-        'heldout_mixture_f1', one_of(*TRUTH_FREE_METRICS)
-    ),  # chooses rounds (BENCHMARKS.md: Round choice by the held-out mixture F1)
+        'heldout_mixture_f1',
+        one_of(*TRUTH_FREE_METRICS),
+        'chooses rounds (benchmarks/history/label-quality.md: Round choice by the held-out mixture F1)',
+    ),
     'relabel.tolerance': F(
-        0.05, number(0, 1, hi_open=True)
-    ),  # stop once `metric` stays this fraction below its best
+        0.05, number(0, 1, hi_open=True), 'stop once `metric` stays this fraction below its best'
+    ),
     'relabel.choose_tolerance': F(
-        0.0, FRACTION
-    ),  # output: the latest round within this of the best (BENCHMARKS.md: The best round)
+        0.0,
+        FRACTION,
+        'output: the latest round within this of the best (benchmarks/history/label-quality.md: The best '
+        'round)',
+    ),
     'relabel.round1_margin': F(
-        0.02, NONNEGATIVE
-    ),  # round 1 is the output only with this lead (BENCHMARKS.md: Round 1 needs a clear lead)
-    'relabel.patience': F(2, integer(1)),  # rounds below the best (by `tolerance`) before stopping ...
-    'relabel.stable_fraction': F(0.01, FRACTION),  # ... or stop when fewer images than this fraction changed
-    'relabel.max_rounds': F(6, integer(0)),  # relabel rounds after round 0 (BENCHMARKS.md: Six rounds)
+        0.02,
+        NONNEGATIVE,
+        'round 1 is the output only with this lead (benchmarks/history/label-quality.md: Round 1 needs a '
+        'clear lead)',
+    ),
+    'relabel.patience': F(2, integer(1), 'stop after this many rounds below the best (by `tolerance`)'),
+    'relabel.stable_fraction': F(
+        0.01, FRACTION, 'also stop when fewer images than this fraction changed labels'
+    ),
+    'relabel.max_rounds': F(
+        6, integer(0), 'relabel rounds after round 0 (benchmarks/history/label-quality.md: Six rounds)'
+    ),
     'relabel.control': F(
-        False, boolean()
-    ),  # also train round 1 on the given labels: an A/B gate of the labels
+        False, boolean(), 'also train round 1 on the given labels: an A/B gate of the labels'
+    ),
     'relabel.gate_metric': F(
-        'val_top1', one_of(*TRUTH_FREE_METRICS)
-    ),  # control: the metric round 1 must win on
-    'relabel.min_delta': F(0.0, NONNEGATIVE),  # control: by more than this
-    'relabel.review': F(True, boolean()),
+        'val_top1', one_of(*TRUTH_FREE_METRICS), 'control: the metric round 1 must win on'
+    ),
+    'relabel.min_delta': F(0.0, NONNEGATIVE, 'control: by more than this'),
+    'relabel.review': F(
+        True, boolean(), 'write review.csv / review.png of the additions and suspect given labels'
+    ),
     'relabel.decisions': F(
-        '', existing('file')
-    ),  # review decisions (mlrelabel-review): kept / never added labels  # write review.csv / review.png of additions and suspect given labels
+        '', existing('file'), 'review decisions (mlrelabel-review): labels kept or never added'
+    ),
     # relabel_maps (ReLabel; only in configs with a relabel_maps section)
     'relabel_maps.teacher_workdir': F(
-        '', existing('dir')
-    ),  # a finished run whose final model teaches ('' = train one)
+        '', existing('dir'), "a finished run whose final model teaches ('' = train one)"
+    ),
     'relabel_maps.teacher_recipe': F(
-        '', text()
-    ),  # relabel recipe run first as teacher ('' = a single-label teacher)
-    'relabel_maps.teacher_epochs': F(0, integer(0)),  # epochs of a single-label teacher (0 = train.epochs)
-    'relabel_maps.teacher_loss': F('softmax_ce', one_of(*LOSSES)),  # loss of a single-label teacher
-    'relabel_maps.teacher_image_size': F(0, integer(0)),  # teacher's input side (0 = data.image_size)
+        '', text(), "relabel recipe run first as teacher ('' = a single-label teacher)"
+    ),
+    'relabel_maps.teacher_epochs': F(0, integer(0), 'epochs of a single-label teacher (0 = train.epochs)'),
+    'relabel_maps.teacher_loss': F('softmax_ce', one_of(*LOSSES), 'loss of a single-label teacher'),
+    'relabel_maps.teacher_image_size': F(0, integer(0), "teacher's input side (0 = data.image_size)"),
     'relabel_maps.store': F(
-        '', existing('dir')
-    ),  # an existing label-map store (e.g. imported maps; '' = generate)
-    'relabel_maps.map_size': F(5, integer(1)),  # maps are resized to map_size x map_size before the top-k
-    'relabel_maps.topk': F(5, integer(1)),  # classes kept per map location
-    'relabel_maps.batch_size': F(64, integer(1)),  # images per map-generation batch
-    'relabel_maps.shard_size': F(1024, integer(1)),  # images per store shard file
+        '', existing('dir'), "an existing label-map store (e.g. imported maps; '' = generate)"
+    ),
+    'relabel_maps.map_size': F(5, integer(1), 'maps are resized to map_size x map_size before the top-k'),
+    'relabel_maps.topk': F(5, integer(1), 'classes kept per map location'),
+    'relabel_maps.batch_size': F(64, integer(1), 'images per map-generation batch'),
+    'relabel_maps.shard_size': F(1024, integer(1), 'images per store shard file'),
     'relabel_maps.transpose_boxes': F(
-        False, boolean()
-    ),  # pool (x0, y0, x1, y1) as ReLabel's released code does
-    'relabel_maps.offset': F(0.5, number()),  # RoIAlign coordinate shift (ReLabel's released code: 0.5)
-    'relabel_maps.cutmix': F(False, boolean()),  # CutMix with region-pooled targets
-    'relabel_maps.cutmix_alpha': F(1.0, POSITIVE),  # lam ~ Beta(alpha, alpha)
+        False, boolean(), "pool (x0, y0, x1, y1) as ReLabel's released code does"
+    ),
+    'relabel_maps.offset': F(0.5, number(), "RoIAlign coordinate shift (ReLabel's released code: 0.5)"),
+    'relabel_maps.cutmix': F(False, boolean(), 'CutMix with region-pooled targets'),
+    'relabel_maps.cutmix_alpha': F(1.0, POSITIVE, 'lam ~ Beta(alpha, alpha)'),
     'relabel_maps.cutmix_prob': F(
-        0.5, FRACTION
-    ),  # probability that an example is mixed (BENCHMARKS.md: ReLabel's teacher)
-    'relabel_maps.cutmix_off_epochs': F(5, integer(0)),  # no CutMix during the last N epochs
+        0.5,
+        FRACTION,
+        "probability that an example is mixed (benchmarks/history/methods.md: ReLabel's teacher)",
+    ),
+    'relabel_maps.cutmix_off_epochs': F(5, integer(0), 'no CutMix during the last N epochs'),
     # partial labels (only in configs with a partial section)
-    'partial.mode': F('selective', one_of(*PARTIAL_MODES)),  # how unknown label entries are treated
+    'partial.mode': F('selective', one_of(*PARTIAL_MODES), 'how unknown label entries are treated'),
     'partial.head': F(
-        'sigmoid', one_of('sigmoid', 'group_softmax')
-    ),  # flat sigmoid | one softmax per attribute group
+        'sigmoid', one_of('sigmoid', 'group_softmax'), 'flat sigmoid | one softmax per attribute group'
+    ),
     'partial.simulate': F(
-        'rps', one_of('rps', 'fpc', 'none')
-    ),  # built-in data: partial labels from the hidden truth
-    'partial.rps_drop': F(0.5, FRACTION),  # rps: probability that an entry is unknown
-    'partial.fpc_per_class': F(100, integer(1)),  # fpc: annotated positives and negatives per class
-    'partial.simulate_seed': F(0, integer(0)),  # seed of the simulated partial labels
-    'partial.gamma_pos': F(0.0, NONNEGATIVE),  # ASL focusing power of positives
-    'partial.gamma_neg': F(1.0, NONNEGATIVE),  # ASL focusing power of negatives
-    'partial.gamma_unann': F(2.0, NONNEGATIVE),  # ASL focusing power of unknowns
-    'partial.clip': F(0.0, number(0, 1, hi_open=True)),  # ASL probability shift of negatives
-    'partial.alpha_pos': F(1.0, NONNEGATIVE),  # weight of positives
-    'partial.alpha_neg': F(1.0, NONNEGATIVE),  # weight of negatives
-    'partial.alpha_unann': F(1.0, NONNEGATIVE),  # weight of unknowns
+        'rps', one_of('rps', 'fpc', 'none'), 'built-in data: partial labels from the hidden truth'
+    ),
+    'partial.rps_drop': F(0.5, FRACTION, 'rps: probability that an entry is unknown'),
+    'partial.fpc_per_class': F(100, integer(1), 'fpc: annotated positives and negatives per class'),
+    'partial.simulate_seed': F(0, integer(0), 'seed of the simulated partial labels'),
+    'partial.gamma_pos': F(0.0, NONNEGATIVE, 'ASL focusing power of positives'),
+    'partial.gamma_neg': F(1.0, NONNEGATIVE, 'ASL focusing power of negatives'),
+    'partial.gamma_unann': F(2.0, NONNEGATIVE, 'ASL focusing power of unknowns'),
+    'partial.clip': F(0.0, number(0, 1, hi_open=True), 'ASL probability shift of negatives'),
+    'partial.alpha_pos': F(1.0, NONNEGATIVE, 'weight of positives'),
+    'partial.alpha_neg': F(1.0, NONNEGATIVE, 'weight of negatives'),
+    'partial.alpha_unann': F(1.0, NONNEGATIVE, 'weight of unknowns'),
     'partial.likelihood_topk': F(
-        2, integer(0)
-    ),  # selective: unknowns ignored per image (k * batch over the batch)
+        2, integer(0), 'selective: unknowns ignored per image (k * batch over the batch)'
+    ),
     'partial.prior_threshold': F(
-        0.3, FRACTION
-    ),  # selective: unknowns of classes with a higher prior are ignored
+        0.3, FRACTION, 'selective: unknowns of classes with a higher prior are ignored'
+    ),
     'partial.prior_epochs': F(
-        0, integer(0)
-    ),  # selective: epochs of the prior phase, part of train.epochs (0 = none)
-    'partial.prior_warm_start': F(True, boolean()),  # the main phase continues from the prior phase's weights
-    'partial.prior_path': F('', existing('file')),  # a Classes,avg_pred CSV: skips the prior phase
-    'partial.balanced_sampling': F(False, boolean()),  # class-balanced sampling of training images
+        0, integer(0), 'selective: epochs of the prior phase, part of train.epochs (0 = none)'
+    ),
+    'partial.prior_warm_start': F(True, boolean(), "the main phase continues from the prior phase's weights"),
+    'partial.prior_path': F('', existing('file'), 'a Classes,avg_pred CSV: skips the prior phase'),
+    'partial.balanced_sampling': F(False, boolean(), 'class-balanced sampling of training images'),
     # MILe (only in configs with a mile section)
     'mile.schema': F(
-        'mile', one_of(*MILE_SCHEMAS)
-    ),  # softmax / sigmoid baselines or MILe's teacher-student rounds
-    'mile.k_t': F(20, integer(1)),  # interactive phase: teacher steps on the given labels per generation
-    'mile.k_s': F(20, integer(1)),  # imitation phase: student steps on the teacher's binary predictions
-    'mile.rho': F(0.25, FRACTION),  # pseudo-label threshold on sigmoid probabilities
-    'mile.or_given': F(True, boolean()),  # keep the given label among the pseudo-labels (without: collapse)
-    'mile.sample': F(False, boolean()),  # Bernoulli(p) pseudo-labels instead of p > rho
-    'mile.student_init': F('teacher', one_of('teacher', 'persist')),  # each imitation phase starts from
+        'mile', one_of(*MILE_SCHEMAS), "softmax / sigmoid baselines or MILe's teacher-student rounds"
+    ),
+    'mile.k_t': F(20, integer(1), 'interactive phase: teacher steps on the given labels per generation'),
+    'mile.k_s': F(20, integer(1), "imitation phase: student steps on the teacher's binary predictions"),
+    'mile.rho': F(0.25, FRACTION, 'pseudo-label threshold on sigmoid probabilities'),
+    'mile.or_given': F(True, boolean(), 'keep the given label among the pseudo-labels (without: collapse)'),
+    'mile.sample': F(False, boolean(), 'Bernoulli(p) pseudo-labels instead of p > rho'),
+    'mile.student_init': F('teacher', one_of('teacher', 'persist'), 'each imitation phase starts from'),
     'mile.burn_in': F(
-        0.3, number(0, 1, hi_open=True)
-    ),  # share of the updates lengthening the first teacher phase
+        0.3, number(0, 1, hi_open=True), 'share of the updates lengthening the first teacher phase'
+    ),
     'mile.select_metric': F(
-        'val_given_map', one_of('val_given_map', 'val_top1', 'val_top5')
-    ),  # teacher or student
-    'mile.lr_schedule': F('run', one_of('run', 'own')),  # one schedule over the run's steps | one per network
+        'val_given_map', one_of('val_given_map', 'val_top1', 'val_top5'), 'teacher or student'
+    ),
+    'mile.lr_schedule': F('run', one_of('run', 'own'), "one schedule over the run's steps | one per network"),
     # parallel, report
-    'parallel.num_devices': F(0, integer(0)),  # devices used (0 = all)
+    'parallel.num_devices': F(0, integer(0), 'devices used (0 = all)'),
     'parallel.cpu_devices': F(
-        2, integer(0)
-    ),  # without an accelerator: JAX CPU devices (BENCHMARKS.md: Config defaults)
-    'parallel.coordinator_address': F('', text()),  # multi-host: host:port of process 0
-    'parallel.num_processes': F(1, integer(1)),  # multi-host: number of processes
-    'parallel.process_id': F(0, integer(0)),  # multi-host: this process
-    'report.num_examples': F(16, integer(0)),  # images drawn in the examples PNG
+        2, integer(0), 'without an accelerator: JAX CPU devices (BENCHMARKS.md: Config defaults)'
+    ),
+    'parallel.coordinator_address': F('', text(), 'multi-host: host:port of process 0'),
+    'parallel.num_processes': F(1, integer(1), 'multi-host: number of processes'),
+    'parallel.process_id': F(0, integer(0), 'multi-host: this process'),
+    'report.num_examples': F(16, integer(0), 'images drawn in the examples PNG'),
 }
 
 SCHEMA: dict[str, Check] = {field: f.check for field, f in FIELDS.items()}

@@ -14,7 +14,7 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   (torchvision's). Small datasets do not need, and a CPU cannot afford, the full network. The small network
   reads a user's images at width 24 (`SMALL_NET_WIDTH`; its preset, 16, stays for the built-in digit scenes,
   where 24 gained +0.002, within seed noise): on denser scenes of smaller objects the reader's capacity limits
-  the labels (label F1 +0.011 to +0.018 in 3 seeds; BENCHMARKS.md, "A wider reader for your own small images").
+  the labels (label F1 +0.011 to +0.018 in 3 seeds; benchmarks/history/label-quality.md, "A wider reader for your own small images").
 
 - `train.epochs`, `relabel.epochs`: raised so that round 0 takes at least `train.min_steps` steps and each
   later round at least `relabel.min_steps` (small datasets need more epochs than large ones for the same
@@ -24,7 +24,7 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   training images, else one. A network trained from scratch on a few thousand photos errs from run to run, and
   the mean of three such models' crop evidence made better labels (3,000 photo scenes: round 1 +0.009 in both
   seeds measured on 0.6-1 training crops; on small ones +0.016 and +0.005-0.008, seeds 1 and 0, and the whole
-  runs' outputs +0.008 on each seed; BENCHMARKS.md, "Three models in round 0 for photos" and "Three round-0
+  runs' outputs +0.008 on each seed; benchmarks/history/label-quality.md, "Three models in round 0 for photos" and "Three round-0
   models with the small training crops"); on small digit images the gain was within the seed noise, and on large
   sets each round 0 is hours.
   `relabel.round0_models_min_top1` may still keep it to one.
@@ -34,7 +34,7 @@ Fields left at their 'auto' values are resolved here, printed, and stored in the
   crops of 0.6-1 of the area they never meet such a view, and read strokes of a larger object as another class.
   On 3,000 photo scenes, whole runs with one round-0 model and small crops against three round-0 models and
   0.6-1: label F1 0.933 against 0.918 (seed 0) and 0.928 against 0.929 (seed 1), for a third of round 0's time;
-  on the digit scenes (40 px) +0.004 in each of 2 seeds, within the noise: they keep 0.6-1 (BENCHMARKS.md).
+  on the digit scenes (40 px) +0.004 in each of 2 seeds, within the noise: they keep 0.6-1 (benchmarks/history/label-quality.md).
 
 The built-in digit scenes resolve to their generator's own size and statistics. Nothing here trains.
 """

@@ -220,7 +220,7 @@ def aggregate_crops(per_crop: jax.Array, how: str = "max", mask: jax.Array | Non
     how='top<k>' (e.g. 'top3'): the mean of its k most confident crops (all of them when an image has fewer):
     an object that fits one window whole also lies mostly inside the overlapping windows around it, while a
     confusion tends to light up one window alone, so the mean of the best few separates the two better than
-    the maximum (top2 on the digit scenes: label F1 +0.004 to +0.008 in 3 seeds, BENCHMARKS.md);
+    the maximum (top2 on the digit scenes: label F1 +0.004 to +0.008 in 3 seeds, benchmarks/history/label-quality.md);
     how='mean': the average over crops. `mask [N, K]` (bool or 0/1) excludes padded crops; an image
     whose crops are all masked gets 0.
     """

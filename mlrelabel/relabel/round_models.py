@@ -149,7 +149,7 @@ def round0_models(ctx, labels, loss: str, info: dict, history: list) -> list:
     """Round 0's extra models (`relabel.round0_models` - 1 of them): trained like round 0's, each from an init and
     data order of its own, so they err elsewhere. Round 1's crops are scored by all of them and its evidence is
     their mean (`methods.relabel._score_split`): on 3,000 photo scenes round 1's labels scored label F1 0.918 with
-    three models where one model's scored 0.909 (BENCHMARKS.md). Skipped once round 1's evidence exists (a resumed
+    three models where one model's scored 0.909 (benchmarks/history/label-quality.md). Skipped once round 1's evidence exists (a resumed
     run needs them no more), when no round follows, and when round 0's model reached a validation top-1 under
     `relabel.round0_models_min_top1` (a note says so). Adds the models' validation top-1 and notes to `info`
     (round 0's row); returns their states."""
@@ -191,7 +191,7 @@ def retry_advice(note: str, history: list, name: str = 'round 0') -> str:
     steps = int(history[-1].get('step') or 0)
     return (
         f'{name}: {note}, and it scores the crops of round 1; train it longer, e.g. '
-        f'--config.train.min_steps={2 * steps} (BENCHMARKS.md: photo scenes whose round 0 learnt least gained '
+        f'--config.train.min_steps={2 * steps} (benchmarks/history/label-quality.md, "A round 0 twice as long": photo scenes whose round 0 learnt least gained '
         'up to 0.09 label F1 with twice the steps)'
     )
 

@@ -15,7 +15,7 @@ of this module (`TRUTH_FREE_METRICS` lists what a round may be chosen on).
   label is a random one of an image's objects; when it is the most salient one (ImageNet, the built-in digit
   scenes), the PU score falls with every correct label added, and on digit scenes of another composition it
   chose round 1 (label F1 0.770) over round 3 (0.837), while this estimate rose with the labels' F1 in every
-  round (BENCHMARKS.md).
+  round (benchmarks/history/label-quality.md).
 - `gate`: round 1's model against a control trained the same way on the given labels: do the labels help?
 - `addition_precision`: how many of an assignment's additions on held-out images look like objects, judged
   against the evidence of the images given the same class.
@@ -86,7 +86,7 @@ def addition_precision(
     above the threshold, below almost every known positive. Hence the estimate precision ≈ (share of additions
     that reach their class's `quantile`) / (1 - quantile), capped at 1. The lower quartile rather than the
     median because added objects are often smaller than the given one and score lower. Meaningful while the
-    rule's own floor (`relabel.positive_floor`, 0.05) lies below `quantile`. Measured (BENCHMARKS.md): on
+    rule's own floor (`relabel.positive_floor`, 0.05) lies below `quantile`. Measured (benchmarks/history/label-quality.md): on
     one-object digit images, where every addition is wrong, 5-14 % of them reached the quartile (estimate
     0.07-0.19); on multi-object scenes of two compositions 61-84 % (0.81-1.0).
 
@@ -249,7 +249,7 @@ def choose_round(
     `tolerance` (relative) of the best wins; 0 (the default recipe's `relabel.choose_tolerance`) takes the best.
     A tolerance suits a noisy metric whose later rounds are better (the PU score on digit scenes: a round 2 %
     below the best held labels 0.007 F1 better); with the held-out mixture F1 it gave away the best round on photo
-    scenes whose later rounds add too many labels (BENCHMARKS.md). Without any, the given labels stay, and the
+    scenes whose later rounds add too many labels (benchmarks/history/label-quality.md). Without any, the given labels stay, and the
     reason says so.
 
     Round 1's `metric` is measured on evidence from round 0's models alone (softmax, trained on the given labels);
@@ -257,7 +257,7 @@ def choose_round(
     With `round1_margin` > 0, round 1 is chosen over a later unflagged round only when its `metric` leads the
     best of them by more than that fraction: in 34 recorded runs round 1 led by 0.7 % and 1.1 %, both times with
     worse labels than a later round's (-0.008 and -0.028 F1); the one run whose round 1 made the best labels
-    beat round 2 by 0.001 F1 (BENCHMARKS.md).
+    beat round 2 by 0.001 F1 (benchmarks/history/label-quality.md: "Round 1 needs a clear lead").
     """
     if metric not in TRUTH_FREE_METRICS:
         raise ValueError(
