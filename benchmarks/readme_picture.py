@@ -1,11 +1,11 @@
 """Draws the README's picture from a finished relabel run: a row of training images, each with its given label
-and the labels the run added (green; red where the data's hidden truth, when it has one, says the label is
-wrong).
+and the labels the run added (green; where the data has a hidden truth, which only scores: wrong additions red
+and the objects the run missed grey).
 
     python benchmarks/readme_picture.py --workdir=runs/mc_dropout-... --out=docs/images/relabel_examples.png
 
 The images are the first `--count` training images, in the order of labels.json, to which the run added at least
-one label: no choosing by eye. On data without hidden truth (your own), every addition is drawn green.
+one label: no choosing by eye. On data without hidden truth (your own), every addition is drawn green and nothing is marked missed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import argparse
 import os
 
 import numpy as np
+
+RIGHT, WRONG, MISSED = '#2e7d32', '#c62828', '#757575'
 
 
 def picked_rows(given: list[list[int]], final: list[list[int]], count: int) -> list[int]:
@@ -38,7 +40,7 @@ def draw(workdir: str, out: str, count: int = 6) -> str:
     given = train.labels.to_lists()
     truth = None if train.truth is None else train.truth.to_lists()
     rows = picked_rows(given, final, count)
-    fig, axes = plt.subplots(1, len(rows), figsize=(1.9 * len(rows), 2.6))
+    fig, axes = plt.subplots(1, len(rows), figsize=(1.9 * len(rows), 3.3))
     for ax, i in zip(np.atleast_1d(axes), rows):
         image = np.asarray(train.images[i], np.uint8)
         ax.imshow(image, interpolation='nearest')
@@ -46,20 +48,19 @@ def draw(workdir: str, out: str, count: int = 6) -> str:
         ax.set_yticks([])
         ax.set_title('given: ' + ', '.join(names[c] for c in given[i]), fontsize=11)
         added = [c for c in final[i] if c not in given[i]]
-        for k, c in enumerate(added):
-            wrong = truth is not None and c not in truth[i]
-            ax.text(
-                0.5,
-                -0.1 - 0.14 * k,
-                f'+ {names[c]}' + (' (wrong)' if wrong else ''),
-                transform=ax.transAxes,
-                ha='center',
-                va='top',
-                fontsize=11,
-                fontweight='bold',
-                color='#c62828' if wrong else '#2e7d32',
-            )
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.2, wspace=0.08)
+        lines = [
+            (f'+ {names[c]}', WRONG if truth is not None and c not in truth[i] else RIGHT) for c in added
+        ]
+        if truth is not None:
+            lines += [(f'missed {names[c]}', MISSED) for c in truth[i] if c not in final[i]]
+        for k, (text, colour) in enumerate(lines):
+            ax.text(0.5, -0.06 - 0.13 * k, text, transform=ax.transAxes, ha='center', va='top', fontsize=11,
+                    fontweight='bold', color=colour)  # fmt: skip
+    caption = 'given label above; labels the run added below (green)'
+    if truth is not None:
+        caption += ', wrong ones red, objects it missed grey'
+    fig.suptitle(caption, fontsize=11)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.82, bottom=0.3, wspace=0.08)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, format='png', dpi=80)
     plt.close(fig)
