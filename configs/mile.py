@@ -30,6 +30,6 @@ def get_config(variant: str = ''):
         config.mile.k_s = 2
     else:
         # MILe's budget for every schema: at 40 epochs MILe leads sigmoid training, at 10 and 20 it does not
-        # (README, MILe section).
+        # (docs/mile.md).
         config.train.epochs = 40
     return config

@@ -19,7 +19,7 @@ def get_config(variant: str = ''):
     config.train.epochs = 12
 
     # The partial-label fields at the schema's defaults: the prior phase is off (`partial.prior_epochs` = 0)
-    # because the digit scenes are class-balanced (README, partial labels).
+    # because the digit scenes are class-balanced (docs/partial.md).
     config.partial = schema.defaults('partial').partial
 
     if variant == 'smoke':

@@ -27,7 +27,7 @@ def get_config(variant: str = ''):
     config.train.loss = 'soft_ce'
     config.relabel_maps = r = relabel_maps_fields()
     # The teacher: the relabel loop's chosen model. A teacher trained on the single labels writes maps of one
-    # object per image and its student does not beat plain training (README, "ReLabel"); this one does.
+    # object per image and its student does not beat plain training (docs/relabel_maps.md); this one does.
     r.teacher_recipe = 'mc_dropout'
     if variant == 'smoke':
         r.teacher_recipe = ''  # seconds: a teacher trained on the visible labels (tests run the relabel one)

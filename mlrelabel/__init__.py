@@ -1,6 +1,6 @@
 """mlrelabel: turn single-label image datasets into multi-label ones (JAX + Flax).
 
-The Python API (see README "Python API"):
+The Python API (see docs/api.md):
 
     import mlrelabel
     mlrelabel.run_config('mc_dropout:smoke', 'runs/demo')   # runs a recipe (name, file or ConfigDict)

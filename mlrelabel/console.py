@@ -101,7 +101,7 @@ def _unknown_field(error: LookupError | AttributeError, argv: Sequence[str]) -> 
         path = culprit.split('=')[0].split('.')
         fixed = '.'.join(guess.group(1) if part == name else part for part in path)
         hint = f'; did you mean {fixed}?'
-    return f'{culprit}: the config has no field {name!r} there{hint} (README.md lists every field)'
+    return f'{culprit}: the config has no field {name!r} there{hint} (docs/config.md lists every field)'
 
 
 def flag_mistake(error: BaseException, argv: Sequence[str]) -> str | None:

@@ -331,7 +331,7 @@ def test_round0_checkpoint_of_another_network_or_classes_is_refused_naming_both(
 
 
 def test_the_worked_example_loop_runs_with_a_numpy_scorer():
-    """The README's Python API loop: score crops with your model, assign, (fine-tune), score again."""
+    """docs/api.md's loop: score crops with your model, assign, (fine-tune), score again."""
     rng = np.random.default_rng(0)
     train = [scene(sorted(set(rng.integers(0, 3, 2))), (80, 96), seed=i) for i in range(24)]
     val = [scene([i % 3], (80, 96), seed=100 + i) for i in range(12)]
@@ -382,16 +382,16 @@ def test_docs_example_relabels_a_folder_of_jpeg_photos(tmp_path):
 
 
 @pytest.mark.slow
-def test_readme_your_model_block_runs(one_model_run, tmp_path):
-    """The README's "Your model, our crops and label rule" code block, on a finished smoke run as runs/demo."""
+def test_docs_your_model_block_runs(one_model_run, tmp_path):
+    """docs/api.md's "Your model, our crops and label rule" code block, on a finished smoke run as runs/demo."""
     import re
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    text = open(os.path.join(ROOT, 'README.md')).read()
-    section = text[text.index('### Your model, our crops and label rule') :]
+    text = open(os.path.join(ROOT, 'docs', 'api.md')).read()
+    section = text[text.index('## Your model, our crops and label rule') :]
     block = re.search(r'```python\n(.*?)```', section, re.S).group(1)
     os.makedirs(tmp_path / 'runs')
     os.symlink(one_model_run, tmp_path / 'runs' / 'demo')

@@ -14,7 +14,7 @@ Any run's model can also be asked for the crop evidence (`evidence='crops'`): a 
 learns each image's main object, and every window of the grid makes some object the main one, so the crops find
 the objects its whole-image probabilities rank low (built-in scenes, 3 seeds: softmax cross-entropy's val mAP
 0.59 on whole images, 0.77 on crops at 10 epochs, 0.69 and 0.91 at 30; the full-label model's 0.70 / 0.75 and
-0.93 / 0.94; README "Comparing the methods"). Runs
+0.93 / 0.94; docs/compare.md). Runs
 without a `relabel` config use the relabel recipe's crops with one naive pass (`crop_settings`). Their sets use
 `<workdir>/crop_thresholds.json` when the run has one (`fit_crop_thresholds`, which `mlrelabel-predict` fits and
 saves), else the log-odds of `threshold` or `config.eval.threshold`, with a note that it is not calibrated.
