@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import shutil
 import sys
 import time
 from typing import Callable, Sequence, TextIO
@@ -236,6 +237,9 @@ class RunProgress:
             bar = shown[-1]
             bar.set_description_str(self.bar_status(bar.run_desc), refresh=False)
             return
+        width = shutil.get_terminal_size((0, 0)).columns
+        if width > 1:  # a wrapped line could not be redrawn in place
+            line = line[: width - 1]
         stream = self._stream()
         stream.write(f'\r{line}\x1b[K\r')
         stream.flush()
@@ -351,7 +355,9 @@ def tracked(bar_class: type) -> type:
             return shown
 
         def close(self):
-            self.run_progress.detach(self)
+            run = getattr(self, 'run_progress', None)  # None: __init__ failed, tqdm's __del__ closes it
+            if run is not None:
+                run.detach(self)
             super().close()
 
     Tracked.__name__ = Tracked.__qualname__ = f'Tracked{bar_class.__name__}'
