@@ -117,10 +117,13 @@ def is_main_process() -> bool:
 
 
 def progress_bar(total: int, desc: str, unit: str, initial: int = 0):
-    """A tqdm bar (rate and ETA) shown by process 0 only; `initial` > 0 when a run resumes."""
+    """A tqdm bar (rate and ETA) shown by process 0 only; `initial` > 0 when a run resumes. It reports to the
+    run's progress line (`progress.tracked`)."""
     from tqdm.auto import tqdm
 
-    return tqdm(
+    from mlrelabel import progress
+
+    return progress.tracked(tqdm)(
         total=total,
         initial=initial,
         desc=desc,

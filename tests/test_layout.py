@@ -23,6 +23,7 @@ LAYERS = (
         'io_utils',
         'parallel',
         'console',
+        'progress',
         'compile_cache',
         'config',
         'manifest',

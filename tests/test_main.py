@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,11 +45,21 @@ def test_every_config_has_a_smoke_variant_and_rejects_unknown_variants():
 
 
 @pytest.mark.parametrize('name', CONFIGS)
-def test_smoke_variant_runs_end_to_end(name, tmp_path):
+def test_smoke_variant_runs_end_to_end(name, tmp_path, capsys):
     from mlrelabel import main
 
     cfg = _load(name)
     result = main.run(cfg, str(tmp_path))
+    # the progress line, off a terminal: plain lines (with the whole run's ETA where the method plans its phases)
+    # and the total and per-phase times at the end, in the log too
+    lines = [line for line in capsys.readouterr().err.replace('\r', '\n').splitlines() if 'elapsed' in line]
+    assert lines and lines[-1].startswith('mlrelabel: ')
+    done = (tmp_path / 'progress.log').read_text().splitlines()[-1]
+    assert done.startswith('done in ') and 'setup ' in done
+    assert json.load(open(tmp_path / 'timing.json'))['phases']['total_s'] > 0
+    if cfg.method == 'relabel':
+        assert 'ETA ?' in lines[0] and re.search(r'ETA \d+(m\d\d)?s', lines[-1])
+        assert 'round 0 train ' in done and 'score ' in done
     assert json.load(open(tmp_path / 'config.json'))['method'] == cfg.method
     if cfg.method == 'supervised':
         metrics = json.load(open(tmp_path / 'metrics.json'))
@@ -137,7 +148,9 @@ def _run_until(workdir, ready, *extra, timeout=600):
 @pytest.mark.slow
 def test_relabel_cli_resumes_after_real_kills_with_identical_outputs(tmp_path):
     ref, cut = tmp_path / 'ref', tmp_path / 'cut'
-    subprocess.run(_cli(ref), cwd=ROOT, check=True, capture_output=True, timeout=900)
+    done = subprocess.run(_cli(ref), cwd=ROOT, check=True, capture_output=True, timeout=900, text=True)
+    assert re.search(r'mlrelabel: round 1/1 train · \d+% · .* · ETA \d', done.stderr)  # a log's plain lines
+    assert 'mlrelabel: done in ' in done.stderr
     # Kill 1: during round 0 training, right after its first checkpoint lands.
     assert _run_until(cut, lambda: glob.glob(str(cut / 'round_0' / 'checkpoints' / '[0-9]*')))
     # Kill 2: while round 0's second model (relabel.round0_models) trains, after its first checkpoint.

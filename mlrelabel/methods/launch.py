@@ -43,7 +43,7 @@ def run_method(config, workdir: str) -> dict:
     `models.weights.WeightsDownloadError` when `model.pretrained` names weights that cannot be downloaded."""
     import jax
 
-    from mlrelabel import parallel, tensorboard_writer, validation
+    from mlrelabel import parallel, progress, tensorboard_writer, validation
     from mlrelabel.data import inspect, preflight
     from mlrelabel.models import weights
     from mlrelabel.workdir import prepare_workdir
@@ -63,5 +63,9 @@ def run_method(config, workdir: str) -> dict:
             for note in notes:
                 print(f'mlrelabel: {note}', file=sys.stderr)
         module = importlib.import_module(METHOD_MODULES[config.method])
-        with tensorboard_writer.active_run(workdir):  # training phases write <workdir>/tensorboard/
-            return module.run(config, workdir)
+        main = parallel.is_main_process()
+        # training phases write <workdir>/tensorboard/; the run's progress line (`progress`) ends with its times
+        with tensorboard_writer.active_run(workdir), progress.tracking(workdir, main) as run_progress:
+            summary = module.run(config, workdir)
+            run_progress.finish(workdir)
+            return summary

@@ -32,16 +32,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from mlrelabel import decisions, parallel, report, tensorboard_writer
+from mlrelabel import decisions, parallel, progress, report, tensorboard_writer
 from mlrelabel.data.checks import skipped_count
 from mlrelabel.data.label_table import LabelTable
 from mlrelabel.data.labels import read_label_file, write_label_file
 from mlrelabel.eval import evaluate, metrics
 from mlrelabel.io_utils import atomic_write_json, record_timing
 from mlrelabel.methods import common
+from mlrelabel.relabel import phases, rule, select, stream
 from mlrelabel.relabel import review_outputs as relabel_review
 from mlrelabel.relabel import round_models as relabel_models
-from mlrelabel.relabel import rule, select, stream
 from mlrelabel.relabel.evidence import RoundEvidence
 
 ASSIGN_METHODS = ('gmm', 'threshold', 'topk', 'calibrated')
@@ -92,6 +92,8 @@ def _context(config, workdir: str) -> RelabelRun:
 
 def run(config, workdir: str) -> dict:
     ctx = _context(config, workdir)
+    run_progress = progress.active()  # the progress line: its plan, and where each phase begins
+    run_progress.plan(phases.planned(ctx))
     train, rc = ctx.train, config.relabel
     window = 1 if rc.evidence == 'last' else 0
     evidence = {'train': RoundEvidence(window), 'val': RoundEvidence(window)}
@@ -108,6 +110,7 @@ def run(config, workdir: str) -> dict:
             )
             labels = new_labels
         t1 = time.time()
+        run_progress.begin('train', k)
         loss = _round_loss(config, k)
         prev_state = state
         if k == 0 and rc.round0_checkpoint:
@@ -123,6 +126,7 @@ def run(config, workdir: str) -> dict:
             control_arm = relabel_models.RoundArm(arm='control/checkpoints')
             control = relabel_models.train_round(ctx, k, prev_state, train.labels, loss, control_arm)[1]
             info['control'] = {key: v for key, v in control[-1].items() if key.startswith('val_')}
+        run_progress.begin('eval', k)
         row = _round_metrics(ctx, k, state, labels, info=info, history=history)
         for note in row.get('notes', []) if parallel.is_main_process() else ():
             print(f'mlrelabel: note: {note}', file=sys.stderr)
@@ -147,6 +151,7 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
     says what happened."""
     config, workdir, train, paths = ctx.config, ctx.workdir, ctx.train, ctx.paths
     rc = config.relabel
+    progress.active().begin('finish')
     chosen, reason = select.choose_configured_round(rows, select.ChooseOptions.from_config(config))
     final = (
         train.labels
@@ -274,7 +279,9 @@ def _relabel_round(ctx: RelabelRun, k: int, states: list, evidence: dict):
     rc = config.relabel
     os.makedirs(rdir, exist_ok=True)
     num_classes = train.num_classes
+    progress.active().begin('score', k)
     first = _score_round(ctx, k, states, evidence)
+    progress.active().begin('assign', k)
     val_given = evaluate.first_labels(val.labels)
     evidence_val = evidence['val'].dense(np.arange(len(val)))
     fixed = None
