@@ -194,7 +194,8 @@ def mixture_thresholds(mixtures: ClassMixtures, min_posterior: float, grid_size:
         log_joint = np.log(weights[c])[None] - 0.5 * (
             np.log(2 * np.pi * var[c])[None] + (x[:, None] - means[c][None]) ** 2 / var[c][None]
         )
-        with np.errstate(over='ignore'):  # far in the low tail exp overflows to inf: posterior 0, as it should be
+        # Far in the low tail exp overflows to inf: the posterior 0 it should be.
+        with np.errstate(over='ignore'):
             post = 1.0 / (1.0 + np.exp(log_joint[:, 0] - log_joint[:, 1]))
         # Below the low mean a wider high component wins again (a tail inversion): ignore that tail.
         at_low = post[np.searchsorted(x, means[c, 0])]
