@@ -472,16 +472,24 @@ FIELDS: dict[str, Field] = {
         'heldout_mixture_f1', one_of(*TRUTH_FREE_METRICS)
     ),  # chooses rounds (BENCHMARKS.md: Round choice by the held-out mixture F1)
     'relabel.tolerance': F(
-        0.05, number(0, 1, hi_open=True)
-    ),  # stop once `metric` stays this fraction below its best
+        0.0, number(0, 1, hi_open=True)
+    ),  # stop once `metric` stays this fraction below its best (BENCHMARKS.md: Main job time)
     'relabel.choose_tolerance': F(
         0.0, FRACTION
     ),  # output: the latest round within this of the best (BENCHMARKS.md: The best round)
     'relabel.round1_margin': F(
         0.02, NONNEGATIVE
     ),  # round 1 is the output only with this lead (BENCHMARKS.md: Round 1 needs a clear lead)
-    'relabel.patience': F(2, integer(1)),  # rounds below the best (by `tolerance`) before stopping ...
+    'relabel.patience': F(
+        1, integer(1)
+    ),  # rounds below the best (by `tolerance`) before stopping (BENCHMARKS.md: Main job time) ...
+    'relabel.stop_from_round': F(
+        4, integer(0)
+    ),  # ... from this round on, round 1 no reference (0: any round; BENCHMARKS.md: Main job time)
     'relabel.stable_fraction': F(0.01, FRACTION),  # ... or stop when fewer images than this fraction changed
+    'relabel.train_last_round': F(
+        False, boolean()
+    ),  # also train the model of a last round that is not the output (BENCHMARKS.md: Main job time)
     'relabel.max_rounds': F(6, integer(0)),  # relabel rounds after round 0 (BENCHMARKS.md: Six rounds)
     'relabel.control': F(
         False, boolean()
