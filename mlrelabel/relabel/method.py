@@ -10,7 +10,9 @@ mixtures by default), retrains on the multi-hot labels and validates.
 Nothing here reads multi-label truth: thresholds come from the training images' own evidence, and the round
 whose labels become the output is chosen by a truth-free metric (`relabel.metric`, see `relabel.select`); a
 round whose labels per image exceed the guard's bound is flagged and never chosen. When no relabeled round
-beats the given labels, the output is the given labels and the run says so. Truth, when the data has it, only
+beats the given labels, the output is the given labels and the run says so. The rounds stop when the metric
+stops improving (`select.stop_reason`); a round whose labels' statistics (known before its training) already say
+that it ends the run and is not the output trains no model (`relabel.train_last_round`). Truth, when the data has it, only
 scores the rows (`labels_*`, `val_f1`, ...).
 
 Every stage is resumable: a round's evidence records, `labels.json` and `metrics.json` are written atomically
