@@ -3,6 +3,7 @@
   python benchmarks/main_job.py                                  # configs/mc_dropout.py, then --preset=cpu
   python benchmarks/main_job.py --config=configs/mc_dropout.py:smoke --benchmark=tiny --out=main_job.json
   python benchmarks/main_job.py --config.relabel.max_rounds=1             # overrides apply to both runs
+  python benchmarks/main_job.py --runs=cold --benchmark= --keep --workdir=W  # the cold run alone, kept in W/cold
 
 Runs `python -m mlrelabel.main` twice in fresh work directories, sharing one compilation cache that starts
 empty (`--cache_dir`, default a new temporary folder): the first run compiles every XLA program, the second
@@ -92,6 +93,7 @@ def main(argv=None) -> dict:
     p.add_argument('--benchmark', default='cpu', help="mlrelabel.benchmark preset ('' = skip)")
     p.add_argument('--out', default='', help='write the figures as JSON here')
     p.add_argument('--keep', action='store_true', help='keep the work directories and the cache')
+    p.add_argument('--runs', default='cold,warm', help="which runs, in order: 'cold,warm' or 'cold'")
     args, overrides = p.parse_known_args(argv)
     bad = [o for o in overrides if not o.startswith('--config.')]
     if bad:
@@ -103,7 +105,10 @@ def main(argv=None) -> dict:
     if os.path.exists(cache_dir) and os.listdir(cache_dir):
         raise SystemExit(f'--cache_dir={cache_dir}: not empty; the first run must start with an empty cache')
     workdir = args.workdir or tmp
-    for name in ('cold', 'warm'):
+    runs = args.runs.split(',')
+    if runs not in (['cold', 'warm'], ['cold']):
+        p.error(f"--runs={args.runs}: expected 'cold,warm' or 'cold'")
+    for name in runs:
         if os.path.exists(os.path.join(workdir, name)):
             raise SystemExit(
                 f'{os.path.join(workdir, name)} exists: a run there would resume, not start afresh'
@@ -115,7 +120,7 @@ def main(argv=None) -> dict:
         'versions': versions(),
     }
     try:
-        for name in ('cold', 'warm'):
+        for name in runs:
             print(f'{name} run ...', file=sys.stderr, flush=True)
             result[name] = time_run(
                 args.config,
@@ -136,7 +141,7 @@ def main(argv=None) -> dict:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f'| {args.config} | wall s | XLA programs compiled | loaded from the cache |\n|---|---|---|---|')
-    for name in ('cold', 'warm'):
+    for name in runs:
         r = result[name]
         print(f'| {name} cache | {r["wall_s"]} | {r.get("compiled", "?")} | {r.get("loaded", "?")} |')
     for key, value in result.get('benchmark', {}).items():

@@ -163,6 +163,23 @@ def test_relabel_cli_resumes_after_real_kills_with_identical_outputs(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_whose_last_round_trains_no_model_resumes_with_identical_outputs(tmp_path):
+    """`relabel.train_last_round=false` (the default recipe's): the last round trains its model only when its labels
+    are the output; a run killed once that round's labels are written resumes to the same outputs."""
+    extra = ('--config.relabel.train_last_round=false', '--config.relabel.round0_models=1')
+    ref, cut = tmp_path / 'ref', tmp_path / 'cut'
+    subprocess.run(_cli(ref, *extra), cwd=ROOT, check=True, capture_output=True, timeout=900)
+    summary = json.loads((ref / 'summary.json').read_text())
+    last = summary['rounds'][-1]
+    assert last['round'] == 1 and last.get('trained', True) == (summary['best_round'] == 1)
+    assert (ref / 'round_1' / 'checkpoints').exists() == (summary['best_round'] == 1)
+    assert _run_until(cut, lambda: (cut / 'round_1' / 'labels.json').exists(), *extra)
+    subprocess.run(_cli(cut, *extra), cwd=ROOT, check=True, capture_output=True, timeout=900)
+    for name in ('round_1/labels.json', 'round_1/metrics.json', 'summary.json', 'labels.json'):
+        assert (ref / name).read_text() == (cut / name).read_text(), name
+
+
+@pytest.mark.slow
 def test_a_run_killed_as_round_0_starts_its_extension_resumes_to_the_same_labels(tmp_path):
     """Round 0 under-trained (learning rate 1e-7) is extended; kills right after the decision is written and in the
     middle of the extension resume to the same round-0 model (metrics) and the same round-1 labels as an

@@ -80,7 +80,9 @@ def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
     monkeypatch.setattr(select, 'heldout_stats', stats)
     monkeypatch.setattr(select, 'heldout_mixture_f1', lambda *a: {'heldout_mixture_f1': next(f1s)})
     monkeypatch.setattr(select, 'addition_precision', lambda *a: {'heldout_additions_judged': 0})
-    main.run(_config(rounds=2), str(tmp_path))
+    c = _config(rounds=2)
+    c.relabel.train_last_round = False  # the default: round 2 ends the run and is not the output
+    main.run(c, str(tmp_path))
     summary = json.load(open(tmp_path / 'summary.json'))
     assert [r['round'] for r in summary['rounds']] == [0, 1, 2]
     assert summary['best_round'] == 1 and summary['relabeling_helped']
@@ -89,6 +91,14 @@ def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
     assert json.load(open(tmp_path / 'thresholds.json')) == json.load(
         open(tmp_path / 'round_1' / 'thresholds.json')
     )
+    # Round 2's labels were made and scored, but its model, which nothing would use, was not trained.
+    last = summary['rounds'][2]
+    assert last['trained'] is False and 'val_top1' not in last and 'heldout_mixture_f1' in last
+    assert (tmp_path / 'round_2' / 'labels.json').exists() and not (
+        tmp_path / 'round_2' / 'checkpoints'
+    ).exists()
+    assert [r['round'] for r in json.load(open(tmp_path / 'run.json'))['rounds']] == [0, 1]
+    assert all(r.get('trained', True) for r in summary['rounds'][:2])
 
 
 @pytest.mark.slow
@@ -154,6 +164,7 @@ def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_p
 
     monkeypatch.setattr(select, 'guard', lambda *a, **k: [])  # the smoke model's rounds must not stop the run
     c = _config(rounds=2)
+    c.relabel.train_last_round = True  # round 2 trains whether or not its labels are the output
     c.relabel.fresh_rounds = 1
     c.train.epochs, c.relabel.fresh_epochs, c.relabel.epochs = 2, 3, 1
     main.run(c, str(tmp_path))

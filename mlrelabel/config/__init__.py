@@ -40,6 +40,7 @@ RELABEL_FIELDS = (
     'relabel.fresh_rounds', 'relabel.fresh_min_steps',
     'relabel.extend_underfit_round0', 'relabel.epochs', 'relabel.min_steps',
     'relabel.metric', 'relabel.tolerance', 'relabel.choose_tolerance', 'relabel.round1_margin', 'relabel.patience',
+    'relabel.stop_from_round',
     'relabel.stable_fraction', 'relabel.max_rounds', 'relabel.review', 'relabel.decisions',
 )  # fmt: skip
 
@@ -179,6 +180,7 @@ def relabel_recipe(variant: str = '', confidence: str = 'mc_dropout') -> ml_coll
         apply_smoke(c)
         r.extend_underfit_round0 = False  # 2 smoke epochs are under-trained by design
         r.max_rounds = 1
+        r.train_last_round = True  # every round's model exists: the tests predict with round 1's
         r.epochs = 1
         r.min_steps = 0
         r.fresh_min_steps = 0

@@ -512,7 +512,9 @@ FIELDS: dict[str, Field] = {
         'chooses rounds (benchmarks/history/label-quality.md: Round choice by the held-out mixture F1)',
     ),
     'relabel.tolerance': F(
-        0.05, number(0, 1, hi_open=True), 'stop once `metric` stays this fraction below its best'
+        0.0,
+        number(0, 1, hi_open=True),
+        'stop once `metric` stays this fraction below its best (BENCHMARKS.md: Main job time)',
     ),
     'relabel.choose_tolerance': F(
         0.0,
@@ -526,9 +528,22 @@ FIELDS: dict[str, Field] = {
         'round 1 is the output only with this lead (benchmarks/history/label-quality.md: Round 1 needs a '
         'clear lead)',
     ),
-    'relabel.patience': F(2, integer(1), 'stop after this many rounds below the best (by `tolerance`)'),
+    'relabel.patience': F(
+        1, integer(1), 'rounds below the best (by `tolerance`) before stopping (BENCHMARKS.md: Main job time)'
+    ),
+    'relabel.stop_from_round': F(
+        4,
+        integer(0),
+        'the stop rule applies from this round on, round 1 no reference (0: any round; BENCHMARKS.md: Main job '
+        'time)',
+    ),
     'relabel.stable_fraction': F(
         0.01, FRACTION, 'also stop when fewer images than this fraction changed labels'
+    ),
+    'relabel.train_last_round': F(
+        False,
+        boolean(),
+        'also train the model of a last round that is not the output (BENCHMARKS.md: Main job time)',
     ),
     'relabel.max_rounds': F(
         6, integer(0), 'relabel rounds after round 0 (benchmarks/history/label-quality.md: Six rounds)'

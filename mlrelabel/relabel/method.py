@@ -10,7 +10,9 @@ mixtures by default), retrains on the multi-hot labels and validates.
 Nothing here reads multi-label truth: thresholds come from the training images' own evidence, and the round
 whose labels become the output is chosen by a truth-free metric (`relabel.metric`, see `relabel.select`); a
 round whose labels per image exceed the guard's bound is flagged and never chosen. When no relabeled round
-beats the given labels, the output is the given labels and the run says so. Truth, when the data has it, only
+beats the given labels, the output is the given labels and the run says so. The rounds stop when the metric
+stops improving (`select.stop_reason`); a round whose labels' statistics (known before its training) already say
+that it ends the run and is not the output trains no model (`relabel.train_last_round`). Truth, when the data has it, only
 scores the rows (`labels_*`, `val_f1`, ...).
 
 Every stage is resumable: a round's evidence records, `labels.json` and `metrics.json` are written atomically
@@ -109,6 +111,10 @@ def run(config, workdir: str) -> dict:
                 sum(set(a) != set(b) for a, b in zip(labels.to_lists(), new_labels.to_lists()))
             )
             labels = new_labels
+            if _ends_untrained(ctx, rows, k, info):  # the rounds stop here and this round is not the output
+                rows.append(_untrained_row(ctx, rows, k, labels, info))
+                timings[f'round_{k}'] = {'relabel_s': round(time.time() - t0, 1), 'train_s': 0.0}
+                break
         t1 = time.time()
         run_progress.begin('train', k)
         loss = _round_loss(config, k)
@@ -137,13 +143,58 @@ def run(config, workdir: str) -> dict:
         if parallel.is_main_process():
             _write_summary(workdir, rows, config, chosen=None)
             tensorboard_writer.write_scalars(workdir, None, tensorboard_writer.scalar_tags(row, 'round'))
-        reason = select.stop_reason(
-            rows, rc.metric, rc.patience, rc.stable_fraction, len(train), rc.tolerance
-        )
+        reason = _stop(ctx, rows)
         if reason:
             logging.info('stopping after round %d: %s', k, reason)
             break
     return _finish(ctx, rows, timings)
+
+
+def _stop(ctx: RelabelRun, rows: list) -> str | None:
+    """Why the rounds stop after the last row (`select.stop_reason` with `config.relabel`), None: go on."""
+    rc = ctx.config.relabel
+    return select.stop_reason(
+        rows, rc.metric, rc.patience, rc.stable_fraction, len(ctx.train), rc.tolerance, rc.stop_from_round
+    )
+
+
+def _ends_untrained(ctx: RelabelRun, rows: list, k: int, info: dict) -> bool:
+    """Whether round k ends the run without training its model: its labels' truth-free statistics (`info`,
+    known before training) already say the rounds stop after it (the last round, or `_stop`) and that it is not
+    the output round, so its model would score no crops and be no run's model. The output is the same as with
+    the model trained. Never with `relabel.train_last_round` or the control arm (round 1's gate compares trained
+    models)."""
+    rc = ctx.config.relabel
+    if rc.train_last_round or (k == 1 and rc.control):
+        return False
+    provisional = rows + [{'round': k, **info, 'flags': list(info.get('flags', []))}]
+    if k < rc.max_rounds and not _stop(ctx, provisional):
+        return False
+    return select.choose_configured_round(provisional, select.ChooseOptions.from_config(ctx.config))[0] != k
+
+
+def _untrained_row(ctx: RelabelRun, rows: list, k: int, labels, info: dict) -> dict:
+    """Round k's row when its model is not trained (`_ends_untrained`): its labels' statistics, no model
+    metrics; `trained` False. Written like a trained round's `metrics.json` (read back on a resumed run)."""
+    path = os.path.join(ctx.round_dir(k), 'metrics.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    loss = _round_loss(ctx.config, k)
+    row = {'round': k, 'loss': loss, 'head': evaluate.head_of(loss), 'trained': False}
+    row['labels_per_image'] = float(labels.num_labels().mean())
+    row.update(info)
+    row['flags'] = list(row.get('flags', []))
+    if ctx.train.truth is not None:
+        quality = metrics.label_quality(labels, ctx.train.truth)
+        row.update({f'labels_{key}': float(v) for key, v in quality.items() if key != 'labels_per_image'})
+    if parallel.is_main_process():
+        atomic_write_json(path, row)
+        _write_summary(ctx.workdir, [*rows, row], ctx.config, chosen=None)
+    logging.info(
+        'stopping after round %d, its model not trained: %s', k, _stop(ctx, [*rows, row]) or 'the last'
+    )
+    return row
 
 
 def _finish(ctx: RelabelRun, rows, timings) -> dict:
@@ -187,6 +238,7 @@ def _finish(ctx: RelabelRun, rows, timings) -> dict:
             rounds=[
                 {'round': r['round'], 'checkpoint': f'round_{r["round"]}/checkpoints', 'head': r['head']}
                 for r in rows
+                if r.get('trained', True)
             ],
             labels='labels.json',
             thresholds='thresholds.json' if chosen > 0 else None,
