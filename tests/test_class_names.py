@@ -14,11 +14,9 @@ from mlrelabel.data import formats
 from mlrelabel.data.label_table import LabelTable
 from mlrelabel.data.sources import Dataset
 from mlrelabel.errors import DataError
+from tests.helpers import write_image
 
 
-def _image(path, value=0, size=8):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
 
 
 def test_dataset_names_default_check_and_travel_with_subsets():
@@ -40,7 +38,7 @@ def test_dataset_names_default_check_and_travel_with_subsets():
 def _json_split(root, split, classes, n=4):
     entries = []
     for i in range(n):
-        _image(
+        write_image(
             str(root / split / f'{i}.png'), 40 * i + (0 if split == 'train' else 7)
         )  # no train/val overlap
         entries.append({'img_path': f'{split}/{i}.png', 'labels': [i % 3]})
@@ -96,7 +94,7 @@ def test_annotation_and_attribute_sources_name_their_classes_and_groups(tmp_path
 
     root = tmp_path / 'flickr'
     for i in range(1, 9):
-        _image(str(root / 'images' / f'im{i}.jpg'), 20 * i)
+        write_image(str(root / 'images' / f'im{i}.jpg'), 20 * i)
     (root / 'annotations').mkdir()
     (root / 'annotations' / 'tree.txt').write_text('1\n2\n3\n4\n')
     (root / 'annotations' / 'dog.txt').write_text('5\n6\n7\n8\n3\n')
@@ -119,7 +117,7 @@ def test_annotation_and_attribute_sources_name_their_classes_and_groups(tmp_path
         formats.load_partial_splits(c, verify_images=False)
 
     for name in ('a.jpg', 'b.jpg', 'c.jpg'):
-        _image(str(tmp_path / 'images' / name))
+        write_image(str(tmp_path / 'images' / name))
     (tmp_path / 'attrs.csv').write_text('filename,neck,sleeve\na.jpg,2,0\nb.jpg,1,1\nc.jpg,0,#N/A\n')
     ds, _, groups = formats.read_attribute_csv(tmp_path / 'attrs.csv', 8)
     assert ds.class_names == ['neck=0', 'neck=1', 'neck=2', 'sleeve=0', 'sleeve=1']
@@ -129,7 +127,7 @@ def test_annotation_and_attribute_sources_name_their_classes_and_groups(tmp_path
 def test_partial_json_names_from_its_class_list(tmp_path):
     from mlrelabel.data.partial_labels import read_partial_label_file, write_partial_label_file
 
-    _image(str(tmp_path / 'a.jpg'))
+    write_image(str(tmp_path / 'a.jpg'))
     doc = {'classes': ['cat', 'dog', 'owl'], 'data': [{'img_path': 'a.jpg', 'labels': [1], 'names': ['dog']}]}
     (tmp_path / 'p.json').write_text(json.dumps(doc))
     ds, labels = formats.read_partial_json(tmp_path / 'p.json', 8)

@@ -15,13 +15,11 @@ from mlrelabel.data.label_table import LabelFileError
 from mlrelabel.data.labels import read_label_file
 from mlrelabel.data.preflight import preflight
 from mlrelabel.errors import DataError
+from tests.helpers import write_image
 
 SKIPPED = r'{where}: skipped 1 of {n} images that could not be read: .*{bad} \('
 
 
-def _image(path, value=0):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
 
 
 def _label_file(path, entries):
@@ -40,7 +38,7 @@ def _json_config(tmp_path, train, val, batch=2):
 
 def _images(tmp_path, n, start=0):
     for i in range(start, start + n):
-        _image(str(tmp_path / f'im{i}.png'), 20 * i)
+        write_image(str(tmp_path / f'im{i}.png'), 20 * i)
     return [(f'im{i}.png', [i % 3]) for i in range(start, start + n)]
 
 
@@ -97,7 +95,7 @@ def test_folder_val_label_file_with_a_duplicate_line(tmp_path):
 # ------------------------------------------------------------------------------------------ attribute CSV
 def _csv(tmp_path, rows, header='filename,neck,sleeve'):
     for i, row in enumerate(rows):  # distinct pixels: identical files in train and val would be refused
-        _image(str(tmp_path / 'images' / row.split(',')[0]), 13 * i % 256)
+        write_image(str(tmp_path / 'images' / row.split(',')[0]), 13 * i % 256)
     path = tmp_path / 'attributes.csv'
     path.write_text('\n'.join([header] + rows) + '\n')
     return path
@@ -149,7 +147,7 @@ def _formats_config(source, train_path, **fields):
 
 def _annotation_folder(root):
     for i in range(1, 9):
-        _image(str(root / 'images' / f'im{i}.jpg'), 20 * i)
+        write_image(str(root / 'images' / f'im{i}.jpg'), 20 * i)
     (root / 'annotations').mkdir()
     (root / 'annotations' / 'a.txt').write_text('1\n2\n3\n4\n')
     (root / 'annotations' / 'b.txt').write_text('5\n6\n7\n8\n')
@@ -166,7 +164,7 @@ def _attribute_csv(root):
 def _partial_json(root):
     entries = []
     for i in range(8):
-        _image(str(root / f'p{i}.png'), 20 * i)
+        write_image(str(root / f'p{i}.png'), 20 * i)
         entries.append({'img_path': f'p{i}.png', 'labels': [i % 3], 'negatives': [(i + 1) % 3]})
     (root / 'partial.json').write_text(json.dumps({'data': entries}))
     _break(root / 'p3.png')

@@ -16,33 +16,7 @@ from mlrelabel.data.labels import read_label_file, read_labels, write_label_file
 from mlrelabel.data.preflight import preflight
 from mlrelabel.data.sources import load_image_dataset
 from mlrelabel.errors import DataError
-
-
-def _photo(path, seed):
-    """A 96-160 px photo-like JPEG (smooth gradients plus noise), distinct per seed."""
-    rng = np.random.default_rng(seed)
-    h, w = rng.integers(96, 160, size=2)
-    y, x = np.mgrid[0:h, 0:w] / max(h, w)
-    image = np.stack([y, x, (x + y) / 2], -1) * rng.uniform(100, 255, 3) + rng.normal(0, 8, (h, w, 3))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=90)
-
-
-def _label_file(path, names):
-    path.write_text(json.dumps({'data': [{'img_path': n, 'labels': [i % 2]} for i, n in enumerate(names)]}))
-    return path
-
-
-@pytest.fixture
-def splits(tmp_path):
-    """train: imgs/t0..t3.jpg; val: imgs/t1.jpg again (same path), imgs/copy.jpg (t2's bytes), imgs/v0.jpg."""
-    for i in range(4):
-        _photo(str(tmp_path / 'imgs' / f't{i}.jpg'), i)
-    shutil.copy(tmp_path / 'imgs' / 't2.jpg', tmp_path / 'imgs' / 'copy.jpg')
-    _photo(str(tmp_path / 'imgs' / 'v0.jpg'), 10)
-    train = _label_file(tmp_path / 'train.json', [f'imgs/t{i}.jpg' for i in range(4)])
-    val = _label_file(tmp_path / 'val.json', ['./imgs/t1.jpg', 'imgs/copy.jpg', 'imgs/v0.jpg'])
-    return train, val
+from tests.helpers import write_photo
 
 
 def _config(train, val, **data):
@@ -103,7 +77,7 @@ def test_check_splits_warns_when_overlap_is_allowed(splits):
 def test_written_label_files_keep_relative_paths_as_written(splits, tmp_path):
     train_file, _ = splits
     absolute = str(tmp_path.parent / f'{tmp_path.name}_elsewhere' / 't3.jpg')
-    _photo(absolute, 3)
+    write_photo(absolute, 3)
     doc = json.loads(train_file.read_text())
     doc['data'][3]['img_path'] = absolute  # an absolute entry outside the label file's folder stays absolute
     train_file.write_text(json.dumps(doc))

@@ -14,16 +14,14 @@ from mlrelabel.data.partial_labels import (
     read_partial_label_file,
     write_partial_label_file,
 )
+from tests.helpers import write_image
 
 
-def _image(path, value=0):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(np.full((6, 6, 3), value, np.uint8)).save(path)
 
 
 def _folder(root, classes, ids=(1, 2, 3, 4)):
     for i in ids:
-        _image(os.path.join(root, 'images', f'im{i}.jpg'), 10 * i)
+        write_image(os.path.join(root, 'images', f'im{i}.jpg'), 10 * i)
     os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
     for name, text in classes.items():
         with open(os.path.join(root, 'annotations', f'{name}.txt'), 'w') as f:
@@ -93,7 +91,7 @@ def test_partial_json_errors_name_file_and_entry(tmp_path, entry, message):
 
 
 def test_partial_json_missing_image_names_entry(tmp_path):
-    _image(str(tmp_path / 'a.jpg'))
+    write_image(str(tmp_path / 'a.jpg'))
     path = tmp_path / 'p.json'
     path.write_text(
         json.dumps({'data': [{'img_path': 'a.jpg', 'labels': [0]}, {'img_path': 'b.jpg', 'labels': [1]}]})
@@ -137,7 +135,7 @@ def test_annotation_folder_errors_name_file_and_line(tmp_path, text, message):
 # --------------------------------------------------------------------------- attribute CSV
 def _csv(tmp_path, rows, header='filename,neck,sleeve_length', images=('a.jpg', 'b.jpg', 'c.jpg')):
     for name in images:
-        _image(str(tmp_path / 'images' / name))
+        write_image(str(tmp_path / 'images' / name))
     path = tmp_path / 'attributes.csv'
     path.write_text(header + '\n' + '\n'.join(rows) + '\n')
     return path
