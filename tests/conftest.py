@@ -41,4 +41,3 @@ def tiny_data(tiny_config, tmp_path):
     from mlrelabel.methods import common
 
     return common.load_datasets(tiny_config, str(tmp_path))
-
