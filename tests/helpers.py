@@ -34,3 +34,47 @@ def write_photo(path, seed):
     image = np.stack([y, x, (x + y) / 2], -1) * rng.uniform(100, 255, 3) + rng.normal(0, 8, (h, w, 3))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+
+def write_label_json(path, entries):
+    """A CS570 label file at `path` (a pathlib.Path) listing `entries`, pairs (img_path, labels)."""
+    import json
+
+    path.write_text(json.dumps({'data': [{'img_path': p, 'labels': labels} for p, labels in entries]}))
+    return path
+
+
+def write_images(folder, n, start=0):
+    """Images im{start}.png .. in `folder`, each its own grey level; returns their entries (name, [i % 3])."""
+    for i in range(start, start + n):
+        write_image(str(folder / f'im{i}.png'), 20 * i)
+    return [(f'im{i}.png', [i % 3]) for i in range(start, start + n)]
+
+
+def data_config(source, batch_size=2, **data):
+    """The smoke recipe reading `source`, with the given `data.*` fields and training batch size."""
+    from mlrelabel.config import base_config
+
+    c = base_config('smoke')
+    with c.unlocked():
+        c.data.source = source
+        c.train.batch_size = batch_size
+        for k, v in data.items():
+            c.data[k] = v
+    return c
+
+
+def load_module(path, name=None):
+    """The Python file at `path` (relative to the repository root) imported as a module."""
+    import importlib.util
+
+    name = name or os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def recipe(name, variant=''):
+    """configs/<name> (a file name such as 'mile.py') built for `variant`, as its file defines it."""
+    return load_module(os.path.join('configs', name)).get_config(variant)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from mlrelabel import workdir as workdir_mod
 from mlrelabel.errors import ConfigError
-from tests.helpers import ROOT
+from tests.helpers import ROOT, recipe
 
 # `*_imagenet.py` recipes need ImageNet-layout data: their smoke variants run in tests/test_imagenet.py on a
 # generated folder.
@@ -26,14 +26,10 @@ CONFIGS = sorted(
 
 
 def _load(name, variant='smoke'):
-    import importlib.util
 
     from ml_collections import config_flags  # noqa: F401 - same loader as the CLI
 
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return recipe(name, variant)
 
 
 def test_every_config_has_a_smoke_variant_and_rejects_unknown_variants():

@@ -14,40 +14,24 @@ from mlrelabel.data.labels import read_label_file
 from mlrelabel.data.preflight import preflight
 from mlrelabel.data.sources import load_image_dataset
 from mlrelabel.errors import DataError
-from tests.helpers import write_image
+from tests.helpers import data_config, write_image, write_images, write_label_json
 
 SKIPPED = r'{where}: skipped 1 of {n} images that could not be read: .*{bad} \('
 
 
-def _label_file(path, entries):
-    path.write_text(json.dumps({'data': [{'img_path': p, 'labels': labels} for p, labels in entries]}))
-    return path
-
-
 def _json_config(tmp_path, train, val, batch=2):
-    c = base_config('smoke')
-    c.data.source = 'json'
-    c.data.train_json, c.data.val_json = str(train), str(val)
-    c.data.num_classes = 3
-    c.train.batch_size = batch
-    return c
-
-
-def _images(tmp_path, n, start=0):
-    for i in range(start, start + n):
-        write_image(str(tmp_path / f'im{i}.png'), 20 * i)
-    return [(f'im{i}.png', [i % 3]) for i in range(start, start + n)]
+    return data_config('json', batch, train_json=str(train), val_json=str(val), num_classes=3)
 
 
 # ------------------------------------------------------------------------------------------ label files
 def test_an_image_listed_twice_names_the_image_and_both_entries(tmp_path):
-    entries = _images(tmp_path, 4)
-    path = _label_file(tmp_path / 'train.json', entries + [('./im1.png', [2])])
+    entries = write_images(tmp_path, 4)
+    path = write_label_json(tmp_path / 'train.json', entries + [('./im1.png', [2])])
     with pytest.raises(
         LabelFileError, match=r"train\.json: entry 4: image '.*im1\.png' is listed twice \(first in entry 1\)"
     ):
         read_label_file(path, 3)
-    val = _label_file(tmp_path / 'val.json', entries)
+    val = write_label_json(tmp_path / 'val.json', entries)
     with pytest.raises(DataError, match=r'entry 4: .*listed twice'):
         preflight(_json_config(tmp_path, path, val))
 
@@ -104,16 +88,7 @@ def _break(path):
 
 
 def _formats_config(source, train_path, **fields):
-    c = base_config('smoke')
-    with c.unlocked():
-        c.data.source = source
-        c.data.train_path = str(train_path)
-        c.data.val_fraction = 0.25
-        c.data.image_size = 8
-        c.train.batch_size = 2
-        for k, v in fields.items():
-            c.data[k] = v
-    return c
+    return data_config(source, train_path=str(train_path), val_fraction=0.25, image_size=8, **fields)
 
 
 def _annotation_folder(root):
@@ -169,9 +144,9 @@ def test_json_and_folder_sources_word_skipped_images_the_same_way(tmp_path):
     from mlrelabel.data import imagenet
     from mlrelabel.data.sources import load_image_dataset
 
-    entries = _images(tmp_path, 5)
+    entries = write_images(tmp_path, 5)
     _break(tmp_path / 'im2.png')
-    path = _label_file(tmp_path / 'train.json', entries)
+    path = write_label_json(tmp_path / 'train.json', entries)
     with pytest.warns(RuntimeWarning, match=SKIPPED.format(where=re.escape(str(path)), n=5, bad='im2.png')):
         ds, report = load_image_dataset(path, 8, num_classes=3)
     assert report['skipped'] == 1 and report['kept'] == 4 == len(ds)
@@ -215,14 +190,7 @@ def test_no_readable_image_and_empty_splits_are_errors(tmp_path):
 
 
 def _config(train, val, **data):
-    c = base_config('smoke')
-    c.data.source = 'json'
-    c.data.train_json, c.data.val_json = str(train), str(val)
-    c.data.num_classes = 2
-    c.train.batch_size = 2
-    for k, v in data.items():
-        c.data[k] = v
-    return c
+    return data_config('json', train_json=str(train), val_json=str(val), num_classes=2, **data)
 
 
 def test_overlap_by_path_and_content_is_counted_and_named(splits):

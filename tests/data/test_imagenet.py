@@ -20,7 +20,7 @@ from mlrelabel.data import (
     imagenet_tfds,
     pipeline,
 )
-from tests.helpers import ROOT
+from tests.helpers import ROOT, recipe
 
 IMAGENET_CONFIGS = sorted(
     os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs', '*_imagenet.py'))
@@ -28,10 +28,7 @@ IMAGENET_CONFIGS = sorted(
 
 
 def _config(name, variant='smoke'):
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return recipe(name, variant)
 
 
 @pytest.fixture(scope='module')

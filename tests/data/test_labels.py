@@ -5,13 +5,12 @@ import os
 
 import pytest
 
-from mlrelabel.config import base_config
 from mlrelabel.data.label_table import LabelFileError, LabelTable
 from mlrelabel.data.labels import read_label_file, read_labels, write_label_file
 from mlrelabel.data.preflight import preflight
 from mlrelabel.data.sources import load_image_dataset
 from mlrelabel.errors import DataError
-from tests.helpers import write_image, write_photo
+from tests.helpers import data_config, write_image, write_photo
 
 
 def _json_split(root, split, classes, n=4):
@@ -27,14 +26,7 @@ def _json_split(root, split, classes, n=4):
 
 
 def _json_config(train, val):
-
-    c = base_config('smoke')
-    c.data.source = 'json'
-    c.data.train_json, c.data.val_json = train, val
-    c.data.image_size = 8
-    c.data.num_classes = 0
-    c.train.batch_size = 4
-    return c
+    return data_config('json', 4, train_json=train, val_json=val, image_size=8, num_classes=0)
 
 
 def test_label_file_names_are_shared_by_the_splits_and_announced(tmp_path, capsys):

@@ -1,26 +1,22 @@
 """ReLabel label maps: generation (resize + top-k), crop-box composition, the pooling/CutMix transform, the
 sharded store (order checks, lazy reads, resume after a real kill) and the import of ReLabel's .pt files."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
 from mlrelabel.label_maps.store import LabelMapStore
-from tests.helpers import ROOT
+from tests.helpers import recipe
 
 
 @pytest.mark.parametrize('name', ['relabel_maps.py', 'relabel_maps_imagenet.py'])
 def test_configs_build(name):
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    full, smoke = module.get_config(''), module.get_config('smoke')
+    full, smoke = recipe(name), recipe(name, 'smoke')
     assert full.method == smoke.method == 'relabel_maps' and full.train.loss == 'soft_ce'
     assert smoke.train.epochs <= 2 and smoke.relabel_maps.cutmix
     with pytest.raises(ValueError, match='variant'):
-        module.get_config('huge')
+        recipe(name, 'huge')
     if name == 'relabel_maps_imagenet.py':
         o = full.optim
         assert (

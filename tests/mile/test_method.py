@@ -1,13 +1,10 @@
 """MILe: the phase schedule, the pseudo-label rules, the joint imitation step, hand-overs, resume mid-phase,
 and the two configs."""
 
-import importlib.util
 import json
 import os
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -18,35 +15,17 @@ from mlrelabel.mile import steps as M
 from mlrelabel.ops import augment
 from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
-from tests.helpers import ROOT, leaves_close
-
-
-class TinyNet(nn.Module):
-    """A two-layer net with batch norm: the steps' contract (train flag, batch_stats) at a fraction of a
-    ResNet's compile time. The ResNet path runs in tests/test_main.py (smoke variant of configs/mile.py)."""
-
-    @nn.compact
-    def __call__(self, images, train=False):
-        x = nn.Dense(16)(images.reshape(images.shape[0], -1))
-        x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
-        return nn.Dense(10)(x)
-
-
-def _tiny_variables(cfg, seed=0):
-    s = cfg.data.image_size
-    return jax.tree.map(np.asarray, TinyNet().init(jax.random.PRNGKey(seed), jnp.zeros((1, s, s, 3))))
+from tests.helpers import leaves_close, recipe
+from tests.mile.helpers import TinyNet, tiny_variables
 
 
 def _config(name, variant=''):
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return recipe(name, variant)
 
 
 def _fit_mile(cfg, data, ckpt_dir, **kw):
     model = TinyNet()
-    variables = _tiny_variables(cfg, cfg.seed)
+    variables = tiny_variables(cfg, cfg.seed)
     return mile_method.fit_mile(
         model, variables, data['train'], cfg, mesh=parallel.make_mesh(1), ckpt_dir=ckpt_dir, **kw
     )
@@ -135,7 +114,7 @@ def test_burn_in_validates_the_teacher_and_the_run_returns_the_better_network(
 
 def _template(cfg):
     """A restore template of the checkpointed MILe state (teacher, student, counters)."""
-    variables = _tiny_variables(cfg, cfg.seed)
+    variables = tiny_variables(cfg, cfg.seed)
     ts = TrainState.create(variables, optim.make_optimizer(cfg.optim, 4, 2, 16)[0], jax.random.PRNGKey(0))
     return {'teacher': ts, 'student': ts, 'counters': mile_method._counters(0, 3, 2)}
 

@@ -1,10 +1,6 @@
 """MILe: the phase schedule, the pseudo-label rules, the joint imitation step, hand-overs, resume mid-phase,
 and the two configs."""
 
-import importlib.util
-import os
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,30 +13,12 @@ from mlrelabel.ops import augment
 from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
 from mlrelabel.train.step import make_train_step
-from tests.helpers import ROOT, leaves_close
-
-
-class TinyNet(nn.Module):
-    """A two-layer net with batch norm: the steps' contract (train flag, batch_stats) at a fraction of a
-    ResNet's compile time. The ResNet path runs in tests/test_main.py (smoke variant of configs/mile.py)."""
-
-    @nn.compact
-    def __call__(self, images, train=False):
-        x = nn.Dense(16)(images.reshape(images.shape[0], -1))
-        x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
-        return nn.Dense(10)(x)
-
-
-def _tiny_variables(cfg, seed=0):
-    s = cfg.data.image_size
-    return jax.tree.map(np.asarray, TinyNet().init(jax.random.PRNGKey(seed), jnp.zeros((1, s, s, 3))))
+from tests.helpers import leaves_close, recipe
+from tests.mile.helpers import TinyNet, tiny_variables
 
 
 def _config(name, variant=''):
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return recipe(name, variant)
 
 
 def test_phase_schedule():
@@ -95,7 +73,7 @@ def test_run_schedule_gives_teacher_and_student_the_rate_of_the_global_step(tiny
     cfg.mile = _config('mile.py', 'smoke').mile
     cfg.mile.burn_in = 0.3
     task = MileTask(
-        TinyNet(), _tiny_variables(cfg), tiny_data['train'], cfg, mesh=parallel.make_mesh(1), ckpt_dir=''
+        TinyNet(), tiny_variables(cfg), tiny_data['train'], cfg, mesh=parallel.make_mesh(1), ckpt_dir=''
     )
     total = task.steps_per_epoch * cfg.train.epochs
     base = optim.make_schedule(cfg.optim.schedule, cfg.optim.learning_rate, cfg.optim.warmup_epochs,
@@ -166,7 +144,7 @@ def test_imitation_step_is_one_function_equal_to_two_passes(tiny_config, tiny_da
     first and training the student on the thresholded probabilities with the plain train step."""
     cfg = tiny_config
     model = TinyNet()
-    variables = _tiny_variables(cfg, cfg.seed)
+    variables = tiny_variables(cfg, cfg.seed)
     teacher_vars = jax.tree.map(lambda x: x * 1.5 if x.ndim > 1 else x, variables)  # differs from the student
     tx = optax.sgd(0.05)
     student = TrainState.create(variables, tx, jax.random.PRNGKey(3))

@@ -2,7 +2,6 @@
 backbones, and tiny end-to-end runs (selective with its prior phase; attribute CSV with group heads,
 a frozen imported backbone and predictions)."""
 
-import importlib.util
 import json
 import math
 import os
@@ -16,14 +15,11 @@ from PIL import Image
 from mlrelabel.errors import ConfigError
 from mlrelabel.partial import class_prior, method
 from mlrelabel.partial import losses as P
-from tests.helpers import ROOT
+from tests.helpers import recipe
 
 
 def _config(**partial):
-    spec = importlib.util.spec_from_file_location('partial_cfg', os.path.join(ROOT, 'configs', 'partial.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config('smoke')
+    c = recipe('partial.py', 'smoke')
     c.data.num_train, c.data.num_val, c.data.image_size = 64, 32, 16
     c.data.min_scale, c.data.max_scale = 6, 9
     c.model.width = 8

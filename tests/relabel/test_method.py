@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlrelabel.config import relabel_config
 from tests.helpers import ROOT
+from tests.relabel.helpers import engine_config
 
 COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200]])
 
@@ -166,16 +166,6 @@ def test_predict_uses_the_rounds_crop_rule_quietly_with_names(csv_run, tmp_path)
     assert json.load(open(tmp_path / 'd.json'))['round'] == chosen
 
 
-def _config(rounds=2):
-    c = relabel_config('smoke', 'mc_dropout')
-    c.data.num_train = 128
-    c.data.num_val = 64
-    c.relabel.max_rounds = rounds
-    c.relabel.patience = 5
-    c.relabel.stable_fraction = 0.0
-    return c
-
-
 @pytest.fixture
 def init_seeds(monkeypatch):
     """The seeds of every `common.init_variables` call of a run, in order (the calls still happen)."""
@@ -214,7 +204,7 @@ def test_rounds_that_get_worse_keep_the_better_round(tmp_path, monkeypatch):
     monkeypatch.setattr(select, 'heldout_stats', stats)
     monkeypatch.setattr(select, 'heldout_mixture_f1', lambda *a: {'heldout_mixture_f1': next(f1s)})
     monkeypatch.setattr(select, 'addition_precision', lambda *a: {'heldout_additions_judged': 0})
-    main.run(_config(rounds=2), str(tmp_path))
+    main.run(engine_config(rounds=2), str(tmp_path))
     summary = json.load(open(tmp_path / 'summary.json'))
     assert [r['round'] for r in summary['rounds']] == [0, 1, 2]
     assert summary['best_round'] == 1 and summary['relabeling_helped']
@@ -247,7 +237,7 @@ def test_a_flagged_round_never_becomes_the_output_and_the_run_says_so(tmp_path, 
         monkeypatch.setattr(select, 'heldout_stats', stats)
     else:
         monkeypatch.setattr(select, 'addition_precision', additions)
-    main.run(_config(rounds=2), str(tmp_path))
+    main.run(engine_config(rounds=2), str(tmp_path))
     summary = json.load(open(tmp_path / 'summary.json'))
     assert len(summary['rounds']) == 2  # stopped at the flagged round
     expected = 'held-out images' if cause == 'recall' else 'look like errors'
@@ -255,7 +245,7 @@ def test_a_flagged_round_never_becomes_the_output_and_the_run_says_so(tmp_path, 
     assert summary['best_round'] == 0 and not summary['relabeling_helped']
     from mlrelabel.methods import common
 
-    given = common.load_datasets(_config(), str(tmp_path))['train'].labels.to_lists()
+    given = common.load_datasets(engine_config(), str(tmp_path))['train'].labels.to_lists()
     assert [labels for _, labels in _labels(tmp_path / 'labels.json')] == given
     assert 'relabeling did not help' in capsys.readouterr().err
 
@@ -266,7 +256,7 @@ def test_relabel_rounds_train_with_a_single_positive_loss(tmp_path):
     from mlrelabel import main
     from mlrelabel.validation import validate_config
 
-    c = _config(rounds=1)
+    c = engine_config(rounds=1)
     c.relabel.loss = 'an_ls'
     main.run(c, str(tmp_path))
     summary = json.load(open(tmp_path / 'summary.json'))
@@ -287,7 +277,7 @@ def test_fresh_rounds_start_from_their_own_init_and_train_their_own_epochs(tmp_p
     from mlrelabel.relabel import select
 
     monkeypatch.setattr(select, 'guard', lambda *a, **k: [])  # the smoke model's rounds must not stop the run
-    c = _config(rounds=2)
+    c = engine_config(rounds=2)
     c.relabel.fresh_rounds = 1
     c.train.epochs, c.relabel.fresh_epochs, c.relabel.epochs = 2, 3, 1
     main.run(c, str(tmp_path))
@@ -306,7 +296,7 @@ def test_round_0_models_each_score_round_1_crops_and_the_evidence_is_their_mean(
     from mlrelabel.relabel import round_models as relabel_models
     from mlrelabel.relabel import stream
 
-    c = _config(rounds=1)
+    c = engine_config(rounds=1)
     c.relabel.round0_models = 2
     main.run(c, str(tmp_path))
     assert init_seeds[:2] == [c.seed, c.seed + relabel_models.MODEL_SEED_STRIDE]
@@ -332,7 +322,7 @@ def test_a_round_0_that_learnt_too_little_trains_no_more_models(tmp_path, init_s
     from mlrelabel import main
     from mlrelabel.relabel import round_models as relabel_models
 
-    c = _config(rounds=1)
+    c = engine_config(rounds=1)
     c.relabel.round0_models, c.relabel.round0_models_min_top1 = 3, 1.0
     main.run(c, str(tmp_path))
     assert init_seeds[0] == c.seed and c.seed + relabel_models.MODEL_SEED_STRIDE not in init_seeds
@@ -354,14 +344,14 @@ def test_the_default_recipe_decides_without_multi_label_truth(tmp_path, monkeypa
     from mlrelabel import main
     from mlrelabel.methods import common
 
-    main.run(_config(rounds=1), str(tmp_path / 'with_truth'))
+    main.run(engine_config(rounds=1), str(tmp_path / 'with_truth'))
     real = common.load_datasets
 
     def without_truth(config, workdir):
         return {k: dataclasses.replace(v, truth=None) for k, v in real(config, workdir).items()}
 
     monkeypatch.setattr(common, 'load_datasets', without_truth)
-    main.run(_config(rounds=1), str(tmp_path / 'no_truth'))
+    main.run(engine_config(rounds=1), str(tmp_path / 'no_truth'))
     a, b = tmp_path / 'with_truth', tmp_path / 'no_truth'
     assert _labels(a / 'labels.json') == _labels(b / 'labels.json')
     assert _labels(a / 'round_1' / 'labels.json') == _labels(b / 'round_1' / 'labels.json')
@@ -380,7 +370,7 @@ def test_an_under_trained_round_0_trains_on_once_then_names_the_steps_to_retry_w
     says so with a `train.min_steps` to retry with, printed and kept in summary.json. Off: the advice alone."""
     from mlrelabel import main
 
-    c = _config(rounds=1)
+    c = engine_config(rounds=1)
     c.relabel.round0_models = 1  # one round-0 model: its notes alone
     c.train.epochs = 3
     c.optim.learning_rate = 1e-7

@@ -2,17 +2,7 @@
 
 import numpy as np
 
-from mlrelabel.config import relabel_config
-
-
-def _config(rounds=2):
-    c = relabel_config('smoke', 'mc_dropout')
-    c.data.num_train = 128
-    c.data.num_val = 64
-    c.relabel.max_rounds = rounds
-    c.relabel.patience = 5
-    c.relabel.stable_fraction = 0.0
-    return c
+from tests.relabel.helpers import engine_config
 
 
 def test_evidence_record_is_float32_and_unsaturated(tmp_path):
@@ -21,7 +11,7 @@ def test_evidence_record_is_float32_and_unsaturated(tmp_path):
     from mlrelabel.methods import common
     from mlrelabel.relabel import stream
 
-    c = _config()
+    c = engine_config()
     data = common.load_datasets(c, str(tmp_path))
     model = common.build_model(c, 10)
     variables = common.init_variables(model, c, 0)

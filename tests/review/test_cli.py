@@ -10,30 +10,7 @@ import pytest
 from mlrelabel import decisions
 from mlrelabel.review import cli
 from mlrelabel.review.server import ReviewServer
-
-NAMES = ['cat', 'dog', 'fox']
-
-
-PATHS = ['a.jpg', 'b.jpg', 'c.jpg']
-
-
-def _row(image, cls, suggestion, replacement=''):
-    return {
-        'image': image,
-        'class': cls,
-        'suggestion': suggestion,
-        'replacement': replacement,
-        'score': 0.7,
-        'given': 'cat',
-    }
-
-
-ROWS = [
-    _row('a.jpg', 1, 'add'),
-    _row('b.jpg', 0, 'replace', 2),
-    _row('c.jpg', 2, 'add'),
-    _row('c.jpg', 1, 'remove'),
-]
+from tests.review.helpers import NAMES, PATHS, ROWS
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from mlrelabel.review import page
 from mlrelabel.review.build import page_data
 from tests.helpers import ROOT
+from tests.review.helpers import NAMES, PATHS, ROWS, review_row
 
 DRIVER = '/usr/bin/chromedriver'
 
@@ -159,33 +160,8 @@ def test_file_page_shows_proposals_and_says_when_storage_is_unavailable(smoke_ru
     assert browser.execute_script("return document.querySelectorAll('.card').length") > 0
 
 
-NAMES = ['cat', 'dog', 'fox']
-
-
-PATHS = ['a.jpg', 'b.jpg', 'c.jpg']
-
-
-def _row(image, cls, suggestion, replacement=''):
-    return {
-        'image': image,
-        'class': cls,
-        'suggestion': suggestion,
-        'replacement': replacement,
-        'score': 0.7,
-        'given': 'cat',
-    }
-
-
-ROWS = [
-    _row('a.jpg', 1, 'add'),
-    _row('b.jpg', 0, 'replace', 2),
-    _row('c.jpg', 2, 'add'),
-    _row('c.jpg', 1, 'remove'),
-]
-
-
 def test_page_embeds_the_rows_safely():
-    rows = ROWS + [dict(_row('a.jpg', 2, 'add'), given='</script><b>')]
+    rows = ROWS + [dict(review_row('a.jpg', 2, 'add'), given='</script><b>')]
     data = page_data(rows, PATHS, [[0, 1], [0], [1, 2]], NAMES, {('a.jpg', 1): [0, 0, 0.5, 0.5]}, 'run<1>')
     assert data['kind'] == [0, 2, 0, 1, 0] and data['rep'] == [-1, 2, -1, -1, -1]
     assert data['box'][0] == [0, 0, 0.5, 0.5] and data['box'][1] is None

@@ -15,7 +15,7 @@ from mlrelabel.config import schema as S
 from mlrelabel.errors import ConfigError
 from mlrelabel.ops import boxes
 from mlrelabel.validation import problems, validate_config
-from tests.helpers import ROOT
+from tests.helpers import ROOT, recipe
 
 # Recipes whose defaults need the user's data (ImageNet folders, label files): only those fields may be reported.
 NEEDS_DATA = {
@@ -27,10 +27,7 @@ if importlib.util.find_spec('torch') is None:  # torchvision's published weights
 
 
 def _recipe(name, variant):
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return recipe(name, variant)
 
 
 @pytest.mark.parametrize(
