@@ -48,7 +48,7 @@ def test_single_node_dry_run_selects_gpus():
     )
 
 
-@pytest.mark.parametrize('script', ['slurm_multinode_gpu.sh', 'single_node_gpu.sh'])
+@pytest.mark.parametrize('script', ['slurm_multinode_gpu.sh', 'single_node_gpu.sh', 'tpu_vm.sh'])
 def test_scripts_without_arguments_print_usage(script):
     out = _dry(script)
     assert out.returncode == 2 and 'usage' in out.stderr
