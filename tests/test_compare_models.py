@@ -1,6 +1,5 @@
-"""VGG-16 (with and without batch norm), Inception-v3 and EfficientNet-B0: torchvision's parameter counts, the
-interface every method relies on (dense maps, MC dropout), config validation, torchvision weight import (logits
-equal to torchvision's on the same random weights, when torch is installed) and smoke relabel runs."""
+"""`python -m mlrelabel.compare_models`: the pretrained sources of every network, the picture and the
+table."""
 
 import os
 import subprocess

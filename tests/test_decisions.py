@@ -1,4 +1,5 @@
-"""Review decisions: the decisions file, --apply, the server's token and address, the page's data."""
+"""Review decisions (`mlrelabel.decisions`): whole-line appends, a torn last line skipped, decisions fed to a
+run as known positives and negatives."""
 
 import json
 

@@ -1,5 +1,6 @@
 """User mistakes on the command line end in one short message and exit code 2 (no traceback unless
---verbosity=1); Ctrl-C stops a run with exit code 130 and one line saying how to resume it."""
+--verbosity=1); operating-system errors in one line naming the path; Ctrl-C stops a run with exit code 130 and
+one line saying how to resume it."""
 
 import errno
 import glob

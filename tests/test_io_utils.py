@@ -1,5 +1,5 @@
-"""Clean resumes and errors: stale temporary files removed, timing.json merged, checkpoints without a config
-refused, operating-system errors reported in one line naming the path."""
+"""Atomic writes (`mlrelabel.io_utils`): a recognisable temporary name, stale ones removed, the old file kept
+when writing fails, bytes and .npz; timing.json keeps every segment."""
 
 import json
 import os

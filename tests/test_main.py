@@ -1,4 +1,5 @@
-"""End to end: the smoke variant of every config through the CLI entry, and resumption after real kills."""
+"""End to end through the CLI entry (`mlrelabel.main`): the smoke variant of every config, a user's own label
+files for both methods, refused and resumed work directories, and resumption after real kills."""
 
 import glob
 import json
@@ -16,8 +17,8 @@ from mlrelabel import workdir as workdir_mod
 from mlrelabel.errors import ConfigError
 from tests.helpers import ROOT, recipe
 
-# `*_imagenet.py` recipes need ImageNet-layout data: their smoke variants run in tests/test_imagenet.py on a
-# generated folder.
+# `*_imagenet.py` recipes need ImageNet-layout data: their smoke variants run in tests/data/test_imagenet.py
+# on a generated folder.
 CONFIGS = sorted(
     os.path.basename(p)
     for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))

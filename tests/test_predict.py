@@ -1,5 +1,5 @@
-"""`mlrelabel.read_image`: files decoded as a person sees them (EXIF orientation, 16-bit, palette, grey + alpha,
-CMYK, RGBA), on photo-like JPEGs and tiny images; what cannot be decoded faithfully is skipped and listed."""
+"""`mlrelabel-predict` (`mlrelabel.predict`): the images of a folder are listed and decoded as training
+decodes them."""
 
 import os
 

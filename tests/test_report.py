@@ -1,4 +1,5 @@
-"""The pictures a person reads: the rounds plot keeps every metric on a scale it fits and marks the output."""
+"""The pictures a person reads: captions name classes beside their ids, the rounds plot keeps every metric on
+a scale it fits and marks the output."""
 
 import numpy as np
 

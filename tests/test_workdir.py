@@ -1,5 +1,6 @@
-"""Clean resumes and errors: stale temporary files removed, timing.json merged, checkpoints without a config
-refused, operating-system errors reported in one line naming the path."""
+"""The work directory (`mlrelabel.workdir`): stale temporary files removed on resume, checkpoints without a
+config refused, a folder with only data adopted; one run per work directory through `<workdir>/.lock` (flock),
+which names its holder, dies with its process and lets the same command resume afterwards."""
 
 import json
 import os

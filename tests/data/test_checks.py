@@ -1,5 +1,6 @@
-"""Data checks before training, for every source: duplicate images, class indices out of range, empty splits,
-CSV values outside their groups; unreadable images skipped, counted and named the same way everywhere."""
+"""Data checks (`mlrelabel.data.checks`), for every source: duplicate images, class indices out of range,
+empty splits, CSV values outside their groups, train/val overlap; unreadable images skipped, counted and named
+the same way everywhere."""
 
 import json
 import os

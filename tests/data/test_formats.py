@@ -1,5 +1,5 @@
-"""Data-set formats: annotation folder, attribute CSV, partial JSON, PartialLabels; malformed files name
-the file and the line (or entry)."""
+"""Data-set formats: annotation folder, attribute CSV, partial JSON, each naming its classes (and groups);
+malformed files name the file and the line (or entry)."""
 
 import json
 import os

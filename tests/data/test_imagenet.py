@@ -1,5 +1,5 @@
-"""ImageNet sources on generated data: an ImageNet-layout JPEG folder and TFDS ArrayRecord datasets written
-here without TensorFlow; the grain loader; the evaluation protocols; training and relabel runs on both."""
+"""ImageNet sources on generated data (`mlrelabel.data.imagenet`): an ImageNet-layout JPEG folder and TFDS
+ArrayRecord datasets written here without TensorFlow; the grain loader; training and relabel runs on both."""
 
 import glob
 import importlib.util

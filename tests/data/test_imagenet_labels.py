@@ -1,5 +1,5 @@
-"""ImageNet sources on generated data: an ImageNet-layout JPEG folder and TFDS ArrayRecord datasets written
-here without TensorFlow; the grain loader; the evaluation protocols; training and relabel runs on both."""
+"""ImageNet label layouts (`mlrelabel.data.imagenet_labels`): a flat val/ folder labelled by the TFDS
+validation labels."""
 
 import importlib.util
 import os

@@ -1,5 +1,5 @@
-"""ImageNet sources on generated data: an ImageNet-layout JPEG folder and TFDS ArrayRecord datasets written
-here without TensorFlow; the grain loader; the evaluation protocols; training and relabel runs on both."""
+"""ImageNet readers (`mlrelabel.data.imagenet_readers`): the random-resized box stays inside the image and
+respects its scale range."""
 
 import numpy as np
 

@@ -1,4 +1,5 @@
-"""A user's own images and CS570 label files drive both the supervised and the relabel methods."""
+"""Data-driven defaults (`mlrelabel.data.inspect`): image size, statistics and network from the data, crops as
+small as the scored windows, round-0 models and enough steps for small data sets."""
 
 import json
 

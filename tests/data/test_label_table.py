@@ -1,4 +1,5 @@
-"""LabelTable, CS570 label files and atomic writes."""
+"""LabelTable (`mlrelabel.data.label_table`): construction from lists, dense and single labels,
+de-duplication, subsets and row replacement, equality, bad entries and scores refused."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""LabelTable, CS570 label files and atomic writes."""
+"""CS570 label files (`mlrelabel.data.labels`): round trips, relative paths, scores, malformed files named by
+file, entry and field, class names and class lists shared by the splits."""
 
 import json
 import os

@@ -1,5 +1,5 @@
-"""Data-set formats: annotation folder, attribute CSV, partial JSON, PartialLabels; malformed files name
-the file and the line (or entry)."""
+"""PartialLabels (`mlrelabel.data.partial_labels`): batches are float with -1 for unknown, counts and
+positives, compact subsets."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
-"""Data checks before training, for every source: duplicate images, class indices out of range, empty splits,
-CSV values outside their groups; unreadable images skipped, counted and named the same way everywhere."""
+"""The preflight (`mlrelabel.data.preflight`): empty, too small, out-of-range and overlapping label files are
+refused before the work directory is claimed, so the corrected command can use it."""
 
 import pytest
 

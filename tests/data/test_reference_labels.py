@@ -1,4 +1,5 @@
-"""Tests for mlrelabel.eval.metrics: hand-computed cases, sklearn agreement, and the real ReaL labels."""
+"""Reference labels (`mlrelabel.data.reference_labels`): ReaL files with bad entries refused, the TFDS
+ImageNet validation labels."""
 
 import json
 

@@ -1,4 +1,5 @@
-"""Dataset, lazy image files, label-file datasets with broken images, digit-scenes datasets."""
+"""Datasets (`mlrelabel.data.sources`): class names that travel with subsets, lazy image files, label-file
+datasets with broken images, digit-scenes datasets."""
 
 import json
 import os

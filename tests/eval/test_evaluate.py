@@ -1,5 +1,4 @@
-"""Single-positive losses: values and gradients against independent float64 numpy references of the papers'
-formulas, stability, jit, the LL schedule, APL selection, LL-Cp rewriting, label hooks and training runs."""
+"""Evaluation (`mlrelabel.eval.evaluate`): single-positive kinds are scored with a sigmoid head."""
 
 from mlrelabel.eval import evaluate
 from mlrelabel.losses import single_positive

@@ -1,5 +1,5 @@
-"""ImageNet sources on generated data: an ImageNet-layout JPEG folder and TFDS ArrayRecord datasets written
-here without TensorFlow; the grain loader; the evaluation protocols; training and relabel runs on both."""
+"""The ImageNet evaluation protocols (`mlrelabel.eval.imagenet_eval`) by hand: top-k, ReaL and multi-label
+accuracy."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests for mlrelabel.eval.metrics: hand-computed cases, sklearn agreement, and the real ReaL labels."""
+"""Metrics (`mlrelabel.eval.metrics`): hand-computed cases, sklearn agreement, and the real ReaL labels."""
 
 import math
 from pathlib import Path

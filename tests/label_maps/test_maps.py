@@ -1,5 +1,5 @@
-"""ReLabel label maps: generation (resize + top-k), crop-box composition, the pooling/CutMix transform, the
-sharded store (order checks, lazy reads, resume after a real kill) and the import of ReLabel's .pt files."""
+"""ReLabel label maps (`mlrelabel.label_maps.maps`): generation (resize + top-k), the teacher's dense output,
+crop-box composition, the pooling/CutMix transform."""
 
 import jax
 import jax.numpy as jnp

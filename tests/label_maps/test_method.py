@@ -1,5 +1,5 @@
-"""ReLabel label maps: generation (resize + top-k), crop-box composition, the pooling/CutMix transform, the
-sharded store (order checks, lazy reads, resume after a real kill) and the import of ReLabel's .pt files."""
+"""The label-maps method (`mlrelabel.label_maps.method`): its recipes build, its teacher is the relabel recipe
+on the same data, seed and network, and a relabel teacher runs once and its chosen model writes the maps."""
 
 import json
 import os

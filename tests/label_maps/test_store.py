@@ -1,5 +1,5 @@
-"""ReLabel label maps: generation (resize + top-k), crop-box composition, the pooling/CutMix transform, the
-sharded store (order checks, lazy reads, resume after a real kill) and the import of ReLabel's .pt files."""
+"""The sharded label-map store (`mlrelabel.label_maps.store`): round trips, lazy reads, order checks, and a
+resume after a real kill mid-write."""
 
 import json
 import os

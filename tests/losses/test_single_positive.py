@@ -1,5 +1,6 @@
-"""Single-positive losses: values and gradients against independent float64 numpy references of the papers'
-formulas, stability, jit, the LL schedule, APL selection, LL-Cp rewriting, label hooks and training runs."""
+"""Single-positive losses (`mlrelabel.losses.single_positive`): values and gradients against independent
+float64 numpy references of the papers' formulas, stability, jit, the LL schedule, APL selection, LL-Cp
+rewriting."""
 
 import math
 

@@ -1,5 +1,5 @@
-"""Single-positive losses: values and gradients against independent float64 numpy references of the papers'
-formulas, stability, jit, the LL schedule, APL selection, LL-Cp rewriting, label hooks and training runs."""
+"""The supervised method (`mlrelabel.methods.supervised`): a smoke run with each single-positive kind and the
+switch to full labels."""
 
 import os
 

@@ -1,5 +1,5 @@
-"""MILe: the phase schedule, the pseudo-label rules, the joint imitation step, hand-overs, resume mid-phase,
-and the two configs."""
+"""The MILe method (`mlrelabel.mile.method`): resume mid-phase, the burn-in and the better network returned,
+unknown schemas refused, the two configs, and a finished run's predictions."""
 
 import json
 import os

@@ -1,5 +1,5 @@
-"""MILe: the phase schedule, the pseudo-label rules, the joint imitation step, hand-overs, resume mid-phase,
-and the two configs."""
+"""MILe's steps (`mlrelabel.mile.steps`): the phase schedule and burn-in, the learning rate of the global
+step, the network chosen, the pseudo-label rules, hand-overs and the joint imitation step."""
 
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,7 @@
-"""VGG-16 (with and without batch norm), Inception-v3 and EfficientNet-B0: torchvision's parameter counts, the
-interface every method relies on (dense maps, MC dropout), config validation, torchvision weight import (logits
-equal to torchvision's on the same random weights, when torch is installed) and smoke relabel runs."""
+"""VGG-16 (with and without batch norm), Inception-v3 and EfficientNet-B0 (`mlrelabel.models.zoo`):
+torchvision's parameter counts, the interface every method relies on (dense maps, MC dropout), the image-size
+rule, torchvision weight import (logits equal to torchvision's when torch is installed), a smoke relabel
+run."""
 
 import os
 import subprocess

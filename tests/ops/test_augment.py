@@ -1,4 +1,5 @@
-"""Training loop: learning happens, resuming after a kill reproduces the uninterrupted run, optimizers."""
+"""Batch augmentations (`mlrelabel.ops.augment`): mixup blends each example with its neighbour, zoom-out
+shrinks each image onto a mean canvas."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Tests for mlrelabel.relabel.crops (box samplers, CAM proposals, crop extraction)."""
+"""Box samplers (`mlrelabel.ops.boxes`): random boxes (range, area and ratio, determinism, vmap/jit, errors),
+fixed-size, grid, tile and full boxes, and the dispatch by kind."""
 
 import jax
 import numpy as np

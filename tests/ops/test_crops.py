@@ -1,4 +1,5 @@
-"""Tests for mlrelabel.relabel.crops (box samplers, CAM proposals, crop extraction)."""
+"""Crop extraction (`mlrelabel.ops.crops`): exact for whole and aligned boxes, bilinear up-sampling as
+numpy's, anti-aliased down-sampling, random crops in range under jit."""
 
 import jax
 import jax.numpy as jnp

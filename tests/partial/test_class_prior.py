@@ -1,5 +1,5 @@
-"""Tests for mlrelabel.partial.losses: ASL and partial-label losses against hand computations (plain math),
-selective-mode ignoring, gradients at extreme logits, jit, class prior + CSV, partial-label simulation."""
+"""The class prior (`mlrelabel.partial.class_prior`): a running mean under a mask, the CSV round trip, a
+malformed CSV named by file and line."""
 
 import math
 

@@ -1,5 +1,5 @@
-"""Tests for mlrelabel.partial.losses: ASL and partial-label losses against hand computations (plain math),
-selective-mode ignoring, gradients at extreme logits, jit, class prior + CSV, partial-label simulation."""
+"""Partial-label losses (`mlrelabel.partial.losses`): ASL and partial-label losses against hand computations
+(plain math), selective-mode ignoring, gradients at extreme logits, jit, partial-label simulation."""
 
 import functools
 import math

@@ -1,4 +1,5 @@
-"""Tests for mlrelabel.relabel.assign."""
+"""The label rules of `mlrelabel.relabel.assign`: global and per-class thresholds, top-k, the uncertainty
+filter, final label lists, calibrated thresholds."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Tests for mlrelabel.relabel.crops (box samplers, CAM proposals, crop extraction)."""
+"""CAM proposals (`mlrelabel.relabel.crops`): boxes centred on the hot spots of the classes asked for, a class
+excluded, filled when peaks are few, under jit."""
 
 import jax
 import numpy as np

@@ -1,4 +1,6 @@
-"""The relabel engine keeps its promises: float32 evidence, the better round, the guard, no multi-label truth."""
+"""The relabel method end to end (`mlrelabel.relabel.method`): the better round, the guard, no multi-label
+truth, fresh rounds, round-0 models, single-positive losses, your own attribute CSV with exclusive groups and
+the predictions of its rounds."""
 
 import json
 import os

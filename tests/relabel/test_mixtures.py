@@ -1,4 +1,6 @@
-"""Tests for mlrelabel.relabel.assign."""
+"""Per-class two-component mixtures on log-odds (`mlrelabel.relabel.mixtures`): the modes recovered and equal
+to sklearn's, bounded samples, degenerate classes, guarded tails, thresholds that agree with the posterior
+rule."""
 
 import numpy as np
 import pytest

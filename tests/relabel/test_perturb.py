@@ -1,4 +1,5 @@
-"""Tests for mlrelabel.relabel.confidence (tiny ResNet on 16x16 inputs, CPU)."""
+"""Test-time perturbations (`mlrelabel.relabel.perturb`): pure functions of the key, each image its own draw,
+each component doing what its magnitude says, bad settings refused."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The relabel engine keeps its promises: float32 evidence, the better round, the guard, no multi-label truth."""
+"""Scoring streams (`mlrelabel.relabel.stream`): the evidence record is float32 and unsaturated."""
 
 import numpy as np
 

@@ -1,4 +1,5 @@
-"""Review decisions: the decisions file, --apply, the server's token and address, the page's data."""
+"""`mlrelabel-review` (`mlrelabel.review.cli`): --apply accepts, rejects and leaves the undecided as proposed,
+reports bad lines, refuses the run's own files; the server listens on localhost and needs its token."""
 
 import json
 import socket

@@ -1,5 +1,6 @@
-"""The review page in a real browser (Debian's chromium through Selenium; .ci/run installs both): a smoke
-run's proposals, accepted and rejected by keyboard, kept over a reload, applied; the file:// page."""
+"""The review page (`mlrelabel.review.page`): rows embedded safely, and in a real browser (Debian's chromium
+through Selenium; .ci/run installs both) a smoke run's proposals accepted and rejected by keyboard, kept over
+a reload, applied; the file:// page."""
 
 import json
 import os

@@ -1,5 +1,5 @@
-"""ReLabel label maps: generation (resize + top-k), crop-box composition, the pooling/CutMix transform, the
-sharded store (order checks, lazy reads, resume after a real kill) and the import of ReLabel's .pt files."""
+"""The import of ReLabel's published label maps (`mlrelabel.tools.import_relabel_maps`): any loader, the
+command on torch files, and a clear message without torch."""
 
 import json
 import os

@@ -1,5 +1,5 @@
-"""Single-positive losses: values and gradients against independent float64 numpy references of the papers'
-formulas, stability, jit, the LL schedule, APL selection, LL-Cp rewriting, label hooks and training runs."""
+"""Label hooks (`mlrelabel.train.label_hooks`): the rewritten-labels source, corrections and pseudo-labels
+applied, and a label-rewriting run that resumes exactly."""
 
 import os
 

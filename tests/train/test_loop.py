@@ -1,4 +1,6 @@
-"""Training loop: learning happens, resuming after a kill reproduces the uninterrupted run, optimizers."""
+"""The training loop (`mlrelabel.train.loop`): learning happens, resuming after a kill reproduces the
+uninterrupted run, checkpoints and evaluations on schedule, eight devices equal one, mixup and zoom-out in
+training."""
 
 import os
 import subprocess

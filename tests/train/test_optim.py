@@ -1,4 +1,4 @@
-"""Training loop: learning happens, resuming after a kill reproduces the uninterrupted run, optimizers."""
+"""Optimizers and schedules (`mlrelabel.train.optim`)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Training loop: learning happens, resuming after a kill reproduces the uninterrupted run, optimizers."""
+"""The train step (`mlrelabel.train.step`): the loss floor is the least loss on soft targets."""
 
 import numpy as np
 
