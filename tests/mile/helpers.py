@@ -1,4 +1,4 @@
-"""What the MILe tests share: a tiny network with the steps' contract."""
+"""What the MILe tests share: a tiny network with the steps' contract, and MILe fitted on it."""
 
 import flax.linen as nn
 import jax
@@ -20,3 +20,14 @@ class TinyNet(nn.Module):
 def tiny_variables(cfg, seed=0):
     s = cfg.data.image_size
     return jax.tree.map(np.asarray, TinyNet().init(jax.random.PRNGKey(seed), jnp.zeros((1, s, s, 3))))
+
+
+def fit_tiny_mile(cfg, data, ckpt_dir, **kw):
+    """`mile.method.fit_mile` of TinyNet on `data['train']`, one device."""
+    from mlrelabel import parallel
+    from mlrelabel.mile import method as mile_method
+
+    variables = tiny_variables(cfg, cfg.seed)
+    return mile_method.fit_mile(
+        TinyNet(), variables, data['train'], cfg, mesh=parallel.make_mesh(1), ckpt_dir=ckpt_dir, **kw
+    )

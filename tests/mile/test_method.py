@@ -8,7 +8,6 @@ import jax
 import numpy as np
 import pytest
 
-from mlrelabel import parallel
 from mlrelabel.errors import ConfigError
 from mlrelabel.mile import method as mile_method
 from mlrelabel.mile import steps as M
@@ -16,19 +15,11 @@ from mlrelabel.ops import augment
 from mlrelabel.train import optim
 from mlrelabel.train.state import TrainState
 from tests.helpers import leaves_close, recipe
-from tests.mile.helpers import TinyNet, tiny_variables
+from tests.mile.helpers import fit_tiny_mile, tiny_variables
 
 
 def _config(name, variant=''):
     return recipe(name, variant)
-
-
-def _fit_mile(cfg, data, ckpt_dir, **kw):
-    model = TinyNet()
-    variables = tiny_variables(cfg, cfg.seed)
-    return mile_method.fit_mile(
-        model, variables, data['train'], cfg, mesh=parallel.make_mesh(1), ckpt_dir=ckpt_dir, **kw
-    )
 
 
 @pytest.mark.parametrize('student_init', M.STUDENT_INITS)
@@ -46,7 +37,7 @@ def test_resume_mid_phase_matches_uninterrupted(student_init, tiny_config, tiny_
         evals.append(int(s.step))
         return {'val_given_map': float(sum(np.asarray(x).sum() for x in jax.tree.leaves(s.params)))}
 
-    full, full_hist = _fit_mile(cfg, tiny_data, str(tmp_path / 'full'), eval_fn=eval_fn)
+    full, full_hist = fit_tiny_mile(cfg, tiny_data, str(tmp_path / 'full'), eval_fn=eval_fn)
     assert [r['phase'] for r in full_hist] == [M.IMITATION, M.INTERACTIVE]  # after steps 3 and 7
     assert [r['generation'] for r in full_hist] == [0, 1]
     # The student's own step count (imitation steps 3, and 4 of 0..7), then the final teacher (steps 0-2, 5-7)
@@ -56,7 +47,7 @@ def test_resume_mid_phase_matches_uninterrupted(student_init, tiny_config, tiny_
     assert 0 < full_hist[0]['pseudo_per_image'] <= 10
 
     cut = str(tmp_path / 'cut')
-    _fit_mile(cfg, tiny_data, cut, stop_at_step=4, eval_fn=eval_fn)  # killed inside imitation
+    fit_tiny_mile(cfg, tiny_data, cut, stop_at_step=4, eval_fn=eval_fn)  # killed inside imitation
     ck = Checkpointer(cut)
     state, meta = ck.restore(_template(cfg))
     ck.close()
@@ -67,8 +58,8 @@ def test_resume_mid_phase_matches_uninterrupted(student_init, tiny_config, tiny_
         'phase': 1,
         'step_in_phase': 1,
     }
-    _fit_mile(cfg, tiny_data, cut, stop_at_step=6, eval_fn=eval_fn)  # inside gen 1's interactive phase
-    student, hist = _fit_mile(cfg, tiny_data, cut, eval_fn=eval_fn)
+    fit_tiny_mile(cfg, tiny_data, cut, stop_at_step=6, eval_fn=eval_fn)  # inside gen 1's interactive phase
+    student, hist = fit_tiny_mile(cfg, tiny_data, cut, eval_fn=eval_fn)
     assert hist == full_hist
     assert leaves_close(student.params, full.params, atol=0, rtol=0)
     assert leaves_close(student.batch_stats, full.batch_stats, atol=0, rtol=0)
@@ -92,7 +83,7 @@ def test_burn_in_validates_the_teacher_and_the_run_returns_the_better_network(
         # A stand-in metric that favours the network with more (or fewer) steps of its own.
         return {'val_given_map': float(s.step if teacher_wins else -s.step), 'val_top1': 0.5}
 
-    net, hist = _fit_mile(cfg, tiny_data, str(tmp_path / 'full'), eval_fn=eval_fn)
+    net, hist = fit_tiny_mile(cfg, tiny_data, str(tmp_path / 'full'), eval_fn=eval_fn)
     assert seen == [
         4,
         2,
@@ -106,8 +97,8 @@ def test_burn_in_validates_the_teacher_and_the_run_returns_the_better_network(
     assert last['val_given_map'] == max(last['teacher_val_given_map'], last['student_val_given_map'])
 
     cut = str(tmp_path / 'cut')
-    _fit_mile(cfg, tiny_data, cut, stop_at_step=3, eval_fn=eval_fn)  # killed inside the burn-in
-    net_again, hist_again = _fit_mile(cfg, tiny_data, cut, eval_fn=eval_fn)
+    fit_tiny_mile(cfg, tiny_data, cut, stop_at_step=3, eval_fn=eval_fn)  # killed inside the burn-in
+    net_again, hist_again = fit_tiny_mile(cfg, tiny_data, cut, eval_fn=eval_fn)
     assert hist_again == hist
     assert leaves_close(net_again.params, net.params, atol=0, rtol=0)
 

@@ -104,13 +104,14 @@ def test_a_huge_learning_rate_is_caught_within_a_few_steps(tiny_config, tiny_dat
 
 
 def test_mile_stops_on_divergence(tiny_config, tiny_data, tmp_path):
-    from test_mile import _config, _fit_mile
+    from tests.helpers import recipe
+    from tests.mile.helpers import fit_tiny_mile
 
     cfg = tiny_config
-    cfg.mile = _config('mile.py', 'smoke').mile
+    cfg.mile = recipe('mile.py', 'smoke').mile
     cfg.optim.learning_rate = 1e30
     with pytest.raises(TrainingDiverged, match=r'mile: .*non-finite.* at step \d+'):
-        _fit_mile(cfg, tiny_data, str(tmp_path / 'ck'))
+        fit_tiny_mile(cfg, tiny_data, str(tmp_path / 'ck'))
 
 
 def test_assert_finite_names_the_leaf():

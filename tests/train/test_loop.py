@@ -115,7 +115,7 @@ SHARDING_SCRIPT = textwrap.dedent('''
     from mlrelabel import parallel
     from mlrelabel.config import base_config
     from mlrelabel.methods import common
-    from mlrelabel.train import loop
+    from mlrelabel.train import inference, loop
     assert jax.device_count() == 8, jax.devices()
     c = base_config('smoke')
     c.data.num_train, c.data.num_val, c.data.image_size, c.data.min_scale, c.data.max_scale = 64, 16, 16, 6, 9
