@@ -73,8 +73,9 @@ def main() -> None:
     out = compare(args.workdir)
     print(json.dumps(out, indent=1))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(out, f, indent=1)
+        from mlrelabel.io_utils import atomic_write_json
+
+        atomic_write_json(args.out, out, indent=1)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,6 @@ Workers = 0 decodes in threads of the main process. Every process builds `--thre
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -126,8 +125,9 @@ def main():
         w = r['workers'] or '0 (the main process)'
         print(f"| {w} | {r['threads']} | {r['steady_images_per_s']:.0f} | {r['startup_s']} |")
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+        from mlrelabel.io_utils import atomic_write_json
+
+        atomic_write_json(args.out, result)
 
 
 if __name__ == '__main__':

@@ -113,8 +113,9 @@ def main() -> None:
     for a, b in zip(result['uncertain'], result['score']):
         print(f"{a['decisions']:9d}  {a['f1']:.4f}           {b['f1']:.4f}")
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=1)
+        from mlrelabel.io_utils import atomic_write_json
+
+        atomic_write_json(args.out, result, indent=1)
 
 
 if __name__ == '__main__':

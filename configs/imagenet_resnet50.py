@@ -12,7 +12,7 @@ root: a generated 4-class folder under the work directory), so the ImageNet wiri
 Launch on clusters with `launch/*.sh`; the data fields are documented in `mlrelabel/data/imagenet.py`.
 """
 
-from mlrelabel.config import apply_smoke, base_config, resnet50_imagenet
+from mlrelabel.config import apply_imagenet_smoke, base_config, resnet50_imagenet
 
 
 def get_config(variant: str = ''):
@@ -21,20 +21,11 @@ def get_config(variant: str = ''):
     resnet50_imagenet(c)
     c.train.label_smoothing = 0.1
     if variant == 'smoke':
-        apply_smoke(c)
-        c.data.source = 'folder'
-        c.data.synthetic = True
-        c.data.num_classes = 0  # as many as the folder has
+        apply_imagenet_smoke(c)
         c.data.num_val = 0
         c.data.check_images = True
-        c.model.small_stem = True
-        c.model.stem_stride = 2
-        c.model.dtype = 'float32'
         c.train.epochs = 2
-        c.train.batch_size = 8
         c.train.checkpoint_every_steps = 2
-        c.eval.batch_size = 8
-        c.optim.warmup_epochs = 0.0
     elif variant:
         raise ValueError(f"unknown config variant {variant!r}: expected '' or 'smoke'")
     return c

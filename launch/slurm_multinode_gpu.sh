@@ -12,15 +12,10 @@
 #SBATCH --time=72:00:00
 #SBATCH --output=slurm-%j.out
 set -euo pipefail
-DRY_RUN=${DRY_RUN:-0}
-args=()
-for a in "$@"; do
-  if [[ "$a" == "--dry-run" ]]; then DRY_RUN=1; else args+=("$a"); fi
-done
-if [[ ${#args[@]} -eq 0 ]]; then
-  echo "usage: sbatch [--nodes=N] $0 --config=configs/<recipe>.py [--workdir=DIR] [--config.field=value ...] [--dry-run]" >&2
-  exit 2
-fi
+# Under sbatch $0 is a copy in SLURM's spool folder: the checkout is the folder sbatch was run from.
+here=${SLURM_SUBMIT_DIR:+$SLURM_SUBMIT_DIR/launch}
+source "${here:-$(dirname "$0")}/common.sh"
+parse_args "sbatch [--nodes=N] $0 --config=configs/<recipe>.py [--workdir=DIR] [--config.field=value ...] [--dry-run]" "$@"
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
 cmd=(srun --ntasks-per-node=1 --kill-on-bad-exit=1 python -m mlrelabel.main "${args[@]}")
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}

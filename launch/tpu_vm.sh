@@ -5,22 +5,10 @@
 # Each worker's jax.distributed.initialize() finds the pod from the TPU VM environment
 # (mlrelabel.parallel.initialize_distributed); REPO is the checkout path on the workers (same on all).
 set -euo pipefail
-DRY_RUN=${DRY_RUN:-0}
-args=()
-for a in "$@"; do
-  if [[ "$a" == "--dry-run" ]]; then DRY_RUN=1; else args+=("$a"); fi
-done
+source "$(dirname "$0")/common.sh"
+parse_args "TPU_NAME=... ZONE=... $0 --config=configs/<recipe>.py [--workdir=DIR] [--config.field=value ...] [--dry-run]" "$@"
 : "${TPU_NAME:?set TPU_NAME to the TPU VM name}"
 : "${ZONE:?set ZONE to the TPU VM zone}"
 REPO=${REPO:-\~/mlrelabel}
-if [[ ${#args[@]} -eq 0 ]]; then
-  echo "usage: TPU_NAME=... ZONE=... $0 --config=configs/<recipe>.py [--workdir=DIR] [--config.field=value ...] [--dry-run]" >&2
-  exit 2
-fi
 remote="cd $REPO && python3 -m mlrelabel.main $(printf '%q ' "${args[@]}")"
-cmd=(gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" ${PROJECT:+--project="$PROJECT"} --worker=all --command="$remote")
-if [[ "$DRY_RUN" == "1" ]]; then
-  printf '%q ' "${cmd[@]}"; echo
-  exit 0
-fi
-exec "${cmd[@]}"
+run_or_print gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" ${PROJECT:+--project="$PROJECT"} --worker=all --command="$remote"

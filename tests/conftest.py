@@ -3,10 +3,10 @@
 import os
 import sys
 
-import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -41,11 +41,3 @@ def tiny_data(tiny_config, tmp_path):
     from mlrelabel.methods import common
 
     return common.load_datasets(tiny_config, str(tmp_path))
-
-
-def leaves_close(a, b, atol=1e-6, rtol=1e-5):
-    import jax
-
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    return all(np.allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol) for x, y in zip(la, lb))

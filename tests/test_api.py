@@ -354,7 +354,7 @@ def test_docs_example_relabels_a_folder_of_jpeg_photos(tmp_path):
     """docs/examples/relabel_folder.py with a numpy scorer in place of torchvision's ResNet-50."""
     import importlib.util
 
-    from conftest import ROOT
+    from tests.helpers import ROOT
 
     spec = importlib.util.spec_from_file_location(
         'relabel_folder', os.path.join(ROOT, 'docs/examples/relabel_folder.py')
@@ -388,7 +388,7 @@ def test_docs_your_model_block_runs(one_model_run, tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from tests.helpers import ROOT
 
     text = open(os.path.join(ROOT, 'docs', 'api.md')).read()
     section = text[text.index('## Your model, our crops and label rule') :]
@@ -406,13 +406,12 @@ def test_docs_your_model_block_runs(one_model_run, tmp_path):
 def test_cs570_recipe_relabels_from_torchvision_weights_without_training_round_0(tmp_path):
     """configs/cs570_imagenet.py:smoke on a generated ImageNet-layout folder, round 0 from a torchvision-layout
     .npz of the recipe's network: round 0 is taken, its weights score round 1, round 1 fine-tunes from them."""
-    from conftest import ROOT
-
     from mlrelabel import main
     from mlrelabel.config import recipes
     from mlrelabel.data import imagenet
     from mlrelabel.methods import common
     from mlrelabel.models.torchvision import to_torchvision
+    from tests.helpers import ROOT
 
     root = str(tmp_path / 'imagenet')
     imagenet.make_synthetic_folder(root, num_classes=4, per_class=6, num_val=2)

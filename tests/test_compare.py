@@ -7,11 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 from mlrelabel import compare
 from mlrelabel.errors import ConfigError
 from mlrelabel.label_maps import method as relabel_maps
+from tests.helpers import ROOT
 
 
 def test_mean_sd_and_the_two_sd_rule():

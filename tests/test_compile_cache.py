@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
 from mlrelabel import compile_cache, workdir
+from tests.helpers import ROOT
 
 
 def test_cache_folder_from_config_and_environment(monkeypatch, tmp_path):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from mlrelabel import parallel
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 PROBE = """
 import jax

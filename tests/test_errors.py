@@ -1,6 +1,8 @@
 """User mistakes on the command line end in one short message and exit code 2 (no traceback unless
---verbosity=1); Ctrl-C stops a run with exit code 130 and one line saying how to resume it."""
+--verbosity=1); operating-system errors in one line naming the path; Ctrl-C stops a run with exit code 130 and
+one line saying how to resume it."""
 
+import errno
 import glob
 import os
 import signal
@@ -9,9 +11,10 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
 
 from mlrelabel import errors, main
+from mlrelabel.errors import ConfigError, DataError, ResourceError, TrainingDiverged
+from tests.helpers import ROOT
 
 SMOKE = '--config=mc_dropout:smoke'
 
@@ -145,3 +148,46 @@ def test_everything_printed_has_one_style(tmp_path):
         'tool.py: warning: from absl',
         'tool.py: warning: from warnings',
     ]
+
+
+def test_failures_become_one_line_and_an_exit_code():
+    disk_full = OSError(errno.ENOSPC, 'No space left on device', '/runs/x/round_1/labels.json')
+    try:
+        try:
+            raise disk_full
+        except OSError as e:
+            raise RuntimeError('orbax: save failed') from e
+    except RuntimeError as wrapped:
+        code, message = errors.describe_failure(wrapped)
+    assert code == errors.EXIT_OS_ERROR
+    assert message == 'mlrelabel: No space left on device (ENOSPC): /runs/x/round_1/labels.json'
+    code, message = errors.describe_failure(PermissionError(errno.EACCES, 'Permission denied', '/runs/x'))
+    assert code == errors.EXIT_OS_ERROR and message.endswith('Permission denied (EACCES): /runs/x')
+    assert errors.describe_failure(ConfigError(['config.train.epochs=0: expected an integer >= 1']))[0] == 2
+    assert errors.describe_failure(DataError('val.json: lists no images'))[0] == 2
+    assert errors.describe_failure(TrainingDiverged('round 1 train', 9, 'no checkpoint'))[0] == 3
+    assert errors.describe_failure(ResourceError('pip install torch'))[0] == 4
+    assert errors.describe_failure(KeyboardInterrupt()) == (130, 'mlrelabel: interrupted (Ctrl-C)')
+    assert errors.describe_failure(errors.Interrupted('interrupted; resume with: x'), 'p') == (
+        130,
+        'p: interrupted; resume with: x',
+    )
+    assert errors.describe_failure(KeyError('bug')) is None  # anything else keeps its traceback
+
+
+@pytest.mark.slow
+def test_cli_reports_an_os_error_in_one_line_naming_the_path(tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    command = [
+        sys.executable,
+        '-m',
+        'mlrelabel.main',
+        '--config=configs/supervised.py:smoke',
+        f'--workdir={blocker}/run',
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == errors.EXIT_OS_ERROR
+    lines = [line for line in done.stderr.splitlines() if line.startswith('mlrelabel: Not a directory')]
+    assert len(lines) == 1 and f'{blocker}/run' in lines[0]
+    assert 'Traceback' not in done.stderr and len(done.stderr.splitlines()) <= 3

@@ -4,7 +4,8 @@ not by size: there is no line cap.
 Every `import` counts, the ones inside functions too. A unit is a folder of `mlrelabel/` (`data`, `train`,
 ...) or a top-level module (`losses`, `run`, ...); each unit sits in one layer, and a module may import only
 from its own layer or the ones below. The core (every layer below `methods`) never imports a method, `main`
-or the other entry points.
+or the other entry points. The tests mirror the package: each test file is named after the module or folder
+it tests.
 """
 
 from __future__ import annotations
@@ -267,3 +268,75 @@ def test_few_functions_take_more_than_six_parameters_or_sixty_lines():
             long.append(f'{module}.{node.name} ({node.end_lineno - node.lineno + 1} lines)')
     assert len(many) <= MAX_FUNCTIONS_OVER, many
     assert len(long) <= MAX_FUNCTIONS_OVER, long
+
+
+# The tests mirror the package: tests/<folder>/test_<module>.py (or test_<folder>.py for what concerns the
+# whole folder) and tests/test_<module>.py for top-level modules. Suites about the project rather than one
+# module are listed here.
+TESTS = os.path.dirname(os.path.abspath(__file__))
+CROSS_CUTTING = {
+    'test_layout.py',  # these rules
+    'test_package.py',  # pyproject, requirements, the installed package
+    'test_docs.py',  # the documentation's claims and examples
+    'test_cpu_devices.py',  # a CPU split into JAX devices before JAX starts
+    'test_multihost.py',  # two processes train as one
+    'test_gpu_check.py',  # benchmarks/gpu_check.py
+    'test_launch_scripts.py',  # launch/*.sh
+    'test_benchmark_scripts.py',  # the diagnostic scripts of benchmarks/
+    'test_benchmarks_doc.py',  # BENCHMARKS.md: its opening table, links and the sections code names
+}
+TEST_SUPPORT = {'__init__.py', 'conftest.py', 'helpers.py'}  # fixtures and shared helpers, beside the tests
+
+
+def _misplaced_tests(tests_dir: str, package_dir: str, cross_cutting=frozenset()) -> list[str]:
+    """Test files (and folders) of `tests_dir` whose path names no module or folder of `package_dir`."""
+    bad = []
+    for folder, dirs, files in os.walk(tests_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(('.', '__'))]
+        rel = os.path.relpath(folder, tests_dir)
+        parts = [] if rel == '.' else rel.split(os.sep)
+        mirror = os.path.join(package_dir, *parts)
+        if parts and not os.path.isdir(mirror):
+            bad.append(f'{rel}/ (no mlrelabel/{rel}/)')
+            continue
+        if parts and '__init__.py' not in files:
+            bad.append(f'{rel}/ (no __init__.py: equal file names in two folders would clash)')
+        for name in files:
+            if not name.endswith('.py') or name in TEST_SUPPORT or (not parts and name in cross_cutting):
+                continue
+            stem = name.removeprefix('test_')[:-3]
+            owner = os.path.join(mirror, stem)
+            if not name.startswith('test_') or not (
+                os.path.isfile(owner + '.py') or os.path.isdir(owner) or (parts and stem == parts[-1])
+            ):
+                bad.append(os.path.join(rel, name) if parts else name)
+    return sorted(bad)
+
+
+def test_every_test_file_is_named_after_a_module_or_folder_of_the_package():
+    assert not _misplaced_tests(TESTS, PACKAGE, CROSS_CUTTING), (
+        'name each test file after what it tests: tests/<folder>/test_<module>.py, tests/<folder>/'
+        'test_<folder>.py or tests/test_<module>.py (or list a suite about the whole project in CROSS_CUTTING)'
+    )
+
+
+def test_the_test_layout_finder_names_each_misplaced_file(tmp_path):
+    package, tests = tmp_path / 'pkg', tmp_path / 'tests'
+    for path in ('relabel/assign.py', 'relabel/__init__.py', 'run.py', 'data/__init__.py'):
+        (package / path).parent.mkdir(parents=True, exist_ok=True)
+        (package / path).write_text('')
+    good = ['test_run.py', 'test_relabel.py', 'relabel/test_assign.py', 'relabel/test_relabel.py']
+    good += ['relabel/__init__.py', 'relabel/helpers.py', 'conftest.py', 'test_suite.py']
+    wrong = ['test_engine.py', 'relabel/test_run.py', 'relabel/assign_test.py', 'models/test_resnet.py']
+    wrong += ['data/test_data.py']  # data/ lacks __init__.py
+    for path in good + wrong:
+        (tests / path).parent.mkdir(parents=True, exist_ok=True)
+        (tests / path).write_text('')
+    (tests / 'relabel' / '__init__.py').write_text('')
+    assert _misplaced_tests(str(tests), str(package), {'test_suite.py'}) == [
+        'data/ (no __init__.py: equal file names in two folders would clash)',
+        'models/ (no mlrelabel/models/)',
+        'relabel/assign_test.py',
+        'relabel/test_run.py',
+        'test_engine.py',
+    ]

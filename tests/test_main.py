@@ -1,4 +1,5 @@
-"""End to end: the smoke variant of every config through the CLI entry, and resumption after real kills."""
+"""End to end through the CLI entry (`mlrelabel.main`): the smoke variant of every config, a user's own label
+files for both methods, refused and resumed work directories, and resumption after real kills."""
 
 import glob
 import json
@@ -9,14 +10,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
-from conftest import ROOT
+from PIL import Image
 
 from mlrelabel import workdir as workdir_mod
 from mlrelabel.errors import ConfigError
+from tests.helpers import ROOT, recipe
 
-# `*_imagenet.py` recipes need ImageNet-layout data: their smoke variants run in tests/test_imagenet.py on a
-# generated folder.
+# `*_imagenet.py` recipes need ImageNet-layout data: their smoke variants run in tests/data/test_imagenet.py
+# on a generated folder.
 CONFIGS = sorted(
     os.path.basename(p)
     for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))
@@ -25,14 +28,10 @@ CONFIGS = sorted(
 
 
 def _load(name, variant='smoke'):
-    import importlib.util
 
     from ml_collections import config_flags  # noqa: F401 - same loader as the CLI
 
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, 'configs', name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return recipe(name, variant)
 
 
 def test_every_config_has_a_smoke_variant_and_rejects_unknown_variants():
@@ -202,3 +201,62 @@ def test_a_run_killed_as_round_0_starts_its_extension_resumes_to_the_same_labels
     subprocess.run(_cli(cut, *extra), cwd=ROOT, check=True, capture_output=True, timeout=900)
     for name in ('round_0/metrics.json', 'round_1/labels.json', 'summary.json'):
         assert (ref / name).read_text() == (cut / name).read_text(), name
+
+
+def _write_split(root, split, n, rng, multi=False, corrupt=()):
+    entries = []
+    (root / split).mkdir(parents=True)
+    for i in range(n):
+        label = int(i % 3)
+        img = np.zeros((24, 24, 3), np.uint8)
+        img[..., label] = 200  # the class is the dominant colour
+        img += rng.integers(0, 40, img.shape, dtype=np.uint8)
+        path = root / split / f'im{i}.jpg'
+        if i in corrupt:
+            path.write_bytes(b'not a jpeg')
+        else:
+            Image.fromarray(img).save(path)
+        labels = [label, (label + 1) % 3] if multi and i % 2 else [label]
+        entries.append({'img_path': f'{split}/im{i}.jpg', 'labels': labels})
+    (root / f'{split}.json').write_text(json.dumps({'data': entries}))
+
+
+def _config(tmp_path, base):
+    rng = np.random.default_rng(0)
+    _write_split(tmp_path, 'train', 65, rng, corrupt={5})
+    _write_split(tmp_path, 'val', 32, rng, multi=True)
+    c = base
+    c.data.source = 'json'
+    c.data.train_json = str(tmp_path / 'train.json')
+    c.data.val_json = str(tmp_path / 'val.json')
+    c.data.num_classes = 10  # labels use classes 0-2; the shapes (and compiled programs) match the smoke runs
+    c.train.epochs = 1
+    return c
+
+
+def test_supervised_and_relabel_on_label_files(tmp_path):
+    from mlrelabel import main
+    from mlrelabel.config import base_config, relabel_config
+
+    cfg = _config(tmp_path / 'data', base_config('smoke'))
+    result = main.run(cfg, str(tmp_path / 'sup'))
+    assert 0.0 <= result['final']['val_top1'] <= 1.0
+
+    cfg = _config(tmp_path / 'data2', relabel_config('smoke'))
+    result = main.run(cfg, str(tmp_path / 'rel'))
+    labels = json.load(open(tmp_path / 'rel' / 'round_1' / 'labels.json'))['data']
+    # The corrupt image (train/im5.jpg) was skipped, never mislabelled: 64 entries, paths aligned with labels.
+    assert len(labels) == 64
+    assert 'train/im5.jpg' not in {e['img_path'].split('data2/')[-1] for e in labels}
+    for e in labels:
+        i = int(e['img_path'].rsplit('im', 1)[1].split('.')[0])
+        assert i % 3 in e['labels']  # the given label is kept (keep_given)
+    assert result['rounds'][-1]['round'] == 1
+    # labels.json keeps the label file's relative paths (with its folder as "root") and says what was left out
+    final = json.load(open(tmp_path / 'rel' / 'labels.json'))
+    assert final['root'] == str(tmp_path / 'data2') and final['left_out'] == 1
+    assert all(e['img_path'].startswith('train/im') for e in final['data'])
+    skipped = json.load(open(tmp_path / 'rel' / 'skipped.json'))
+    assert skipped['count'] == 1 and skipped['by_split'] == {'train': 1, 'val': 0}
+    assert skipped['files'][0]['path'].endswith('train/im5.jpg') and skipped['files'][0]['split'] == 'train'
+    assert json.load(open(tmp_path / 'rel' / 'summary.json'))['skipped_images'] == 1

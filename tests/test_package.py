@@ -10,9 +10,9 @@ import sys
 import tomllib
 
 import pytest
-from conftest import ROOT
 
 from mlrelabel.config import recipes
+from tests.helpers import ROOT
 
 
 def _pyproject() -> dict:

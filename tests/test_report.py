@@ -1,14 +1,26 @@
-"""The pictures a person reads: the rounds plot keeps every metric on a scale it fits and marks the output."""
+"""The pictures a person reads: captions name classes beside their ids, the rounds plot keeps every metric on
+a scale it fits and marks the output."""
 
 import numpy as np
 
 from mlrelabel import report
+
+
+def test_captions_show_names_beside_ids_shortened():
+    names = ['0', 'golden retriever puppy', 'cat']
+    assert report.label_text([2, 0, 1], names) == '[2 cat, 0, 1 golden retrie…]'
+    assert report.label_text([1, 0]) == '[1, 0]'
+    assert report.class_text(1, names, max_chars=6) == '1 golde…'
+    assert report._wrap('a b c d e f', 5) == 'a b c\nd e f'
+
 
 ROWS = [
     {'round': 0, 'val_top1': 0.70, 'heldout_pu_score': np.nan, 'heldout_mixture_f1': np.nan},
     {'round': 1, 'val_top1': 0.72, 'heldout_pu_score': 4.1, 'heldout_mixture_f1': 0.86},
     {'round': 2, 'val_top1': 0.71, 'heldout_pu_score': 3.8, 'heldout_mixture_f1': 0.89},
 ]
+
+
 KEYS = ['val_top1', 'heldout_pu_score', 'heldout_mixture_f1']
 
 

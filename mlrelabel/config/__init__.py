@@ -97,9 +97,9 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
         put(c, field, value)
 
 
-def apply_imagenet_relabel_smoke(c: ml_collections.ConfigDict) -> None:
-    """The `:smoke` variant of an ImageNet relabel recipe, in place: a generated ImageNet-layout folder, small
-    batches, a 3x3 stem, one short relabel round."""
+def apply_imagenet_smoke(c: ml_collections.ConfigDict) -> None:
+    """The `:smoke` variant of an ImageNet recipe, in place: a generated ImageNet-layout folder, small batches,
+    a 3x3 stem."""
     apply_smoke(c)
     c.data.source = 'folder'
     c.data.synthetic = True
@@ -110,6 +110,12 @@ def apply_imagenet_relabel_smoke(c: ml_collections.ConfigDict) -> None:
     c.train.batch_size = 8
     c.eval.batch_size = 8
     c.optim.warmup_epochs = 0.0
+
+
+def apply_imagenet_relabel_smoke(c: ml_collections.ConfigDict) -> None:
+    """The `:smoke` variant of an ImageNet relabel recipe, in place: `apply_imagenet_smoke` and one short
+    relabel round."""
+    apply_imagenet_smoke(c)
     r = c.relabel
     r.num_samples = 4
     r.crops.num_crops = 4

@@ -4,7 +4,7 @@ values and meaning, by section, with the recipes that change it.
     python -m mlrelabel.config.reference            # prints it
     python -m mlrelabel.config.reference --write    # rewrites docs/config.md of this checkout
 
-tests/test_config_reference.py fails when docs/config.md differs from what this prints.
+tests/config/test_reference.py fails when docs/config.md differs from what this prints.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 One line per field. `complete(config)` fills in the fields a recipe does not set; `migrate(saved)` brings a
 run's saved config.json of an earlier version up to date; `SCHEMA` (field → `Check`) is what validation reads. A
 method section's fields (`METHOD_SECTIONS`) exist only where a config has that section. Enumerations are
-literals here (no JAX import: `main` validates before anything heavy); tests/test_validation.py keeps them
-equal to their sources (losses.LOSSES, models.MODEL_NAMES, ...).
+literals here (no JAX import: `main` validates before anything heavy); tests/validation/test_validation.py
+keeps them equal to their sources (losses.LOSSES, models.MODEL_NAMES, ...).
 """
 
 from __future__ import annotations

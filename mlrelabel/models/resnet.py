@@ -108,14 +108,25 @@ def _batch_norm(train: bool | None, dtype: Any, name: str | None, zero_scale: bo
     )
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs + identity (resnet18/34). `[B, H, W, C_in] -> [B, H/s, W/s, planes]`."""
+class _Block(nn.Module):
+    """What both residual blocks share: their fields and the shortcut (identity, or a strided 1x1 conv + BN
+    where the shape changes) added before the last ReLU."""
 
     planes: int
     stride: int = 1
     downsample: bool = False
     zero_init_residual: bool = False
     dtype: Any = jnp.float32
+
+    def _add_shortcut(self, y: jax.Array, x: jax.Array, train: bool) -> jax.Array:
+        if self.downsample:
+            x = _conv(y.shape[-1], 1, self.stride, self.dtype, "downsample_0")(x)
+            x = _batch_norm(train, self.dtype, "downsample_1")(x)
+        return nn.relu(y + x)
+
+
+class BasicBlock(_Block):
+    """Two 3x3 convs + identity (resnet18/34). `[B, H, W, C_in] -> [B, H/s, W/s, planes]`."""
 
     expansion = 1
 
@@ -125,39 +136,26 @@ class BasicBlock(nn.Module):
         y = nn.relu(_batch_norm(train, self.dtype, "bn1")(y))
         y = _conv(self.planes, 3, 1, self.dtype, "conv2")(y)
         y = _batch_norm(train, self.dtype, "bn2", zero_scale=self.zero_init_residual)(y)
-        if self.downsample:
-            x = _conv(self.planes, 1, self.stride, self.dtype, "downsample_0")(x)
-            x = _batch_norm(train, self.dtype, "downsample_1")(x)
-        return nn.relu(y + x)
+        return self._add_shortcut(y, x, train)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
     """1x1 reduce, 3x3 (carries the stride: v1.5), 1x1 expand x4 (resnet50/101/152).
 
     `[B, H, W, C_in] -> [B, H/s, W/s, 4 * planes]`.
     """
 
-    planes: int
-    stride: int = 1
-    downsample: bool = False
-    zero_init_residual: bool = False
-    dtype: Any = jnp.float32
-
     expansion = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        out = self.planes * self.expansion
         y = _conv(self.planes, 1, 1, self.dtype, "conv1")(x)
         y = nn.relu(_batch_norm(train, self.dtype, "bn1")(y))
         y = _conv(self.planes, 3, self.stride, self.dtype, "conv2")(y)
         y = nn.relu(_batch_norm(train, self.dtype, "bn2")(y))
-        y = _conv(out, 1, 1, self.dtype, "conv3")(y)
+        y = _conv(self.planes * self.expansion, 1, 1, self.dtype, "conv3")(y)
         y = _batch_norm(train, self.dtype, "bn3", zero_scale=self.zero_init_residual)(y)
-        if self.downsample:
-            x = _conv(out, 1, self.stride, self.dtype, "downsample_0")(x)
-            x = _batch_norm(train, self.dtype, "downsample_1")(x)
-        return nn.relu(y + x)
+        return self._add_shortcut(y, x, train)
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
