@@ -28,7 +28,7 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # `function(config, workdir) -> {'train', 'val'[, 'test']}` returns Datasets.
 EXTERNAL_SOURCES: dict[str, str] = {
     'folder': 'mlrelabel.data.imagenet:load_folder',
-    'tfds': 'mlrelabel.data.imagenet:load_tfds',
+    'tfds': 'mlrelabel.data.imagenet_tfds:load_tfds',
     'annotation_folder': 'mlrelabel.data.formats:load_source',
     'attribute_csv': 'mlrelabel.data.formats:load_source',
     'partial_json': 'mlrelabel.data.formats:load_source',

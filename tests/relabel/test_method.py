@@ -398,7 +398,8 @@ def test_an_under_trained_round_0_trains_on_once_then_names_the_steps_to_retry_w
     assert 'under-trained' in advice[1] and '--config.train.min_steps=' in advice[1]
     err = capsys.readouterr().err
     assert 'it trains 3 more epochs from where it stopped' in err
-    assert err.rstrip().endswith(f'note: {notes[-1]}')  # the advice is the run's last word
+    last_words = err.rstrip().rsplit('\nmlrelabel: done in ', 1)[0]  # before the run's total time
+    assert last_words.endswith(f'note: {notes[-1]}')  # the advice is the run's last word
     c.relabel.extend_underfit_round0 = False
     main.run(c, str(tmp_path / 'off'))
     row = json.load(open(tmp_path / 'off' / 'summary.json'))['rounds'][0]
