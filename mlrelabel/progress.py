@@ -4,7 +4,8 @@ A method names its planned phases up front (`Phase`: a kind such as 'train' or '
 units) and marks where each begins (`RunProgress.begin`). The time left is estimated from the phases measured so
 far (`remaining_seconds`): a planned phase of a kind already measured takes that kind's seconds per unit; a kind
 not measured yet takes the seconds per unit of all measured phases together (the units are forward passes of one
-image, so kinds compare roughly). Until a phase has finished the line says `ETA ?`. A run that stops early drops
+image, so kinds compare roughly). Until a phase has finished, the running phase's own rate stands for every
+kind once a fifth of its work is done; before that the line says `ETA ?`. A run that stops early drops
 the phases it will not run (`begin` of a later phase skips the ones before it), so the estimate follows.
 
 On a terminal the line is updated in place: inside the open progress bar's description (the bar made by
@@ -82,13 +83,20 @@ def _rates(measured: Sequence[Measured]) -> tuple[dict, float | None]:
 
 
 def remaining_seconds(
-    pending: Sequence[Phase], measured: Sequence[Measured], current: Phase | None = None, elapsed: float = 0.0
+    pending: Sequence[Phase],
+    measured: Sequence[Measured],
+    current: Phase | None = None,
+    elapsed: float = 0.0,
+    current_done: float = 0.0,
 ) -> float | None:
-    """Seconds left for the `current` phase (running for `elapsed` seconds) and the `pending` ones; None until
-    a phase with units has been measured."""
+    """Seconds left for the `current` phase (running for `elapsed` seconds, `current_done` of its work done) and
+    the `pending` ones. Before any phase has finished, the current phase's own rate stands for every kind once
+    `MIN_DONE_HERE` of its work is done; None until then."""
     rates, overall = _rates(measured)
     if overall is None:
-        return None
+        if current is None or current.units <= 0 or current_done < MIN_DONE_HERE:
+            return None
+        rates, overall = {}, elapsed / (current_done * current.units)
 
     def cost(p: Phase) -> float:
         return p.units * rates.get(p.kind, overall)
@@ -172,7 +180,13 @@ class RunProgress:
 
     def remaining(self) -> float | None:
         elapsed = self.options.clock() - self.current_start
-        return remaining_seconds(self.pending, self.measured, self.current, elapsed)
+        return remaining_seconds(self.pending, self.measured, self.current, elapsed, self._current_done())
+
+    def _current_done(self) -> float:
+        """The fraction of the current phase's bar work done in this process (closed and open bars)."""
+        work = list(self.bar_work) + [(max(b.n - first, 0), max(b.total or 0, 1)) for b, first in self.bars]
+        total = sum(t for _, t in work)
+        return sum(d for d, _ in work) / total if total else 0.0
 
     # -- the line ----------------------------------------------------------------------------------------------
     def _parts(self) -> tuple[str, str | None, str, str | None]:

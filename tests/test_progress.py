@@ -49,6 +49,15 @@ def test_no_estimate_until_a_phase_with_work_was_measured():
     assert remaining_seconds(PLAN, [Measured(Phase('setup'), 5.0)]) is None  # no units: says nothing
 
 
+def test_before_any_phase_ends_the_running_phase_rate_estimates_the_run_once_a_fifth_is_done():
+    current = Phase('train', 100, round=0)
+    pending = [Phase('score', 300, round=1), Phase('train', 50, round=1)]
+    assert remaining_seconds(pending, [], current, elapsed=10.0, current_done=0.1) is None  # too little done
+    # 40 % of 100 units in 20 s: 0.5 s/unit; 60 units left here, 350 planned
+    assert remaining_seconds(pending, [], current, elapsed=20.0, current_done=0.4) == pytest.approx(30 + 175)
+    assert remaining_seconds(pending, [], Phase('setup'), elapsed=20.0, current_done=0.9) is None  # no units
+
+
 def test_a_measured_kind_takes_its_own_rate_and_other_kinds_the_overall_one():
     measured = [Measured(Phase('train', 100, round=0), 50.0), Measured(Phase('score', 400, round=1), 40.0)]
     # train: 0.5 s/unit, score: 0.1 s/unit; eval unmeasured: (50 + 40) / 500 = 0.18 s/unit
@@ -156,7 +165,8 @@ def test_on_a_terminal_the_line_is_redrawn_in_place_and_lives_in_the_open_bars_d
         bar.close()
         assert run.bars == [] and run.bar_work == [(10, 10)]
         run.begin('eval', 0)
-        assert bar.desc == 'round 0 train · run 20s · ETA ?'
+        # before any phase ended: round 0's own rate, 0.2 s per unit, for the 1,250 units planned after it
+        assert bar.desc == 'round 0 train · run 7% · ETA 4m10s'
         clock.now += 1.0
         bar = progress.tracked(tqdm)(total=400, desc='round 1 relabel train', file=stream, mininterval=0)
         run.begin('score', 1)
