@@ -185,9 +185,7 @@ def _untrained_row(ctx: RelabelRun, rows: list, k: int, labels, info: dict) -> d
     row['labels_per_image'] = float(labels.num_labels().mean())
     row.update(info)
     row['flags'] = list(row.get('flags', []))
-    if ctx.train.truth is not None:
-        quality = metrics.label_quality(labels, ctx.train.truth)
-        row.update({f'labels_{key}': float(v) for key, v in quality.items() if key != 'labels_per_image'})
+    row.update(_scored_by_truth(labels, ctx.train.truth))
     if parallel.is_main_process():
         atomic_write_json(path, row)
         _write_summary(ctx.workdir, [*rows, row], ctx.config, chosen=None)
@@ -284,6 +282,15 @@ def _round_loss(config, k: int) -> str:
     return config.train.loss if k == 0 else config.relabel.loss
 
 
+def _scored_by_truth(labels, truth) -> dict:
+    """`labels_*`: the training labels' quality against the multi-label truth when the data has it (scoring
+    only), else nothing."""
+    if truth is None:
+        return {}
+    quality = metrics.label_quality(labels, truth)
+    return {f'labels_{key}': float(v) for key, v in quality.items() if key != 'labels_per_image'}
+
+
 def _round_metrics(ctx: RelabelRun, k: int, state, labels, *, info: dict, history: list) -> dict:
     """Round k's row: its model's validation metrics, the held-out statistics of its labels and, when the data
     has multi-label truth, the quality of its training labels (scoring only)."""
@@ -309,9 +316,7 @@ def _round_metrics(ctx: RelabelRun, k: int, state, labels, *, info: dict, histor
         failed = select.gate(row, config.relabel.gate_metric, config.relabel.min_delta)
         if failed:
             row['flags'].append(failed)
-    if train.truth is not None:
-        quality = metrics.label_quality(labels, train.truth)
-        row.update({f'labels_{key}': float(v) for key, v in quality.items() if key != 'labels_per_image'})
+    row.update(_scored_by_truth(labels, train.truth))
     row.update(
         common.imagenet_eval_sets(
             ctx.model, state.variables, config, ctx.mesh, row['head'], os.path.abspath(ctx.workdir)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mlrelabel.ops.boxes import grid_boxes
 from mlrelabel.progress import Phase
+from mlrelabel.relabel.round_models import round_epochs
 
 TRAIN_PASSES = 3  # a training step's forward and backward pass cost about three forward passes
 SAMPLED_INPUTS = (
@@ -30,14 +31,6 @@ def crops_per_image(rc) -> int:
     else:
         count = int(c.num_crops)
     return count + int(bool(c.include_full_image) and c.kind != 'full')
-
-
-def round_epochs(config, k: int) -> int:
-    """The epochs round k > 0 trains (`round_models.train_round`'s rule)."""
-    rc, epochs = config.relabel, int(config.train.epochs)
-    if k <= rc.fresh_rounds:
-        return int(rc.fresh_epochs) or epochs
-    return int(rc.epochs) or epochs
 
 
 def planned(ctx) -> list[Phase]:

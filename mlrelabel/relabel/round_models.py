@@ -210,6 +210,15 @@ class RoundArm:
     model: int = 0
 
 
+def round_epochs(config, k: int) -> int:
+    """The epochs round k trains: `relabel.fresh_epochs` for rounds 1..`relabel.fresh_rounds`, `relabel.epochs`
+    for later ones (0 for either: `train.epochs`, as round 0)."""
+    rc = config.relabel
+    if k <= rc.fresh_rounds:
+        return int(rc.fresh_epochs) if k > 0 and rc.fresh_epochs else int(config.train.epochs)
+    return int(rc.epochs) or int(config.train.epochs)
+
+
 def train_round(ctx, k: int, prev_state, labels, loss: str, which: RoundArm = RoundArm()):
     """Trains round k's model on `labels` (resuming its checkpoint in `round_<k>/<which.arm>`); returns
     `(state, history)`.
@@ -225,10 +234,7 @@ def train_round(ctx, k: int, prev_state, labels, loss: str, which: RoundArm = Ro
     config, rc = ctx.config, ctx.config.relabel
     cfg = config.copy_and_resolve_references()
     fresh = k <= rc.fresh_rounds  # round 0 too
-    if not fresh and rc.epochs:
-        cfg.train.epochs = rc.epochs
-    if fresh and k > 0 and rc.fresh_epochs:
-        cfg.train.epochs = rc.fresh_epochs
+    cfg.train.epochs = round_epochs(config, k)
     if epochs:  # round 0 extended (`train_round0`)
         cfg.train.epochs = epochs
     if not fresh and rc.warm_start:
