@@ -19,6 +19,7 @@ import difflib
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 import warnings
@@ -207,6 +208,9 @@ def run_app(main: Callable, doc: str, flag_names: Sequence[str]) -> int | str | 
         if name in flags.FLAGS:
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     asked_for_help = any(arg in _HELP for arg in sys.argv[1:])
+    # A process started with SIGINT ignored (a script's background job, some CI runners) would otherwise
+    # never see Ctrl-C or `kill -INT`; every entry point stops on it with its one-line resume message.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def styled_main(argv):
         one_log_style(_prog(argv))  # after app.run has installed absl's handler

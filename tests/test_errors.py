@@ -101,11 +101,18 @@ def test_resume_command_repeats_the_arguments_and_names_a_defaulted_workdir():
 @pytest.mark.slow
 def test_ctrl_c_during_round_0_stops_with_exit_130_and_the_resume_command(tmp_path):
     """SIGINT during round 0 of a run whose work directory was defaulted: exit 130 within seconds, one line
-    naming the work directory and the command that resumes it, no traceback."""
+    naming the work directory and the command that resumes it, no traceback. The run starts with SIGINT
+    ignored, as a background job of a script or a CI runner does, and must stop all the same."""
     env = {**os.environ, 'PYTHONPATH': ROOT}
     command = [sys.executable, '-m', 'mlrelabel.main', SMOKE]
     proc = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     deadline = time.time() + 600
     while proc.poll() is None and time.time() < deadline:
