@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from typing import Callable, Sequence
@@ -210,7 +211,8 @@ def run_app(main: Callable, doc: str, flag_names: Sequence[str]) -> int | str | 
     asked_for_help = any(arg in _HELP for arg in sys.argv[1:])
     # A process started with SIGINT ignored (a script's background job, some CI runners) would otherwise
     # never see Ctrl-C or `kill -INT`; every entry point stops on it with its one-line resume message.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def styled_main(argv):
         one_log_style(_prog(argv))  # after app.run has installed absl's handler
